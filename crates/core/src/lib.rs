@@ -1,0 +1,33 @@
+//! Rallypoint's decision core: plain, deterministic Rust.
+//!
+//! Events in, state changes and outputs out. Nothing here knows of Kafka, RocksDB, tokio or a
+//! clock; the crate's dependencies make that hold by themselves (see its `Cargo.toml`). The
+//! adapters in the `rallypoint` crate read inputs, call these functions, and carry out what they
+//! return.
+//!
+//! # Layout
+//! - [`event`]: the input events feeds send, as typed values
+//! - [`validate`]: field rules and authorization (nation = topic) applied at intake
+//! - [`apply`](mod@apply): the fold of the journal into state, returning decisions and rejections
+//! - [`rules`], [`matcher`], [`rank`]: eligibility, matching and ranking of requests
+//! - [`decision`], [`tlp`]: the decisions, and who may see what of them
+//! - [`state`], [`store`]: typed state over a narrow key-value interface
+//! - [`reject`]: why an input was not applied
+
+pub mod apply;
+pub mod decision;
+pub mod event;
+pub mod matcher;
+pub mod rank;
+pub mod reject;
+pub mod rules;
+pub mod sample;
+pub mod state;
+pub mod store;
+pub mod tlp;
+pub mod validate;
+
+pub use apply::{apply, CoreConfig, Output};
+pub use event::Event;
+pub use reject::{RejectReason, Rejection};
+pub use store::{MemStore, Store};

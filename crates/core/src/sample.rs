@@ -1,0 +1,137 @@
+//! Small builders of valid events, for tests, benchmarks and the simulator. Each returns an
+//! event that passes [`crate::validate`]; callers change the fields they care about.
+
+use crate::event::*;
+
+/// A clock for building events: `reported_at` of the next event, moving on by `step_ms`.
+#[derive(Clone, Debug)]
+pub struct Clock {
+    pub now: i64,
+    pub step_ms: i64,
+    counter: u64,
+}
+
+impl Clock {
+    pub fn new(start_ms: i64, step_ms: i64) -> Self {
+        Self {
+            now: start_ms,
+            step_ms,
+            counter: 0,
+        }
+    }
+
+    /// A fresh envelope for `nation`, with a deterministic UUID-shaped event id.
+    pub fn envelope(&mut self, nation: &str) -> Envelope {
+        self.counter += 1;
+        self.now += self.step_ms;
+        Envelope {
+            event_id: uuid_from(self.counter, self.now),
+            occurred_at: self.now - 60_000,
+            reported_at: self.now,
+            nation: nation.to_owned(),
+            schema_version: 1,
+        }
+    }
+}
+
+/// A UUID-shaped id (version 4 layout) derived from two numbers.
+pub fn uuid_from(a: u64, b: i64) -> String {
+    let x = a.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (b as u64);
+    format!(
+        "{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
+        (x >> 32) as u32,
+        (x >> 16) as u16,
+        x as u16 & 0xfff,
+        (a as u16) & 0xfff,
+        a & 0xffff_ffff_ffff
+    )
+}
+
+pub fn incident(env: Envelope, id: &str, tlp: Tlp, priority: Priority) -> Event {
+    Event::IncidentReported(IncidentReported {
+        envelope: env,
+        incident_id: id.to_owned(),
+        title: format!("Incident {id}"),
+        tlp,
+        pap: Pap::Amber,
+        sector: Sector::Energy,
+        rsit_class: RsitClass::MaliciousCode,
+        priority,
+        essential_entity: true,
+        cross_border: false,
+        impact: Impact {
+            functional: 60,
+            information: 40,
+            recoverability: 50,
+        },
+        techniques: vec!["T1486".into(), "T1059.001".into()],
+        indicators: vec![Indicator {
+            kind: IndicatorKind::Ipv4,
+            value: "203.0.113.7".into(),
+        }],
+    })
+}
+
+pub fn request(env: Envelope, id: &str, incident: &str, needs: &[(Capability, i32)]) -> Event {
+    Event::AssistanceRequested(AssistanceRequested {
+        envelope: env,
+        request_id: id.to_owned(),
+        incident_id: incident.to_owned(),
+        needs: needs
+            .iter()
+            .map(|&(capability, units)| CapabilityNeed { capability, units })
+            .collect(),
+        own_measures: 50,
+    })
+}
+
+pub fn closed(env: Envelope, incident: &str) -> Event {
+    Event::IncidentClosed(IncidentClosed {
+        envelope: env,
+        incident_id: incident.to_owned(),
+        resolution: "contained".into(),
+    })
+}
+
+/// An offer available for a year from the envelope's time, answering in 60 minutes.
+pub fn offer(env: Envelope, id: &str, capability: Capability, units: i32) -> Event {
+    let from = env.reported_at - 1_000;
+    Event::AssetOffered(AssetOffered {
+        envelope: env,
+        offer_id: id.to_owned(),
+        team: format!("Team {id}"),
+        capability,
+        capacity_units: units,
+        available_from: from,
+        available_until: from + 365 * 24 * 3_600_000,
+        response_time_minutes: 60,
+        eligible_nations: vec![],
+        excluded_nations: vec![],
+        max_tlp: Tlp::Amber,
+        sector_expertise: vec![Sector::Energy],
+        delivery: Delivery::Either,
+    })
+}
+
+pub fn withdrawn(env: Envelope, offer: &str) -> Event {
+    Event::OfferWithdrawn(OfferWithdrawn {
+        envelope: env,
+        offer_id: offer.to_owned(),
+        reason: "team recalled".into(),
+    })
+}
+
+pub fn accepted(env: Envelope, assignment: &str) -> Event {
+    Event::AssignmentAccepted(AssignmentAccepted {
+        envelope: env,
+        assignment_id: assignment.to_owned(),
+    })
+}
+
+pub fn declined(env: Envelope, assignment: &str) -> Event {
+    Event::AssignmentDeclined(AssignmentDeclined {
+        envelope: env,
+        assignment_id: assignment.to_owned(),
+        reason: "team committed at home".into(),
+    })
+}

@@ -1,0 +1,291 @@
+//! Typed state over a [`Store`]: the entities the coordinator keeps, their keys and encoding.
+//!
+//! # Key layout (ASCII, `/`-separated; ids never contain `/`, validation sees to it)
+//! - `m/stream_time`, `m/seq`: stream time and the assignment counter
+//! - `e/<event_id>`: seen event ids (deduplication)
+//! - `i/<incident_id>`, `r/<request_id>`, `o/<offer_id>`, `a/<assignment_id>`: entities
+//! - `w/<capability>/<rank>/<request_id>/<need>`: needs still missing units, best rank first
+//! - `c/<capability>/<offer_id>`: live offers by capability
+//! - `d/<deadline hex>/<assignment_id>`: acceptance deadlines in stream-time order
+//!
+//! Values are postcard-encoded, prefixed by a format byte so that a later layout can be told
+//! apart from this one.
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::event::{Capability, Impact, Priority, RsitClass, Sector, Tlp};
+use crate::store::{Store, StoreError};
+
+const FORMAT: u8 = 1;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Incident {
+    pub incident_id: String,
+    pub nation: String,
+    pub title: String,
+    pub tlp: Tlp,
+    pub sector: Sector,
+    pub rsit_class: RsitClass,
+    pub priority: Priority,
+    pub essential_entity: bool,
+    pub cross_border: bool,
+    pub impact: Impact,
+    pub techniques: Vec<String>,
+    pub open: bool,
+    pub requests: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Need {
+    pub capability: Capability,
+    pub units: i32,
+    /// Units held by proposed or confirmed assignments.
+    pub covered: i32,
+    /// Offers this need must not use again (declined or timed out).
+    pub excluded_offers: Vec<String>,
+    /// Missing units last announced by `AssistanceUnmet`, so it is said again only on change.
+    pub unmet_announced: i32,
+}
+
+impl Need {
+    pub fn missing(&self) -> i32 {
+        self.units - self.covered
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Request {
+    pub request_id: String,
+    pub incident_id: String,
+    pub nation: String,
+    pub reported_at: i64,
+    pub own_measures: i32,
+    pub needs: Vec<Need>,
+    pub assignments: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Offer {
+    pub offer_id: String,
+    pub nation: String,
+    pub capability: Capability,
+    pub capacity: i32,
+    /// Units held by proposed or confirmed assignments.
+    pub committed: i32,
+    pub available_from: i64,
+    pub available_until: i64,
+    pub response_time_ms: i64,
+    pub eligible_nations: Vec<String>,
+    pub excluded_nations: Vec<String>,
+    pub max_tlp: Tlp,
+    pub assignments: Vec<String>,
+}
+
+impl Offer {
+    pub fn remaining(&self) -> i32 {
+        self.capacity - self.committed
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AssignmentStatus {
+    Proposed,
+    Confirmed,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Assignment {
+    pub assignment_id: String,
+    pub request_id: String,
+    pub need: u8,
+    pub offer_id: String,
+    pub provider: String,
+    pub units: i32,
+    pub status: AssignmentStatus,
+    pub respond_by: i64,
+}
+
+pub fn incident_key(id: &str) -> Vec<u8> {
+    format!("i/{id}").into_bytes()
+}
+
+pub fn request_key(id: &str) -> Vec<u8> {
+    format!("r/{id}").into_bytes()
+}
+
+pub fn offer_key(id: &str) -> Vec<u8> {
+    format!("o/{id}").into_bytes()
+}
+
+pub fn assignment_key(id: &str) -> Vec<u8> {
+    format!("a/{id}").into_bytes()
+}
+
+pub fn seen_key(event_id: &str) -> Vec<u8> {
+    format!("e/{event_id}").into_bytes()
+}
+
+pub fn offers_prefix(c: Capability) -> Vec<u8> {
+    format!("c/{}/", c.as_str()).into_bytes()
+}
+
+pub fn offer_index_key(c: Capability, offer_id: &str) -> Vec<u8> {
+    format!("c/{}/{offer_id}", c.as_str()).into_bytes()
+}
+
+pub fn waiting_prefix(c: Capability) -> Vec<u8> {
+    format!("w/{}/", c.as_str()).into_bytes()
+}
+
+/// Waiting-need key: ascending order is best rank first (see [`crate::rank`]).
+pub fn waiting_key(c: Capability, rank: &str, request_id: &str, need: u8) -> Vec<u8> {
+    format!("w/{}/{rank}/{request_id}/{need:03}", c.as_str()).into_bytes()
+}
+
+pub const DEADLINES: &[u8] = b"d/";
+
+pub fn deadline_key(respond_by: i64, assignment_id: &str) -> Vec<u8> {
+    // Stream times are validated positive, so hex of the u64 sorts numerically.
+    format!("d/{:016x}/{assignment_id}", respond_by.max(0) as u64).into_bytes()
+}
+
+/// Parses the deadline out of a `d/` key.
+pub fn deadline_of(key: &[u8]) -> Option<i64> {
+    let hex = key.get(2..18)?;
+    i64::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()
+}
+
+const STREAM_TIME: &[u8] = b"m/stream_time";
+const SEQ: &[u8] = b"m/seq";
+
+pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    let mut out = vec![FORMAT];
+    // Serializing plain owned data into a Vec cannot fail.
+    out.extend(postcard::to_stdvec(value).expect("postcard encodes owned data"));
+    out
+}
+
+pub fn decode<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T, StoreError> {
+    let corrupt = |detail: String| StoreError::Corrupt {
+        key: String::from_utf8_lossy(key).into_owned(),
+        detail,
+    };
+    match bytes.split_first() {
+        Some((&FORMAT, body)) => postcard::from_bytes(body).map_err(|e| corrupt(e.to_string())),
+        Some((other, _)) => Err(corrupt(format!("unknown format byte {other}"))),
+        None => Err(corrupt("empty value".into())),
+    }
+}
+
+/// Typed access to the coordinator's state.
+pub struct State<'s, S: Store> {
+    pub store: &'s mut S,
+}
+
+impl<'s, S: Store> State<'s, S> {
+    pub fn new(store: &'s mut S) -> Self {
+        Self { store }
+    }
+
+    pub fn load<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StoreError> {
+        match self.store.get(key)? {
+            Some(bytes) => decode(key, &bytes).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    pub fn save<T: Serialize>(&mut self, key: &[u8], value: &T) {
+        self.store.put(key, encode(value));
+    }
+
+    pub fn mark(&mut self, key: &[u8]) {
+        self.store.put(key, Vec::new());
+    }
+
+    pub fn remove(&mut self, key: &[u8]) {
+        self.store.delete(key);
+    }
+
+    pub fn contains(&self, key: &[u8]) -> Result<bool, StoreError> {
+        Ok(self.store.get(key)?.is_some())
+    }
+
+    pub fn stream_time(&self) -> Result<i64, StoreError> {
+        Ok(self.load(STREAM_TIME)?.unwrap_or(0))
+    }
+
+    pub fn set_stream_time(&mut self, t: i64) {
+        self.save(STREAM_TIME, &t);
+    }
+
+    /// Next value of the assignment counter.
+    pub fn next_seq(&mut self) -> Result<u64, StoreError> {
+        let next = self.load::<u64>(SEQ)?.unwrap_or(0) + 1;
+        self.save(SEQ, &next);
+        Ok(next)
+    }
+
+    pub fn incident(&self, id: &str) -> Result<Option<Incident>, StoreError> {
+        self.load(&incident_key(id))
+    }
+
+    pub fn request(&self, id: &str) -> Result<Option<Request>, StoreError> {
+        self.load(&request_key(id))
+    }
+
+    pub fn offer(&self, id: &str) -> Result<Option<Offer>, StoreError> {
+        self.load(&offer_key(id))
+    }
+
+    pub fn assignment(&self, id: &str) -> Result<Option<Assignment>, StoreError> {
+        self.load(&assignment_key(id))
+    }
+
+    pub fn put_incident(&mut self, v: &Incident) {
+        self.save(&incident_key(&v.incident_id), v);
+    }
+
+    pub fn put_request(&mut self, v: &Request) {
+        self.save(&request_key(&v.request_id), v);
+    }
+
+    pub fn put_offer(&mut self, v: &Offer) {
+        self.save(&offer_key(&v.offer_id), v);
+    }
+
+    pub fn put_assignment(&mut self, v: &Assignment) {
+        self.save(&assignment_key(&v.assignment_id), v);
+    }
+
+    /// Live offers of one capability, in offer-id order.
+    pub fn offers_of(&self, c: Capability) -> Result<Vec<Offer>, StoreError> {
+        let mut offers = Vec::new();
+        for (key, _) in self.store.scan_prefix(&offers_prefix(c))? {
+            let id = std::str::from_utf8(&key[offers_prefix(c).len()..]).unwrap_or_default();
+            if let Some(o) = self.offer(id)? {
+                offers.push(o);
+            }
+        }
+        Ok(offers)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deadline_keys_sort_by_time_and_parse_back() {
+        let early = deadline_key(1_700_000_000_000, "A-9");
+        let late = deadline_key(1_700_000_000_001, "A-1");
+        assert!(early < late);
+        assert_eq!(deadline_of(&early), Some(1_700_000_000_000));
+    }
+
+    #[test]
+    fn a_value_with_an_unknown_format_byte_is_reported_as_corrupt() {
+        let err = decode::<u64>(b"m/seq", &[9, 1]).unwrap_err();
+        assert!(err.to_string().contains("unknown format byte 9"), "{err}");
+    }
+}

@@ -1,0 +1,331 @@
+//! Bytes ⇄ events and decisions.
+//!
+//! Three framings, detected from the first bytes of a record:
+//! - Avro single-object encoding: `C3 01`, 8-byte CRC-64-AVRO fingerprint, Avro binary body.
+//!   The default, and what the journal and output topics carry; no registry needed.
+//! - Confluent wire format: `00`, 4-byte big-endian schema id, Avro binary body; ids come from a
+//!   Schema Registry (see [`Codec::register_confluent_id`]).
+//! - JSON: an object with the Avro field names and a `type` naming the event (for `kcat` and
+//!   simple feeds).
+
+mod dead_letter;
+pub mod schemas;
+
+use std::collections::HashMap;
+
+use apache_avro::types::Value;
+use apache_avro::{from_avro_datum, from_value, to_avro_datum, to_value, Schema};
+use rallypoint_core::decision::Decision;
+use rallypoint_core::event::*;
+use rallypoint_core::{RejectReason, Rejection};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+pub use dead_letter::{DeadLetter, Header};
+pub use schemas::SchemaError;
+
+const SINGLE_OBJECT: [u8; 2] = [0xC3, 0x01];
+const CONFLUENT_MAGIC: u8 = 0;
+
+/// How a record is framed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Framing {
+    SingleObject,
+    Confluent(u32),
+    Json,
+}
+
+/// Output encoding of a topic.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Format {
+    Avro,
+    Json,
+}
+
+/// Detects the framing from the first bytes, or `None` when it is none of the three.
+pub fn detect(bytes: &[u8]) -> Option<Framing> {
+    match bytes {
+        [0xC3, 0x01, ..] => Some(Framing::SingleObject),
+        [CONFLUENT_MAGIC, a, b, c, d, ..] => {
+            Some(Framing::Confluent(u32::from_be_bytes([*a, *b, *c, *d])))
+        }
+        _ => match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+            Some(b'{') => Some(Framing::Json),
+            _ => None,
+        },
+    }
+}
+
+/// The compiled schemas and the tables to find them by fingerprint or registry id.
+pub struct Codec {
+    schemas: Vec<schemas::Compiled>,
+    by_name: HashMap<&'static str, usize>,
+    by_fingerprint: HashMap<[u8; 8], usize>,
+    by_confluent_id: HashMap<u32, usize>,
+}
+
+fn undecodable(detail: impl Into<String>) -> Rejection {
+    Rejection::new(RejectReason::Undecodable, detail)
+}
+
+impl Codec {
+    pub fn new() -> Result<Self, SchemaError> {
+        let schemas = schemas::compile_all()?;
+        let by_name = schemas
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.name, i))
+            .collect();
+        let by_fingerprint = schemas
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.fingerprint, i))
+            .collect();
+        Ok(Self {
+            schemas,
+            by_name,
+            by_fingerprint,
+            by_confluent_id: HashMap::new(),
+        })
+    }
+
+    /// Every compiled schema: name, self-contained JSON and fingerprint.
+    pub fn schemas(&self) -> &[schemas::Compiled] {
+        &self.schemas
+    }
+
+    /// Records that registry schema `id` is the schema named `name`.
+    pub fn register_confluent_id(&mut self, id: u32, name: &str) -> bool {
+        match self.by_name.get(name) {
+            Some(&i) => {
+                self.by_confluent_id.insert(id, i);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn compiled(&self, name: &str) -> &schemas::Compiled {
+        // Every name used below is one of schemas::FILES; a miss is a bug, caught by tests.
+        &self.schemas[self.by_name[name]]
+    }
+
+    /// Decodes an input record in any of the three framings.
+    pub fn decode_event(&self, bytes: &[u8]) -> Result<Event, Rejection> {
+        match detect(bytes) {
+            Some(Framing::SingleObject) => {
+                let print: [u8; 8] = bytes
+                    .get(2..10)
+                    .and_then(|b| b.try_into().ok())
+                    .ok_or_else(|| undecodable("single-object header is truncated"))?;
+                let &i = self.by_fingerprint.get(&print).ok_or_else(|| {
+                    Rejection::new(
+                        RejectReason::UnknownSchema,
+                        format!("no schema has fingerprint {}", hex(&print)),
+                    )
+                })?;
+                self.decode_body(i, &bytes[10..])
+            }
+            Some(Framing::Confluent(id)) => {
+                let &i = self.by_confluent_id.get(&id).ok_or_else(|| {
+                    Rejection::new(
+                        RejectReason::UnknownSchema,
+                        format!("schema registry id {id} is not known"),
+                    )
+                })?;
+                self.decode_body(i, &bytes[5..])
+            }
+            Some(Framing::Json) => decode_json(bytes),
+            None => Err(undecodable(format!(
+                "not Avro single-object, Confluent or JSON framing (first bytes {})",
+                hex(&bytes[..bytes.len().min(8)])
+            ))),
+        }
+    }
+
+    fn decode_body(&self, i: usize, body: &[u8]) -> Result<Event, Rejection> {
+        let compiled = &self.schemas[i];
+        let mut reader = body;
+        let value = from_avro_datum(&compiled.schema, &mut reader, None)
+            .map_err(|e| undecodable(format!("{}: {e}", compiled.name)))?;
+        if !reader.is_empty() {
+            return Err(undecodable(format!(
+                "{}: {} bytes after the record",
+                compiled.name,
+                reader.len()
+            )));
+        }
+        event_from(compiled.name, &value)
+    }
+
+    /// Avro single-object encoding of an event: what the journal carries.
+    pub fn encode_event(&self, event: &Event) -> Vec<u8> {
+        match event {
+            Event::IncidentReported(e) => self.encode("IncidentReported", e),
+            Event::AssistanceRequested(e) => self.encode("AssistanceRequested", e),
+            Event::IncidentClosed(e) => self.encode("IncidentClosed", e),
+            Event::AssetOffered(e) => self.encode("AssetOffered", e),
+            Event::OfferWithdrawn(e) => self.encode("OfferWithdrawn", e),
+            Event::AssignmentAccepted(e) => self.encode("AssignmentAccepted", e),
+            Event::AssignmentDeclined(e) => self.encode("AssignmentDeclined", e),
+        }
+    }
+
+    /// A decision in the topic's format.
+    pub fn encode_decision(&self, decision: &Decision, format: Format) -> Vec<u8> {
+        match (format, decision) {
+            (Format::Json, d) => decision_json(d),
+            (Format::Avro, Decision::AssignmentProposed(d)) => self.encode("AssignmentProposed", d),
+            (Format::Avro, Decision::AssignmentConfirmed(d)) => {
+                self.encode("AssignmentConfirmed", d)
+            }
+            (Format::Avro, Decision::AssignmentCancelled(d)) => {
+                self.encode("AssignmentCancelled", d)
+            }
+            (Format::Avro, Decision::AssistanceUnmet(d)) => self.encode("AssistanceUnmet", d),
+        }
+    }
+
+    /// Decodes a decision written by [`Codec::encode_decision`] (for tests, replay and tools).
+    pub fn decode_decision(&self, bytes: &[u8]) -> Result<Decision, Rejection> {
+        if detect(bytes) == Some(Framing::Json) {
+            let v: serde_json::Value =
+                serde_json::from_slice(bytes).map_err(|e| undecodable(e.to_string()))?;
+            let kind = v
+                .get("type")
+                .and_then(|t| t.as_str())
+                .unwrap_or_default()
+                .to_owned();
+            return decision_from(&kind, v);
+        }
+        let (i, body) = self.single_object(bytes)?;
+        let compiled = &self.schemas[i];
+        let value = from_avro_datum(&compiled.schema, &mut &body[..], None)
+            .map_err(|e| undecodable(e.to_string()))?;
+        decision_from(compiled.name, &value)
+    }
+
+    pub fn encode_dead_letter(&self, dl: &DeadLetter) -> Vec<u8> {
+        self.encode("DeadLetter", dl)
+    }
+
+    pub fn decode_dead_letter(&self, bytes: &[u8]) -> Result<DeadLetter, Rejection> {
+        let (i, body) = self.single_object(bytes)?;
+        let value = from_avro_datum(&self.schemas[i].schema, &mut &body[..], None)
+            .map_err(|e| undecodable(e.to_string()))?;
+        from_value(&value).map_err(|e| undecodable(e.to_string()))
+    }
+
+    fn single_object<'b>(&self, bytes: &'b [u8]) -> Result<(usize, &'b [u8]), Rejection> {
+        if bytes.len() < 10 || bytes[..2] != SINGLE_OBJECT {
+            return Err(undecodable("not Avro single-object encoding"));
+        }
+        let print: [u8; 8] = bytes[2..10]
+            .try_into()
+            .map_err(|_| undecodable("short header"))?;
+        let &i = self
+            .by_fingerprint
+            .get(&print)
+            .ok_or_else(|| Rejection::new(RejectReason::UnknownSchema, hex(&print)))?;
+        Ok((i, &bytes[10..]))
+    }
+
+    fn encode<T: Serialize>(&self, name: &str, value: &T) -> Vec<u8> {
+        let compiled = self.compiled(name);
+        let mut out = Vec::with_capacity(256);
+        out.extend_from_slice(&SINGLE_OBJECT);
+        out.extend_from_slice(&compiled.fingerprint);
+        out.extend(avro_body(&compiled.schema, value));
+        out
+    }
+}
+
+/// Avro binary of a value that matches its schema by construction (our own types).
+fn avro_body<T: Serialize>(schema: &Schema, value: &T) -> Vec<u8> {
+    let encoded = to_value(value)
+        .and_then(|v| v.resolve(schema))
+        .and_then(|v| to_avro_datum(schema, v));
+    // Our types and schemas are kept in step by the round-trip tests; a mismatch is a bug.
+    encoded.unwrap_or_else(|e| panic!("Rust type does not match its Avro schema: {e}"))
+}
+
+/// Something a typed record can be read from: an Avro value or a JSON value.
+trait Source {
+    fn parse<T: DeserializeOwned>(&self) -> Result<T, String>;
+}
+
+impl Source for &Value {
+    fn parse<T: DeserializeOwned>(&self) -> Result<T, String> {
+        from_value(self).map_err(|e| e.to_string())
+    }
+}
+
+impl Source for serde_json::Value {
+    fn parse<T: DeserializeOwned>(&self) -> Result<T, String> {
+        T::deserialize(self).map_err(|e| e.to_string())
+    }
+}
+
+fn event_from(name: &str, src: impl Source) -> Result<Event, Rejection> {
+    let bad = |e: String| undecodable(format!("{name}: {e}"));
+    Ok(match name {
+        "IncidentReported" => Event::IncidentReported(src.parse().map_err(bad)?),
+        "AssistanceRequested" => Event::AssistanceRequested(src.parse().map_err(bad)?),
+        "IncidentClosed" => Event::IncidentClosed(src.parse().map_err(bad)?),
+        "AssetOffered" => Event::AssetOffered(src.parse().map_err(bad)?),
+        "OfferWithdrawn" => Event::OfferWithdrawn(src.parse().map_err(bad)?),
+        "AssignmentAccepted" => Event::AssignmentAccepted(src.parse().map_err(bad)?),
+        "AssignmentDeclined" => Event::AssignmentDeclined(src.parse().map_err(bad)?),
+        other => {
+            return Err(Rejection::new(
+                RejectReason::UnknownSchema,
+                format!("{other:?} is not an input event type"),
+            ))
+        }
+    })
+}
+
+fn decision_from(name: &str, src: impl Source) -> Result<Decision, Rejection> {
+    let bad = |e: String| undecodable(format!("{name}: {e}"));
+    Ok(match name {
+        "AssignmentProposed" => Decision::AssignmentProposed(src.parse().map_err(bad)?),
+        "AssignmentConfirmed" => Decision::AssignmentConfirmed(src.parse().map_err(bad)?),
+        "AssignmentCancelled" => Decision::AssignmentCancelled(src.parse().map_err(bad)?),
+        "AssistanceUnmet" => Decision::AssistanceUnmet(src.parse().map_err(bad)?),
+        other => {
+            return Err(Rejection::new(
+                RejectReason::UnknownSchema,
+                format!("{other:?} is not a decision type"),
+            ))
+        }
+    })
+}
+
+/// A JSON input: an object whose `type` names the event.
+fn decode_json(bytes: &[u8]) -> Result<Event, Rejection> {
+    let value: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|e| undecodable(format!("JSON: {e}")))?;
+    let kind = match value.get("type") {
+        Some(serde_json::Value::String(s)) => s.clone(),
+        _ => return Err(undecodable("JSON event has no string field \"type\"")),
+    };
+    event_from(&kind, value)
+}
+
+/// A decision as a JSON object with its `type`.
+fn decision_json(d: &Decision) -> Vec<u8> {
+    let body = match d {
+        Decision::AssignmentProposed(d) => serde_json::to_value(d),
+        Decision::AssignmentConfirmed(d) => serde_json::to_value(d),
+        Decision::AssignmentCancelled(d) => serde_json::to_value(d),
+        Decision::AssistanceUnmet(d) => serde_json::to_value(d),
+    };
+    let mut body = body.expect("decisions are plain data");
+    body["type"] = serde_json::Value::String(d.type_name().into());
+    serde_json::to_vec(&body).expect("a JSON value serializes")
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

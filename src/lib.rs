@@ -1,0 +1,13 @@
+//! Rallypoint: the coordination processor of an allied rapid response cyber capability.
+//!
+//! # Layout
+//! - `rallypoint_core` (crate `crates/core`): the pure, deterministic decision core
+//! - [`codec`]: Avro single-object, Confluent and JSON framings of events and decisions
+//! - [`store`]: RocksDB state, and the overlay that keeps uncommitted changes out of it
+//! - [`kafka`]: topics, the intake and coordinator stages, transactions
+//! - [`telemetry`]: Prometheus metrics and logs
+//! - [`http`]: `/metrics`, `/healthz`, `/readyz` and the query API
+//! - [`config`]: layered, validated configuration
+//! - [`cli`]: the `rallypoint` subcommands, and [`simulate`]: the multi-nation feed
+
+pub mod codec;
