@@ -11,3 +11,4 @@
 //! - [`cli`]: the `rallypoint` subcommands, and [`simulate`]: the multi-nation feed
 
 pub mod codec;
+pub mod config;

@@ -10,6 +10,8 @@
 
 mod dead_letter;
 pub mod schemas;
+#[cfg(test)]
+mod tests;
 
 use std::collections::HashMap;
 
@@ -206,6 +208,11 @@ impl Codec {
         decision_from(compiled.name, &value)
     }
 
+    /// An input event as a JSON object with its `type`, as simple feeds send it.
+    pub fn encode_event_json(&self, event: &Event) -> Vec<u8> {
+        event_json(event)
+    }
+
     pub fn encode_dead_letter(&self, dl: &DeadLetter) -> Vec<u8> {
         self.encode("DeadLetter", dl)
     }
@@ -311,6 +318,22 @@ fn decode_json(bytes: &[u8]) -> Result<Event, Rejection> {
         _ => return Err(undecodable("JSON event has no string field \"type\"")),
     };
     event_from(&kind, value)
+}
+
+/// An event as a JSON object with its `type`.
+pub fn event_json(e: &Event) -> Vec<u8> {
+    let body = match e {
+        Event::IncidentReported(e) => serde_json::to_value(e),
+        Event::AssistanceRequested(e) => serde_json::to_value(e),
+        Event::IncidentClosed(e) => serde_json::to_value(e),
+        Event::AssetOffered(e) => serde_json::to_value(e),
+        Event::OfferWithdrawn(e) => serde_json::to_value(e),
+        Event::AssignmentAccepted(e) => serde_json::to_value(e),
+        Event::AssignmentDeclined(e) => serde_json::to_value(e),
+    };
+    let mut body = body.expect("events are plain data");
+    body["type"] = serde_json::Value::String(e.type_name().into());
+    serde_json::to_vec(&body).expect("a JSON value serializes")
 }
 
 /// A decision as a JSON object with its `type`.

@@ -1,0 +1,164 @@
+use super::*;
+use rallypoint_core::decision::Routed;
+use rallypoint_core::event::{Capability, Priority, Tlp};
+use rallypoint_core::sample::{self, Clock};
+use rallypoint_core::{apply, CoreConfig, MemStore, Output};
+
+fn every_event() -> Vec<Event> {
+    let mut c = Clock::new(1_800_000_000_000, 1_000);
+    vec![
+        sample::incident(c.envelope("EST"), "I1", Tlp::AmberStrict, Priority::Severe),
+        sample::request(c.envelope("EST"), "R1", "I1", &[(Capability::IcsOt, 3)]),
+        sample::closed(c.envelope("EST"), "I1"),
+        sample::offer(c.envelope("DEU"), "O1", Capability::IcsOt, 4),
+        sample::withdrawn(c.envelope("DEU"), "O1"),
+        sample::accepted(c.envelope("DEU"), "A-1"),
+        sample::declined(c.envelope("DEU"), "A-1"),
+    ]
+}
+
+fn some_decisions() -> Vec<Routed> {
+    let mut store = MemStore::new();
+    let mut out = Vec::new();
+    let events = every_event();
+    let mut offer = events[3].clone();
+    if let Event::AssetOffered(o) = &mut offer {
+        o.max_tlp = Tlp::Red;
+    }
+    for e in [&events[0], &offer, &events[1]] {
+        out.extend(apply(&mut store, &CoreConfig::default(), e).unwrap());
+    }
+    out.into_iter()
+        .filter_map(|o| match o {
+            Output::Decision(r) => Some(r),
+            Output::Rejected(_) => None,
+        })
+        .collect()
+}
+
+#[test]
+fn every_event_round_trips_through_single_object_avro() {
+    let codec = Codec::new().unwrap();
+    for e in every_event() {
+        let bytes = codec.encode_event(&e);
+        assert_eq!(detect(&bytes), Some(Framing::SingleObject));
+        assert_eq!(codec.decode_event(&bytes).unwrap(), e);
+    }
+}
+
+#[test]
+fn every_event_round_trips_through_confluent_framing_with_a_known_id() {
+    let mut codec = Codec::new().unwrap();
+    for (i, e) in every_event().into_iter().enumerate() {
+        let id = 100 + i as u32;
+        assert!(codec.register_confluent_id(id, e.type_name()));
+        let single = codec.encode_event(&e);
+        let mut framed = vec![0];
+        framed.extend(id.to_be_bytes());
+        framed.extend(&single[10..]);
+        assert_eq!(codec.decode_event(&framed).unwrap(), e);
+    }
+    let unknown = [0, 0, 0, 0, 9, 1, 2];
+    assert_eq!(
+        codec.decode_event(&unknown).unwrap_err().reason,
+        RejectReason::UnknownSchema
+    );
+}
+
+#[test]
+fn json_input_uses_the_avro_field_names_and_a_type() {
+    let codec = Codec::new().unwrap();
+    let json = br#"{"type":"AssignmentDeclined","envelope":{"event_id":"5b1c8f1e-3a5b-4e0c-9a77-1c2d3e4f5a6b",
+        "occurred_at":1800000000000,"reported_at":1800000000000,"nation":"DEU","schema_version":1},
+        "assignment_id":"A-00000001","reason":"busy"}"#;
+    let Event::AssignmentDeclined(d) = codec.decode_event(json).unwrap() else {
+        panic!()
+    };
+    assert_eq!(
+        (d.assignment_id.as_str(), d.envelope.nation.as_str()),
+        ("A-00000001", "DEU")
+    );
+}
+
+#[test]
+fn garbage_truncation_and_unknown_fingerprints_are_rejected_with_a_reason() {
+    let codec = Codec::new().unwrap();
+    let good = codec.encode_event(&every_event()[0]);
+    let cases: Vec<(Vec<u8>, RejectReason)> = vec![
+        (b"\x7fELF garbage".to_vec(), RejectReason::Undecodable),
+        (good[..good.len() / 2].to_vec(), RejectReason::Undecodable),
+        (good[..6].to_vec(), RejectReason::Undecodable),
+        (
+            [&[0xC3, 0x01], &[9u8; 8][..], &good[10..]].concat(),
+            RejectReason::UnknownSchema,
+        ),
+        (
+            b"{\"type\":\"IncidentReported\"}".to_vec(),
+            RejectReason::Undecodable,
+        ),
+        (
+            b"{\"type\":\"Nonsense\"}".to_vec(),
+            RejectReason::UnknownSchema,
+        ),
+        (b"{not json".to_vec(), RejectReason::Undecodable),
+        ([good.clone(), vec![0]].concat(), RejectReason::Undecodable),
+    ];
+    for (bytes, reason) in cases {
+        let got = codec.decode_event(&bytes).unwrap_err();
+        assert_eq!(got.reason, reason, "{bytes:?}: {got}");
+    }
+}
+
+#[test]
+fn an_unknown_enum_symbol_in_json_is_rejected() {
+    let codec = Codec::new().unwrap();
+    let e = &every_event()[0];
+    let mut v: serde_json::Value = serde_json::from_slice(&codec.encode_event_json(e)).unwrap();
+    v["tlp"] = "PURPLE".into();
+    let err = codec
+        .decode_event(&serde_json::to_vec(&v).unwrap())
+        .unwrap_err();
+    assert!(err.detail.contains("PURPLE"), "{err}");
+}
+
+#[test]
+fn decisions_round_trip_in_avro_and_json() {
+    let codec = Codec::new().unwrap();
+    let decisions = some_decisions();
+    assert!(decisions.len() >= 3);
+    for r in decisions {
+        for format in [Format::Avro, Format::Json] {
+            let bytes = codec.encode_decision(&r.decision, format);
+            assert_eq!(
+                codec.decode_decision(&bytes).unwrap(),
+                r.decision,
+                "{format:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_dead_letter_keeps_the_original_bytes() {
+    let codec = Codec::new().unwrap();
+    let dl = DeadLetter {
+        reason: "spoofed_nation".into(),
+        detail: "x".into(),
+        source_topic: "rrc.in.EST.incidents".into(),
+        source_partition: 2,
+        source_offset: 42,
+        source_timestamp: Some(1_800_000_000_000),
+        original_key: Some(b"I1".to_vec()),
+        original_value: vec![0, 159, 146, 150],
+        original_headers: vec![Header {
+            key: "trace".into(),
+            value: Some(b"abc".to_vec()),
+        }],
+    };
+    assert_eq!(
+        codec
+            .decode_dead_letter(&codec.encode_dead_letter(&dl))
+            .unwrap(),
+        dl
+    );
+}

@@ -1,0 +1,398 @@
+//! Configuration in layers: embedded defaults < TOML file < `RALLYPOINT__SECTION__KEY`
+//! environment variables. Every key is read on its own so that *every* bad value is reported,
+//! not just the first serde meets; unknown keys are errors too (a typo must not pass silently).
+//!
+//! librdkafka settings are never passed through: only the options below reach the client, so no
+//! configuration can name a library or plugin path for it to load.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use config::{Config as Layers, Environment, File, FileFormat};
+use serde::de::DeserializeOwned;
+
+use crate::codec::Format;
+
+pub const DEFAULTS: &str = include_str!("../config/defaults.toml");
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub kafka: KafkaConfig,
+    pub nations: Vec<String>,
+    pub state_dir: PathBuf,
+    pub http_listen: SocketAddr,
+    pub topics: TopicsConfig,
+    pub intake: IntakeConfig,
+    pub coordinator: CoordinatorConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Clone, Debug)]
+pub struct KafkaConfig {
+    pub bootstrap_servers: String,
+    /// Prefix of every topic, group and transactional id (e.g. `exercise`); empty for none.
+    pub namespace: String,
+    pub instance_id: String,
+    pub transaction_timeout: Duration,
+    /// How long one transaction may collect records before it commits.
+    pub commit_interval: Duration,
+    pub max_batch: usize,
+}
+
+#[derive(Clone, Debug)]
+pub struct TopicsConfig {
+    pub input_partitions: i32,
+    pub output_partitions: i32,
+    pub replication_factor: i32,
+    pub decisions_format: Format,
+}
+
+#[derive(Clone, Debug)]
+pub struct IntakeConfig {
+    pub max_record_bytes: usize,
+    pub max_future: Duration,
+}
+
+#[derive(Clone, Debug)]
+pub struct CoordinatorConfig {
+    pub acceptance_timeout: Duration,
+}
+
+#[derive(Clone, Debug)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    pub level: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+/// Every problem found, one per line.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration:\n  - {}", .0.join("\n  - "))]
+pub struct ConfigErrors(pub Vec<String>);
+
+const KEYS: &[&str] = &[
+    "kafka.bootstrap_servers",
+    "kafka.namespace",
+    "kafka.instance_id",
+    "kafka.transaction_timeout",
+    "kafka.commit_interval",
+    "kafka.max_batch",
+    "nations",
+    "state.dir",
+    "http.listen",
+    "topics.input_partitions",
+    "topics.output_partitions",
+    "topics.replication_factor",
+    "topics.decisions_format",
+    "intake.max_record_bytes",
+    "intake.max_future",
+    "coordinator.acceptance_timeout",
+    "log.format",
+    "log.level",
+];
+
+impl Config {
+    /// Loads defaults, then `file` if given, then the environment.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigErrors> {
+        Self::load_with_env(file, Environment::with_prefix("RALLYPOINT"))
+    }
+
+    fn load_with_env(file: Option<&Path>, env: Environment) -> Result<Config, ConfigErrors> {
+        let mut builder = Layers::builder().add_source(File::from_str(DEFAULTS, FileFormat::Toml));
+        if let Some(path) = file {
+            builder = builder.add_source(File::from(path).format(FileFormat::Toml).required(true));
+        }
+        let env = env
+            .prefix_separator("__")
+            .separator("__")
+            .list_separator(",")
+            .with_list_parse_key("nations")
+            .try_parsing(true);
+        let layers = builder
+            .add_source(env)
+            .build()
+            .map_err(|e| ConfigErrors(vec![e.to_string()]))?;
+        Reader::new(layers).finish()
+    }
+}
+
+/// Reads keys one by one, collecting errors.
+struct Reader {
+    layers: Layers,
+    errors: Vec<String>,
+}
+
+impl Reader {
+    fn new(layers: Layers) -> Self {
+        Self {
+            layers,
+            errors: Vec::new(),
+        }
+    }
+
+    fn get<T: DeserializeOwned + Default>(&mut self, key: &str) -> T {
+        match self.layers.get::<T>(key) {
+            Ok(v) => v,
+            Err(e) => {
+                self.errors.push(format!("{key}: {e}"));
+                T::default()
+            }
+        }
+    }
+
+    fn duration(&mut self, key: &str) -> Duration {
+        let text: String = self.get(key);
+        match humantime::parse_duration(&text) {
+            Ok(d) if !d.is_zero() => d,
+            Ok(_) => self.fail(key, "must be more than zero"),
+            Err(e) => self.fail(
+                key,
+                &format!("{text:?} is not a duration like 100ms or 30m ({e})"),
+            ),
+        }
+    }
+
+    fn fail<T: Default>(&mut self, key: &str, why: &str) -> T {
+        self.errors.push(format!("{key}: {why}"));
+        T::default()
+    }
+
+    fn positive(&mut self, key: &str) -> i64 {
+        let v: i64 = self.get(key);
+        if v <= 0 {
+            return self.fail(key, &format!("{v} must be at least 1"));
+        }
+        v
+    }
+
+    fn unknown_keys(&mut self) {
+        let Ok(table) = self.layers.cache.clone().into_table() else {
+            return;
+        };
+        let mut found = Vec::new();
+        flatten("", table, &mut found);
+        for key in found {
+            if !KEYS.contains(&key.as_str()) {
+                self.errors.push(format!("{key}: unknown setting"));
+            }
+        }
+    }
+
+    fn finish(mut self) -> Result<Config, ConfigErrors> {
+        self.unknown_keys();
+        let kafka = KafkaConfig {
+            bootstrap_servers: self.get("kafka.bootstrap_servers"),
+            namespace: self.get("kafka.namespace"),
+            instance_id: self.get("kafka.instance_id"),
+            transaction_timeout: self.duration("kafka.transaction_timeout"),
+            commit_interval: self.duration("kafka.commit_interval"),
+            max_batch: self.positive("kafka.max_batch") as usize,
+        };
+        let config = Config {
+            nations: self.get("nations"),
+            state_dir: self.get::<String>("state.dir").into(),
+            http_listen: self.listen_addr("http.listen"),
+            topics: TopicsConfig {
+                input_partitions: self.positive("topics.input_partitions") as i32,
+                output_partitions: self.positive("topics.output_partitions") as i32,
+                replication_factor: self.positive("topics.replication_factor") as i32,
+                decisions_format: self.format("topics.decisions_format"),
+            },
+            intake: IntakeConfig {
+                max_record_bytes: self.positive("intake.max_record_bytes") as usize,
+                max_future: self.duration("intake.max_future"),
+            },
+            coordinator: CoordinatorConfig {
+                acceptance_timeout: self.duration("coordinator.acceptance_timeout"),
+            },
+            log: LogConfig {
+                format: self.log_format(),
+                level: self.get("log.level"),
+            },
+            kafka,
+        };
+        self.cross_checks(&config);
+        if self.errors.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigErrors(self.errors))
+        }
+    }
+
+    fn listen_addr(&mut self, key: &str) -> SocketAddr {
+        let text: String = self.get(key);
+        let fallback = SocketAddr::from(([127, 0, 0, 1], 0));
+        text.parse().unwrap_or_else(|_| {
+            self.fail_with(
+                key,
+                &format!("{text:?} is not an address like 127.0.0.1:9464"),
+                fallback,
+            )
+        })
+    }
+
+    fn format(&mut self, key: &str) -> Format {
+        match self.get::<String>(key).as_str() {
+            "avro" => Format::Avro,
+            "json" => Format::Json,
+            other => self.fail_with(key, &format!("{other:?} is not avro or json"), Format::Avro),
+        }
+    }
+
+    fn log_format(&mut self) -> LogFormat {
+        match self.get::<String>("log.format").as_str() {
+            "human" => LogFormat::Human,
+            "json" => LogFormat::Json,
+            other => self.fail_with(
+                "log.format",
+                &format!("{other:?} is not human or json"),
+                LogFormat::Human,
+            ),
+        }
+    }
+
+    fn fail_with<T>(&mut self, key: &str, why: &str, fallback: T) -> T {
+        self.errors.push(format!("{key}: {why}"));
+        fallback
+    }
+
+    fn cross_checks(&mut self, c: &Config) {
+        if c.kafka.bootstrap_servers.trim().is_empty() {
+            self.errors
+                .push("kafka.bootstrap_servers: must name at least one broker".into());
+        }
+        let ns = &c.kafka.namespace;
+        if !ns
+            .chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_')
+        {
+            self.errors.push(format!(
+                "kafka.namespace: {ns:?} may hold only letters, digits, - and _"
+            ));
+        }
+        if c.kafka.instance_id.is_empty() || !rallypoint_core::validate::is_id(&c.kafka.instance_id)
+        {
+            self.errors.push(format!(
+                "kafka.instance_id: {:?} must be 1-64 of A-Z a-z 0-9 . _ : -",
+                c.kafka.instance_id
+            ));
+        }
+        if c.kafka.commit_interval >= c.kafka.transaction_timeout {
+            self.errors.push(
+                "kafka.commit_interval must be shorter than kafka.transaction_timeout".into(),
+            );
+        }
+        if c.nations.is_empty() {
+            self.errors
+                .push("nations: list at least one member nation".into());
+        }
+        for n in &c.nations {
+            if !rallypoint_core::validate::is_nation(n) {
+                self.errors.push(format!(
+                    "nations: {n:?} is not an ISO 3166-1 alpha-3 code in upper case"
+                ));
+            }
+        }
+    }
+}
+
+fn flatten(prefix: &str, table: config::Map<String, config::Value>, out: &mut Vec<String>) {
+    for (k, v) in table {
+        let key = if prefix.is_empty() {
+            k
+        } else {
+            format!("{prefix}.{k}")
+        };
+        match v.clone().into_table() {
+            Ok(inner) if key != "nations" => flatten(&key, inner, out),
+            _ => out.push(key),
+        }
+    }
+}
+
+impl Config {
+    /// A topic or id name under the configured namespace.
+    pub fn name(&self, base: &str) -> String {
+        if self.kafka.namespace.is_empty() {
+            base.to_owned()
+        } else {
+            format!("{}.{base}", self.kafka.namespace)
+        }
+    }
+
+    /// The core's parameters.
+    pub fn core(&self) -> rallypoint_core::CoreConfig {
+        rallypoint_core::CoreConfig {
+            acceptance_timeout_ms: self.coordinator.acceptance_timeout.as_millis() as i64,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn load(toml: &str) -> Result<Config, ConfigErrors> {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(toml.as_bytes()).unwrap();
+        Config::load_with_env(
+            Some(f.path()),
+            Environment::with_prefix("RALLYPOINT_TEST_NONE"),
+        )
+    }
+
+    #[test]
+    fn the_embedded_defaults_are_valid() {
+        let c = load("").unwrap();
+        assert_eq!(c.topics.decisions_format, Format::Avro);
+        assert!(!c.nations.is_empty());
+    }
+
+    #[test]
+    fn every_bad_value_is_listed_at_once() {
+        let err = load(
+            "nations = [\"est\"]\n[kafka]\ncommit_interval = \"soon\"\nmax_batch = 0\n[http]\nlisten = \"nowhere\"\n[topics]\ndecisions_format = \"xml\"\ncolour = 3\n",
+        )
+        .unwrap_err();
+        let text = err.to_string();
+        for needle in [
+            "\"est\"",
+            "kafka.commit_interval",
+            "kafka.max_batch",
+            "http.listen",
+            "xml",
+            "topics.colour: unknown setting",
+        ] {
+            assert!(text.contains(needle), "{needle} missing from:\n{text}");
+        }
+        assert!(err.0.len() >= 6, "{text}");
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(b"[kafka]\nbootstrap_servers = \"file:9092\"\n")
+            .unwrap();
+        let env = Environment::with_prefix("RPTEST").source(Some(
+            [
+                (
+                    "RPTEST__KAFKA__BOOTSTRAP_SERVERS".to_string(),
+                    "env:9092".to_string(),
+                ),
+                ("RPTEST__NATIONS".to_string(), "EST,LVA".to_string()),
+            ]
+            .into_iter()
+            .collect(),
+        ));
+        let c = Config::load_with_env(Some(f.path()), env).unwrap();
+        assert_eq!(c.kafka.bootstrap_servers, "env:9092");
+        assert_eq!(c.nations, vec!["EST", "LVA"]);
+    }
+}
