@@ -12,3 +12,9 @@
 
 pub mod codec;
 pub mod config;
+pub mod store;
+pub mod telemetry;
+pub mod kafka;
+pub mod http;
+pub mod cli;
+pub mod simulate;

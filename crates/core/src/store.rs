@@ -96,6 +96,11 @@ impl Overlay {
         self.changes.len()
     }
 
+    /// The pending changes in key order; `None` is a deletion.
+    pub fn iter(&self) -> impl Iterator<Item = (&Vec<u8>, &Option<Vec<u8>>)> {
+        self.changes.iter()
+    }
+
     /// Takes the changes out, in key order, leaving the overlay empty.
     pub fn drain(&mut self) -> impl Iterator<Item = (Vec<u8>, Option<Vec<u8>>)> {
         std::mem::take(&mut self.changes).into_iter()

@@ -1,0 +1,238 @@
+//! The `rallypoint` command line: `run`, `topics create`, `simulate`, `watch`.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use prometheus::Registry;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::Message;
+
+use crate::codec::{self, Codec};
+use crate::config::Config;
+use crate::http::{self, AppState};
+use crate::kafka::{admin, coordinator::Coordinator, intake::Intake, Topics};
+use crate::simulate;
+use crate::telemetry::{self, Metrics};
+
+#[derive(Parser, Debug)]
+#[command(name = "rallypoint", version, about = "Coordination processor of an allied rapid response cyber capability")]
+pub struct Cli {
+    /// TOML configuration file (RALLYPOINT__SECTION__KEY variables override it).
+    #[arg(long, short, global = true, env = "RALLYPOINT_CONFIG")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the processor: intake, coordinator, and the HTTP endpoint.
+    Run {
+        #[arg(long, value_enum, default_value_t = Role::All)]
+        role: Role,
+    },
+    /// Manage topics.
+    Topics {
+        #[command(subcommand)]
+        action: TopicsAction,
+    },
+    /// Feed simulated national events.
+    Simulate {
+        /// Events per second (0: as fast as possible).
+        #[arg(long, default_value_t = 20.0)]
+        rate: f64,
+        /// Stop after this many events.
+        #[arg(long)]
+        count: Option<u64>,
+        /// Stop after this long (e.g. 60s, 5m).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        duration: Option<Duration>,
+        /// Nations to simulate (default: the configured nations).
+        #[arg(long, value_delimiter = ',')]
+        nations: Vec<String>,
+        #[arg(long, default_value_t = 0.2)]
+        json_share: f64,
+        #[arg(long, default_value_t = 0.85)]
+        accept_share: f64,
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+        /// Hide the progress bar.
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Print decisions as JSON lines, as a SIEM would read them (read_committed).
+    Watch {
+        /// A nation (its decisions topic) or `coalition`.
+        #[arg(long, default_value = "coalition")]
+        audience: String,
+        /// Stop after this many decisions.
+        #[arg(long)]
+        count: Option<u64>,
+        /// Stop when nothing arrives for this long.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        idle: Option<Duration>,
+        /// Start at the beginning of the topic instead of its end.
+        #[arg(long)]
+        from_beginning: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TopicsAction {
+    /// Create every topic of the configured nations (idempotent).
+    Create,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Role {
+    All,
+    Intake,
+    Coordinator,
+}
+
+pub fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let config = match Config::load(cli.config.as_deref()) {
+        Ok(c) => c,
+        Err(errors) => {
+            eprintln!("{errors}");
+            std::process::exit(2);
+        }
+    };
+    telemetry::init_logs(&config.log);
+    match cli.command {
+        Command::Run { role } => run(config, role),
+        Command::Topics { action: TopicsAction::Create } => topics_create(&config),
+        Command::Simulate { rate, count, duration, nations, json_share, accept_share, seed, quiet } => {
+            let nations = if nations.is_empty() { config.nations.clone() } else { nations };
+            let opts = simulate::Options { rate, count, duration, nations, json_share, accept_share, seed, progress: !quiet };
+            let r = simulate::run(&config, &opts)?;
+            println!("simulated {} events and {} responses in {:.1} s", r.events, r.responses, r.seconds);
+            Ok(())
+        }
+        Command::Watch { audience, count, idle, from_beginning } => watch(&config, &audience, count, idle, from_beginning),
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?)
+}
+
+fn topics_create(config: &Config) -> anyhow::Result<()> {
+    let created = runtime()?.block_on(admin::create_topics(config))?;
+    for (name, new) in &created {
+        println!("{} {name}", if *new { "created" } else { "exists " });
+    }
+    Ok(())
+}
+
+/// Runs the stages on threads of their own and the HTTP server on tokio, until SIGINT/SIGTERM
+/// or until a stage fails (then the process exits non-zero for its supervisor to restart it).
+fn run(config: Config, role: Role) -> anyhow::Result<()> {
+    let registry = Registry::new();
+    let metrics = Metrics::register(&registry);
+    let codec = Arc::new(Codec::new()?);
+    let stop = Arc::new(AtomicBool::new(false));
+    let (failed_tx, failed_rx) = std::sync::mpsc::channel::<String>();
+    let mut ready = Vec::new();
+    let mut stages = Vec::new();
+    if matches!(role, Role::All | Role::Intake) {
+        let intake = Intake::new(config.clone(), codec.clone(), metrics.clone());
+        stages.push(spawn_stage("intake", move |s, r| intake.run(s, r), &stop, &mut ready, failed_tx.clone())?);
+    }
+    if matches!(role, Role::All | Role::Coordinator) {
+        let coordinator = Coordinator::new(config.clone(), codec.clone(), metrics.clone());
+        stages.push(spawn_stage("coordinator", move |s, r| coordinator.run(s, r), &stop, &mut ready, failed_tx.clone())?);
+    }
+    drop(failed_tx);
+    let rt = runtime()?;
+    let state = AppState { registry, ready };
+    let server_stop = stop.clone();
+    let server = rt.spawn(http::serve(config.http_listen, state, async move {
+        while !server_stop.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }));
+    let failure = rt.block_on(async {
+        tokio::select! {
+            _ = shutdown_signal() => None,
+            f = tokio::task::spawn_blocking(move || failed_rx.recv().ok()) => f.ok().flatten(),
+        }
+    });
+    tracing::info!("stopping: finishing open transactions");
+    stop.store(true, Ordering::SeqCst);
+    for s in stages {
+        let _ = s.join();
+    }
+    let _ = rt.block_on(server);
+    match failure {
+        Some(why) => anyhow::bail!("{why}"),
+        None => Ok(()),
+    }
+}
+
+type StageFn = dyn FnOnce(&AtomicBool, &AtomicBool) -> anyhow::Result<()> + Send;
+
+fn spawn_stage(
+    name: &'static str,
+    body: impl FnOnce(&AtomicBool, &AtomicBool) -> anyhow::Result<()> + Send + 'static,
+    stop: &Arc<AtomicBool>,
+    ready: &mut Vec<(&'static str, Arc<AtomicBool>)>,
+    failed: std::sync::mpsc::Sender<String>,
+) -> anyhow::Result<std::thread::JoinHandle<()>> {
+    let flag = Arc::new(AtomicBool::new(false));
+    ready.push((name, flag.clone()));
+    let stop = stop.clone();
+    let body: Box<StageFn> = Box::new(body);
+    Ok(std::thread::Builder::new().name(name.into()).spawn(move || {
+        if let Err(e) = body(&stop, &flag) {
+            tracing::error!(stage = name, error = format!("{e:#}"), "stage failed");
+            let _ = failed.send(format!("{name} failed: {e:#}"));
+        }
+    })?)
+}
+
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+}
+
+fn watch(config: &Config, audience: &str, count: Option<u64>, idle: Option<Duration>, from_beginning: bool) -> anyhow::Result<()> {
+    let topics = Topics::new(config);
+    let topic = if audience == "coalition" { topics.coalition_decisions() } else { topics.decisions(audience) };
+    let codec = Codec::new()?;
+    let mut c = crate::kafka::client_config(config);
+    c.set("group.id", config.name(&format!("rallypoint-watch-{}", uuid::Uuid::new_v4())))
+        .set("isolation.level", "read_committed")
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", if from_beginning { "earliest" } else { "latest" });
+    let consumer: BaseConsumer = c.create()?;
+    consumer.subscribe(&[&topic]).with_context(|| format!("subscribing to {topic}"))?;
+    eprintln!("watching {topic} (read_committed)");
+    let mut seen = 0u64;
+    let mut last = std::time::Instant::now();
+    while count.is_none_or(|c| seen < c) && idle.is_none_or(|i| last.elapsed() < i) {
+        let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) else { continue };
+        last = std::time::Instant::now();
+        seen += 1;
+        match codec.decode_decision(m.payload().unwrap_or_default()) {
+            Ok(d) => println!("{}", String::from_utf8_lossy(&codec.encode_decision(&d, codec::Format::Json))),
+            Err(e) => eprintln!("offset {}: undecodable decision: {e}", m.offset()),
+        }
+    }
+    Ok(())
+}

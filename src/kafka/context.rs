@@ -1,0 +1,98 @@
+//! librdkafka callbacks: consumer lag from statistics, rebalance notices, delivery reports.
+
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+
+use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance};
+use rdkafka::message::Message;
+use rdkafka::producer::{DeliveryResult, ProducerContext};
+use rdkafka::{ClientContext, Statistics};
+
+use crate::telemetry::Metrics;
+
+/// Context of a stage's consumer.
+pub struct StageContext {
+    pub stage: &'static str,
+    pub metrics: Metrics,
+    /// Set when partitions are revoked: the loop must drop its open transaction.
+    pub revoked: AtomicBool,
+}
+
+impl StageContext {
+    pub fn new(stage: &'static str, metrics: Metrics) -> Self {
+        Self {
+            stage,
+            metrics,
+            revoked: AtomicBool::new(false),
+        }
+    }
+
+    pub fn take_revoked(&self) -> bool {
+        self.revoked.swap(false, Ordering::SeqCst)
+    }
+}
+
+impl ClientContext for StageContext {
+    fn stats(&self, stats: Statistics) {
+        for (topic, t) in stats.topics {
+            for (partition, p) in t.partitions {
+                if partition >= 0 && p.consumer_lag >= 0 {
+                    self.metrics
+                        .consumer_lag
+                        .with_label_values(&[self.stage, &topic, &partition.to_string()])
+                        .set(p.consumer_lag);
+                }
+            }
+        }
+    }
+}
+
+impl ConsumerContext for StageContext {
+    fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(tpl) = rebalance {
+            tracing::info!(stage = self.stage, partitions = tpl.count(), "partitions revoked");
+            self.revoked.store(true, Ordering::SeqCst);
+        }
+    }
+
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(tpl) = rebalance {
+            tracing::info!(stage = self.stage, partitions = tpl.count(), "partitions assigned");
+        }
+    }
+}
+
+/// Context of a transactional producer: tracks the changelog offsets it wrote, and failures.
+pub struct ProducerState {
+    pub changelog_topic: String,
+    pub last_changelog_offset: AtomicI64,
+    pub failed: AtomicU64,
+}
+
+impl ProducerState {
+    pub fn new(changelog_topic: String) -> Self {
+        Self {
+            changelog_topic,
+            last_changelog_offset: AtomicI64::new(-1),
+            failed: AtomicU64::new(0),
+        }
+    }
+}
+
+impl ClientContext for ProducerState {}
+
+impl ProducerContext for ProducerState {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        match result {
+            Ok(m) if m.topic() == self.changelog_topic => {
+                self.last_changelog_offset.fetch_max(m.offset(), Ordering::SeqCst);
+            }
+            Ok(_) => {}
+            Err((e, m)) => {
+                self.failed.fetch_add(1, Ordering::SeqCst);
+                tracing::warn!(topic = m.topic(), error = %e, "record not delivered; the transaction will abort");
+            }
+        }
+    }
+}

@@ -1,0 +1,205 @@
+//! Coordinator: folds the journal into state with the pure core and publishes what it decides.
+//!
+//! Per batch: apply each journal event into an in-memory overlay over RocksDB, produce the
+//! decisions, dead letters and the overlay as changelog records, commit them with the journal
+//! offset in one transaction, and only then write the overlay to RocksDB with the changelog
+//! offset it reaches. An abort drops the overlay and rewinds the journal: RocksDB never holds
+//! an uncommitted change.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
+use rallypoint_core::decision::{Audience, Routed};
+use rallypoint_core::store::Overlay;
+use rallypoint_core::{apply, CoreConfig, Output};
+
+use super::context::StageContext;
+use super::txn::{Transactional, TxnError};
+use super::{BatchOffsets, Topics, HDR_INPUT_TS};
+use crate::codec::Codec;
+use crate::config::Config;
+use crate::store::RocksStore;
+use crate::telemetry::Metrics;
+
+const STAGE: &str = "coordinator";
+
+pub struct Coordinator {
+    config: Config,
+    core: CoreConfig,
+    topics: Topics,
+    codec: Arc<Codec>,
+    metrics: Metrics,
+}
+
+/// What one batch must do once its transaction has committed.
+#[derive(Default)]
+struct Pending {
+    overlay: Overlay,
+    input_timestamps: Vec<i64>,
+    decisions: Vec<&'static str>,
+}
+
+impl Coordinator {
+    pub fn new(config: Config, codec: Arc<Codec>, metrics: Metrics) -> Self {
+        Self { core: config.core(), topics: Topics::new(&config), config, codec, metrics }
+    }
+
+    pub fn state_path(&self) -> PathBuf {
+        self.config.state_dir.join("coordinator")
+    }
+
+    pub fn run(&self, stop: &AtomicBool, ready: &AtomicBool) -> anyhow::Result<()> {
+        let mut txn = Transactional::new(&self.config, "rallypoint-coordinator", self.topics.changelog())?;
+        let store = RocksStore::open(&self.state_path()).context("opening the RocksDB state")?;
+        super::restore::restore(&self.config, &self.topics.changelog(), &store, &self.metrics)?;
+        let consumer: BaseConsumer<StageContext> = super::consumer_config(&self.config, "rallypoint-coordinator")
+            .create_with_context(StageContext::new(STAGE, self.metrics.clone()))
+            .context("creating the coordinator consumer")?;
+        consumer.subscribe(&[&self.topics.journal()]).context("subscribing to the journal")?;
+        ready.store(true, Ordering::SeqCst);
+        tracing::info!(journal = %self.topics.journal(), "coordinator running");
+        let mut batch = BatchOffsets::default();
+        let mut pending = Pending::default();
+        while !stop.load(Ordering::SeqCst) {
+            let deadline = Instant::now() + self.config.kafka.commit_interval;
+            while batch.records < self.config.kafka.max_batch {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    break;
+                }
+                match consumer.poll(left) {
+                    Some(Ok(m)) => {
+                        self.process(&m, &store, &mut pending, &mut txn)?;
+                        batch.record(m.topic(), m.partition(), m.offset());
+                        if batch.records % 256 == 0 {
+                            txn.poll();
+                        }
+                    }
+                    Some(Err(e)) => tracing::warn!(error = %e, "coordinator consumer error"),
+                    None => {}
+                }
+                if consumer.context().take_revoked() {
+                    txn.abort()?;
+                    batch.clear();
+                    pending = Pending::default();
+                }
+            }
+            if batch.is_empty() {
+                self.metrics.state_keys.with_label_values(&[STAGE]).set(store.estimated_keys() as i64);
+                continue;
+            }
+            self.commit(&consumer, &mut txn, &batch, &store, std::mem::take(&mut pending))?;
+            batch.clear();
+        }
+        if txn.is_open() {
+            txn.abort()?;
+        }
+        Ok(())
+    }
+
+    fn process(&self, m: &BorrowedMessage<'_>, store: &RocksStore, pending: &mut Pending, txn: &mut Transactional) -> anyhow::Result<()> {
+        let event = match self.codec.decode_event(m.payload().unwrap_or_default()) {
+            Ok(e) => e,
+            Err(rejection) => {
+                self.dead_letter(m, &rejection, txn)?;
+                return Ok(());
+            }
+        };
+        let outputs = apply(&mut pending.overlay.over(store), &self.core, &event)?;
+        let mut decided = false;
+        for output in outputs {
+            match output {
+                Output::Decision(routed) => {
+                    self.publish(&routed, txn)?;
+                    if routed.audience == Audience::Coalition {
+                        pending.decisions.push(routed.decision.type_name());
+                    }
+                    decided = true;
+                }
+                Output::Rejected(rejection) => self.dead_letter(m, &rejection, txn)?,
+            }
+        }
+        if decided {
+            if let Some(ts) = input_timestamp(m) {
+                pending.input_timestamps.push(ts);
+            }
+        }
+        Ok(())
+    }
+
+    fn publish(&self, routed: &Routed, txn: &mut Transactional) -> Result<(), TxnError> {
+        let topic = match &routed.audience {
+            Audience::Nation(n) => self.topics.decisions(n),
+            Audience::Coalition => self.topics.coalition_decisions(),
+        };
+        let d = &routed.decision;
+        let value = self.codec.encode_decision(d, self.config.topics.decisions_format);
+        let headers = OwnedHeaders::new()
+            .insert(Header { key: "rp.type", value: Some(d.type_name()) })
+            .insert(Header { key: "rp.decision_id", value: Some(&d.header().decision_id) });
+        txn.send(&topic, Some(d.key().as_bytes()), Some(&value), Some(headers))?;
+        self.metrics.records_out.with_label_values(&[STAGE, "decision"]).inc();
+        Ok(())
+    }
+
+    fn dead_letter(&self, m: &BorrowedMessage<'_>, rejection: &rallypoint_core::Rejection, txn: &mut Transactional) -> Result<(), TxnError> {
+        self.metrics.rejected(STAGE, rejection, m.topic(), m.partition(), m.offset());
+        let (value, headers) = super::dead_letter(&self.codec, m, rejection);
+        txn.send(&self.topics.dlq(), m.key(), Some(&value), Some(headers))?;
+        self.metrics.records_out.with_label_values(&[STAGE, "dlq"]).inc();
+        Ok(())
+    }
+
+    fn commit(
+        &self,
+        consumer: &BaseConsumer<StageContext>,
+        txn: &mut Transactional,
+        batch: &BatchOffsets,
+        store: &RocksStore,
+        mut pending: Pending,
+    ) -> anyhow::Result<()> {
+        let changelog = self.topics.changelog();
+        for (key, value) in pending.overlay.iter() {
+            txn.send(&changelog, Some(key), value.as_deref(), None)?;
+        }
+        let changes = pending.overlay.len();
+        let started = Instant::now();
+        let group = consumer.group_metadata().context("no consumer group metadata")?;
+        match txn.commit(&batch.to_commit(), &group) {
+            Ok(()) => {
+                let committed_at = super::now_ms();
+                self.metrics.commit_seconds.with_label_values(&[STAGE]).observe(started.elapsed().as_secs_f64());
+                let next = txn.state().last_changelog_offset.load(Ordering::SeqCst) + 1;
+                store.apply(pending.overlay.drain(), next)?;
+                self.metrics.records_in.with_label_values(&[STAGE]).inc_by(batch.records as u64);
+                self.metrics.records_out.with_label_values(&[STAGE, "changelog"]).inc_by(changes as u64);
+                for t in pending.decisions {
+                    self.metrics.decisions.with_label_values(&[t]).inc();
+                }
+                for ts in pending.input_timestamps {
+                    self.metrics.end_to_end_seconds.observe((committed_at - ts).max(0) as f64 / 1000.0);
+                }
+                Ok(())
+            }
+            Err(TxnError::Aborted(why)) => {
+                tracing::warn!(%why, records = batch.records, "coordinator transaction aborted; re-reading the journal");
+                self.metrics.aborted.with_label_values(&[STAGE]).inc();
+                batch.rewind(consumer);
+                std::thread::sleep(Duration::from_millis(200));
+                Ok(())
+            }
+            Err(fatal) => Err(fatal.into()),
+        }
+    }
+}
+
+fn input_timestamp(m: &BorrowedMessage<'_>) -> Option<i64> {
+    let headers = m.headers()?;
+    let h = headers.iter().find(|h| h.key == HDR_INPUT_TS)?;
+    std::str::from_utf8(h.value?).ok()?.parse().ok()
+}

@@ -1,0 +1,142 @@
+//! Intake: decode, validate, authorize (nation = topic), then append to the journal. Rejected
+//! records go to the dead-letter topic. Journal records, dead letters and input offsets commit
+//! in one transaction per batch. Stateless: instances share the input partitions.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{BorrowedMessage, Header, Message, OwnedHeaders};
+use rallypoint_core::validate::{self, Limits, Origin};
+use rallypoint_core::{Event, RejectReason, Rejection};
+
+use super::context::StageContext;
+use super::txn::{Transactional, TxnError};
+use super::{BatchOffsets, Topics, HDR_INPUT_TS, HDR_SOURCE};
+use crate::codec::Codec;
+use crate::config::Config;
+use crate::telemetry::Metrics;
+
+const STAGE: &str = "intake";
+
+pub struct Intake {
+    config: Config,
+    topics: Topics,
+    codec: Arc<Codec>,
+    metrics: Metrics,
+    limits: Limits,
+}
+
+impl Intake {
+    pub fn new(config: Config, codec: Arc<Codec>, metrics: Metrics) -> Self {
+        let limits = Limits { max_future_ms: config.intake.max_future.as_millis() as i64 };
+        Self { topics: Topics::new(&config), config, codec, metrics, limits }
+    }
+
+    /// Runs until `stop` is set; returns an error only when it cannot go on.
+    pub fn run(&self, stop: &AtomicBool, ready: &AtomicBool) -> anyhow::Result<()> {
+        let consumer: BaseConsumer<StageContext> = super::consumer_config(&self.config, "rallypoint-intake")
+            .create_with_context(StageContext::new(STAGE, self.metrics.clone()))
+            .context("creating the intake consumer")?;
+        consumer.subscribe(&[&self.topics.input_pattern()]).context("subscribing to input topics")?;
+        let id = format!("rallypoint-intake-{}", self.config.kafka.instance_id);
+        let mut txn = Transactional::new(&self.config, &id, self.topics.changelog())?;
+        ready.store(true, Ordering::SeqCst);
+        tracing::info!(pattern = %self.topics.input_pattern(), "intake running");
+        let mut batch = BatchOffsets::default();
+        while !stop.load(Ordering::SeqCst) {
+            let deadline = Instant::now() + self.config.kafka.commit_interval;
+            while batch.records < self.config.kafka.max_batch {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    break;
+                }
+                match consumer.poll(left) {
+                    Some(Ok(m)) => {
+                        self.process(&m, &mut txn)?;
+                        batch.record(m.topic(), m.partition(), m.offset());
+                        if batch.records % 256 == 0 {
+                            txn.poll();
+                        }
+                    }
+                    Some(Err(e)) => tracing::warn!(error = %e, "intake consumer error"),
+                    None => {}
+                }
+                if consumer.context().take_revoked() {
+                    // Positions of revoked partitions go back to their committed offsets.
+                    txn.abort()?;
+                    batch.clear();
+                }
+            }
+            if batch.is_empty() {
+                continue;
+            }
+            self.commit(&consumer, &mut txn, &batch)?;
+            batch.clear();
+        }
+        if txn.is_open() {
+            txn.abort()?;
+        }
+        Ok(())
+    }
+
+    fn commit(&self, consumer: &BaseConsumer<StageContext>, txn: &mut Transactional, batch: &BatchOffsets) -> anyhow::Result<()> {
+        let started = Instant::now();
+        let group = consumer.group_metadata().context("no consumer group metadata")?;
+        match txn.commit(&batch.to_commit(), &group) {
+            Ok(()) => {
+                self.metrics.commit_seconds.with_label_values(&[STAGE]).observe(started.elapsed().as_secs_f64());
+                self.metrics.records_in.with_label_values(&[STAGE]).inc_by(batch.records as u64);
+                Ok(())
+            }
+            Err(TxnError::Aborted(why)) => {
+                tracing::warn!(%why, records = batch.records, "intake transaction aborted; re-reading its input");
+                self.metrics.aborted.with_label_values(&[STAGE]).inc();
+                batch.rewind(consumer);
+                std::thread::sleep(Duration::from_millis(200));
+                Ok(())
+            }
+            Err(fatal) => Err(fatal.into()),
+        }
+    }
+
+    /// Routes one input record to the journal or the dead-letter topic.
+    fn process(&self, m: &BorrowedMessage<'_>, txn: &mut Transactional) -> Result<(), TxnError> {
+        match self.accept(m) {
+            Ok(event) => {
+                let source = format!("{}/{}/{}", m.topic(), m.partition(), m.offset());
+                let ts = m.timestamp().to_millis().unwrap_or_else(super::now_ms).to_string();
+                let headers = OwnedHeaders::new()
+                    .insert(Header { key: HDR_SOURCE, value: Some(&source) })
+                    .insert(Header { key: HDR_INPUT_TS, value: Some(&ts) });
+                let value = self.codec.encode_event(&event);
+                txn.send(&self.topics.journal(), Some(event.entity_id().as_bytes()), Some(&value), Some(headers))?;
+                self.metrics.records_out.with_label_values(&[STAGE, "journal"]).inc();
+            }
+            Err(rejection) => {
+                self.metrics.rejected(STAGE, &rejection, m.topic(), m.partition(), m.offset());
+                let (value, headers) = super::dead_letter(&self.codec, m, &rejection);
+                txn.send(&self.topics.dlq(), m.key(), Some(&value), Some(headers))?;
+                self.metrics.records_out.with_label_values(&[STAGE, "dlq"]).inc();
+            }
+        }
+        Ok(())
+    }
+
+    fn accept(&self, m: &BorrowedMessage<'_>) -> Result<Event, Rejection> {
+        let origin = Origin::from_topic(self.topics.strip(m.topic()))
+            .ok_or_else(|| Rejection::new(RejectReason::WrongTopic, format!("{} is not an input topic", m.topic())))?;
+        let payload = m.payload().unwrap_or_default();
+        if payload.len() > self.config.intake.max_record_bytes {
+            return Err(Rejection::new(
+                RejectReason::Oversized,
+                format!("{} bytes, at most {} allowed", payload.len(), self.config.intake.max_record_bytes),
+            ));
+        }
+        let event = self.codec.decode_event(payload)?;
+        validate::validate(&event, &origin, super::now_ms(), &self.limits)?;
+        Ok(event)
+    }
+}

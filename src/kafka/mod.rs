@@ -1,0 +1,179 @@
+//! Kafka adapters: topic names and creation, client settings, the transactional producer, and
+//! the two stages, intake and coordinator. Each stage runs its poll-process-commit loop on a
+//! thread of its own with a `BaseConsumer`, so the consumer is polled no matter how slow the
+//! work is, and rebalance callbacks run where the loop can see them.
+
+pub mod admin;
+pub mod context;
+pub mod coordinator;
+pub mod intake;
+pub mod restore;
+pub mod txn;
+
+use rdkafka::ClientConfig;
+
+use crate::config::Config;
+
+/// Names of every topic Rallypoint reads or writes, under the configured namespace.
+#[derive(Clone, Debug)]
+pub struct Topics {
+    prefix: String,
+}
+
+impl Topics {
+    pub fn new(config: &Config) -> Self {
+        let ns = &config.kafka.namespace;
+        Self {
+            prefix: if ns.is_empty() { String::new() } else { format!("{ns}.") },
+        }
+    }
+
+    pub fn input(&self, nation: &str, stream: rallypoint_core::event::Stream) -> String {
+        format!("{}rrc.in.{nation}.{}", self.prefix, stream.suffix())
+    }
+
+    /// librdkafka subscription regex for every nation's input topics.
+    pub fn input_pattern(&self) -> String {
+        format!(
+            "^{}rrc\\.in\\.[A-Z]{{3}}\\.(incidents|offers|responses)$",
+            self.prefix.replace('.', "\\.")
+        )
+    }
+
+    /// The topic name without the namespace prefix (what the contract names).
+    pub fn strip<'t>(&self, topic: &'t str) -> &'t str {
+        topic.strip_prefix(&self.prefix).unwrap_or(topic)
+    }
+
+    pub fn journal(&self) -> String {
+        format!("{}rrc.internal.journal", self.prefix)
+    }
+
+    pub fn changelog(&self) -> String {
+        format!("{}rrc.internal.changelog", self.prefix)
+    }
+
+    pub fn dlq(&self) -> String {
+        format!("{}rrc.dlq", self.prefix)
+    }
+
+    pub fn decisions(&self, nation: &str) -> String {
+        format!("{}rrc.out.{nation}.decisions", self.prefix)
+    }
+
+    pub fn coalition_decisions(&self) -> String {
+        format!("{}rrc.out.coalition.decisions", self.prefix)
+    }
+}
+
+/// Settings every client shares; only validated values from our config reach librdkafka.
+pub fn client_config(config: &Config) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &config.kafka.bootstrap_servers)
+        .set("client.id", format!("rallypoint-{}", config.kafka.instance_id))
+        .set("broker.address.family", "v4")
+        .set("reconnect.backoff.max.ms", "2000");
+    c
+}
+
+/// Settings of a stage's consumer: manual, transactional offsets; committed input only.
+pub fn consumer_config(config: &Config, group: &str) -> ClientConfig {
+    let mut c = client_config(config);
+    c.set("group.id", config.name(group))
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("isolation.level", "read_committed")
+        .set("auto.offset.reset", "earliest")
+        .set("statistics.interval.ms", "5000")
+        .set("topic.metadata.refresh.interval.ms", "5000")
+        .set("session.timeout.ms", "10000")
+        .set("max.poll.interval.ms", "60000");
+    c
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Input positions of one open transaction: where it started (to rewind) and what to commit.
+#[derive(Default)]
+pub struct BatchOffsets {
+    /// (topic, partition) → (first offset read, next offset to read).
+    parts: std::collections::BTreeMap<(String, i32), (i64, i64)>,
+    pub records: usize,
+}
+
+impl BatchOffsets {
+    pub fn record(&mut self, topic: &str, partition: i32, offset: i64) {
+        self.records += 1;
+        self.parts
+            .entry((topic.to_owned(), partition))
+            .and_modify(|e| e.1 = offset + 1)
+            .or_insert((offset, offset + 1));
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.records == 0
+    }
+
+    /// Next offsets to read: what `send_offsets_to_transaction` takes.
+    pub fn to_commit(&self) -> rdkafka::TopicPartitionList {
+        let mut tpl = rdkafka::TopicPartitionList::new();
+        for ((topic, partition), (_, next)) in &self.parts {
+            // Adding a fresh partition to a list we own cannot fail.
+            let _ = tpl.add_partition_offset(topic, *partition, rdkafka::Offset::Offset(*next));
+        }
+        tpl
+    }
+
+    /// Seeks the consumer back to the start of this batch, after an abort.
+    pub fn rewind<C: rdkafka::consumer::ConsumerContext>(&self, consumer: &rdkafka::consumer::BaseConsumer<C>) {
+        use rdkafka::consumer::Consumer;
+        for ((topic, partition), (first, _)) in &self.parts {
+            if let Err(e) = consumer.seek(topic, *partition, rdkafka::Offset::Offset(*first), std::time::Duration::from_secs(5)) {
+                tracing::warn!(topic, partition, error = %e, "seek after abort failed");
+            }
+        }
+    }
+
+    pub fn clear(&mut self) {
+        self.parts.clear();
+        self.records = 0;
+    }
+}
+
+/// Headers Rallypoint adds to journal records.
+pub const HDR_SOURCE: &str = "rp.source";
+pub const HDR_INPUT_TS: &str = "rp.input_ts";
+
+/// A dead-letter record for `rejection` of the consumed record `m`.
+pub fn dead_letter<M: rdkafka::Message>(codec: &crate::codec::Codec, m: &M, rejection: &rallypoint_core::Rejection) -> (Vec<u8>, rdkafka::message::OwnedHeaders) {
+    use rdkafka::message::{Header, Headers, OwnedHeaders};
+    let original_headers = m
+        .headers()
+        .map(|hs| hs.iter().map(|h| crate::codec::Header { key: h.key.to_owned(), value: h.value.map(<[u8]>::to_vec) }).collect())
+        .unwrap_or_default();
+    let dl = crate::codec::DeadLetter {
+        reason: rejection.reason.as_str().to_owned(),
+        detail: rejection.detail.clone(),
+        source_topic: m.topic().to_owned(),
+        source_partition: m.partition(),
+        source_offset: m.offset(),
+        source_timestamp: m.timestamp().to_millis(),
+        original_key: m.key().map(<[u8]>::to_vec),
+        original_value: m.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+        original_headers,
+    };
+    let partition = m.partition().to_string();
+    let offset = m.offset().to_string();
+    let headers = OwnedHeaders::new()
+        .insert(Header { key: "error.reason", value: Some(rejection.reason.as_str()) })
+        .insert(Header { key: "error.detail", value: Some(&rejection.detail) })
+        .insert(Header { key: "source.topic", value: Some(m.topic()) })
+        .insert(Header { key: "source.partition", value: Some(&partition) })
+        .insert(Header { key: "source.offset", value: Some(&offset) });
+    (codec.encode_dead_letter(&dl), headers)
+}
