@@ -1,5 +1,6 @@
 //! The `rallypoint` command line: `run`, `topics create`, `simulate`, `watch`.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -229,9 +230,14 @@ fn watch(config: &Config, audience: &str, count: Option<u64>, idle: Option<Durat
         let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) else { continue };
         last = std::time::Instant::now();
         seen += 1;
-        match codec.decode_decision(m.payload().unwrap_or_default()) {
-            Ok(d) => println!("{}", String::from_utf8_lossy(&codec.encode_decision(&d, codec::Format::Json))),
-            Err(e) => eprintln!("offset {}: undecodable decision: {e}", m.offset()),
+        let line = match codec.decode_decision(m.payload().unwrap_or_default()) {
+            Ok(d) => codec.encode_decision(&d, codec::Format::Json),
+            Err(e) => format!("{{\"undecodable\":\"{e}\",\"offset\":{}}}", m.offset()).into_bytes(),
+        };
+        let mut out = std::io::stdout().lock();
+        // A closed pipe (`| head`) ends the watch quietly.
+        if out.write_all(&line).and_then(|()| out.write_all(b"\n")).and_then(|()| out.flush()).is_err() {
+            return Ok(());
         }
     }
     Ok(())
