@@ -20,7 +20,11 @@ use crate::simulate;
 use crate::telemetry::{self, Metrics};
 
 #[derive(Parser, Debug)]
-#[command(name = "rallypoint", version, about = "Coordination processor of an allied rapid response cyber capability")]
+#[command(
+    name = "rallypoint",
+    version,
+    about = "Coordination processor of an allied rapid response cyber capability"
+)]
 pub struct Cli {
     /// TOML configuration file (RALLYPOINT__SECTION__KEY variables override it).
     #[arg(long, short, global = true, env = "RALLYPOINT_CONFIG")]
@@ -107,20 +111,55 @@ pub fn main() -> anyhow::Result<()> {
     telemetry::init_logs(&config.log);
     match cli.command {
         Command::Run { role } => run(config, role),
-        Command::Topics { action: TopicsAction::Create } => topics_create(&config),
-        Command::Simulate { rate, count, duration, nations, json_share, accept_share, seed, quiet } => {
-            let nations = if nations.is_empty() { config.nations.clone() } else { nations };
-            let opts = simulate::Options { rate, count, duration, nations, json_share, accept_share, seed, progress: !quiet };
+        Command::Topics {
+            action: TopicsAction::Create,
+        } => topics_create(&config),
+        Command::Simulate {
+            rate,
+            count,
+            duration,
+            nations,
+            json_share,
+            accept_share,
+            seed,
+            quiet,
+        } => {
+            let nations = if nations.is_empty() {
+                config.nations.clone()
+            } else {
+                nations
+            };
+            let opts = simulate::Options {
+                rate,
+                count,
+                duration,
+                nations,
+                json_share,
+                accept_share,
+                seed,
+                progress: !quiet,
+            };
             let r = simulate::run(&config, &opts)?;
-            println!("simulated {} events and {} responses in {:.1} s", r.events, r.responses, r.seconds);
+            println!(
+                "simulated {} events and {} responses in {:.1} s",
+                r.events, r.responses, r.seconds
+            );
             Ok(())
         }
-        Command::Watch { audience, count, idle, from_beginning } => watch(&config, &audience, count, idle, from_beginning),
+        Command::Watch {
+            audience,
+            count,
+            idle,
+            from_beginning,
+        } => watch(&config, &audience, count, idle, from_beginning),
     }
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?)
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?)
 }
 
 fn topics_create(config: &Config) -> anyhow::Result<()> {
@@ -143,11 +182,23 @@ fn run(config: Config, role: Role) -> anyhow::Result<()> {
     let mut stages = Vec::new();
     if matches!(role, Role::All | Role::Intake) {
         let intake = Intake::new(config.clone(), codec.clone(), metrics.clone());
-        stages.push(spawn_stage("intake", move |s, r| intake.run(s, r), &stop, &mut ready, failed_tx.clone())?);
+        stages.push(spawn_stage(
+            "intake",
+            move |s, r| intake.run(s, r),
+            &stop,
+            &mut ready,
+            failed_tx.clone(),
+        )?);
     }
     if matches!(role, Role::All | Role::Coordinator) {
         let coordinator = Coordinator::new(config.clone(), codec.clone(), metrics.clone());
-        stages.push(spawn_stage("coordinator", move |s, r| coordinator.run(s, r), &stop, &mut ready, failed_tx.clone())?);
+        stages.push(spawn_stage(
+            "coordinator",
+            move |s, r| coordinator.run(s, r),
+            &stop,
+            &mut ready,
+            failed_tx.clone(),
+        )?);
     }
     drop(failed_tx);
     let rt = runtime()?;
@@ -189,12 +240,14 @@ fn spawn_stage(
     ready.push((name, flag.clone()));
     let stop = stop.clone();
     let body: Box<StageFn> = Box::new(body);
-    Ok(std::thread::Builder::new().name(name.into()).spawn(move || {
-        if let Err(e) = body(&stop, &flag) {
-            tracing::error!(stage = name, error = format!("{e:#}"), "stage failed");
-            let _ = failed.send(format!("{name} failed: {e:#}"));
-        }
-    })?)
+    Ok(std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || {
+            if let Err(e) = body(&stop, &flag) {
+                tracing::error!(stage = name, error = format!("{e:#}"), "stage failed");
+                let _ = failed.send(format!("{name} failed: {e:#}"));
+            }
+        })?)
 }
 
 async fn shutdown_signal() {
@@ -212,22 +265,42 @@ async fn shutdown_signal() {
     }
 }
 
-fn watch(config: &Config, audience: &str, count: Option<u64>, idle: Option<Duration>, from_beginning: bool) -> anyhow::Result<()> {
+fn watch(
+    config: &Config,
+    audience: &str,
+    count: Option<u64>,
+    idle: Option<Duration>,
+    from_beginning: bool,
+) -> anyhow::Result<()> {
     let topics = Topics::new(config);
-    let topic = if audience == "coalition" { topics.coalition_decisions() } else { topics.decisions(audience) };
+    let topic = if audience == "coalition" {
+        topics.coalition_decisions()
+    } else {
+        topics.decisions(audience)
+    };
     let codec = Codec::new()?;
     let mut c = crate::kafka::client_config(config);
-    c.set("group.id", config.name(&format!("rallypoint-watch-{}", uuid::Uuid::new_v4())))
-        .set("isolation.level", "read_committed")
-        .set("enable.auto.commit", "false")
-        .set("auto.offset.reset", if from_beginning { "earliest" } else { "latest" });
+    c.set(
+        "group.id",
+        config.name(&format!("rallypoint-watch-{}", uuid::Uuid::new_v4())),
+    )
+    .set("isolation.level", "read_committed")
+    .set("enable.auto.commit", "false")
+    .set(
+        "auto.offset.reset",
+        if from_beginning { "earliest" } else { "latest" },
+    );
     let consumer: BaseConsumer = c.create()?;
-    consumer.subscribe(&[&topic]).with_context(|| format!("subscribing to {topic}"))?;
+    consumer
+        .subscribe(&[&topic])
+        .with_context(|| format!("subscribing to {topic}"))?;
     eprintln!("watching {topic} (read_committed)");
     let mut seen = 0u64;
     let mut last = std::time::Instant::now();
     while count.is_none_or(|c| seen < c) && idle.is_none_or(|i| last.elapsed() < i) {
-        let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) else { continue };
+        let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) else {
+            continue;
+        };
         last = std::time::Instant::now();
         seen += 1;
         let line = match codec.decode_decision(m.payload().unwrap_or_default()) {
@@ -236,7 +309,12 @@ fn watch(config: &Config, audience: &str, count: Option<u64>, idle: Option<Durat
         };
         let mut out = std::io::stdout().lock();
         // A closed pipe (`| head`) ends the watch quietly.
-        if out.write_all(&line).and_then(|()| out.write_all(b"\n")).and_then(|()| out.flush()).is_err() {
+        if out
+            .write_all(&line)
+            .and_then(|()| out.write_all(b"\n"))
+            .and_then(|()| out.flush())
+            .is_err()
+        {
             return Ok(());
         }
     }

@@ -31,24 +31,46 @@ async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
     let mut body = Vec::new();
     let encoder = TextEncoder::new();
     if let Err(e) = encoder.encode(&s.registry.gather(), &mut body) {
-        return (StatusCode::INTERNAL_SERVER_ERROR, [(header::CONTENT_TYPE, "text/plain")], e.to_string().into_bytes());
+        return (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            [(header::CONTENT_TYPE, "text/plain")],
+            e.to_string().into_bytes(),
+        );
     }
-    (StatusCode::OK, [(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)], body)
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)],
+        body,
+    )
 }
 
 async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
-    let waiting: Vec<&str> = s.ready.iter().filter(|(_, r)| !r.load(Ordering::SeqCst)).map(|(n, _)| *n).collect();
+    let waiting: Vec<&str> = s
+        .ready
+        .iter()
+        .filter(|(_, r)| !r.load(Ordering::SeqCst))
+        .map(|(n, _)| *n)
+        .collect();
     if waiting.is_empty() {
         (StatusCode::OK, "ready\n".to_string())
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, format!("starting: {}\n", waiting.join(", ")))
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("starting: {}\n", waiting.join(", ")),
+        )
     }
 }
 
 /// Serves until `shutdown` resolves.
-pub async fn serve(listen: SocketAddr, state: AppState, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+pub async fn serve(
+    listen: SocketAddr,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(listen).await?;
     tracing::info!(address = %listener.local_addr()?, "metrics at http://{}/metrics", listener.local_addr()?);
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await?;
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await?;
     Ok(())
 }

@@ -10,11 +10,11 @@
 //! - [`config`]: layered, validated configuration
 //! - [`cli`]: the `rallypoint` subcommands, and [`simulate`]: the multi-nation feed
 
+pub mod cli;
 pub mod codec;
 pub mod config;
+pub mod http;
+pub mod kafka;
+pub mod simulate;
 pub mod store;
 pub mod telemetry;
-pub mod kafka;
-pub mod http;
-pub mod cli;
-pub mod simulate;

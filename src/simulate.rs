@@ -10,14 +10,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
+use rallypoint_core::decision::Decision;
+use rallypoint_core::event::*;
+use rallypoint_core::sample;
 use rand::prelude::*;
 use rand::rngs::StdRng;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::Message;
-use rallypoint_core::decision::Decision;
-use rallypoint_core::event::*;
-use rallypoint_core::sample;
 
 use crate::codec::{self, Codec};
 use crate::config::Config;
@@ -61,7 +61,10 @@ struct Feed {
 
 impl Feed {
     fn new(nations: Vec<String>, seed: u64) -> Self {
-        let techniques = column(TECHNIQUES).into_iter().filter(|t| rallypoint_core::validate::is_technique(t)).collect();
+        let techniques = column(TECHNIQUES)
+            .into_iter()
+            .filter(|t| rallypoint_core::validate::is_technique(t))
+            .collect();
         Self {
             rng: StdRng::seed_from_u64(seed),
             nations,
@@ -91,17 +94,24 @@ impl Feed {
     }
 
     fn nation(&mut self) -> String {
-        self.nations.choose(&mut self.rng).cloned().unwrap_or_default()
+        self.nations
+            .choose(&mut self.rng)
+            .cloned()
+            .unwrap_or_default()
     }
 
     fn offer(&mut self, nation: &str) -> Event {
         let id = self.id("O", nation);
         let env = self.envelope(nation);
-        let capability = *Capability::ALL.choose(&mut self.rng).unwrap_or(&Capability::IncidentResponse);
+        let capability = *Capability::ALL
+            .choose(&mut self.rng)
+            .unwrap_or(&Capability::IncidentResponse);
         let mut e = sample::offer(env, &id, capability, self.rng.random_range(2..8));
         if let Event::AssetOffered(o) = &mut e {
             o.team = format!("{nation} {} team {}", capability.as_str(), self.seq % 10);
-            o.max_tlp = *[Tlp::Amber, Tlp::AmberStrict, Tlp::Red].choose(&mut self.rng).unwrap_or(&Tlp::Amber);
+            o.max_tlp = *[Tlp::Amber, Tlp::AmberStrict, Tlp::Red]
+                .choose(&mut self.rng)
+                .unwrap_or(&Tlp::Amber);
             o.response_time_minutes = self.rng.random_range(30..720);
         }
         self.offers.entry(nation.to_owned()).or_default().push(id);
@@ -112,26 +122,69 @@ impl Feed {
     fn incident(&mut self, nation: &str) -> [Event; 2] {
         let id = self.id("I", nation);
         let env = self.envelope(nation);
-        let priority = *[Priority::Medium, Priority::High, Priority::High, Priority::Severe, Priority::Emergency].choose(&mut self.rng).unwrap_or(&Priority::High);
-        let tlp = *[Tlp::Clear, Tlp::Green, Tlp::Amber, Tlp::Amber, Tlp::AmberStrict, Tlp::Red].choose(&mut self.rng).unwrap_or(&Tlp::Amber);
+        let priority = *[
+            Priority::Medium,
+            Priority::High,
+            Priority::High,
+            Priority::Severe,
+            Priority::Emergency,
+        ]
+        .choose(&mut self.rng)
+        .unwrap_or(&Priority::High);
+        let tlp = *[
+            Tlp::Clear,
+            Tlp::Green,
+            Tlp::Amber,
+            Tlp::Amber,
+            Tlp::AmberStrict,
+            Tlp::Red,
+        ]
+        .choose(&mut self.rng)
+        .unwrap_or(&Tlp::Amber);
         let mut incident = sample::incident(env, &id, tlp, priority);
         if let Event::IncidentReported(i) = &mut incident {
-            i.sector = *[Sector::Energy, Sector::Health, Sector::Transport, Sector::Defence, Sector::DigitalInfrastructure, Sector::PublicAdministration, Sector::Banking].choose(&mut self.rng).unwrap_or(&Sector::Energy);
-            i.techniques = self.techniques.choose_multiple(&mut self.rng, 3).cloned().collect();
+            i.sector = *[
+                Sector::Energy,
+                Sector::Health,
+                Sector::Transport,
+                Sector::Defence,
+                Sector::DigitalInfrastructure,
+                Sector::PublicAdministration,
+                Sector::Banking,
+            ]
+            .choose(&mut self.rng)
+            .unwrap_or(&Sector::Energy);
+            i.techniques = self
+                .techniques
+                .choose_multiple(&mut self.rng, 3)
+                .cloned()
+                .collect();
             let cve = self.cves.choose(&mut self.rng).cloned().unwrap_or_default();
             i.title = format!("Exploitation of {cve} against {} operator", i.sector_name());
             i.indicators = vec![
-                Indicator { kind: IndicatorKind::Cve, value: cve },
-                Indicator { kind: IndicatorKind::Ipv4, value: format!("198.51.100.{}", self.rng.random_range(1..255)) },
+                Indicator {
+                    kind: IndicatorKind::Cve,
+                    value: cve,
+                },
+                Indicator {
+                    kind: IndicatorKind::Ipv4,
+                    value: format!("198.51.100.{}", self.rng.random_range(1..255)),
+                },
             ];
             i.essential_entity = self.rng.random_bool(0.6);
             i.cross_border = self.rng.random_bool(0.3);
         }
         let request_id = self.id("R", nation);
         let env = self.envelope(nation);
-        let mut caps: Vec<Capability> = Capability::ALL.choose_multiple(&mut self.rng, 2).cloned().collect();
+        let mut caps: Vec<Capability> = Capability::ALL
+            .choose_multiple(&mut self.rng, 2)
+            .cloned()
+            .collect();
         caps.truncate(self.rng.random_range(1..=2));
-        let needs: Vec<(Capability, i32)> = caps.into_iter().map(|c| (c, 1 + (self.seq % 3) as i32)).collect();
+        let needs: Vec<(Capability, i32)> = caps
+            .into_iter()
+            .map(|c| (c, 1 + (self.seq % 3) as i32))
+            .collect();
         let request = sample::request(env, &request_id, &id, &needs);
         self.open.entry(nation.to_owned()).or_default().push(id);
         [incident, request]
@@ -182,7 +235,11 @@ impl SectorName for IncidentReported {
 }
 
 fn column(csv: &str) -> Vec<String> {
-    csv.lines().skip(1).filter_map(|l| l.split(',').next()).map(str::to_owned).collect()
+    csv.lines()
+        .skip(1)
+        .filter_map(|l| l.split(',').next())
+        .map(str::to_owned)
+        .collect()
 }
 
 struct Sender {
@@ -197,13 +254,22 @@ impl Sender {
     fn send(&mut self, e: &Event) -> anyhow::Result<()> {
         let env = e.envelope();
         let topic = self.topics.input(&env.nation, e.stream());
-        let value = if self.rng.random_bool(self.json_share) { codec::event_json(e) } else { self.codec.encode_event(e) };
+        let value = if self.rng.random_bool(self.json_share) {
+            codec::event_json(e)
+        } else {
+            self.codec.encode_event(e)
+        };
         let key = e.entity_id().to_owned();
         let mut record = BaseRecord::to(&topic).key(&key).payload(&value);
         loop {
             match self.producer.send(record) {
                 Ok(()) => return Ok(()),
-                Err((rdkafka::error::KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull), r)) => {
+                Err((
+                    rdkafka::error::KafkaError::MessageProduction(
+                        rdkafka::types::RDKafkaErrorCode::QueueFull,
+                    ),
+                    r,
+                )) => {
                     record = r;
                     self.producer.poll(Duration::from_millis(5));
                 }
@@ -215,22 +281,39 @@ impl Sender {
 
 fn producer(config: &Config) -> anyhow::Result<BaseProducer> {
     let mut c = crate::kafka::client_config(config);
-    c.set("enable.idempotence", "true").set("linger.ms", "5").set("compression.type", "lz4");
+    c.set("enable.idempotence", "true")
+        .set("linger.ms", "5")
+        .set("compression.type", "lz4");
     Ok(c.create()?)
 }
 
 /// Runs the feed until the count or duration is reached.
 pub fn run(config: &Config, opts: &Options) -> anyhow::Result<Report> {
-    anyhow::ensure!(opts.nations.len() >= 2, "simulate needs at least two nations");
+    anyhow::ensure!(
+        opts.nations.len() >= 2,
+        "simulate needs at least two nations"
+    );
     let codec = Arc::new(Codec::new()?);
     let topics = Topics::new(config);
     let stop = Arc::new(AtomicBool::new(false));
     let responses = Arc::new(AtomicU64::new(0));
     let responder = {
-        let (config, codec, stop, responses, opts) = (config.clone(), codec.clone(), stop.clone(), responses.clone(), opts.clone());
+        let (config, codec, stop, responses, opts) = (
+            config.clone(),
+            codec.clone(),
+            stop.clone(),
+            responses.clone(),
+            opts.clone(),
+        );
         std::thread::spawn(move || respond(&config, &codec, &stop, &responses, &opts))
     };
-    let mut sender = Sender { producer: producer(config)?, topics, codec, json_share: opts.json_share, rng: StdRng::seed_from_u64(opts.seed ^ 1) };
+    let mut sender = Sender {
+        producer: producer(config)?,
+        topics,
+        codec,
+        json_share: opts.json_share,
+        rng: StdRng::seed_from_u64(opts.seed ^ 1),
+    };
     let mut feed = Feed::new(opts.nations.clone(), opts.seed);
     let bar = progress(opts);
     let started = Instant::now();
@@ -241,7 +324,8 @@ pub fn run(config: &Config, opts: &Options) -> anyhow::Result<Report> {
             sent += 1;
         }
     }
-    while opts.count.is_none_or(|c| sent < c) && opts.duration.is_none_or(|d| started.elapsed() < d) {
+    while opts.count.is_none_or(|c| sent < c) && opts.duration.is_none_or(|d| started.elapsed() < d)
+    {
         for e in feed.next() {
             sender.send(&e)?;
             sent += 1;
@@ -255,13 +339,20 @@ pub fn run(config: &Config, opts: &Options) -> anyhow::Result<Report> {
             }
         }
     }
-    sender.producer.flush(Duration::from_secs(30)).context("flushing the feed")?;
+    sender
+        .producer
+        .flush(Duration::from_secs(30))
+        .context("flushing the feed")?;
     // Give the responder time to answer the last proposals.
     std::thread::sleep(Duration::from_secs(2));
     stop.store(true, Ordering::SeqCst);
     let _ = responder.join();
     bar.finish_and_clear();
-    Ok(Report { events: sent, responses: responses.load(Ordering::SeqCst), seconds: started.elapsed().as_secs_f64() })
+    Ok(Report {
+        events: sent,
+        responses: responses.load(Ordering::SeqCst),
+        seconds: started.elapsed().as_secs_f64(),
+    })
 }
 
 fn progress(opts: &Options) -> ProgressBar {
@@ -273,28 +364,51 @@ fn progress(opts: &Options) -> ProgressBar {
         None => ProgressBar::new_spinner(),
     };
     bar.set_style(
-        ProgressStyle::with_template("{spinner} {elapsed_precise} [{bar:30}] {pos} events ({per_sec})")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ProgressStyle::with_template(
+            "{spinner} {elapsed_precise} [{bar:30}] {pos} events ({per_sec})",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     bar
 }
 
 /// Answers proposals as each providing nation's offer desk.
-fn respond(config: &Config, codec: &Codec, stop: &AtomicBool, answered: &AtomicU64, opts: &Options) -> anyhow::Result<()> {
+fn respond(
+    config: &Config,
+    codec: &Codec,
+    stop: &AtomicBool,
+    answered: &AtomicU64,
+    opts: &Options,
+) -> anyhow::Result<()> {
     let topics = Topics::new(config);
     let mut c = crate::kafka::client_config(config);
-    c.set("group.id", config.name(&format!("rallypoint-simulator-{}", uuid::Uuid::new_v4())))
-        .set("isolation.level", "read_committed")
-        .set("auto.offset.reset", "latest")
-        .set("enable.auto.commit", "false");
+    c.set(
+        "group.id",
+        config.name(&format!("rallypoint-simulator-{}", uuid::Uuid::new_v4())),
+    )
+    .set("isolation.level", "read_committed")
+    .set("auto.offset.reset", "latest")
+    .set("enable.auto.commit", "false");
     let consumer: BaseConsumer = c.create()?;
     consumer.subscribe(&[&topics.coalition_decisions()])?;
     let producer = producer(config)?;
-    let mut sender = Sender { producer, topics, codec: Arc::new(Codec::new()?), json_share: 0.5, rng: StdRng::seed_from_u64(opts.seed ^ 2) };
+    let mut sender = Sender {
+        producer,
+        topics,
+        codec: Arc::new(Codec::new()?),
+        json_share: 0.5,
+        rng: StdRng::seed_from_u64(opts.seed ^ 2),
+    };
     let mut feed = Feed::new(opts.nations.clone(), opts.seed ^ 3);
     while !stop.load(Ordering::SeqCst) {
-        let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) else { continue };
-        let Ok(Decision::AssignmentProposed(p)) = codec.decode_decision(m.payload().unwrap_or_default()) else { continue };
+        let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) else {
+            continue;
+        };
+        let Ok(Decision::AssignmentProposed(p)) =
+            codec.decode_decision(m.payload().unwrap_or_default())
+        else {
+            continue;
+        };
         let env = feed.envelope(&p.provider_nation);
         let answer = if feed.rng.random_bool(opts.accept_share) {
             sample::accepted(env, &p.assignment_id)

@@ -37,10 +37,14 @@ impl RocksStore {
     /// The changelog offset to resume restoring from: everything before it is in this store.
     pub fn changelog_next(&self) -> Result<i64, StoreError> {
         match self.db.get(CHANGELOG_NEXT).map_err(backend)? {
-            Some(v) => v.as_slice().try_into().map(i64::from_be_bytes).map_err(|_| StoreError::Corrupt {
-                key: "changelog_next".into(),
-                detail: "not 8 bytes".into(),
-            }),
+            Some(v) => v
+                .as_slice()
+                .try_into()
+                .map(i64::from_be_bytes)
+                .map_err(|_| StoreError::Corrupt {
+                    key: "changelog_next".into(),
+                    detail: "not 8 bytes".into(),
+                }),
             None => Ok(0),
         }
     }
@@ -91,7 +95,10 @@ impl Store for RocksStore {
 
     fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<KeyValue>, StoreError> {
         let mut out = Vec::new();
-        for item in self.db.iterator(IteratorMode::From(prefix, Direction::Forward)) {
+        for item in self
+            .db
+            .iterator(IteratorMode::From(prefix, Direction::Forward))
+        {
             let (k, v) = item.map_err(backend)?;
             if !k.starts_with(prefix) {
                 break;
@@ -127,7 +134,10 @@ mod tests {
         let mut overlay = Overlay::new();
         overlay.over(&store).delete(b"k/1");
         store.apply(overlay.drain(), 18).unwrap();
-        assert_eq!(store.scan_prefix(b"k/").unwrap(), vec![(b"k/2".to_vec(), b"two".to_vec())]);
+        assert_eq!(
+            store.scan_prefix(b"k/").unwrap(),
+            vec![(b"k/2".to_vec(), b"two".to_vec())]
+        );
     }
 
     #[test]
@@ -135,7 +145,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = RocksStore::open(dir.path()).unwrap();
         store.apply(Vec::new(), 5).unwrap();
-        assert!(store.scan_prefix(b"").unwrap().iter().all(|(k, _)| k[0] == 0) );
+        assert!(store
+            .scan_prefix(b"")
+            .unwrap()
+            .iter()
+            .all(|(k, _)| k[0] == 0));
         assert!(store.scan_prefix(b"k").unwrap().is_empty());
     }
 }

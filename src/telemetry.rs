@@ -27,7 +27,8 @@ pub struct Metrics {
 
 fn counter(reg: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
     let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
-    reg.register(Box::new(c.clone())).expect("metric registered once");
+    reg.register(Box::new(c.clone()))
+        .expect("metric registered once");
     c
 }
 
@@ -35,12 +36,16 @@ impl Metrics {
     pub fn register(reg: &Registry) -> Self {
         let latency = exponential_buckets(0.001, 2.0, 16).expect("valid buckets");
         let commit_seconds = HistogramVec::new(
-            HistogramOpts::new("rallypoint_transaction_commit_seconds", "Time to commit one Kafka transaction.")
-                .buckets(latency.clone()),
+            HistogramOpts::new(
+                "rallypoint_transaction_commit_seconds",
+                "Time to commit one Kafka transaction.",
+            )
+            .buckets(latency.clone()),
             &["stage"],
         )
         .expect("valid metric");
-        reg.register(Box::new(commit_seconds.clone())).expect("registered once");
+        reg.register(Box::new(commit_seconds.clone()))
+            .expect("registered once");
         let end_to_end_seconds = Histogram::with_opts(
             HistogramOpts::new(
                 "rallypoint_end_to_end_latency_seconds",
@@ -49,26 +54,65 @@ impl Metrics {
             .buckets(latency),
         )
         .expect("valid metric");
-        reg.register(Box::new(end_to_end_seconds.clone())).expect("registered once");
+        reg.register(Box::new(end_to_end_seconds.clone()))
+            .expect("registered once");
         let consumer_lag = IntGaugeVec::new(
-            Opts::new("rallypoint_consumer_lag_records", "Records between the committed position and the end of a partition."),
+            Opts::new(
+                "rallypoint_consumer_lag_records",
+                "Records between the committed position and the end of a partition.",
+            ),
             &["stage", "topic", "partition"],
         )
         .expect("valid metric");
-        reg.register(Box::new(consumer_lag.clone())).expect("registered once");
+        reg.register(Box::new(consumer_lag.clone()))
+            .expect("registered once");
         let state_keys = IntGaugeVec::new(
-            Opts::new("rallypoint_state_keys", "Estimated live keys in the RocksDB state store."),
+            Opts::new(
+                "rallypoint_state_keys",
+                "Estimated live keys in the RocksDB state store.",
+            ),
             &["store"],
         )
         .expect("valid metric");
-        reg.register(Box::new(state_keys.clone())).expect("registered once");
+        reg.register(Box::new(state_keys.clone()))
+            .expect("registered once");
         Self {
-            records_in: counter(reg, "rallypoint_records_in_total", "Records consumed, per stage.", &["stage"]),
-            records_out: counter(reg, "rallypoint_records_out_total", "Records produced, per stage and kind.", &["stage", "kind"]),
-            dead_letters: counter(reg, "rallypoint_dead_letters_total", "Records sent to the dead-letter topic, per reason.", &["stage", "reason"]),
-            decisions: counter(reg, "rallypoint_decisions_total", "Decisions taken, per type (counted once, not per audience).", &["type"]),
-            aborted: counter(reg, "rallypoint_transactions_aborted_total", "Transactions aborted and rewound.", &["stage"]),
-            restored_records: counter(reg, "rallypoint_changelog_restored_records_total", "Changelog records applied to RocksDB at start.", &["store"]),
+            records_in: counter(
+                reg,
+                "rallypoint_records_in_total",
+                "Records consumed, per stage.",
+                &["stage"],
+            ),
+            records_out: counter(
+                reg,
+                "rallypoint_records_out_total",
+                "Records produced, per stage and kind.",
+                &["stage", "kind"],
+            ),
+            dead_letters: counter(
+                reg,
+                "rallypoint_dead_letters_total",
+                "Records sent to the dead-letter topic, per reason.",
+                &["stage", "reason"],
+            ),
+            decisions: counter(
+                reg,
+                "rallypoint_decisions_total",
+                "Decisions taken, per type (counted once, not per audience).",
+                &["type"],
+            ),
+            aborted: counter(
+                reg,
+                "rallypoint_transactions_aborted_total",
+                "Transactions aborted and rewound.",
+                &["stage"],
+            ),
+            restored_records: counter(
+                reg,
+                "rallypoint_changelog_restored_records_total",
+                "Changelog records applied to RocksDB at start.",
+                &["store"],
+            ),
             commit_seconds,
             end_to_end_seconds,
             consumer_lag,
@@ -78,7 +122,9 @@ impl Metrics {
 
     /// One rejected record: counted by reason and logged with its origin.
     pub fn rejected(&self, stage: &str, r: &Rejection, topic: &str, partition: i32, offset: i64) {
-        self.dead_letters.with_label_values(&[stage, r.reason.as_str()]).inc();
+        self.dead_letters
+            .with_label_values(&[stage, r.reason.as_str()])
+            .inc();
         tracing::warn!(stage, reason = r.reason.as_str(), detail = %r.detail, topic, partition, offset, "record rejected to the dead-letter topic");
     }
 }
@@ -86,7 +132,9 @@ impl Metrics {
 /// Installs the log subscriber: human-readable by default, JSON lines on request.
 pub fn init_logs(cfg: &LogConfig) {
     let filter = EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| EnvFilter::new(&cfg.level));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let _ = match cfg.format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
         LogFormat::Human => builder.try_init(),

@@ -21,14 +21,33 @@ fn a_killed_processor_restarts_without_losing_or_repeating_a_decision() {
     h.start();
     let mut clock = Clock::new(rallypoint::kafka::now_ms() - 600_000, 10);
     let mut sent = BTreeSet::new();
-    let caps = [Capability::Forensics, Capability::IncidentResponse, Capability::MalwareAnalysis];
+    let caps = [
+        Capability::Forensics,
+        Capability::IncidentResponse,
+        Capability::MalwareAnalysis,
+    ];
     for round in 0..60 {
         for (i, nation) in nations.iter().enumerate() {
             let cap = caps[(round + i) % caps.len()];
             let events = [
-                sample::offer(clock.envelope(nation), &format!("O-{nation}-{round}"), cap, 1 + (round % 3) as i32),
-                sample::incident(clock.envelope(nation), &format!("I-{nation}-{round}"), Tlp::Amber, Priority::High),
-                sample::request(clock.envelope(nation), &format!("R-{nation}-{round}"), &format!("I-{nation}-{round}"), &[(cap, 2)]),
+                sample::offer(
+                    clock.envelope(nation),
+                    &format!("O-{nation}-{round}"),
+                    cap,
+                    1 + (round % 3) as i32,
+                ),
+                sample::incident(
+                    clock.envelope(nation),
+                    &format!("I-{nation}-{round}"),
+                    Tlp::Amber,
+                    Priority::High,
+                ),
+                sample::request(
+                    clock.envelope(nation),
+                    &format!("R-{nation}-{round}"),
+                    &format!("I-{nation}-{round}"),
+                    &[(cap, 2)],
+                ),
             ];
             for e in &events {
                 h.send(e);
@@ -45,13 +64,27 @@ fn a_killed_processor_restarts_without_losing_or_repeating_a_decision() {
     let journal = h.read("rrc.internal.journal", sent.len(), Duration::from_secs(120));
     let ids: Vec<String> = journal
         .iter()
-        .map(|r| h.codec.decode_event(&r.value).unwrap().envelope().event_id.clone())
+        .map(|r| {
+            h.codec
+                .decode_event(&r.value)
+                .unwrap()
+                .envelope()
+                .event_id
+                .clone()
+        })
         .collect();
-    assert_eq!(ids.len(), sent.len(), "every input journaled once\n{}", h.log());
+    assert_eq!(
+        ids.len(),
+        sent.len(),
+        "every input journaled once\n{}",
+        h.log()
+    );
     assert_eq!(ids.iter().cloned().collect::<BTreeSet<_>>(), sent);
 
     let mut store = MemStore::new();
-    let core = CoreConfig { acceptance_timeout_ms: 30 * 60 * 1000 };
+    let core = CoreConfig {
+        acceptance_timeout_ms: 30 * 60 * 1000,
+    };
     let mut expected = Vec::new();
     for r in &journal {
         let event = h.codec.decode_event(&r.value).unwrap();
@@ -64,9 +97,24 @@ fn a_killed_processor_restarts_without_losing_or_repeating_a_decision() {
         }
     }
     assert!(expected.len() > 100, "the scenario produces decisions");
-    let got = h.read("rrc.out.coalition.decisions", expected.len() + 1, Duration::from_secs(60));
+    let got = h.read(
+        "rrc.out.coalition.decisions",
+        expected.len() + 1,
+        Duration::from_secs(60),
+    );
     let got: Vec<Vec<u8>> = got.into_iter().map(|r| r.value).collect();
-    assert_eq!(got.len(), expected.len(), "no decision lost or repeated\n{}", h.log());
-    assert!(got == expected, "decisions differ from the fold of the journal");
-    assert!(h.log().matches("coordinator running").count() >= 3, "the processor was restarted twice");
+    assert_eq!(
+        got.len(),
+        expected.len(),
+        "no decision lost or repeated\n{}",
+        h.log()
+    );
+    assert!(
+        got == expected,
+        "decisions differ from the fold of the journal"
+    );
+    assert!(
+        h.log().matches("coordinator running").count() >= 3,
+        "the processor was restarted twice"
+    );
 }

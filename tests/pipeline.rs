@@ -13,18 +13,36 @@ use rallypoint_core::sample::{self, Clock};
 const WAIT: Duration = Duration::from_secs(60);
 
 fn decisions(codec: &Codec, records: &[Record]) -> Vec<Decision> {
-    records.iter().map(|r| codec.decode_decision(&r.value).expect("a decodable decision")).collect()
+    records
+        .iter()
+        .map(|r| {
+            codec
+                .decode_decision(&r.value)
+                .expect("a decodable decision")
+        })
+        .collect()
 }
 
 /// (type, provider or "-") of each decision, sorted: what a nation saw, order aside.
 fn summary(ds: &[Decision]) -> Vec<(String, String)> {
-    let mut s: Vec<_> = ds.iter().map(|d| (d.type_name().to_owned(), d.provider().unwrap_or("-").to_owned())).collect();
+    let mut s: Vec<_> = ds
+        .iter()
+        .map(|d| {
+            (
+                d.type_name().to_owned(),
+                d.provider().unwrap_or("-").to_owned(),
+            )
+        })
+        .collect();
     s.sort();
     s
 }
 
 fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {
-    let mut v: Vec<_> = items.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
+    let mut v: Vec<_> = items
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
     v.sort();
     v
 }
@@ -34,18 +52,61 @@ fn three_nations_get_exactly_the_expected_decisions_each_once() {
     let mut h = Harness::new("spine", &["EST", "LVA", "DEU"], "");
     h.start();
     let mut clock = Clock::new(rallypoint::kafka::now_ms() - 60_000, 10);
-    h.send(&sample::offer(clock.envelope("DEU"), "O-DEU", Capability::Forensics, 2));
-    h.send(&sample::offer(clock.envelope("LVA"), "O-LVA", Capability::IncidentResponse, 1));
-    assert_eq!(h.read("rrc.internal.journal", 2, WAIT).len(), 2, "offers journaled\n{}", h.log());
-    h.send(&sample::incident(clock.envelope("EST"), "I1", Tlp::Amber, Priority::Severe));
-    h.send(&sample::request(clock.envelope("EST"), "R1", "I1", &[(Capability::Forensics, 2), (Capability::IncidentResponse, 1)]));
+    h.send(&sample::offer(
+        clock.envelope("DEU"),
+        "O-DEU",
+        Capability::Forensics,
+        2,
+    ));
+    h.send(&sample::offer(
+        clock.envelope("LVA"),
+        "O-LVA",
+        Capability::IncidentResponse,
+        1,
+    ));
+    assert_eq!(
+        h.read("rrc.internal.journal", 2, WAIT).len(),
+        2,
+        "offers journaled\n{}",
+        h.log()
+    );
+    h.send(&sample::incident(
+        clock.envelope("EST"),
+        "I1",
+        Tlp::Amber,
+        Priority::Severe,
+    ));
+    h.send(&sample::request(
+        clock.envelope("EST"),
+        "R1",
+        "I1",
+        &[
+            (Capability::Forensics, 2),
+            (Capability::IncidentResponse, 1),
+        ],
+    ));
     let proposed = decisions(&h.codec, &h.read("rrc.out.coalition.decisions", 2, WAIT));
-    assert_eq!(summary(&proposed), pairs(&[("AssignmentProposed", "DEU"), ("AssignmentProposed", "LVA")]), "\n{}", h.log());
-    let id_of = |nation: &str| proposed.iter().find(|d| d.provider() == Some(nation)).unwrap().key().to_owned();
+    assert_eq!(
+        summary(&proposed),
+        pairs(&[("AssignmentProposed", "DEU"), ("AssignmentProposed", "LVA")]),
+        "\n{}",
+        h.log()
+    );
+    let id_of = |nation: &str| {
+        proposed
+            .iter()
+            .find(|d| d.provider() == Some(nation))
+            .unwrap()
+            .key()
+            .to_owned()
+    };
     h.send(&sample::accepted(clock.envelope("DEU"), &id_of("DEU")));
     h.send(&sample::declined(clock.envelope("LVA"), &id_of("LVA")));
 
-    let coalition = decisions(&h.codec, &h.read("rrc.out.coalition.decisions", 6, Duration::from_secs(20)));
+    let coalition = decisions(
+        &h.codec,
+        &h.read("rrc.out.coalition.decisions", 6, Duration::from_secs(20)),
+    );
     let expected_all = [
         ("AssignmentProposed", "DEU"),
         ("AssignmentProposed", "LVA"),
@@ -54,17 +115,41 @@ fn three_nations_get_exactly_the_expected_decisions_each_once() {
         ("AssistanceUnmet", "-"),
     ];
     assert_eq!(summary(&coalition), pairs(&expected_all), "\n{}", h.log());
-    let est = decisions(&h.codec, &h.read("rrc.out.EST.decisions", 6, Duration::from_secs(5)));
+    let est = decisions(
+        &h.codec,
+        &h.read("rrc.out.EST.decisions", 6, Duration::from_secs(5)),
+    );
     assert_eq!(summary(&est), pairs(&expected_all));
-    let deu = decisions(&h.codec, &h.read("rrc.out.DEU.decisions", 3, Duration::from_secs(5)));
-    assert_eq!(summary(&deu), pairs(&[("AssignmentProposed", "DEU"), ("AssignmentConfirmed", "DEU")]));
-    let lva = decisions(&h.codec, &h.read("rrc.out.LVA.decisions", 3, Duration::from_secs(5)));
-    assert_eq!(summary(&lva), pairs(&[("AssignmentProposed", "LVA"), ("AssignmentCancelled", "LVA")]));
+    let deu = decisions(
+        &h.codec,
+        &h.read("rrc.out.DEU.decisions", 3, Duration::from_secs(5)),
+    );
+    assert_eq!(
+        summary(&deu),
+        pairs(&[
+            ("AssignmentProposed", "DEU"),
+            ("AssignmentConfirmed", "DEU")
+        ])
+    );
+    let lva = decisions(
+        &h.codec,
+        &h.read("rrc.out.LVA.decisions", 3, Duration::from_secs(5)),
+    );
+    assert_eq!(
+        summary(&lva),
+        pairs(&[
+            ("AssignmentProposed", "LVA"),
+            ("AssignmentCancelled", "LVA")
+        ])
+    );
     let unmet = coalition.iter().find_map(|d| match d {
         Decision::AssistanceUnmet(u) => Some(u),
         _ => None,
     });
-    assert_eq!(unmet.map(|u| (u.subject.capability, u.units_missing)), Some((Capability::IncidentResponse, 1)));
+    assert_eq!(
+        unmet.map(|u| (u.subject.capability, u.units_missing)),
+        Some((Capability::IncidentResponse, 1))
+    );
 }
 
 #[test]
@@ -72,8 +157,18 @@ fn garbage_and_spoofed_records_go_to_the_dead_letter_topic_and_processing_goes_o
     let mut h = Harness::new("dlq", &["EST", "LVA", "DEU"], "");
     h.start();
     let mut clock = Clock::new(rallypoint::kafka::now_ms() - 60_000, 10);
-    h.send(&sample::offer(clock.envelope("DEU"), "O1", Capability::Forensics, 1));
-    assert_eq!(h.read("rrc.internal.journal", 1, WAIT).len(), 1, "offer journaled\n{}", h.log());
+    h.send(&sample::offer(
+        clock.envelope("DEU"),
+        "O1",
+        Capability::Forensics,
+        1,
+    ));
+    assert_eq!(
+        h.read("rrc.internal.journal", 1, WAIT).len(),
+        1,
+        "offer journaled\n{}",
+        h.log()
+    );
     let est_incidents = h.topic("rrc.in.EST.incidents");
     let garbage = b"\x01\x02 definitely not an event".to_vec();
     h.send_raw(&est_incidents, b"x", &garbage);
@@ -81,15 +176,29 @@ fn garbage_and_spoofed_records_go_to_the_dead_letter_topic_and_processing_goes_o
     let spoofed = sample::incident(clock.envelope("LVA"), "I-SPOOF", Tlp::Green, Priority::High);
     let spoofed_bytes = h.codec.encode_event(&spoofed);
     h.send_raw(&est_incidents, b"I-SPOOF", &spoofed_bytes);
-    h.send(&sample::incident(clock.envelope("EST"), "I1", Tlp::Green, Priority::High));
-    h.send(&sample::request(clock.envelope("EST"), "R1", "I1", &[(Capability::Forensics, 1)]));
+    h.send(&sample::incident(
+        clock.envelope("EST"),
+        "I1",
+        Tlp::Green,
+        Priority::High,
+    ));
+    h.send(&sample::request(
+        clock.envelope("EST"),
+        "R1",
+        "I1",
+        &[(Capability::Forensics, 1)],
+    ));
 
     let dlq = h.read("rrc.dlq", 2, WAIT);
     assert_eq!(dlq.len(), 2, "\n{}", h.log());
     let mut seen: Vec<(String, Vec<u8>)> = dlq
         .iter()
         .map(|r| {
-            let reason = r.headers.iter().find(|(k, _)| k == "error.reason").map(|(_, v)| String::from_utf8_lossy(v).into_owned());
+            let reason = r
+                .headers
+                .iter()
+                .find(|(k, _)| k == "error.reason")
+                .map(|(_, v)| String::from_utf8_lossy(v).into_owned());
             let dl = h.codec.decode_dead_letter(&r.value).unwrap();
             assert_eq!(reason.as_deref(), Some(dl.reason.as_str()));
             assert_eq!(dl.source_topic, est_incidents);
@@ -98,9 +207,24 @@ fn garbage_and_spoofed_records_go_to_the_dead_letter_topic_and_processing_goes_o
         })
         .collect();
     seen.sort();
-    assert_eq!(seen, vec![("spoofed_nation".to_string(), spoofed_bytes), ("undecodable".to_string(), garbage)]);
+    assert_eq!(
+        seen,
+        vec![
+            ("spoofed_nation".to_string(), spoofed_bytes),
+            ("undecodable".to_string(), garbage)
+        ]
+    );
     let coalition = decisions(&h.codec, &h.read("rrc.out.coalition.decisions", 1, WAIT));
-    assert_eq!(summary(&coalition), pairs(&[("AssignmentProposed", "DEU")]), "\n{}", h.log());
+    assert_eq!(
+        summary(&coalition),
+        pairs(&[("AssignmentProposed", "DEU")]),
+        "\n{}",
+        h.log()
+    );
     let journal = h.read("rrc.internal.journal", 10, Duration::from_secs(3));
-    assert_eq!(journal.len(), 3, "only the three valid events are journaled");
+    assert_eq!(
+        journal.len(),
+        3,
+        "only the three valid events are journaled"
+    );
 }

@@ -2,10 +2,10 @@
 
 use std::time::Duration;
 
+use rallypoint_core::event::Stream;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::types::RDKafkaErrorCode;
-use rallypoint_core::event::Stream;
 
 use super::Topics;
 use crate::config::Config;
@@ -25,22 +25,45 @@ pub fn specs(config: &Config) -> Vec<Spec> {
     let mut specs = Vec::new();
     for nation in &config.nations {
         for stream in Stream::ALL {
-            specs.push(Spec { name: t.input(nation, stream), partitions: inputs, configs: vec![("retention.ms", "604800000")] });
+            specs.push(Spec {
+                name: t.input(nation, stream),
+                partitions: inputs,
+                configs: vec![("retention.ms", "604800000")],
+            });
         }
-        specs.push(Spec { name: t.decisions(nation), partitions: outputs, configs: vec![("retention.ms", "2592000000")] });
+        specs.push(Spec {
+            name: t.decisions(nation),
+            partitions: outputs,
+            configs: vec![("retention.ms", "2592000000")],
+        });
     }
-    specs.push(Spec { name: t.coalition_decisions(), partitions: outputs, configs: vec![("retention.ms", "2592000000")] });
+    specs.push(Spec {
+        name: t.coalition_decisions(),
+        partitions: outputs,
+        configs: vec![("retention.ms", "2592000000")],
+    });
     // The journal is the event store: one partition for a total order, kept for ever.
-    specs.push(Spec { name: t.journal(), partitions: 1, configs: vec![("retention.ms", "-1"), ("retention.bytes", "-1")] });
+    specs.push(Spec {
+        name: t.journal(),
+        partitions: 1,
+        configs: vec![("retention.ms", "-1"), ("retention.bytes", "-1")],
+    });
     specs.push(Spec {
         name: t.changelog(),
         partitions: 1,
-        configs: vec![("cleanup.policy", "compact"), ("min.compaction.lag.ms", "60000"), ("segment.ms", "3600000")],
+        configs: vec![
+            ("cleanup.policy", "compact"),
+            ("min.compaction.lag.ms", "60000"),
+            ("segment.ms", "3600000"),
+        ],
     });
     specs.push(Spec {
         name: t.dlq(),
         partitions: 1,
-        configs: vec![("retention.ms", "2592000000"), ("max.message.bytes", "16777216")],
+        configs: vec![
+            ("retention.ms", "2592000000"),
+            ("max.message.bytes", "16777216"),
+        ],
     });
     specs
 }
@@ -52,7 +75,12 @@ pub async fn create_topics(config: &Config) -> anyhow::Result<Vec<(String, bool)
     let rf = config.topics.replication_factor;
     let new: Vec<NewTopic> = specs
         .iter()
-        .map(|s| s.configs.iter().fold(NewTopic::new(&s.name, s.partitions, TopicReplication::Fixed(rf)), |t, (k, v)| t.set(k, v)))
+        .map(|s| {
+            s.configs.iter().fold(
+                NewTopic::new(&s.name, s.partitions, TopicReplication::Fixed(rf)),
+                |t, (k, v)| t.set(k, v),
+            )
+        })
         .collect();
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
     let results = admin.create_topics(new.iter(), &opts).await?;

@@ -49,14 +49,22 @@ impl ClientContext for StageContext {
 impl ConsumerContext for StageContext {
     fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(tpl) = rebalance {
-            tracing::info!(stage = self.stage, partitions = tpl.count(), "partitions revoked");
+            tracing::info!(
+                stage = self.stage,
+                partitions = tpl.count(),
+                "partitions revoked"
+            );
             self.revoked.store(true, Ordering::SeqCst);
         }
     }
 
     fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(tpl) = rebalance {
-            tracing::info!(stage = self.stage, partitions = tpl.count(), "partitions assigned");
+            tracing::info!(
+                stage = self.stage,
+                partitions = tpl.count(),
+                "partitions assigned"
+            );
         }
     }
 }
@@ -86,7 +94,8 @@ impl ProducerContext for ProducerState {
     fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
         match result {
             Ok(m) if m.topic() == self.changelog_topic => {
-                self.last_changelog_offset.fetch_max(m.offset(), Ordering::SeqCst);
+                self.last_changelog_offset
+                    .fetch_max(m.offset(), Ordering::SeqCst);
             }
             Ok(_) => {}
             Err((e, m)) => {

@@ -12,11 +12,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
 use rallypoint_core::decision::{Audience, Routed};
 use rallypoint_core::store::Overlay;
 use rallypoint_core::{apply, CoreConfig, Output};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
 
 use super::context::StageContext;
 use super::txn::{Transactional, TxnError};
@@ -46,7 +46,13 @@ struct Pending {
 
 impl Coordinator {
     pub fn new(config: Config, codec: Arc<Codec>, metrics: Metrics) -> Self {
-        Self { core: config.core(), topics: Topics::new(&config), config, codec, metrics }
+        Self {
+            core: config.core(),
+            topics: Topics::new(&config),
+            config,
+            codec,
+            metrics,
+        }
     }
 
     pub fn state_path(&self) -> PathBuf {
@@ -54,13 +60,25 @@ impl Coordinator {
     }
 
     pub fn run(&self, stop: &AtomicBool, ready: &AtomicBool) -> anyhow::Result<()> {
-        let mut txn = Transactional::new(&self.config, "rallypoint-coordinator", self.topics.changelog())?;
+        let mut txn = Transactional::new(
+            &self.config,
+            "rallypoint-coordinator",
+            self.topics.changelog(),
+        )?;
         let store = RocksStore::open(&self.state_path()).context("opening the RocksDB state")?;
-        super::restore::restore(&self.config, &self.topics.changelog(), &store, &self.metrics)?;
-        let consumer: BaseConsumer<StageContext> = super::consumer_config(&self.config, "rallypoint-coordinator")
-            .create_with_context(StageContext::new(STAGE, self.metrics.clone()))
-            .context("creating the coordinator consumer")?;
-        consumer.subscribe(&[&self.topics.journal()]).context("subscribing to the journal")?;
+        super::restore::restore(
+            &self.config,
+            &self.topics.changelog(),
+            &store,
+            &self.metrics,
+        )?;
+        let consumer: BaseConsumer<StageContext> =
+            super::consumer_config(&self.config, "rallypoint-coordinator")
+                .create_with_context(StageContext::new(STAGE, self.metrics.clone()))
+                .context("creating the coordinator consumer")?;
+        consumer
+            .subscribe(&[&self.topics.journal()])
+            .context("subscribing to the journal")?;
         ready.store(true, Ordering::SeqCst);
         tracing::info!(journal = %self.topics.journal(), "coordinator running");
         let mut batch = BatchOffsets::default();
@@ -90,10 +108,19 @@ impl Coordinator {
                 }
             }
             if batch.is_empty() {
-                self.metrics.state_keys.with_label_values(&[STAGE]).set(store.estimated_keys() as i64);
+                self.metrics
+                    .state_keys
+                    .with_label_values(&[STAGE])
+                    .set(store.estimated_keys() as i64);
                 continue;
             }
-            self.commit(&consumer, &mut txn, &batch, &store, std::mem::take(&mut pending))?;
+            self.commit(
+                &consumer,
+                &mut txn,
+                &batch,
+                &store,
+                std::mem::take(&mut pending),
+            )?;
             batch.clear();
         }
         if txn.is_open() {
@@ -102,7 +129,13 @@ impl Coordinator {
         Ok(())
     }
 
-    fn process(&self, m: &BorrowedMessage<'_>, store: &RocksStore, pending: &mut Pending, txn: &mut Transactional) -> anyhow::Result<()> {
+    fn process(
+        &self,
+        m: &BorrowedMessage<'_>,
+        store: &RocksStore,
+        pending: &mut Pending,
+        txn: &mut Transactional,
+    ) -> anyhow::Result<()> {
         let event = match self.codec.decode_event(m.payload().unwrap_or_default()) {
             Ok(e) => e,
             Err(rejection) => {
@@ -138,20 +171,45 @@ impl Coordinator {
             Audience::Coalition => self.topics.coalition_decisions(),
         };
         let d = &routed.decision;
-        let value = self.codec.encode_decision(d, self.config.topics.decisions_format);
+        let value = self
+            .codec
+            .encode_decision(d, self.config.topics.decisions_format);
         let headers = OwnedHeaders::new()
-            .insert(Header { key: "rp.type", value: Some(d.type_name()) })
-            .insert(Header { key: "rp.decision_id", value: Some(&d.header().decision_id) });
-        txn.send(&topic, Some(d.key().as_bytes()), Some(&value), Some(headers))?;
-        self.metrics.records_out.with_label_values(&[STAGE, "decision"]).inc();
+            .insert(Header {
+                key: "rp.type",
+                value: Some(d.type_name()),
+            })
+            .insert(Header {
+                key: "rp.decision_id",
+                value: Some(&d.header().decision_id),
+            });
+        txn.send(
+            &topic,
+            Some(d.key().as_bytes()),
+            Some(&value),
+            Some(headers),
+        )?;
+        self.metrics
+            .records_out
+            .with_label_values(&[STAGE, "decision"])
+            .inc();
         Ok(())
     }
 
-    fn dead_letter(&self, m: &BorrowedMessage<'_>, rejection: &rallypoint_core::Rejection, txn: &mut Transactional) -> Result<(), TxnError> {
-        self.metrics.rejected(STAGE, rejection, m.topic(), m.partition(), m.offset());
+    fn dead_letter(
+        &self,
+        m: &BorrowedMessage<'_>,
+        rejection: &rallypoint_core::Rejection,
+        txn: &mut Transactional,
+    ) -> Result<(), TxnError> {
+        self.metrics
+            .rejected(STAGE, rejection, m.topic(), m.partition(), m.offset());
         let (value, headers) = super::dead_letter(&self.codec, m, rejection);
         txn.send(&self.topics.dlq(), m.key(), Some(&value), Some(headers))?;
-        self.metrics.records_out.with_label_values(&[STAGE, "dlq"]).inc();
+        self.metrics
+            .records_out
+            .with_label_values(&[STAGE, "dlq"])
+            .inc();
         Ok(())
     }
 
@@ -169,20 +227,33 @@ impl Coordinator {
         }
         let changes = pending.overlay.len();
         let started = Instant::now();
-        let group = consumer.group_metadata().context("no consumer group metadata")?;
+        let group = consumer
+            .group_metadata()
+            .context("no consumer group metadata")?;
         match txn.commit(&batch.to_commit(), &group) {
             Ok(()) => {
                 let committed_at = super::now_ms();
-                self.metrics.commit_seconds.with_label_values(&[STAGE]).observe(started.elapsed().as_secs_f64());
+                self.metrics
+                    .commit_seconds
+                    .with_label_values(&[STAGE])
+                    .observe(started.elapsed().as_secs_f64());
                 let next = txn.state().last_changelog_offset.load(Ordering::SeqCst) + 1;
                 store.apply(pending.overlay.drain(), next)?;
-                self.metrics.records_in.with_label_values(&[STAGE]).inc_by(batch.records as u64);
-                self.metrics.records_out.with_label_values(&[STAGE, "changelog"]).inc_by(changes as u64);
+                self.metrics
+                    .records_in
+                    .with_label_values(&[STAGE])
+                    .inc_by(batch.records as u64);
+                self.metrics
+                    .records_out
+                    .with_label_values(&[STAGE, "changelog"])
+                    .inc_by(changes as u64);
                 for t in pending.decisions {
                     self.metrics.decisions.with_label_values(&[t]).inc();
                 }
                 for ts in pending.input_timestamps {
-                    self.metrics.end_to_end_seconds.observe((committed_at - ts).max(0) as f64 / 1000.0);
+                    self.metrics
+                        .end_to_end_seconds
+                        .observe((committed_at - ts).max(0) as f64 / 1000.0);
                 }
                 Ok(())
             }

@@ -7,10 +7,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{BorrowedMessage, Header, Message, OwnedHeaders};
 use rallypoint_core::validate::{self, Limits, Origin};
 use rallypoint_core::{Event, RejectReason, Rejection};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{BorrowedMessage, Header, Message, OwnedHeaders};
 
 use super::context::StageContext;
 use super::txn::{Transactional, TxnError};
@@ -31,16 +31,27 @@ pub struct Intake {
 
 impl Intake {
     pub fn new(config: Config, codec: Arc<Codec>, metrics: Metrics) -> Self {
-        let limits = Limits { max_future_ms: config.intake.max_future.as_millis() as i64 };
-        Self { topics: Topics::new(&config), config, codec, metrics, limits }
+        let limits = Limits {
+            max_future_ms: config.intake.max_future.as_millis() as i64,
+        };
+        Self {
+            topics: Topics::new(&config),
+            config,
+            codec,
+            metrics,
+            limits,
+        }
     }
 
     /// Runs until `stop` is set; returns an error only when it cannot go on.
     pub fn run(&self, stop: &AtomicBool, ready: &AtomicBool) -> anyhow::Result<()> {
-        let consumer: BaseConsumer<StageContext> = super::consumer_config(&self.config, "rallypoint-intake")
-            .create_with_context(StageContext::new(STAGE, self.metrics.clone()))
-            .context("creating the intake consumer")?;
-        consumer.subscribe(&[&self.topics.input_pattern()]).context("subscribing to input topics")?;
+        let consumer: BaseConsumer<StageContext> =
+            super::consumer_config(&self.config, "rallypoint-intake")
+                .create_with_context(StageContext::new(STAGE, self.metrics.clone()))
+                .context("creating the intake consumer")?;
+        consumer
+            .subscribe(&[&self.topics.input_pattern()])
+            .context("subscribing to input topics")?;
         let id = format!("rallypoint-intake-{}", self.config.kafka.instance_id);
         let mut txn = Transactional::new(&self.config, &id, self.topics.changelog())?;
         ready.store(true, Ordering::SeqCst);
@@ -82,13 +93,26 @@ impl Intake {
         Ok(())
     }
 
-    fn commit(&self, consumer: &BaseConsumer<StageContext>, txn: &mut Transactional, batch: &BatchOffsets) -> anyhow::Result<()> {
+    fn commit(
+        &self,
+        consumer: &BaseConsumer<StageContext>,
+        txn: &mut Transactional,
+        batch: &BatchOffsets,
+    ) -> anyhow::Result<()> {
         let started = Instant::now();
-        let group = consumer.group_metadata().context("no consumer group metadata")?;
+        let group = consumer
+            .group_metadata()
+            .context("no consumer group metadata")?;
         match txn.commit(&batch.to_commit(), &group) {
             Ok(()) => {
-                self.metrics.commit_seconds.with_label_values(&[STAGE]).observe(started.elapsed().as_secs_f64());
-                self.metrics.records_in.with_label_values(&[STAGE]).inc_by(batch.records as u64);
+                self.metrics
+                    .commit_seconds
+                    .with_label_values(&[STAGE])
+                    .observe(started.elapsed().as_secs_f64());
+                self.metrics
+                    .records_in
+                    .with_label_values(&[STAGE])
+                    .inc_by(batch.records as u64);
                 Ok(())
             }
             Err(TxnError::Aborted(why)) => {
@@ -107,32 +131,62 @@ impl Intake {
         match self.accept(m) {
             Ok(event) => {
                 let source = format!("{}/{}/{}", m.topic(), m.partition(), m.offset());
-                let ts = m.timestamp().to_millis().unwrap_or_else(super::now_ms).to_string();
+                let ts = m
+                    .timestamp()
+                    .to_millis()
+                    .unwrap_or_else(super::now_ms)
+                    .to_string();
                 let headers = OwnedHeaders::new()
-                    .insert(Header { key: HDR_SOURCE, value: Some(&source) })
-                    .insert(Header { key: HDR_INPUT_TS, value: Some(&ts) });
+                    .insert(Header {
+                        key: HDR_SOURCE,
+                        value: Some(&source),
+                    })
+                    .insert(Header {
+                        key: HDR_INPUT_TS,
+                        value: Some(&ts),
+                    });
                 let value = self.codec.encode_event(&event);
-                txn.send(&self.topics.journal(), Some(event.entity_id().as_bytes()), Some(&value), Some(headers))?;
-                self.metrics.records_out.with_label_values(&[STAGE, "journal"]).inc();
+                txn.send(
+                    &self.topics.journal(),
+                    Some(event.entity_id().as_bytes()),
+                    Some(&value),
+                    Some(headers),
+                )?;
+                self.metrics
+                    .records_out
+                    .with_label_values(&[STAGE, "journal"])
+                    .inc();
             }
             Err(rejection) => {
-                self.metrics.rejected(STAGE, &rejection, m.topic(), m.partition(), m.offset());
+                self.metrics
+                    .rejected(STAGE, &rejection, m.topic(), m.partition(), m.offset());
                 let (value, headers) = super::dead_letter(&self.codec, m, &rejection);
                 txn.send(&self.topics.dlq(), m.key(), Some(&value), Some(headers))?;
-                self.metrics.records_out.with_label_values(&[STAGE, "dlq"]).inc();
+                self.metrics
+                    .records_out
+                    .with_label_values(&[STAGE, "dlq"])
+                    .inc();
             }
         }
         Ok(())
     }
 
     fn accept(&self, m: &BorrowedMessage<'_>) -> Result<Event, Rejection> {
-        let origin = Origin::from_topic(self.topics.strip(m.topic()))
-            .ok_or_else(|| Rejection::new(RejectReason::WrongTopic, format!("{} is not an input topic", m.topic())))?;
+        let origin = Origin::from_topic(self.topics.strip(m.topic())).ok_or_else(|| {
+            Rejection::new(
+                RejectReason::WrongTopic,
+                format!("{} is not an input topic", m.topic()),
+            )
+        })?;
         let payload = m.payload().unwrap_or_default();
         if payload.len() > self.config.intake.max_record_bytes {
             return Err(Rejection::new(
                 RejectReason::Oversized,
-                format!("{} bytes, at most {} allowed", payload.len(), self.config.intake.max_record_bytes),
+                format!(
+                    "{} bytes, at most {} allowed",
+                    payload.len(),
+                    self.config.intake.max_record_bytes
+                ),
             ));
         }
         let event = self.codec.decode_event(payload)?;

@@ -24,7 +24,11 @@ impl Topics {
     pub fn new(config: &Config) -> Self {
         let ns = &config.kafka.namespace;
         Self {
-            prefix: if ns.is_empty() { String::new() } else { format!("{ns}.") },
+            prefix: if ns.is_empty() {
+                String::new()
+            } else {
+                format!("{ns}.")
+            },
         }
     }
 
@@ -70,7 +74,10 @@ impl Topics {
 pub fn client_config(config: &Config) -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", &config.kafka.bootstrap_servers)
-        .set("client.id", format!("rallypoint-{}", config.kafka.instance_id))
+        .set(
+            "client.id",
+            format!("rallypoint-{}", config.kafka.instance_id),
+        )
         .set("broker.address.family", "v4")
         .set("reconnect.backoff.max.ms", "2000");
     c
@@ -130,10 +137,18 @@ impl BatchOffsets {
     }
 
     /// Seeks the consumer back to the start of this batch, after an abort.
-    pub fn rewind<C: rdkafka::consumer::ConsumerContext>(&self, consumer: &rdkafka::consumer::BaseConsumer<C>) {
+    pub fn rewind<C: rdkafka::consumer::ConsumerContext>(
+        &self,
+        consumer: &rdkafka::consumer::BaseConsumer<C>,
+    ) {
         use rdkafka::consumer::Consumer;
         for ((topic, partition), (first, _)) in &self.parts {
-            if let Err(e) = consumer.seek(topic, *partition, rdkafka::Offset::Offset(*first), std::time::Duration::from_secs(5)) {
+            if let Err(e) = consumer.seek(
+                topic,
+                *partition,
+                rdkafka::Offset::Offset(*first),
+                std::time::Duration::from_secs(5),
+            ) {
                 tracing::warn!(topic, partition, error = %e, "seek after abort failed");
             }
         }
@@ -150,11 +165,22 @@ pub const HDR_SOURCE: &str = "rp.source";
 pub const HDR_INPUT_TS: &str = "rp.input_ts";
 
 /// A dead-letter record for `rejection` of the consumed record `m`.
-pub fn dead_letter<M: rdkafka::Message>(codec: &crate::codec::Codec, m: &M, rejection: &rallypoint_core::Rejection) -> (Vec<u8>, rdkafka::message::OwnedHeaders) {
+pub fn dead_letter<M: rdkafka::Message>(
+    codec: &crate::codec::Codec,
+    m: &M,
+    rejection: &rallypoint_core::Rejection,
+) -> (Vec<u8>, rdkafka::message::OwnedHeaders) {
     use rdkafka::message::{Header, Headers, OwnedHeaders};
     let original_headers = m
         .headers()
-        .map(|hs| hs.iter().map(|h| crate::codec::Header { key: h.key.to_owned(), value: h.value.map(<[u8]>::to_vec) }).collect())
+        .map(|hs| {
+            hs.iter()
+                .map(|h| crate::codec::Header {
+                    key: h.key.to_owned(),
+                    value: h.value.map(<[u8]>::to_vec),
+                })
+                .collect()
+        })
         .unwrap_or_default();
     let dl = crate::codec::DeadLetter {
         reason: rejection.reason.as_str().to_owned(),
@@ -170,10 +196,25 @@ pub fn dead_letter<M: rdkafka::Message>(codec: &crate::codec::Codec, m: &M, reje
     let partition = m.partition().to_string();
     let offset = m.offset().to_string();
     let headers = OwnedHeaders::new()
-        .insert(Header { key: "error.reason", value: Some(rejection.reason.as_str()) })
-        .insert(Header { key: "error.detail", value: Some(&rejection.detail) })
-        .insert(Header { key: "source.topic", value: Some(m.topic()) })
-        .insert(Header { key: "source.partition", value: Some(&partition) })
-        .insert(Header { key: "source.offset", value: Some(&offset) });
+        .insert(Header {
+            key: "error.reason",
+            value: Some(rejection.reason.as_str()),
+        })
+        .insert(Header {
+            key: "error.detail",
+            value: Some(&rejection.detail),
+        })
+        .insert(Header {
+            key: "source.topic",
+            value: Some(m.topic()),
+        })
+        .insert(Header {
+            key: "source.partition",
+            value: Some(&partition),
+        })
+        .insert(Header {
+            key: "source.offset",
+            value: Some(&offset),
+        });
     (codec.encode_dead_letter(&dl), headers)
 }

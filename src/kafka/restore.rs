@@ -16,7 +16,12 @@ use crate::telemetry::Metrics;
 const FLUSH_EVERY: usize = 10_000;
 
 /// Returns how many changelog records were applied.
-pub fn restore(config: &Config, topic: &str, store: &RocksStore, metrics: &Metrics) -> anyhow::Result<u64> {
+pub fn restore(
+    config: &Config,
+    topic: &str,
+    store: &RocksStore,
+    metrics: &Metrics,
+) -> anyhow::Result<u64> {
     let started = Instant::now();
     let from = store.changelog_next()?;
     let mut c = super::client_config(config);
@@ -58,7 +63,16 @@ pub fn restore(config: &Config, topic: &str, store: &RocksStore, metrics: &Metri
     applied += pending.len() as u64;
     // `end` may lie past our last record (transaction markers): resume from there next time.
     store.apply(pending, next.max(end))?;
-    metrics.restored_records.with_label_values(&["coordinator"]).inc_by(applied);
-    tracing::info!(from, end, applied, seconds = started.elapsed().as_secs_f64(), "state restored from the changelog");
+    metrics
+        .restored_records
+        .with_label_values(&["coordinator"])
+        .inc_by(applied);
+    tracing::info!(
+        from,
+        end,
+        applied,
+        seconds = started.elapsed().as_secs_f64(),
+        "state restored from the changelog"
+    );
     Ok(applied)
 }

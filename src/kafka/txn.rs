@@ -32,7 +32,11 @@ pub struct Transactional {
 impl Transactional {
     /// Creates the producer and initialises transactions, fencing any older instance with the
     /// same transactional id (and completing or aborting what it left open).
-    pub fn new(config: &Config, transactional_id: &str, changelog_topic: String) -> Result<Self, TxnError> {
+    pub fn new(
+        config: &Config,
+        transactional_id: &str,
+        changelog_topic: String,
+    ) -> Result<Self, TxnError> {
         let timeout = config.kafka.transaction_timeout;
         let mut c: ClientConfig = super::client_config(config);
         c.set("transactional.id", config.name(transactional_id))
@@ -56,7 +60,11 @@ impl Transactional {
                 Err(e) => return Err(TxnError::Fatal(e.to_string())),
             }
         }
-        Ok(Self { producer, timeout, open: false })
+        Ok(Self {
+            producer,
+            timeout,
+            open: false,
+        })
     }
 
     pub fn state(&self) -> &ProducerState {
@@ -64,10 +72,20 @@ impl Transactional {
     }
 
     /// Queues one record in the current transaction, beginning it if needed.
-    pub fn send(&mut self, topic: &str, key: Option<&[u8]>, payload: Option<&[u8]>, headers: Option<OwnedHeaders>) -> Result<(), TxnError> {
+    pub fn send(
+        &mut self,
+        topic: &str,
+        key: Option<&[u8]>,
+        payload: Option<&[u8]>,
+        headers: Option<OwnedHeaders>,
+    ) -> Result<(), TxnError> {
         if !self.open {
-            self.producer.begin_transaction().map_err(|e| classify(&e))?;
-            self.state().last_changelog_offset.store(-1, Ordering::SeqCst);
+            self.producer
+                .begin_transaction()
+                .map_err(|e| classify(&e))?;
+            self.state()
+                .last_changelog_offset
+                .store(-1, Ordering::SeqCst);
             self.state().failed.store(0, Ordering::SeqCst);
             self.open = true;
         }
@@ -98,7 +116,11 @@ impl Transactional {
 
     /// Adds the consumed offsets (next to read) and commits. On an abortable error the
     /// transaction is aborted before returning [`TxnError::Aborted`].
-    pub fn commit(&mut self, offsets: &TopicPartitionList, group: &ConsumerGroupMetadata) -> Result<(), TxnError> {
+    pub fn commit(
+        &mut self,
+        offsets: &TopicPartitionList,
+        group: &ConsumerGroupMetadata,
+    ) -> Result<(), TxnError> {
         let result = self
             .producer
             .send_offsets_to_transaction(offsets, group, self.timeout)
@@ -127,10 +149,12 @@ impl Transactional {
         if !self.open {
             return Ok(());
         }
-        self.producer.abort_transaction(self.timeout).map_err(|e| match classify(&e) {
-            TxnError::Aborted(why) => TxnError::Fatal(format!("abort failed: {why}")),
-            fatal => fatal,
-        })?;
+        self.producer
+            .abort_transaction(self.timeout)
+            .map_err(|e| match classify(&e) {
+                TxnError::Aborted(why) => TxnError::Fatal(format!("abort failed: {why}")),
+                fatal => fatal,
+            })?;
         self.open = false;
         Ok(())
     }

@@ -43,7 +43,11 @@ impl Harness {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("rallypoint.toml");
         let listen = free_port();
-        let nations = nations.iter().map(|n| format!("\"{n}\"")).collect::<Vec<_>>().join(", ");
+        let nations = nations
+            .iter()
+            .map(|n| format!("\"{n}\""))
+            .collect::<Vec<_>>()
+            .join(", ");
         std::fs::write(
             &config,
             format!(
@@ -60,15 +64,29 @@ impl Harness {
             .set("enable.idempotence", "true")
             .create()
             .unwrap();
-        let h = Self { namespace, dir, config, codec: Codec::new().unwrap(), producer, child: None };
+        let h = Self {
+            namespace,
+            dir,
+            config,
+            codec: Codec::new().unwrap(),
+            producer,
+            child: None,
+        };
         let out = h.command(&["topics", "create"]).output().unwrap();
-        assert!(out.status.success(), "topics create failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "topics create failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         h
     }
 
     pub fn command(&self, args: &[&str]) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_rallypoint"));
-        c.arg("--config").arg(&self.config).args(args).env("RUST_LOG", "warn,rallypoint=info");
+        c.arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .env("RUST_LOG", "warn,rallypoint=info");
         c
     }
 
@@ -77,8 +95,17 @@ impl Harness {
     }
 
     pub fn start(&mut self) {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.path().join("run.log")).unwrap();
-        let child = self.command(&["run"]).stdout(Stdio::null()).stderr(log).spawn().unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("run.log"))
+            .unwrap();
+        let child = self
+            .command(&["run"])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
         self.child = Some(child);
     }
 
@@ -95,12 +122,23 @@ impl Harness {
     }
 
     pub fn send(&self, e: &Event) {
-        let topic = self.topic(&format!("rrc.in.{}.{}", e.envelope().nation, e.stream().suffix()));
-        self.send_raw(&topic, e.entity_id().as_bytes(), &self.codec.encode_event(e));
+        let topic = self.topic(&format!(
+            "rrc.in.{}.{}",
+            e.envelope().nation,
+            e.stream().suffix()
+        ));
+        self.send_raw(
+            &topic,
+            e.entity_id().as_bytes(),
+            &self.codec.encode_event(e),
+        );
     }
 
     pub fn send_raw(&self, topic: &str, key: &[u8], value: &[u8]) {
-        self.producer.send(BaseRecord::to(topic).key(key).payload(value)).map_err(|(e, _)| e).unwrap();
+        self.producer
+            .send(BaseRecord::to(topic).key(key).payload(value))
+            .map_err(|(e, _)| e)
+            .unwrap();
         self.producer.flush(Duration::from_secs(10)).unwrap();
     }
 
@@ -125,11 +163,14 @@ pub fn read_committed(topic: &str, want: usize, timeout: Duration) -> Vec<Record
         .set("enable.auto.commit", "false")
         .create()
         .unwrap();
-    let meta = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).unwrap();
+    let meta = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .unwrap();
     let partitions = meta.topics()[0].partitions().len() as i32;
     let mut tpl = TopicPartitionList::new();
     for p in 0..partitions {
-        tpl.add_partition_offset(topic, p, Offset::Beginning).unwrap();
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .unwrap();
     }
     consumer.assign(&tpl).unwrap();
     let started = Instant::now();
@@ -139,14 +180,27 @@ pub fn read_committed(topic: &str, want: usize, timeout: Duration) -> Vec<Record
             use rdkafka::message::Headers;
             let headers = m
                 .headers()
-                .map(|hs| hs.iter().map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec())).collect())
+                .map(|hs| {
+                    hs.iter()
+                        .map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec()))
+                        .collect()
+                })
                 .unwrap_or_default();
-            out.push(Record { key: m.key().map(<[u8]>::to_vec), value: m.payload().unwrap_or_default().to_vec(), headers, offset: m.offset() });
+            out.push(Record {
+                key: m.key().map(<[u8]>::to_vec),
+                value: m.payload().unwrap_or_default().to_vec(),
+                headers,
+                offset: m.offset(),
+            });
         }
     }
     out
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }

@@ -40,6 +40,8 @@ impl Default for CoreConfig {
 }
 
 /// One result of applying an event.
+// Decisions are the common output; boxing them would cost an allocation each.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Output {
     Decision(crate::decision::Routed),
