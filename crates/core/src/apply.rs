@@ -64,6 +64,7 @@ pub fn apply<S: Store>(
         decisions: 0,
         outputs: Vec::new(),
         dirty: BTreeSet::new(),
+        fresh: BTreeSet::new(),
     };
     let seen = seen_key(&env.event_id);
     if fold.st.contains(&seen)? {
@@ -96,6 +97,9 @@ struct Fold<'a, 's, S: Store> {
     decisions: u32,
     outputs: Vec<Output>,
     dirty: BTreeSet<Capability>,
+    /// Needs whose missing units changed without a proposal (new, or reopened by a cancel):
+    /// they must be looked at even when no capacity is free, to announce what is unmet.
+    fresh: BTreeSet<(Capability, String, usize)>,
 }
 
 impl<S: Store> Fold<'_, '_, S> {
@@ -204,7 +208,9 @@ impl<S: Store> Fold<'_, '_, S> {
         };
         for idx in 0..request.needs.len() {
             self.set_waiting(&incident, &request, idx);
-            self.dirty.insert(request.needs[idx].capability);
+            let c = request.needs[idx].capability;
+            self.dirty.insert(c);
+            self.fresh.insert((c, request.request_id.clone(), idx));
         }
         self.st.put_request(&request);
         incident.requests.push(request.request_id);
@@ -356,6 +362,8 @@ impl<S: Store> Fold<'_, '_, S> {
             offer.assignments.retain(|a| a != id);
             self.dirty.insert(offer.capability);
             self.st.put_offer(&offer);
+            self.st
+                .mark(&offer_index_key(offer.capability, &offer.offer_id));
         }
         let subject = self.subject_of(&asg.request_id, asg.need)?;
         if let Some(mut request) = self.st.request(&asg.request_id)? {
@@ -365,6 +373,11 @@ impl<S: Store> Fold<'_, '_, S> {
                 need.excluded_offers.push(asg.offer_id.clone());
             }
             self.dirty.insert(need.capability);
+            self.fresh.insert((
+                need.capability,
+                request.request_id.clone(),
+                asg.need as usize,
+            ));
             request.assignments.retain(|a| a != id);
             self.st.put_request(&request);
             if let Some(incident) = self.st.incident(&request.incident_id)? {
@@ -409,38 +422,80 @@ impl<S: Store> Fold<'_, '_, S> {
         Ok(())
     }
 
-    /// Serves waiting needs of one capability, best rank first, from its live offers.
+    /// Serves waiting needs of one capability, best rank first, from its offers with free
+    /// capacity. Once no capacity is left, only fresh needs are looked at (to announce what is
+    /// unmet): the others cannot change, so the work stays proportional to what can happen.
     fn rematch(&mut self, c: Capability) -> Result<(), StoreError> {
         let mut offers = self.st.offers_of(c)?;
         offers.sort_by(|a, b| {
             (a.response_time_ms, &a.offer_id).cmp(&(b.response_time_ms, &b.offer_id))
         });
         let committed_before: Vec<i32> = offers.iter().map(|o| o.committed).collect();
+        let free = |offers: &[Offer]| {
+            offers
+                .iter()
+                .map(|o| o.remaining().max(0) as i64)
+                .sum::<i64>()
+        };
+        let mut fresh: BTreeSet<(String, usize)> = BTreeSet::new();
+        while let Some(pos) = self.fresh.iter().position(|f| f.0 == c) {
+            let (_, id, idx) = self
+                .fresh
+                .iter()
+                .nth(pos)
+                .cloned()
+                .expect("position is in range");
+            self.fresh.remove(&(c, id.clone(), idx));
+            fresh.insert((id, idx));
+        }
         let prefix = waiting_prefix(c);
-        for (key, _) in self.st.store.scan_prefix(&prefix)? {
-            let Some((request_id, idx)) = parse_waiting(&key[prefix.len()..]) else {
-                continue;
-            };
-            let Some(mut request) = self.st.request(&request_id)? else {
-                continue;
-            };
-            let Some(incident) = self.st.incident(&request.incident_id)? else {
-                continue;
-            };
-            if idx >= request.needs.len() {
-                continue;
+        if free(&offers) > 0 {
+            for (key, _) in self.st.store.scan_prefix(&prefix)? {
+                let Some(need) = parse_waiting(&key[prefix.len()..]) else {
+                    continue;
+                };
+                fresh.remove(&need);
+                self.serve_waiting(&need.0, need.1, &mut offers)?;
+                if free(&offers) == 0 {
+                    break;
+                }
             }
-            if self.serve(&incident, &mut request, idx, &mut offers)? {
-                self.set_waiting(&incident, &request, idx);
-                self.st.put_request(&request);
-            }
+        }
+        for (request_id, idx) in fresh {
+            self.serve_waiting(&request_id, idx, &mut offers)?;
         }
         for (offer, before) in offers.iter().zip(committed_before) {
             if offer.committed != before {
                 self.st.put_offer(offer);
+                if offer.remaining() <= 0 {
+                    self.st.remove(&offer_index_key(c, &offer.offer_id));
+                }
             }
         }
         self.dirty.remove(&c);
+        Ok(())
+    }
+
+    /// Serves one need if it is still open and missing units.
+    fn serve_waiting(
+        &mut self,
+        request_id: &str,
+        idx: usize,
+        offers: &mut [Offer],
+    ) -> Result<(), StoreError> {
+        let Some(mut request) = self.st.request(request_id)? else {
+            return Ok(());
+        };
+        let Some(incident) = self.st.incident(&request.incident_id)? else {
+            return Ok(());
+        };
+        if idx >= request.needs.len() || !incident.open || request.needs[idx].missing() <= 0 {
+            return Ok(());
+        }
+        if self.serve(&incident, &mut request, idx, offers)? {
+            self.set_waiting(&incident, &request, idx);
+            self.st.put_request(&request);
+        }
         Ok(())
     }
 

@@ -5,7 +5,7 @@
 //! - `e/<event_id>`: seen event ids (deduplication)
 //! - `i/<incident_id>`, `r/<request_id>`, `o/<offer_id>`, `a/<assignment_id>`: entities
 //! - `w/<capability>/<rank>/<request_id>/<need>`: needs still missing units, best rank first
-//! - `c/<capability>/<offer_id>`: live offers by capability
+//! - `c/<capability>/<offer_id>`: offers with free capacity, by capability
 //! - `d/<deadline hex>/<assignment_id>`: acceptance deadlines in stream-time order
 //!
 //! Values are postcard-encoded, prefixed by a format byte so that a later layout can be told
