@@ -20,6 +20,6 @@ export RALLYPOINT__STATE__DIR="$work/state" RALLYPOINT__HTTP__LISTEN="127.0.0.1:
 "$bin" topics create >/dev/null
 "$bin" run 2>"$work/run.log" & pid=$!
 until curl -fsS "http://$RALLYPOINT__HTTP__LISTEN/readyz" >/dev/null 2>&1; do sleep 0.5; done
-( "$bin" simulate --rate "$rate" --count "$count" --quiet ) &
+"$bin" simulate --rate "$rate" --count "$count" --quiet & sim=$!
 python3 scripts/e2e-report.py "http://$RALLYPOINT__HTTP__LISTEN/metrics" "$count"
-wait
+wait "$sim"

@@ -107,6 +107,33 @@ impl Store for RocksStore {
         }
         Ok(out)
     }
+
+    fn scan_page(
+        &self,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<KeyValue>, StoreError> {
+        let start = match after {
+            Some(a) if a >= prefix => a,
+            _ => prefix,
+        };
+        let mut out = Vec::with_capacity(limit);
+        for item in self
+            .db
+            .iterator(IteratorMode::From(start, Direction::Forward))
+        {
+            let (k, v) = item.map_err(backend)?;
+            if !k.starts_with(prefix) || out.len() == limit {
+                break;
+            }
+            if Some(&*k) == after {
+                continue;
+            }
+            out.push((k.into_vec(), v.into_vec()));
+        }
+        Ok(out)
+    }
 }
 
 #[cfg(test)]

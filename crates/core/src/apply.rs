@@ -9,7 +9,7 @@
 //! 4. apply the event itself (or reject it: unknown entity, wrong owner, wrong state);
 //! 5. re-match every capability whose supply or demand changed.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::decision::{
     AssignmentCancelled, AssignmentConfirmed, AssignmentProposed, AssistanceUnmet, CancelReason,
@@ -21,7 +21,7 @@ use crate::rank;
 use crate::reject::{RejectReason, Rejection};
 use crate::rules::NeedContext;
 use crate::state::*;
-use crate::store::{Store, StoreError};
+use crate::store::{for_each_key, Store, StoreError};
 use crate::tlp;
 
 /// Parameters of the fold. Part of what a replay must reproduce: change them and decisions change.
@@ -63,8 +63,8 @@ pub fn apply<S: Store>(
         now: 0,
         decisions: 0,
         outputs: Vec::new(),
-        dirty: BTreeSet::new(),
-        fresh: BTreeSet::new(),
+        supply: BTreeMap::new(),
+        fresh: BTreeMap::new(),
     };
     let seen = seen_key(&env.event_id);
     if fold.st.contains(&seen)? {
@@ -96,10 +96,10 @@ struct Fold<'a, 's, S: Store> {
     now: i64,
     decisions: u32,
     outputs: Vec<Output>,
-    dirty: BTreeSet<Capability>,
-    /// Needs whose missing units changed without a proposal (new, or reopened by a cancel):
-    /// they must be looked at even when no capacity is free, to announce what is unmet.
-    fresh: BTreeSet<(Capability, String, usize)>,
+    /// Offers that gained free capacity (new, or freed by a cancel), by capability.
+    supply: BTreeMap<Capability, BTreeSet<String>>,
+    /// Needs whose missing units grew (new, or reopened by a cancel), by capability.
+    fresh: BTreeMap<Capability, BTreeSet<(String, usize)>>,
 }
 
 impl<S: Store> Fold<'_, '_, S> {
@@ -209,8 +209,7 @@ impl<S: Store> Fold<'_, '_, S> {
         for idx in 0..request.needs.len() {
             self.set_waiting(&incident, &request, idx);
             let c = request.needs[idx].capability;
-            self.dirty.insert(c);
-            self.fresh.insert((c, request.request_id.clone(), idx));
+            self.mark_fresh(c, &request.request_id, idx);
         }
         self.st.put_request(&request);
         incident.requests.push(request.request_id);
@@ -265,7 +264,7 @@ impl<S: Store> Fold<'_, '_, S> {
             assignments: Vec::new(),
         });
         self.st.mark(&offer_index_key(e.capability, &e.offer_id));
-        self.dirty.insert(e.capability);
+        self.mark_supply(e.capability, &e.offer_id);
         Ok(Ok(()))
     }
 
@@ -291,7 +290,6 @@ impl<S: Store> Fold<'_, '_, S> {
         self.st.remove(&offer_key(&offer.offer_id));
         self.st
             .remove(&offer_index_key(offer.capability, &offer.offer_id));
-        self.dirty.insert(offer.capability);
         Ok(Ok(()))
     }
 
@@ -338,13 +336,18 @@ impl<S: Store> Fold<'_, '_, S> {
         Ok(Ok(()))
     }
 
+    /// Cancels proposals whose deadline has passed; reads only the deadlines that are due.
     fn expire_deadlines(&mut self) -> Result<(), StoreError> {
-        for (key, _) in self.st.store.scan_prefix(DEADLINES)? {
-            match deadline_of(&key) {
-                Some(t) if t <= self.now => {}
-                _ => break,
+        let mut due = Vec::new();
+        let now = self.now;
+        for_each_key(&*self.st.store, DEADLINES, |key| {
+            let passed = deadline_of(key).is_some_and(|t| t <= now);
+            if passed {
+                due.push(String::from_utf8_lossy(&key[19..]).into_owned());
             }
-            let id = String::from_utf8_lossy(&key[19..]).into_owned();
+            Ok(passed)
+        })?;
+        for id in due {
             self.cancel(&id, CancelReason::TimedOut)?;
         }
         Ok(())
@@ -360,7 +363,7 @@ impl<S: Store> Fold<'_, '_, S> {
         if let Some(mut offer) = self.st.offer(&asg.offer_id)? {
             offer.committed -= asg.units;
             offer.assignments.retain(|a| a != id);
-            self.dirty.insert(offer.capability);
+            self.mark_supply(offer.capability, &offer.offer_id);
             self.st.put_offer(&offer);
             self.st
                 .mark(&offer_index_key(offer.capability, &offer.offer_id));
@@ -372,12 +375,8 @@ impl<S: Store> Fold<'_, '_, S> {
             if matches!(reason, CancelReason::Declined | CancelReason::TimedOut) {
                 need.excluded_offers.push(asg.offer_id.clone());
             }
-            self.dirty.insert(need.capability);
-            self.fresh.insert((
-                need.capability,
-                request.request_id.clone(),
-                asg.need as usize,
-            ));
+            let c = need.capability;
+            self.mark_fresh(c, &asg.request_id, asg.need as usize);
             request.assignments.retain(|a| a != id);
             self.st.put_request(&request);
             if let Some(incident) = self.st.incident(&request.incident_id)? {
@@ -415,65 +414,124 @@ impl<S: Store> Fold<'_, '_, S> {
         }
     }
 
+    fn mark_supply(&mut self, c: Capability, offer_id: &str) {
+        self.supply
+            .entry(c)
+            .or_default()
+            .insert(offer_id.to_owned());
+    }
+
+    fn mark_fresh(&mut self, c: Capability, request_id: &str, idx: usize) {
+        self.fresh
+            .entry(c)
+            .or_default()
+            .insert((request_id.to_owned(), idx));
+    }
+
+    /// Re-matches every capability whose supply or demand changed, in capability order.
     fn rematch_dirty(&mut self) -> Result<(), StoreError> {
-        while let Some(c) = self.dirty.pop_first() {
-            self.rematch(c)?;
+        loop {
+            let next = [self.supply.keys().next(), self.fresh.keys().next()]
+                .into_iter()
+                .flatten()
+                .min()
+                .copied();
+            let Some(c) = next else { return Ok(()) };
+            let supply = self.supply.remove(&c).unwrap_or_default();
+            let fresh = self.fresh.remove(&c).unwrap_or_default();
+            self.rematch(c, &supply, &fresh)?;
+        }
+    }
+
+    /// Invariant kept between events: no waiting need has an eligible offer with free
+    /// capacity. So only two things can lead to a proposal:
+    /// 1. new free capacity (`supply`): it goes to the waiting needs in rank order, stopping
+    ///    once it is used up;
+    /// 2. needs whose missing units grew (`fresh`): each looks at every offer with free
+    ///    capacity, and is announced as unmet for what stays missing.
+    ///
+    /// The work is proportional to what can change, not to how many needs wait.
+    fn rematch(
+        &mut self,
+        c: Capability,
+        supply: &BTreeSet<String>,
+        fresh: &BTreeSet<(String, usize)>,
+    ) -> Result<(), StoreError> {
+        if !supply.is_empty() {
+            let mut offers = Vec::new();
+            for id in supply {
+                if let Some(o) = self.st.offer(id)?.filter(|o| o.remaining() > 0) {
+                    offers.push(o);
+                }
+            }
+            self.serve_in_rank_order(c, &mut offers, fresh)?;
+        }
+        if !fresh.is_empty() {
+            let mut offers = self.st.offers_of(c)?;
+            sort_offers(&mut offers);
+            let before: Vec<i32> = offers.iter().map(|o| o.committed).collect();
+            for (request_id, idx) in fresh {
+                self.serve_waiting(request_id, *idx, &mut offers)?;
+            }
+            self.save_offers(c, &offers, &before);
         }
         Ok(())
     }
 
-    /// Serves waiting needs of one capability, best rank first, from its offers with free
-    /// capacity. Once no capacity is left, only fresh needs are looked at (to announce what is
-    /// unmet): the others cannot change, so the work stays proportional to what can happen.
-    fn rematch(&mut self, c: Capability) -> Result<(), StoreError> {
-        let mut offers = self.st.offers_of(c)?;
-        offers.sort_by(|a, b| {
-            (a.response_time_ms, &a.offer_id).cmp(&(b.response_time_ms, &b.offer_id))
-        });
-        let committed_before: Vec<i32> = offers.iter().map(|o| o.committed).collect();
-        let free = |offers: &[Offer]| {
-            offers
-                .iter()
-                .map(|o| o.remaining().max(0) as i64)
-                .sum::<i64>()
-        };
-        let mut fresh: BTreeSet<(String, usize)> = BTreeSet::new();
-        while let Some(pos) = self.fresh.iter().position(|f| f.0 == c) {
-            let (_, id, idx) = self
-                .fresh
-                .iter()
-                .nth(pos)
-                .cloned()
-                .expect("position is in range");
-            self.fresh.remove(&(c, id.clone(), idx));
-            fresh.insert((id, idx));
+    /// Offers new capacity to waiting needs, best rank first; fresh needs are left to step 2.
+    fn serve_in_rank_order(
+        &mut self,
+        c: Capability,
+        offers: &mut [Offer],
+        fresh: &BTreeSet<(String, usize)>,
+    ) -> Result<(), StoreError> {
+        if offers.is_empty() {
+            return Ok(());
         }
+        sort_offers(offers);
+        let before: Vec<i32> = offers.iter().map(|o| o.committed).collect();
         let prefix = waiting_prefix(c);
-        if free(&offers) > 0 {
-            for (key, _) in self.st.store.scan_prefix(&prefix)? {
-                let Some(need) = parse_waiting(&key[prefix.len()..]) else {
+        let mut needs = Vec::new();
+        let mut free: i64 = offers.iter().map(|o| o.remaining() as i64).sum();
+        // Collect a page at a time, then serve: serving rewrites the index being walked.
+        let mut after: Option<Vec<u8>> = None;
+        'pages: while free > 0 {
+            let page = self.st.store.scan_page(&prefix, after.as_deref(), 64)?;
+            after = page.last().map(|kv| kv.0.clone());
+            let last_page = page.len() < 64;
+            needs.clear();
+            needs.extend(
+                page.iter()
+                    .filter_map(|(k, _)| parse_waiting(&k[prefix.len()..])),
+            );
+            for need in &needs {
+                if fresh.contains(need) {
                     continue;
-                };
-                fresh.remove(&need);
-                self.serve_waiting(&need.0, need.1, &mut offers)?;
-                if free(&offers) == 0 {
-                    break;
+                }
+                self.serve_waiting(&need.0, need.1, offers)?;
+                free = offers.iter().map(|o| o.remaining() as i64).sum();
+                if free == 0 {
+                    break 'pages;
                 }
             }
+            if last_page {
+                break;
+            }
         }
-        for (request_id, idx) in fresh {
-            self.serve_waiting(&request_id, idx, &mut offers)?;
-        }
-        for (offer, before) in offers.iter().zip(committed_before) {
-            if offer.committed != before {
+        self.save_offers(c, offers, &before);
+        Ok(())
+    }
+
+    /// Writes offers whose commitment changed; an offer with nothing left leaves the index.
+    fn save_offers(&mut self, c: Capability, offers: &[Offer], before: &[i32]) {
+        for (offer, before) in offers.iter().zip(before) {
+            if offer.committed != *before {
                 self.st.put_offer(offer);
                 if offer.remaining() <= 0 {
                     self.st.remove(&offer_index_key(c, &offer.offer_id));
                 }
             }
         }
-        self.dirty.remove(&c);
-        Ok(())
     }
 
     /// Serves one need if it is still open and missing units.
@@ -609,6 +667,12 @@ impl<S: Store> Fold<'_, '_, S> {
         self.outputs
             .extend(tlp::route(decision).into_iter().map(Output::Decision));
     }
+}
+
+/// Fastest response first, then offer id: the order the matcher takes offers in.
+fn sort_offers(offers: &mut [Offer]) {
+    offers
+        .sort_by(|a, b| (a.response_time_ms, &a.offer_id).cmp(&(b.response_time_ms, &b.offer_id)));
 }
 
 fn subject(incident: &Incident, request: &Request, idx: usize) -> Subject {

@@ -135,3 +135,86 @@ pub fn declined(env: Envelope, assignment: &str) -> Event {
         reason: "team committed at home".into(),
     })
 }
+
+/// A deterministic mixed stream of `n` events from `nations`: offers, incidents with requests,
+/// closures, withdrawals, and answers to the proposals the fold would make are not included
+/// (they depend on the fold). For benchmarks and property tests.
+pub fn stream(nations: &[&str], n: usize, seed: u64) -> Vec<Event> {
+    let mut rng = Lcg(seed.wrapping_mul(0x2545_F491_4F6C_DD1D) | 1);
+    let mut clock = Clock::new(1_800_000_000_000, 250);
+    let mut out = Vec::with_capacity(n);
+    let mut open: Vec<(String, String)> = Vec::new();
+    let mut offers: Vec<(String, String)> = Vec::new();
+    let tlps = [
+        Tlp::Clear,
+        Tlp::Green,
+        Tlp::Amber,
+        Tlp::Amber,
+        Tlp::AmberStrict,
+        Tlp::Red,
+    ];
+    let priorities = [
+        Priority::Medium,
+        Priority::High,
+        Priority::Severe,
+        Priority::Emergency,
+    ];
+    while out.len() < n {
+        let nation = nations[rng.below(nations.len())];
+        let k = out.len();
+        match rng.below(100) {
+            0..=19 => {
+                let cap = Capability::ALL[rng.below(Capability::ALL.len())];
+                let id = format!("O-{k}");
+                let mut e = offer(clock.envelope(nation), &id, cap, 1 + rng.below(6) as i32);
+                if let Event::AssetOffered(o) = &mut e {
+                    o.max_tlp = tlps[2 + rng.below(4)];
+                }
+                offers.push((nation.to_owned(), id));
+                out.push(e);
+            }
+            20..=79 => {
+                let id = format!("I-{k}");
+                let tlp = tlps[rng.below(tlps.len())];
+                out.push(incident(
+                    clock.envelope(nation),
+                    &id,
+                    tlp,
+                    priorities[rng.below(4)],
+                ));
+                let cap = Capability::ALL[rng.below(Capability::ALL.len())];
+                out.push(request(
+                    clock.envelope(nation),
+                    &format!("R-{k}"),
+                    &id,
+                    &[(cap, 1 + rng.below(3) as i32)],
+                ));
+                open.push((nation.to_owned(), id));
+            }
+            80..=94 if !open.is_empty() => {
+                let (owner, id) = open.swap_remove(rng.below(open.len()));
+                out.push(closed(clock.envelope(&owner), &id));
+            }
+            95..=99 if !offers.is_empty() => {
+                let (owner, id) = offers.swap_remove(rng.below(offers.len()));
+                out.push(withdrawn(clock.envelope(&owner), &id));
+            }
+            _ => {}
+        }
+    }
+    out.truncate(n);
+    out
+}
+
+/// A small, fixed pseudo-random generator: the same seed gives the same stream everywhere.
+struct Lcg(u64);
+
+impl Lcg {
+    fn below(&mut self, n: usize) -> usize {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        ((self.0 >> 33) % n as u64) as usize
+    }
+}

@@ -27,6 +27,46 @@ pub trait Store {
     fn delete(&mut self, key: &[u8]);
     /// Every live key starting with `prefix`, ascending.
     fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<KeyValue>, StoreError>;
+
+    /// Up to `limit` live keys starting with `prefix` and greater than `after`, ascending. Fewer
+    /// than `limit` means the prefix is exhausted.
+    fn scan_page(
+        &self,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<KeyValue>, StoreError>;
+}
+
+/// Walks the keys under `prefix` page by page, calling `visit` until it returns `false`.
+pub fn for_each_key<S: Store + ?Sized>(
+    store: &S,
+    prefix: &[u8],
+    mut visit: impl FnMut(&[u8]) -> Result<bool, StoreError>,
+) -> Result<(), StoreError> {
+    // Small first pages: most walks stop at the first key or two.
+    let mut page_size = 2;
+    let mut after: Option<Vec<u8>> = None;
+    loop {
+        let page = store.scan_page(prefix, after.as_deref(), page_size)?;
+        for (k, _) in &page {
+            if !visit(k)? {
+                return Ok(());
+            }
+        }
+        if page.len() < page_size {
+            return Ok(());
+        }
+        after = page.last().map(|kv| kv.0.clone());
+        page_size = (page_size * 4).min(256);
+    }
+}
+
+fn after_bound(prefix: &[u8], after: Option<&[u8]>) -> std::ops::Bound<Vec<u8>> {
+    match after {
+        Some(a) if a >= prefix => std::ops::Bound::Excluded(a.to_vec()),
+        _ => std::ops::Bound::Included(prefix.to_vec()),
+    }
 }
 
 /// A store held in memory: for unit tests of the core, and as the write overlay of adapters.
@@ -71,6 +111,22 @@ impl Store for MemStore {
             .map
             .range(prefix.to_vec()..)
             .take_while(|(k, _)| k.starts_with(prefix))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect())
+    }
+
+    fn scan_page(
+        &self,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<KeyValue>, StoreError> {
+        let range = (after_bound(prefix, after), std::ops::Bound::Unbounded);
+        Ok(self
+            .map
+            .range::<Vec<u8>, _>(range)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .take(limit)
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect())
     }
@@ -157,6 +213,50 @@ impl<B: Store> Store for Layered<'_, B> {
         }
         Ok(merged.into_iter().collect())
     }
+
+    fn scan_page(
+        &self,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<KeyValue>, StoreError> {
+        let mut out = Vec::with_capacity(limit);
+        let mut cursor = after.map(<[u8]>::to_vec);
+        loop {
+            let base = self.base.scan_page(prefix, cursor.as_deref(), limit)?;
+            let exhausted = base.len() < limit;
+            // This base page covers keys up to its last one; the next page covers the rest.
+            let upper = if exhausted {
+                None
+            } else {
+                base.last().map(|kv| kv.0.clone())
+            };
+            let mut merged: BTreeMap<Vec<u8>, Vec<u8>> = base.into_iter().collect();
+            let lower = (
+                after_bound(prefix, cursor.as_deref()),
+                std::ops::Bound::Unbounded,
+            );
+            for (k, change) in self.overlay.changes.range::<Vec<u8>, _>(lower) {
+                if !k.starts_with(prefix) || upper.as_ref().is_some_and(|u| k > u) {
+                    break;
+                }
+                match change {
+                    Some(v) => merged.insert(k.clone(), v.clone()),
+                    None => merged.remove(k),
+                };
+            }
+            for kv in merged {
+                out.push(kv);
+                if out.len() == limit {
+                    return Ok(out);
+                }
+            }
+            if exhausted {
+                return Ok(out);
+            }
+            cursor = upper;
+        }
+    }
 }
 
 #[cfg(test)]
@@ -177,6 +277,35 @@ mod tests {
             .map(|kv| kv.0)
             .collect();
         assert_eq!(keys, vec![b"b/1".to_vec(), b"b/2".to_vec()]);
+    }
+
+    #[test]
+    fn paging_through_an_overlay_sees_every_live_key_once() {
+        let mut base = MemStore::new();
+        for i in 0..200u32 {
+            base.put(format!("p/{i:04}").as_bytes(), vec![]);
+        }
+        base.put(b"q/0", vec![]);
+        let mut overlay = Overlay::new();
+        let mut view = overlay.over(&base);
+        for i in (0..200u32).filter(|i| i % 3 == 0 || (64..140).contains(i)) {
+            view.delete(format!("p/{i:04}").as_bytes());
+        }
+        view.put(b"p/0064x", vec![]);
+        let mut walked = Vec::new();
+        for_each_key(&view, b"p/", |k| {
+            walked.push(k.to_vec());
+            Ok(true)
+        })
+        .unwrap();
+        let all: Vec<Vec<u8>> = view
+            .scan_prefix(b"p/")
+            .unwrap()
+            .into_iter()
+            .map(|kv| kv.0)
+            .collect();
+        assert_eq!(walked, all);
+        assert!(all.contains(&b"p/0064x".to_vec()));
     }
 
     #[test]
