@@ -16,7 +16,7 @@ mod tests;
 use std::collections::HashMap;
 
 use apache_avro::types::Value;
-use apache_avro::{from_avro_datum, from_value, to_avro_datum, to_value, Schema};
+use apache_avro::{from_value, write_avro_datum_ref, Schema};
 use rallypoint_core::decision::Decision;
 use rallypoint_core::event::*;
 use rallypoint_core::{RejectReason, Rejection};
@@ -148,16 +148,7 @@ impl Codec {
 
     fn decode_body(&self, i: usize, body: &[u8]) -> Result<Event, Rejection> {
         let compiled = &self.schemas[i];
-        let mut reader = body;
-        let value = from_avro_datum(&compiled.schema, &mut reader, None)
-            .map_err(|e| undecodable(format!("{}: {e}", compiled.name)))?;
-        if !reader.is_empty() {
-            return Err(undecodable(format!(
-                "{}: {} bytes after the record",
-                compiled.name,
-                reader.len()
-            )));
-        }
+        let value = self.read(i, body)?;
         event_from(compiled.name, &value)
     }
 
@@ -202,10 +193,8 @@ impl Codec {
             return decision_from(&kind, v);
         }
         let (i, body) = self.single_object(bytes)?;
-        let compiled = &self.schemas[i];
-        let value = from_avro_datum(&compiled.schema, &mut &body[..], None)
-            .map_err(|e| undecodable(e.to_string()))?;
-        decision_from(compiled.name, &value)
+        let value = self.read(i, body)?;
+        decision_from(self.schemas[i].name, &value)
     }
 
     /// An input event as a JSON object with its `type`, as simple feeds send it.
@@ -219,9 +208,28 @@ impl Codec {
 
     pub fn decode_dead_letter(&self, bytes: &[u8]) -> Result<DeadLetter, Rejection> {
         let (i, body) = self.single_object(bytes)?;
-        let value = from_avro_datum(&self.schemas[i].schema, &mut &body[..], None)
-            .map_err(|e| undecodable(e.to_string()))?;
+        let value = self.read(i, body)?;
         from_value(&value).map_err(|e| undecodable(e.to_string()))
+    }
+
+    /// Decodes the Avro body of schema `i`; every byte must belong to the record.
+    fn read(&self, i: usize, body: &[u8]) -> Result<Value, Rejection> {
+        let compiled = &self.schemas[i];
+        let header = compiled.header();
+        let mut input = std::io::Read::chain(&header[..], body);
+        let value = compiled
+            .reader
+            .read_value(&mut input)
+            .map_err(|e| undecodable(format!("{}: {e}", compiled.name)))?;
+        let rest = input.into_inner().1;
+        if !rest.is_empty() {
+            return Err(undecodable(format!(
+                "{}: {} bytes after the record",
+                compiled.name,
+                rest.len()
+            )));
+        }
+        Ok(value)
     }
 
     fn single_object<'b>(&self, bytes: &'b [u8]) -> Result<(usize, &'b [u8]), Rejection> {
@@ -243,18 +251,18 @@ impl Codec {
         let mut out = Vec::with_capacity(256);
         out.extend_from_slice(&SINGLE_OBJECT);
         out.extend_from_slice(&compiled.fingerprint);
-        out.extend(avro_body(&compiled.schema, value));
+        avro_body(&compiled.expanded, value, &mut out);
         out
     }
 }
 
-/// Avro binary of a value that matches its schema by construction (our own types).
-fn avro_body<T: Serialize>(schema: &Schema, value: &T) -> Vec<u8> {
-    let encoded = to_value(value)
-        .and_then(|v| v.resolve(schema))
-        .and_then(|v| to_avro_datum(schema, v));
+/// Appends the Avro binary of a value that matches its schema by construction (our own
+/// types), serialized straight through the expanded schema.
+fn avro_body<T: Serialize>(expanded: &Schema, value: &T, out: &mut Vec<u8>) {
     // Our types and schemas are kept in step by the round-trip tests; a mismatch is a bug.
-    encoded.unwrap_or_else(|e| panic!("Rust type does not match its Avro schema: {e}"))
+    if let Err(e) = write_avro_datum_ref(expanded, value, out) {
+        panic!("Rust type does not match its Avro schema: {e}");
+    }
 }
 
 /// Something a typed record can be read from: an Avro value or a JSON value.

@@ -7,7 +7,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use apache_avro::headers::HeaderBuilder;
 use apache_avro::rabin::Rabin;
+use apache_avro::GenericSingleObjectReader;
 use apache_avro::Schema;
 use serde_json::Value as Json;
 
@@ -65,7 +67,6 @@ pub const FILES: &[(&str, &str)] = &[
 ];
 
 /// One compiled top-level schema.
-#[derive(Debug)]
 pub struct Compiled {
     pub name: &'static str,
     pub schema: Schema,
@@ -73,6 +74,39 @@ pub struct Compiled {
     pub fingerprint: [u8; 8],
     /// The self-contained schema JSON (what a registry would be given).
     pub json: String,
+    /// The same structure with every named type written out where it is used (renamed so the
+    /// names stay unique). Binary Avro does not depend on names, so this schema encodes the
+    /// same bytes, and it needs no name table: serde can write through it directly.
+    pub expanded: Schema,
+    /// Decodes through the expanded schema with its name table resolved once.
+    pub reader: GenericSingleObjectReader,
+}
+
+impl Compiled {
+    /// The single-object header: `C3 01` and the fingerprint.
+    pub fn header(&self) -> [u8; 10] {
+        let mut h = [0u8; 10];
+        h[..2].copy_from_slice(&[0xC3, 0x01]);
+        h[2..].copy_from_slice(&self.fingerprint);
+        h
+    }
+}
+
+impl std::fmt::Debug for Compiled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Compiled")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The canonical header, for a reader whose own (expanded) schema has another fingerprint.
+struct CanonicalHeader([u8; 8]);
+
+impl HeaderBuilder for CanonicalHeader {
+    fn build_header(&self) -> Vec<u8> {
+        [&[0xC3, 0x01][..], &self.0[..]].concat()
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -108,11 +142,22 @@ fn compile(
     let fingerprint: [u8; 8] = bytes
         .try_into()
         .map_err(|_| err("fingerprint is not 8 bytes".into()))?;
+    let mut counter = 0;
+    let expanded_json = expand(&full, &mut BTreeMap::new(), &mut counter, NAMESPACE);
+    let expanded =
+        Schema::parse_str(&expanded_json.to_string()).map_err(|e| err(format!("expanded: {e}")))?;
+    let reader = GenericSingleObjectReader::new_with_header_builder(
+        expanded.clone(),
+        CanonicalHeader(fingerprint),
+    )
+    .map_err(|e| err(format!("reader: {e}")))?;
     Ok(Compiled {
         name,
         schema,
         fingerprint,
         json,
+        expanded,
+        reader,
     })
 }
 
@@ -214,6 +259,71 @@ pub fn inline_named_types(
                 _ => {
                     if let Some(t @ (Json::Object(_) | Json::Array(_))) = obj.get("type") {
                         out.insert("type".into(), inline_named_types(t, lib, defined, ns));
+                    }
+                }
+            }
+            Json::Object(out)
+        }
+        _ => v.clone(),
+    }
+}
+
+/// Writes every reference to a named type out in full, renaming each copy.
+fn expand(v: &Json, defs: &mut BTreeMap<String, Json>, counter: &mut usize, ns: &str) -> Json {
+    match v {
+        Json::String(s) if !PRIMITIVES.contains(&s.as_str()) => {
+            match defs.get(&full_name(s, ns)).cloned() {
+                Some(def) => {
+                    let def_ns = def["namespace"].as_str().unwrap_or(ns).to_owned();
+                    expand(&def, defs, counter, &def_ns)
+                }
+                None => v.clone(),
+            }
+        }
+        Json::Array(union) => {
+            Json::Array(union.iter().map(|m| expand(m, defs, counter, ns)).collect())
+        }
+        Json::Object(obj) => {
+            let kind = obj.get("type").and_then(Json::as_str).unwrap_or_default();
+            let own_ns = obj
+                .get("namespace")
+                .and_then(Json::as_str)
+                .unwrap_or(ns)
+                .to_owned();
+            let mut out = obj.clone();
+            if matches!(kind, "record" | "enum" | "fixed") {
+                if let Some(n) = obj.get("name").and_then(Json::as_str) {
+                    defs.insert(full_name(n, &own_ns), v.clone());
+                    *counter += 1;
+                    let short = n.rsplit('.').next().unwrap_or(n);
+                    out.insert("name".into(), Json::String(format!("{short}_{counter}")));
+                }
+            }
+            match kind {
+                "record" => {
+                    if let Some(Json::Array(fields)) = obj.get("fields") {
+                        let fields = fields
+                            .iter()
+                            .map(|f| {
+                                let mut f = f.clone();
+                                if let Some(t) = f.get("type") {
+                                    f["type"] = expand(t, defs, counter, &own_ns);
+                                }
+                                f
+                            })
+                            .collect();
+                        out.insert("fields".into(), Json::Array(fields));
+                    }
+                }
+                "array" => {
+                    out.insert("items".into(), expand(&obj["items"], defs, counter, ns));
+                }
+                "map" => {
+                    out.insert("values".into(), expand(&obj["values"], defs, counter, ns));
+                }
+                _ => {
+                    if let Some(t @ (Json::Object(_) | Json::Array(_))) = obj.get("type") {
+                        out.insert("type".into(), expand(t, defs, counter, ns));
                     }
                 }
             }

@@ -162,3 +162,47 @@ fn a_dead_letter_keeps_the_original_bytes() {
         dl
     );
 }
+
+#[test]
+fn the_direct_encoder_writes_the_bytes_that_the_generic_avro_writer_writes() {
+    use apache_avro::{to_avro_datum, to_value};
+    let codec = Codec::new().unwrap();
+    let generic = |name: &str, v: apache_avro::types::Value| {
+        let schema = &codec
+            .schemas()
+            .iter()
+            .find(|c| c.name == name)
+            .unwrap()
+            .schema;
+        to_avro_datum(schema, v.resolve(schema).unwrap()).unwrap()
+    };
+    for e in every_event() {
+        let value = match &e {
+            Event::IncidentReported(x) => to_value(x),
+            Event::AssistanceRequested(x) => to_value(x),
+            Event::IncidentClosed(x) => to_value(x),
+            Event::AssetOffered(x) => to_value(x),
+            Event::OfferWithdrawn(x) => to_value(x),
+            Event::AssignmentAccepted(x) => to_value(x),
+            Event::AssignmentDeclined(x) => to_value(x),
+        }
+        .unwrap();
+        assert_eq!(
+            codec.encode_event(&e)[10..],
+            generic(e.type_name(), value)[..],
+            "{}",
+            e.type_name()
+        );
+    }
+    for r in some_decisions() {
+        let value = match &r.decision {
+            Decision::AssignmentProposed(x) => to_value(x),
+            Decision::AssignmentConfirmed(x) => to_value(x),
+            Decision::AssignmentCancelled(x) => to_value(x),
+            Decision::AssistanceUnmet(x) => to_value(x),
+        }
+        .unwrap();
+        let ours = codec.encode_decision(&r.decision, Format::Avro);
+        assert_eq!(ours[10..], generic(r.decision.type_name(), value)[..]);
+    }
+}
