@@ -7,10 +7,16 @@
 //! commit leaves RocksDB untouched, and a crash after it leaves RocksDB behind a known offset
 //! that the changelog tail brings up to date. Nothing aborted ever reaches RocksDB, and no wipe
 //! is needed after an unclean stop.
+//!
+//! The index keyspaces of the core ([`INDEX_PREFIXES`]) are also mirrored in memory: they are
+//! scanned on every event and churn (keys come and go as work opens and closes), and RocksDB
+//! iterators over freshly deleted keys must step over every tombstone. Their size follows the
+//! open work, not the history, so the mirror stays small while the entities stay on disk.
 
 use std::path::Path;
 
-use rallypoint_core::store::{KeyValue, Store, StoreError};
+use rallypoint_core::state::INDEX_PREFIXES;
+use rallypoint_core::store::{KeyValue, MemStore, Store, StoreError};
 use rocksdb::{Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB};
 
 /// Where bookkeeping lives: below every key of the core (which are printable ASCII).
@@ -18,6 +24,12 @@ const CHANGELOG_NEXT: &[u8] = b"\x00changelog_next";
 
 pub struct RocksStore {
     db: DB,
+    /// Exactly the committed keys under [`INDEX_PREFIXES`].
+    indexes: MemStore,
+}
+
+fn is_index(key: &[u8]) -> bool {
+    INDEX_PREFIXES.iter().any(|p| key.starts_with(p))
 }
 
 fn backend(e: rocksdb::Error) -> StoreError {
@@ -31,7 +43,31 @@ impl RocksStore {
         opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
         opts.increase_parallelism(2);
         let db = DB::open(&opts, dir).map_err(backend)?;
-        Ok(Self { db })
+        let mut store = Self {
+            db,
+            indexes: MemStore::new(),
+        };
+        for prefix in INDEX_PREFIXES {
+            for (k, v) in store.scan_disk(prefix)? {
+                store.indexes.put(&k, v);
+            }
+        }
+        Ok(store)
+    }
+
+    fn scan_disk(&self, prefix: &[u8]) -> Result<Vec<KeyValue>, StoreError> {
+        let mut out = Vec::new();
+        for item in self
+            .db
+            .iterator(IteratorMode::From(prefix, Direction::Forward))
+        {
+            let (k, v) = item.map_err(backend)?;
+            if !k.starts_with(prefix) {
+                break;
+            }
+            out.push((k.into_vec(), v.into_vec()));
+        }
+        Ok(out)
     }
 
     /// The changelog offset to resume restoring from: everything before it is in this store.
@@ -51,22 +87,33 @@ impl RocksStore {
 
     /// Applies committed changes and the changelog position they reach, atomically.
     pub fn apply(
-        &self,
+        &mut self,
         changes: impl IntoIterator<Item = (Vec<u8>, Option<Vec<u8>>)>,
         changelog_next: i64,
     ) -> Result<(), StoreError> {
         let mut batch = WriteBatch::default();
+        let mut index_changes = Vec::new();
         for (k, v) in changes {
-            match v {
-                Some(v) => batch.put(k, v),
-                None => batch.delete(k),
+            match &v {
+                Some(v) => batch.put(&k, v),
+                None => batch.delete(&k),
+            }
+            if is_index(&k) {
+                index_changes.push((k, v));
             }
         }
         batch.put(CHANGELOG_NEXT, changelog_next.to_be_bytes());
         // No fsync: a batch lost in a power cut is re-read from the changelog.
         let mut opts = WriteOptions::default();
         opts.set_sync(false);
-        self.db.write_opt(batch, &opts).map_err(backend)
+        self.db.write_opt(batch, &opts).map_err(backend)?;
+        for (k, v) in index_changes {
+            match v {
+                Some(v) => self.indexes.put(&k, v),
+                None => self.indexes.delete(&k),
+            }
+        }
+        Ok(())
     }
 
     /// RocksDB's own estimate of live keys, for metrics.
@@ -81,31 +128,29 @@ impl RocksStore {
 
 impl Store for RocksStore {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        if is_index(key) {
+            return self.indexes.get(key);
+        }
         self.db.get(key).map_err(backend)
     }
 
-    /// Direct writes bypass the overlay: only for tests of this store.
+    /// Direct writes bypass the overlay and the changelog: only for tests of this store.
     fn put(&mut self, key: &[u8], value: Vec<u8>) {
-        let _ = self.db.put(key, value);
+        let _ = self.apply(
+            [(key.to_vec(), Some(value))],
+            self.changelog_next().unwrap_or(0),
+        );
     }
 
     fn delete(&mut self, key: &[u8]) {
-        let _ = self.db.delete(key);
+        let _ = self.apply([(key.to_vec(), None)], self.changelog_next().unwrap_or(0));
     }
 
     fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<KeyValue>, StoreError> {
-        let mut out = Vec::new();
-        for item in self
-            .db
-            .iterator(IteratorMode::From(prefix, Direction::Forward))
-        {
-            let (k, v) = item.map_err(backend)?;
-            if !k.starts_with(prefix) {
-                break;
-            }
-            out.push((k.into_vec(), v.into_vec()));
+        if is_index(prefix) {
+            return self.indexes.scan_prefix(prefix);
         }
-        Ok(out)
+        self.scan_disk(prefix)
     }
 
     fn scan_page(
@@ -114,6 +159,9 @@ impl Store for RocksStore {
         after: Option<&[u8]>,
         limit: usize,
     ) -> Result<Vec<KeyValue>, StoreError> {
+        if is_index(prefix) {
+            return self.indexes.scan_page(prefix, after, limit);
+        }
         let start = match after {
             Some(a) if a >= prefix => a,
             _ => prefix,
@@ -144,7 +192,7 @@ mod tests {
     #[test]
     fn overlay_changes_reach_rocksdb_only_when_applied_with_their_offset() {
         let dir = tempfile::tempdir().unwrap();
-        let store = RocksStore::open(dir.path()).unwrap();
+        let mut store = RocksStore::open(dir.path()).unwrap();
         let mut overlay = Overlay::new();
         {
             let mut view = overlay.over(&store);
@@ -155,7 +203,7 @@ mod tests {
         assert_eq!(store.get(b"k/1").unwrap(), None, "nothing before apply");
         store.apply(overlay.drain(), 17).unwrap();
         drop(store);
-        let store = RocksStore::open(dir.path()).unwrap();
+        let mut store = RocksStore::open(dir.path()).unwrap();
         assert_eq!(store.get(b"k/2").unwrap(), Some(b"two".to_vec()));
         assert_eq!(store.changelog_next().unwrap(), 17);
         let mut overlay = Overlay::new();
@@ -168,9 +216,35 @@ mod tests {
     }
 
     #[test]
+    fn index_keys_are_served_from_memory_and_survive_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = RocksStore::open(dir.path()).unwrap();
+        store
+            .apply(
+                vec![
+                    (b"w/x/1".to_vec(), Some(vec![1])),
+                    (b"w/x/2".to_vec(), Some(vec![2])),
+                    (b"i/9".to_vec(), Some(vec![9])),
+                ],
+                3,
+            )
+            .unwrap();
+        store.apply(vec![(b"w/x/1".to_vec(), None)], 4).unwrap();
+        assert_eq!(store.indexes.len(), 1);
+        drop(store);
+        let store = RocksStore::open(dir.path()).unwrap();
+        assert_eq!(
+            store.scan_page(b"w/", None, 10).unwrap(),
+            vec![(b"w/x/2".to_vec(), vec![2])]
+        );
+        assert_eq!(store.get(b"i/9").unwrap(), Some(vec![9]));
+        assert_eq!(store.indexes.len(), 1, "entities are not mirrored");
+    }
+
+    #[test]
     fn bookkeeping_keys_stay_out_of_core_scans() {
         let dir = tempfile::tempdir().unwrap();
-        let store = RocksStore::open(dir.path()).unwrap();
+        let mut store = RocksStore::open(dir.path()).unwrap();
         store.apply(Vec::new(), 5).unwrap();
         assert!(store
             .scan_prefix(b"")

@@ -65,11 +65,12 @@ impl Coordinator {
             "rallypoint-coordinator",
             self.topics.changelog(),
         )?;
-        let store = RocksStore::open(&self.state_path()).context("opening the RocksDB state")?;
+        let mut store =
+            RocksStore::open(&self.state_path()).context("opening the RocksDB state")?;
         super::restore::restore(
             &self.config,
             &self.topics.changelog(),
-            &store,
+            &mut store,
             &self.metrics,
         )?;
         let consumer: BaseConsumer<StageContext> =
@@ -118,7 +119,7 @@ impl Coordinator {
                 &consumer,
                 &mut txn,
                 &batch,
-                &store,
+                &mut store,
                 std::mem::take(&mut pending),
             )?;
             batch.clear();
@@ -218,7 +219,7 @@ impl Coordinator {
         consumer: &BaseConsumer<StageContext>,
         txn: &mut Transactional,
         batch: &BatchOffsets,
-        store: &RocksStore,
+        store: &mut RocksStore,
         mut pending: Pending,
     ) -> anyhow::Result<()> {
         let changelog = self.topics.changelog();

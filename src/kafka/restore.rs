@@ -19,7 +19,7 @@ const FLUSH_EVERY: usize = 10_000;
 pub fn restore(
     config: &Config,
     topic: &str,
-    store: &RocksStore,
+    store: &mut RocksStore,
     metrics: &Metrics,
 ) -> anyhow::Result<u64> {
     let started = Instant::now();

@@ -145,6 +145,11 @@ pub fn waiting_key(c: Capability, rank: &str, request_id: &str, need: u8) -> Vec
 
 pub const DEADLINES: &[u8] = b"d/";
 
+/// The index keyspaces: small (their size follows the open work — waiting needs, offers with
+/// free capacity, pending proposals — not the history) and scanned on every event. A store
+/// may keep them in memory; the entities and the seen event ids stay on disk.
+pub const INDEX_PREFIXES: [&[u8]; 3] = [b"c/", b"w/", DEADLINES];
+
 pub fn deadline_key(respond_by: i64, assignment_id: &str) -> Vec<u8> {
     // Stream times are validated positive, so hex of the u64 sorts numerically.
     format!("d/{:016x}/{assignment_id}", respond_by.max(0) as u64).into_bytes()
