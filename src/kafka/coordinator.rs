@@ -20,7 +20,7 @@ use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
 
 use super::context::StageContext;
 use super::txn::{Transactional, TxnError};
-use super::{BatchOffsets, Topics, HDR_INPUT_TS};
+use super::{BatchOffsets, Polled, Topics, HDR_INPUT_TS};
 use crate::codec::Codec;
 use crate::config::Config;
 use crate::store::RocksStore;
@@ -85,28 +85,16 @@ impl Coordinator {
         let mut batch = BatchOffsets::default();
         let mut pending = Pending::default();
         while !stop.load(Ordering::SeqCst) {
-            let deadline = Instant::now() + self.config.kafka.commit_interval;
-            while batch.records < self.config.kafka.max_batch {
-                let left = deadline.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    break;
-                }
-                match consumer.poll(left) {
-                    Some(Ok(m)) => {
-                        self.process(&m, &store, &mut pending, &mut txn)?;
-                        batch.record(m.topic(), m.partition(), m.offset());
-                        if batch.records % 256 == 0 {
-                            txn.poll();
-                        }
-                    }
-                    Some(Err(e)) => tracing::warn!(error = %e, "coordinator consumer error"),
-                    None => {}
-                }
-                if consumer.context().take_revoked() {
-                    txn.abort()?;
-                    batch.clear();
-                    pending = Pending::default();
-                }
+            let polled = super::poll_batch(&consumer, &self.config.kafka, &mut batch, |m| {
+                self.process(m, &store, &mut pending, &mut txn)?;
+                txn.poll();
+                Ok(())
+            })?;
+            if polled == Polled::Revoked {
+                txn.abort()?;
+                batch.clear();
+                pending = Pending::default();
+                continue;
             }
             if batch.is_empty() {
                 self.metrics

@@ -14,7 +14,7 @@ use rdkafka::message::{BorrowedMessage, Header, Message, OwnedHeaders};
 
 use super::context::StageContext;
 use super::txn::{Transactional, TxnError};
-use super::{BatchOffsets, Topics, HDR_INPUT_TS, HDR_SOURCE};
+use super::{BatchOffsets, Polled, Topics, HDR_INPUT_TS, HDR_SOURCE};
 use crate::codec::Codec;
 use crate::config::Config;
 use crate::telemetry::Metrics;
@@ -58,28 +58,16 @@ impl Intake {
         tracing::info!(pattern = %self.topics.input_pattern(), "intake running");
         let mut batch = BatchOffsets::default();
         while !stop.load(Ordering::SeqCst) {
-            let deadline = Instant::now() + self.config.kafka.commit_interval;
-            while batch.records < self.config.kafka.max_batch {
-                let left = deadline.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    break;
-                }
-                match consumer.poll(left) {
-                    Some(Ok(m)) => {
-                        self.process(&m, &mut txn)?;
-                        batch.record(m.topic(), m.partition(), m.offset());
-                        if batch.records % 256 == 0 {
-                            txn.poll();
-                        }
-                    }
-                    Some(Err(e)) => tracing::warn!(error = %e, "intake consumer error"),
-                    None => {}
-                }
-                if consumer.context().take_revoked() {
-                    // Positions of revoked partitions go back to their committed offsets.
-                    txn.abort()?;
-                    batch.clear();
-                }
+            let polled = super::poll_batch(&consumer, &self.config.kafka, &mut batch, |m| {
+                self.process(m, &mut txn)?;
+                txn.poll();
+                Ok(())
+            })?;
+            if polled == Polled::Revoked {
+                // Positions of revoked partitions go back to their committed offsets.
+                txn.abort()?;
+                batch.clear();
+                continue;
             }
             if batch.is_empty() {
                 continue;

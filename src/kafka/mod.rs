@@ -94,7 +94,10 @@ pub fn consumer_config(config: &Config, group: &str) -> ClientConfig {
         .set("statistics.interval.ms", "5000")
         .set("topic.metadata.refresh.interval.ms", "5000")
         .set("session.timeout.ms", "10000")
-        .set("max.poll.interval.ms", "60000");
+        .set("max.poll.interval.ms", "60000")
+        // A read_committed fetch that found only uncommitted records waits this long before the
+        // broker answers again, even when the transaction commits meanwhile: keep it short.
+        .set("fetch.wait.max.ms", "10");
     c
 }
 
@@ -158,6 +161,56 @@ impl BatchOffsets {
         self.parts.clear();
         self.records = 0;
     }
+}
+
+/// How one round of polling ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Polled {
+    /// The batch is ready to commit (it may be empty).
+    Ready,
+    /// Partitions were revoked: the open transaction and the batch must be dropped.
+    Revoked,
+}
+
+/// Polls records into `batch` and hands each to `handle`, until the batch holds `max_batch`
+/// records, `commit_interval` has passed, or — once it holds something — nothing more is ready.
+/// Committing as soon as the input is drained keeps latency low under light load; under heavy
+/// load batches fill up and commits stay infrequent.
+pub fn poll_batch(
+    consumer: &rdkafka::consumer::BaseConsumer<context::StageContext>,
+    config: &crate::config::KafkaConfig,
+    batch: &mut BatchOffsets,
+    mut handle: impl FnMut(&rdkafka::message::BorrowedMessage<'_>) -> anyhow::Result<()>,
+) -> anyhow::Result<Polled> {
+    use rdkafka::consumer::Consumer;
+    use rdkafka::Message;
+    let deadline = std::time::Instant::now() + config.commit_interval;
+    while batch.records < config.max_batch {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        let wait = if batch.is_empty() {
+            left
+        } else {
+            left.min(std::time::Duration::from_millis(2))
+        };
+        match consumer.poll(wait) {
+            Some(Ok(m)) => {
+                handle(&m)?;
+                batch.record(m.topic(), m.partition(), m.offset());
+            }
+            Some(Err(e)) => {
+                tracing::warn!(stage = consumer.context().stage, error = %e, "consumer error")
+            }
+            None if !batch.is_empty() => break,
+            None => {}
+        }
+        if consumer.context().take_revoked() {
+            return Ok(Polled::Revoked);
+        }
+    }
+    Ok(Polled::Ready)
 }
 
 /// Headers Rallypoint adds to journal records.
