@@ -11,7 +11,8 @@ packages=(
   pkg-config libssl-dev libsasl2-dev zlib1g-dev liblz4-dev  # librdkafka features
   kcat                        # independent Kafka client for tests
   prometheus                  # promtool check metrics
-  python3                     # free-port picking, helper checks
+  python3 curl                # free-port picking, readiness checks
+  g++ make                    # RocksDB and librdkafka compile from source
   openjdk-17-jre-headless maven  # scripts/kafka-local.sh runs a real broker from Maven Central
 )
 packages+=("$@")
