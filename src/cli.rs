@@ -69,6 +69,13 @@ pub enum Command {
         #[arg(long)]
         quiet: bool,
     },
+    /// Audit: rebuild state from the journal in a fresh store and check that the decision
+    /// topics hold exactly, byte for byte, what it implies. Exits 1 at the first divergence.
+    Replay {
+        /// Where to build the fresh store (default: a temporary folder, removed afterwards).
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
+    },
     /// Print decisions as JSON lines, as a SIEM would read them (read_committed).
     Watch {
         /// A nation (its decisions topic) or `coalition`.
@@ -111,6 +118,7 @@ pub fn main() -> anyhow::Result<()> {
     telemetry::init_logs(&config.log);
     match cli.command {
         Command::Run { role } => run(config, role),
+        Command::Replay { state_dir } => replay(&config, state_dir),
         Command::Topics {
             action: TopicsAction::Create,
         } => topics_create(&config),
@@ -152,6 +160,26 @@ pub fn main() -> anyhow::Result<()> {
             idle,
             from_beginning,
         } => watch(&config, &audience, count, idle, from_beginning),
+    }
+}
+
+fn replay(config: &Config, state_dir: Option<PathBuf>) -> anyhow::Result<()> {
+    let temp = tempfile::tempdir()?;
+    let dir = state_dir.unwrap_or_else(|| temp.path().join("replay"));
+    let report = crate::replay::replay(config, dir)?;
+    println!(
+        "replayed {} journal events: {} decisions on {} topics recomputed",
+        report.events, report.decisions, report.topics
+    );
+    match report.divergence {
+        None => {
+            println!("every decision matches the journal, byte for byte");
+            Ok(())
+        }
+        Some(what) => {
+            println!("first divergence: {what}");
+            std::process::exit(1);
+        }
     }
 }
 

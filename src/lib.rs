@@ -8,13 +8,15 @@
 //! - [`telemetry`]: Prometheus metrics and logs
 //! - [`http`]: `/metrics`, `/healthz`, `/readyz` and the query API
 //! - [`config`]: layered, validated configuration
-//! - [`cli`]: the `rallypoint` subcommands, and [`simulate`]: the multi-nation feed
+//! - [`cli`]: the `rallypoint` subcommands, [`simulate`]: the multi-nation feed, and
+//!   [`replay`]: the auditor's check of emitted decisions against the journal
 
 pub mod cli;
 pub mod codec;
 pub mod config;
 pub mod http;
 pub mod kafka;
+pub mod replay;
 pub mod simulate;
 pub mod store;
 pub mod telemetry;

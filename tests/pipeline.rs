@@ -228,3 +228,110 @@ fn garbage_and_spoofed_records_go_to_the_dead_letter_topic_and_processing_goes_o
         "only the three valid events are journaled"
     );
 }
+
+#[test]
+fn replay_finds_a_forged_decision() {
+    let mut h = Harness::new("audit", &["EST", "LVA", "DEU"], "");
+    h.start();
+    let mut clock = Clock::new(rallypoint::kafka::now_ms() - 60_000, 10);
+    h.send(&sample::offer(
+        clock.envelope("DEU"),
+        "O-DEU",
+        Capability::Forensics,
+        2,
+    ));
+    assert_eq!(h.read("rrc.internal.journal", 1, WAIT).len(), 1);
+    h.send(&sample::incident(
+        clock.envelope("EST"),
+        "I1",
+        Tlp::Amber,
+        Priority::Severe,
+    ));
+    h.send(&sample::request(
+        clock.envelope("EST"),
+        "R1",
+        "I1",
+        &[(Capability::Forensics, 1)],
+    ));
+    let est = h.read("rrc.out.EST.decisions", 1, WAIT);
+    assert_eq!(est.len(), 1, "\n{}", h.log());
+    // Let the coordinator's commit settle, then audit: all is well.
+    std::thread::sleep(Duration::from_secs(1));
+    let clean = h.command(&["replay"]).output().unwrap();
+    assert!(
+        clean.status.success(),
+        "{}",
+        String::from_utf8_lossy(&clean.stdout)
+    );
+
+    // Someone with write access to EST's decision topic slips in a decision of their own.
+    let mut forged = est[0].value.clone();
+    let last = forged.len() - 1;
+    forged[last] ^= 1;
+    h.send_raw(
+        &h.topic("rrc.out.EST.decisions"),
+        est[0].key.as_deref().unwrap(),
+        &forged,
+    );
+    let audit = h.command(&["replay"]).output().unwrap();
+    let text = String::from_utf8_lossy(&audit.stdout);
+    assert_eq!(audit.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("first divergence") && text.contains("rrc.out.EST.decisions"),
+        "{text}"
+    );
+}
+
+#[test]
+fn the_metrics_endpoint_passes_promtool_and_counts_what_happened() {
+    let mut h = Harness::new("metrics", &["EST", "LVA", "DEU"], "");
+    h.start();
+    assert!(h.wait_ready(WAIT), "not ready\n{}", h.log());
+    assert_eq!(h.http_get("/healthz").0, 200);
+    let mut clock = Clock::new(rallypoint::kafka::now_ms() - 60_000, 10);
+    h.send(&sample::offer(
+        clock.envelope("DEU"),
+        "O1",
+        Capability::Forensics,
+        1,
+    ));
+    h.send_raw(&h.topic("rrc.in.EST.incidents"), b"x", b"garbage");
+    assert_eq!(h.read("rrc.dlq", 1, WAIT).len(), 1);
+    assert_eq!(h.read("rrc.internal.journal", 1, WAIT).len(), 1);
+    std::thread::sleep(Duration::from_millis(500));
+    let (status, body) = h.http_get("/metrics");
+    assert_eq!(status, 200);
+    assert!(
+        body.contains("rallypoint_dead_letters_total{reason=\"undecodable\",stage=\"intake\"} 1"),
+        "{body}"
+    );
+    assert!(
+        body.contains("rallypoint_records_in_total{stage=\"intake\"} 2"),
+        "{body}"
+    );
+    assert!(
+        body.contains("rallypoint_transaction_commit_seconds_bucket"),
+        "{body}"
+    );
+    let mut promtool = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian package prometheus) is installed by scripts/install-deps.sh");
+    use std::io::Write;
+    promtool
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(body.as_bytes())
+        .unwrap();
+    let out = promtool.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -24,6 +24,8 @@ pub struct Harness {
     pub dir: tempfile::TempDir,
     pub config: PathBuf,
     pub codec: Codec,
+    /// The processor's HTTP port.
+    pub http_port: u16,
     producer: BaseProducer,
     child: Option<Child>,
 }
@@ -69,6 +71,7 @@ impl Harness {
             dir,
             config,
             codec: Codec::new().unwrap(),
+            http_port: listen,
             producer,
             child: None,
         };
@@ -146,6 +149,41 @@ impl Harness {
     /// `timeout` passes.
     pub fn read(&self, base: &str, want: usize, timeout: Duration) -> Vec<Record> {
         read_committed(&self.topic(base), want, timeout)
+    }
+}
+
+impl Harness {
+    /// GET `path` from the processor's HTTP endpoint: (status code, body).
+    pub fn http_get(&self, path: &str) -> (u16, String) {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.http_port)).unwrap();
+        write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").unwrap();
+        let mut text = String::new();
+        s.read_to_string(&mut text).unwrap();
+        let status = text
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        let body = text
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_owned())
+            .unwrap_or_default();
+        (status, body)
+    }
+
+    /// Waits until `/readyz` answers 200.
+    pub fn wait_ready(&self, timeout: Duration) -> bool {
+        let started = Instant::now();
+        while started.elapsed() < timeout {
+            if std::net::TcpStream::connect(("127.0.0.1", self.http_port)).is_ok()
+                && self.http_get("/readyz").0 == 200
+            {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        false
     }
 }
 

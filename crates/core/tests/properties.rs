@@ -1,0 +1,142 @@
+//! Invariants of the fold over generated streams: thousands of scenarios, including answers
+//! to the proposals the fold makes (accept, decline, silence until the deadline passes).
+
+use proptest::prelude::*;
+use rallypoint_core::decision::{Audience, Decision};
+use rallypoint_core::event::{Event, Tlp};
+use rallypoint_core::sample;
+use rallypoint_core::state::{Offer, Request};
+use rallypoint_core::store::Store;
+use rallypoint_core::{apply, CoreConfig, MemStore, Output};
+
+const NATIONS: [&str; 5] = ["EST", "LVA", "LTU", "POL", "DEU"];
+
+/// Runs a stream, answering each proposal by `answer % 3`: accept, decline, or stay silent.
+fn run(seed: u64, n: usize, answers: &[u8]) -> (MemStore, Vec<Output>) {
+    let mut store = MemStore::new();
+    let config = CoreConfig {
+        acceptance_timeout_ms: 20_000,
+    };
+    let mut outputs = Vec::new();
+    // Answers follow the stream's own time, so some arrive in time and silence times out.
+    let mut clock = sample::Clock::new(0, 1);
+    let mut k = 0;
+    let mut queue: std::collections::VecDeque<Event> = sample::stream(&NATIONS, n, seed).into();
+    while let Some(e) = queue.pop_front() {
+        clock.now = clock.now.max(e.envelope().reported_at);
+        for o in apply(&mut store, &config, &e).unwrap() {
+            if let Output::Decision(r) = &o {
+                if let (Decision::AssignmentProposed(p), Audience::Coalition) =
+                    (&r.decision, &r.audience)
+                {
+                    k += 1;
+                    let env = clock.envelope(&p.provider_nation);
+                    match answers.get(k % answers.len().max(1)).copied().unwrap_or(0) % 3 {
+                        0 => queue.push_back(sample::accepted(env, &p.assignment_id)),
+                        1 => queue.push_back(sample::declined(env, &p.assignment_id)),
+                        _ => {}
+                    }
+                }
+            }
+            outputs.push(o);
+        }
+    }
+    (store, outputs)
+}
+
+fn entities<T: serde::de::DeserializeOwned>(store: &MemStore, prefix: &[u8]) -> Vec<T> {
+    store
+        .scan_prefix(prefix)
+        .unwrap()
+        .into_iter()
+        .map(|(k, v)| rallypoint_core::state::decode(&k, &v).unwrap())
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn no_field_of_a_restricted_incident_reaches_a_nation_not_entitled_to_it(
+        seed in any::<u64>(), n in 20usize..200, answers in proptest::collection::vec(any::<u8>(), 1..8)
+    ) {
+        let (_, outputs) = run(seed, n, &answers);
+        for o in &outputs {
+            let Output::Decision(r) = o else { continue };
+            let s = r.decision.subject();
+            match &r.audience {
+                Audience::Nation(n) if *n == s.requester_nation => {
+                    prop_assert!(s.details.is_some() && s.sector.is_some() && s.priority.is_some());
+                }
+                Audience::Nation(n) => {
+                    // Only the helper named in the decision hears of it at all.
+                    prop_assert_eq!(r.decision.provider(), Some(n.as_str()));
+                    if s.tlp >= Tlp::AmberStrict {
+                        prop_assert!(s.details.is_none(), "details to helper {} under {:?}", n, s.tlp);
+                    }
+                    if s.tlp == Tlp::Red {
+                        prop_assert!(s.sector.is_none() && s.priority.is_none());
+                    }
+                }
+                Audience::Coalition => {
+                    if s.tlp == Tlp::Red {
+                        prop_assert!(s.details.is_none() && s.sector.is_none() && s.priority.is_none());
+                    }
+                }
+            }
+            if let Decision::AssignmentProposed(p) = &r.decision {
+                prop_assert!(p.provider_nation != s.requester_nation, "self-help proposed");
+                let helper = r.audience == Audience::Nation(p.provider_nation.clone());
+                if (helper && s.tlp >= Tlp::AmberStrict) || (r.audience == Audience::Coalition && s.tlp == Tlp::Red) {
+                    prop_assert!(p.rationale.is_none(), "rationale of a {:?} incident to {:?}", s.tlp, r.audience);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn capacity_and_coverage_are_never_exceeded_and_stay_consistent(
+        seed in any::<u64>(), n in 20usize..200, answers in proptest::collection::vec(any::<u8>(), 1..8)
+    ) {
+        let (store, _) = run(seed, n, &answers);
+        for o in entities::<Offer>(&store, b"o/") {
+            prop_assert!(o.committed >= 0 && o.committed <= o.capacity, "{:?}", o);
+        }
+        for r in entities::<Request>(&store, b"r/") {
+            for need in &r.needs {
+                prop_assert!(need.covered >= 0 && need.covered <= need.units, "{:?}", r);
+            }
+        }
+    }
+
+    #[test]
+    fn the_same_stream_gives_byte_identical_state_and_decisions(seed in any::<u64>(), n in 20usize..120) {
+        let answers = [0u8, 1, 2];
+        prop_assert_eq!(run(seed, n, &answers), run(seed, n, &answers));
+    }
+}
+
+#[test]
+fn generated_streams_exercise_every_kind_of_decision() {
+    let mut seen = std::collections::BTreeSet::new();
+    for seed in 0..20 {
+        for o in run(seed, 200, &[0, 1, 2, 2]).1 {
+            if let Output::Decision(r) = o {
+                seen.insert(match &r.decision {
+                    Decision::AssignmentCancelled(c) => format!("Cancelled:{:?}", c.reason),
+                    d => d.type_name().to_owned(),
+                });
+            }
+        }
+    }
+    for kind in [
+        "AssignmentProposed",
+        "AssignmentConfirmed",
+        "AssistanceUnmet",
+        "Cancelled:Declined",
+        "Cancelled:TimedOut",
+        "Cancelled:IncidentClosed",
+    ] {
+        assert!(seen.contains(kind), "{kind} never happens: {seen:?}");
+    }
+}

@@ -1,0 +1,195 @@
+//! `rallypoint replay`: an auditor's check that the decisions on the output topics are exactly
+//! what the journal implies. It folds the journal, up to the coordinator's committed position,
+//! into a fresh RocksDB store with the same pure core, and compares every recomputed decision,
+//! byte for byte, with what each decision topic holds. It reports the first divergence.
+//!
+//! Decisions are compared per topic and per Kafka key: a key's records share a partition, so
+//! their order is Kafka's order; records of different keys have no order across partitions.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use rallypoint_core::decision::Audience;
+use rallypoint_core::store::Overlay;
+use rallypoint_core::{apply, Output};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::{Message, Offset, TopicPartitionList};
+
+use crate::codec::Codec;
+use crate::config::Config;
+use crate::kafka::Topics;
+use crate::store::RocksStore;
+
+/// One record read back: its key, value and offset.
+struct Read {
+    key: Vec<u8>,
+    value: Vec<u8>,
+}
+
+/// Recomputed decisions of one topic and key, in order, with the journal offset that caused each.
+type Expected = VecDeque<(i64, Vec<u8>)>;
+
+#[derive(Debug, Default)]
+pub struct Report {
+    pub events: u64,
+    pub decisions: u64,
+    pub topics: usize,
+    /// The first difference found, in journal order; `None` when every byte matches.
+    pub divergence: Option<String>,
+}
+
+/// Replays into a fresh store in `state_dir` (which must not exist or be empty).
+pub fn replay(config: &Config, state_dir: PathBuf) -> anyhow::Result<Report> {
+    let topics = Topics::new(config);
+    let codec = Codec::new()?;
+    let end = committed_journal_offset(config, &topics)?;
+    let journal = read_topic(config, &topics.journal(), Some(end))?;
+    let mut store = RocksStore::open(&state_dir).context("opening the replay store")?;
+    let core = config.core();
+    let mut expected: BTreeMap<(String, Vec<u8>), Expected> = BTreeMap::new();
+    let mut report = Report::default();
+    let mut overlay = Overlay::new();
+    for (i, r) in journal.iter().enumerate() {
+        let Ok(event) = codec.decode_event(&r.value) else {
+            continue;
+        };
+        report.events += 1;
+        for out in apply(&mut overlay.over(&store), &core, &event)? {
+            let Output::Decision(routed) = out else {
+                continue;
+            };
+            let topic = match &routed.audience {
+                Audience::Nation(n) => topics.decisions(n),
+                Audience::Coalition => topics.coalition_decisions(),
+            };
+            let value = codec.encode_decision(&routed.decision, config.topics.decisions_format);
+            let key = routed.decision.key().as_bytes().to_vec();
+            expected
+                .entry((topic, key))
+                .or_default()
+                .push_back((i as i64, value));
+            report.decisions += 1;
+        }
+        if overlay.len() > 50_000 {
+            store.apply(overlay.drain(), 0)?;
+        }
+    }
+    store.apply(overlay.drain(), 0)?;
+    let wanted: BTreeMap<String, ()> = expected.keys().map(|(t, _)| (t.clone(), ())).collect();
+    report.topics = wanted.len();
+    let mut first: Option<(i64, String)> = None;
+    let mut note = |at: i64, what: String| {
+        if first.as_ref().is_none_or(|(f, _)| at < *f) {
+            first = Some((at, what));
+        }
+    };
+    for topic in wanted.keys() {
+        let mut emitted: BTreeMap<Vec<u8>, VecDeque<Vec<u8>>> = BTreeMap::new();
+        for r in read_topic(config, topic, None)? {
+            emitted.entry(r.key).or_default().push_back(r.value);
+        }
+        for ((t, key), recomputed) in expected.range((topic.clone(), Vec::new())..) {
+            if t != topic {
+                break;
+            }
+            let got = emitted.remove(key).unwrap_or_default();
+            let key_text = String::from_utf8_lossy(key);
+            for (n, (at, want)) in recomputed.iter().enumerate() {
+                match got.get(n) {
+                    Some(v) if v == want => {}
+                    Some(_) => note(*at, format!("{topic} key {key_text}: decision {n} differs from the one the journal implies (journal offset {at})")),
+                    None => note(*at, format!("{topic} key {key_text}: decision {n} is missing (caused at journal offset {at})")),
+                }
+            }
+            if got.len() > recomputed.len() {
+                let at = recomputed.back().map_or(0, |(a, _)| *a);
+                note(
+                    at,
+                    format!(
+                        "{topic} key {key_text}: {} decision(s) more than the journal implies",
+                        got.len() - recomputed.len()
+                    ),
+                );
+            }
+        }
+        if let Some((key, extra)) = emitted.into_iter().next() {
+            note(
+                i64::MAX,
+                format!(
+                    "{topic} key {}: {} decision(s) the journal does not imply",
+                    String::from_utf8_lossy(&key),
+                    extra.len()
+                ),
+            );
+        }
+    }
+    report.divergence = first.map(|(_, what)| what);
+    Ok(report)
+}
+
+/// The next journal offset the coordinator will read: everything before it has its decisions.
+fn committed_journal_offset(config: &Config, topics: &Topics) -> anyhow::Result<i64> {
+    let mut c = crate::kafka::client_config(config);
+    c.set("group.id", config.name("rallypoint-coordinator"))
+        .set("enable.auto.commit", "false");
+    let consumer: BaseConsumer = c.create()?;
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition(&topics.journal(), 0);
+    let committed = consumer.committed_offsets(tpl, Duration::from_secs(30))?;
+    Ok(match committed.elements().first().map(|e| e.offset()) {
+        Some(Offset::Offset(o)) => o,
+        _ => 0,
+    })
+}
+
+/// Every committed record of `topic` (all partitions), up to `end` on partition 0 if given,
+/// else up to the current end.
+fn read_topic(config: &Config, topic: &str, end: Option<i64>) -> anyhow::Result<Vec<Read>> {
+    let mut c = crate::kafka::client_config(config);
+    c.set("group.id", config.name("rallypoint-replay"))
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .set("enable.partition.eof", "true");
+    let consumer: BaseConsumer = c.create()?;
+    let meta = consumer.fetch_metadata(Some(topic), Duration::from_secs(30))?;
+    let partitions = meta.topics().first().map_or(0, |t| t.partitions().len()) as i32;
+    let mut tpl = TopicPartitionList::new();
+    let mut open = 0;
+    for p in 0..partitions {
+        let (low, high) = consumer.fetch_watermarks(topic, p, Duration::from_secs(30))?;
+        let stop = end.filter(|_| p == 0).unwrap_or(high).min(high);
+        if stop > low {
+            tpl.add_partition_offset(topic, p, Offset::Beginning)?;
+            open += 1;
+        }
+    }
+    let mut out = Vec::new();
+    if open == 0 {
+        return Ok(out);
+    }
+    consumer.assign(&tpl)?;
+    let mut done = std::collections::BTreeSet::new();
+    while done.len() < open {
+        match consumer.poll(Duration::from_secs(5)) {
+            Some(Ok(m)) => {
+                if end.is_some_and(|e| m.partition() == 0 && m.offset() >= e) {
+                    done.insert(m.partition());
+                    continue;
+                }
+                out.push(Read {
+                    key: m.key().unwrap_or_default().to_vec(),
+                    value: m.payload().unwrap_or_default().to_vec(),
+                });
+            }
+            Some(Err(KafkaError::PartitionEOF(p))) => {
+                done.insert(p);
+            }
+            Some(Err(e)) => return Err(e).with_context(|| format!("reading {topic}")),
+            None => anyhow::bail!("reading {topic}: no answer from the broker for 5 s"),
+        }
+    }
+    Ok(out)
+}
