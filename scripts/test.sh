@@ -18,6 +18,8 @@ RALLYPOINT_TEST_BOOTSTRAP="$(scripts/kafka-local.sh start | tail -n1)"
 export RALLYPOINT_TEST_BOOTSTRAP
 echo "test broker at $RALLYPOINT_TEST_BOOTSTRAP"
 
+# Deployment artifacts (compose, Helm, dashboard, Dockerfile), each checked by a real tool.
+scripts/check-deploy.sh
 cargo fmt --all -- --check
 cargo clippy --release --workspace --all-targets -- -D warnings
 cargo test --release --workspace
