@@ -155,7 +155,13 @@ fn read_topic(config: &Config, topic: &str, end: Option<i64>) -> anyhow::Result<
         .set("enable.partition.eof", "true");
     let consumer: BaseConsumer = c.create()?;
     let meta = consumer.fetch_metadata(Some(topic), Duration::from_secs(30))?;
-    let partitions = meta.topics().first().map_or(0, |t| t.partitions().len()) as i32;
+    let Some(t) = meta.topics().first() else {
+        anyhow::bail!("no metadata for {topic}")
+    };
+    if let Some(e) = t.error() {
+        anyhow::bail!("metadata for {topic}: {e:?}");
+    }
+    let partitions = t.partitions().len() as i32;
     let mut tpl = TopicPartitionList::new();
     let mut open = 0;
     for p in 0..partitions {

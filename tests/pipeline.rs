@@ -297,7 +297,12 @@ fn the_metrics_endpoint_passes_promtool_and_counts_what_happened() {
     ));
     h.send_raw(&h.topic("rrc.in.EST.incidents"), b"x", b"garbage");
     assert_eq!(h.read("rrc.dlq", 1, WAIT).len(), 1, "\n{}", h.log());
-    assert_eq!(h.read("rrc.internal.journal", 1, WAIT).len(), 1, "\n{}", h.log());
+    assert_eq!(
+        h.read("rrc.internal.journal", 1, WAIT).len(),
+        1,
+        "\n{}",
+        h.log()
+    );
     std::thread::sleep(Duration::from_millis(500));
     let (status, body) = h.http_get("/metrics");
     assert_eq!(status, 200);

@@ -201,10 +201,7 @@ pub fn read_committed(topic: &str, want: usize, timeout: Duration) -> Vec<Record
         .set("enable.auto.commit", "false")
         .create()
         .unwrap();
-    let meta = consumer
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .unwrap();
-    let partitions = meta.topics()[0].partitions().len() as i32;
+    let partitions = partitions_of(&consumer, topic);
     let mut tpl = TopicPartitionList::new();
     for p in 0..partitions {
         tpl.add_partition_offset(topic, p, Offset::Beginning)
@@ -233,6 +230,29 @@ pub fn read_committed(topic: &str, want: usize, timeout: Duration) -> Vec<Record
         }
     }
     out
+}
+
+/// The partition count of `topic`. Right after creation, metadata may list the topic with an
+/// error and no partitions yet: ask again until it answers in full.
+fn partitions_of(consumer: &BaseConsumer, topic: &str) -> i32 {
+    let started = Instant::now();
+    loop {
+        let meta = consumer
+            .fetch_metadata(Some(topic), Duration::from_secs(10))
+            .unwrap();
+        let t = &meta.topics()[0];
+        if t.error().is_none()
+            && !t.partitions().is_empty()
+            && t.partitions().iter().all(|p| p.leader() >= 0)
+        {
+            return t.partitions().len() as i32;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{topic} has no partitions with leaders after 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 fn free_port() -> u16 {
