@@ -28,6 +28,8 @@ pub use schemas::SchemaError;
 
 const SINGLE_OBJECT: [u8; 2] = [0xC3, 0x01];
 const CONFLUENT_MAGIC: u8 = 0;
+/// Largest single allocation (string, bytes, array) the Avro decoder may make.
+const MAX_ALLOCATION: usize = 16 * 1024 * 1024;
 
 /// How a record is framed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -73,6 +75,9 @@ fn undecodable(detail: impl Into<String>) -> Rejection {
 
 impl Codec {
     pub fn new() -> Result<Self, SchemaError> {
+        // A hostile length prefix must not make the decoder allocate more than any record we
+        // accept could hold (records are capped far below this by `intake.max_record_bytes`).
+        apache_avro::util::max_allocation_bytes(MAX_ALLOCATION);
         let schemas = schemas::compile_all()?;
         let by_name = schemas
             .iter()

@@ -206,3 +206,83 @@ fn the_direct_encoder_writes_the_bytes_that_the_generic_avro_writer_writes() {
         assert_eq!(ours[10..], generic(r.decision.type_name(), value)[..]);
     }
 }
+
+mod fuzz {
+    //! Hostile bytes through every decoder and the validator: errors, never a panic.
+    use super::*;
+    use proptest::prelude::*;
+    use rallypoint_core::validate::{validate, Limits, Origin};
+
+    fn check(codec: &Codec, bytes: &[u8]) {
+        if let Ok(e) = codec.decode_event(bytes) {
+            let origin = Origin::from_topic("rrc.in.EST.incidents").unwrap();
+            let _ = validate(&e, &origin, 1_800_000_000_000, &Limits::default());
+        }
+        let _ = codec.decode_decision(bytes);
+        let _ = codec.decode_dead_letter(bytes);
+    }
+
+    /// One codec for all cases: compiling the schemas is the slow part.
+    fn codec() -> &'static Codec {
+        static CODEC: std::sync::OnceLock<Codec> = std::sync::OnceLock::new();
+        CODEC.get_or_init(|| {
+            let mut c = Codec::new().unwrap();
+            for (i, name) in ["IncidentReported", "AssetOffered", "AssistanceRequested"]
+                .iter()
+                .enumerate()
+            {
+                c.register_confluent_id(i as u32 + 1, name);
+            }
+            c
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(20_000))]
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            check(codec(), &bytes);
+        }
+
+        #[test]
+        fn damaged_avro_never_panics(which in 0usize..7, flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..8), cut in any::<usize>()) {
+            let codec = codec();
+            let mut bytes = codec.encode_event(&every_event()[which]);
+            for (at, b) in flips {
+                let i = 10 + at % (bytes.len() - 10);
+                bytes[i] ^= b;
+            }
+            bytes.truncate(10 + cut % (bytes.len() - 9));
+            check(codec, &bytes);
+            // The same body behind Confluent framing.
+            let framed = [&[0u8, 0, 0, 0, 1][..], &bytes[10..]].concat();
+            check(codec, &framed);
+        }
+
+        #[test]
+        fn damaged_json_never_panics(which in 0usize..7, at in any::<usize>(), junk in "[ -~]{0,12}") {
+            let codec = codec();
+            let mut text = String::from_utf8(codec.encode_event_json(&every_event()[which])).unwrap();
+            let i = at % text.len();
+            let i = (0..=i).rev().find(|&i| text.is_char_boundary(i)).unwrap_or(0);
+            text.insert_str(i, &junk);
+            check(codec, text.as_bytes());
+        }
+
+        #[test]
+        fn huge_length_prefixes_are_refused_without_allocating_them(len in 20_000_000u64..u64::MAX / 4) {
+            let codec = codec();
+            let good = codec.encode_event(&every_event()[5]);
+            // AssignmentAccepted: envelope.event_id is the first string; claim an enormous length.
+            let mut bytes = good[..10].to_vec();
+            let mut z = len << 1;
+            while z >= 0x80 {
+                bytes.push((z as u8 & 0x7f) | 0x80);
+                z >>= 7;
+            }
+            bytes.push(z as u8);
+            prop_assert!(codec.decode_event(&bytes).is_err());
+        }
+    }
+}

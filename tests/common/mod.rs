@@ -39,8 +39,14 @@ pub struct Record {
 }
 
 impl Harness {
-    /// `kafka_extra`: more lines for the `[kafka]` section.
+    /// `extra`: more lines for the `[kafka]` section.
     pub fn new(name: &str, nations: &[&str], extra: &str) -> Self {
+        Self::with_sections(name, nations, extra, "")
+    }
+
+    /// As [`Harness::new`], with more TOML tables (other than kafka, state, http, topics)
+    /// appended to the configuration.
+    pub fn with_sections(name: &str, nations: &[&str], extra: &str, sections: &str) -> Self {
         let namespace = format!("{name}-{}", uuid::Uuid::new_v4().simple());
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("rallypoint.toml");
@@ -55,7 +61,7 @@ impl Harness {
             format!(
                 "nations = [{nations}]\n[kafka]\nbootstrap_servers = \"{}\"\nnamespace = \"{namespace}\"\n{extra}\n\
                  [state]\ndir = \"{}\"\n[http]\nlisten = \"127.0.0.1:{listen}\"\n[topics]\ninput_partitions = 2\n\
-                 output_partitions = 1\n",
+                 output_partitions = 1\n{sections}\n",
                 bootstrap(),
                 dir.path().join("state").display()
             ),
