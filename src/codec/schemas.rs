@@ -135,15 +135,14 @@ fn compile(
         detail,
     };
     let raw: Json = serde_json::from_str(text).map_err(|e| err(e.to_string()))?;
-    let full = inline_named_types(&raw, library, &mut BTreeSet::new(), NAMESPACE);
+    let full = inline_named_types(&raw, library);
     let json = full.to_string();
     let schema = Schema::parse_str(&json).map_err(|e| err(e.to_string()))?;
     let bytes = schema.fingerprint::<Rabin>().bytes;
     let fingerprint: [u8; 8] = bytes
         .try_into()
         .map_err(|_| err("fingerprint is not 8 bytes".into()))?;
-    let mut counter = 0;
-    let expanded_json = expand(&full, &mut BTreeMap::new(), &mut counter, NAMESPACE);
+    let expanded_json = expand(&full);
     let expanded =
         Schema::parse_str(&expanded_json.to_string()).map_err(|e| err(format!("expanded: {e}")))?;
     let reader = GenericSingleObjectReader::new_with_header_builder(
@@ -191,41 +190,43 @@ const PRIMITIVES: &[&str] = &[
     "null", "boolean", "int", "long", "float", "double", "bytes", "string",
 ];
 
-/// Replaces the first reference to each library type by its definition.
-pub fn inline_named_types(
-    v: &Json,
-    lib: &BTreeMap<String, Json>,
-    defined: &mut BTreeSet<String>,
-    ns: &str,
-) -> Json {
+/// What a walk over a schema does at a named type's reference and at its definition.
+trait Resolver {
+    /// The definition to write in place of a reference to `full_name`, if any.
+    fn reference(&mut self, full_name: &str) -> Option<Json>;
+    /// Sees a definition (`original`, full name `full_name`) as it is copied into `out`.
+    fn definition(
+        &mut self,
+        full_name: String,
+        original: &Json,
+        out: &mut serde_json::Map<String, Json>,
+    );
+}
+
+/// Copies a schema, letting `r` replace references and see definitions.
+fn walk(v: &Json, ns: &str, r: &mut impl Resolver) -> Json {
     match v {
         Json::String(s) if !PRIMITIVES.contains(&s.as_str()) => {
-            let name = full_name(s, ns);
-            match lib.get(&name) {
-                Some(def) if defined.insert(name.clone()) => {
+            match r.reference(&full_name(s, ns)) {
+                Some(def) => {
                     let def_ns = def["namespace"].as_str().unwrap_or(ns).to_owned();
-                    inline_named_types(def, lib, defined, &def_ns)
+                    walk(&def, &def_ns, r)
                 }
-                _ => v.clone(),
+                None => v.clone(),
             }
         }
-        Json::Array(union) => Json::Array(
-            union
-                .iter()
-                .map(|m| inline_named_types(m, lib, defined, ns))
-                .collect(),
-        ),
+        Json::Array(union) => Json::Array(union.iter().map(|m| walk(m, ns, r)).collect()),
         Json::Object(obj) => {
-            let mut out = obj.clone();
             let kind = obj.get("type").and_then(Json::as_str).unwrap_or_default();
             let own_ns = obj
                 .get("namespace")
                 .and_then(Json::as_str)
                 .unwrap_or(ns)
                 .to_owned();
+            let mut out = obj.clone();
             if matches!(kind, "record" | "enum" | "fixed") {
                 if let Some(n) = obj.get("name").and_then(Json::as_str) {
-                    defined.insert(full_name(n, &own_ns));
+                    r.definition(full_name(n, &own_ns), v, &mut out);
                 }
             }
             match kind {
@@ -236,7 +237,7 @@ pub fn inline_named_types(
                             .map(|f| {
                                 let mut f = f.clone();
                                 if let Some(t) = f.get("type") {
-                                    f["type"] = inline_named_types(t, lib, defined, &own_ns);
+                                    f["type"] = walk(t, &own_ns, r);
                                 }
                                 f
                             })
@@ -245,20 +246,14 @@ pub fn inline_named_types(
                     }
                 }
                 "array" => {
-                    out.insert(
-                        "items".into(),
-                        inline_named_types(&obj["items"], lib, defined, ns),
-                    );
+                    out.insert("items".into(), walk(&obj["items"], ns, r));
                 }
                 "map" => {
-                    out.insert(
-                        "values".into(),
-                        inline_named_types(&obj["values"], lib, defined, ns),
-                    );
+                    out.insert("values".into(), walk(&obj["values"], ns, r));
                 }
                 _ => {
                     if let Some(t @ (Json::Object(_) | Json::Array(_))) = obj.get("type") {
-                        out.insert("type".into(), inline_named_types(t, lib, defined, ns));
+                        out.insert("type".into(), walk(t, ns, r));
                     }
                 }
             }
@@ -268,69 +263,72 @@ pub fn inline_named_types(
     }
 }
 
-/// Writes every reference to a named type out in full, renaming each copy.
-fn expand(v: &Json, defs: &mut BTreeMap<String, Json>, counter: &mut usize, ns: &str) -> Json {
-    match v {
-        Json::String(s) if !PRIMITIVES.contains(&s.as_str()) => {
-            match defs.get(&full_name(s, ns)).cloned() {
-                Some(def) => {
-                    let def_ns = def["namespace"].as_str().unwrap_or(ns).to_owned();
-                    expand(&def, defs, counter, &def_ns)
-                }
-                None => v.clone(),
-            }
+/// Writes each library type in at its first reference; later references stay names.
+struct InlineFirst<'l> {
+    lib: &'l BTreeMap<String, Json>,
+    defined: BTreeSet<String>,
+}
+
+impl Resolver for InlineFirst<'_> {
+    fn reference(&mut self, full_name: &str) -> Option<Json> {
+        match self.lib.get(full_name) {
+            Some(def) if self.defined.insert(full_name.to_owned()) => Some(def.clone()),
+            _ => None,
         }
-        Json::Array(union) => {
-            Json::Array(union.iter().map(|m| expand(m, defs, counter, ns)).collect())
-        }
-        Json::Object(obj) => {
-            let kind = obj.get("type").and_then(Json::as_str).unwrap_or_default();
-            let own_ns = obj
-                .get("namespace")
-                .and_then(Json::as_str)
-                .unwrap_or(ns)
-                .to_owned();
-            let mut out = obj.clone();
-            if matches!(kind, "record" | "enum" | "fixed") {
-                if let Some(n) = obj.get("name").and_then(Json::as_str) {
-                    defs.insert(full_name(n, &own_ns), v.clone());
-                    *counter += 1;
-                    let short = n.rsplit('.').next().unwrap_or(n);
-                    out.insert("name".into(), Json::String(format!("{short}_{counter}")));
-                }
-            }
-            match kind {
-                "record" => {
-                    if let Some(Json::Array(fields)) = obj.get("fields") {
-                        let fields = fields
-                            .iter()
-                            .map(|f| {
-                                let mut f = f.clone();
-                                if let Some(t) = f.get("type") {
-                                    f["type"] = expand(t, defs, counter, &own_ns);
-                                }
-                                f
-                            })
-                            .collect();
-                        out.insert("fields".into(), Json::Array(fields));
-                    }
-                }
-                "array" => {
-                    out.insert("items".into(), expand(&obj["items"], defs, counter, ns));
-                }
-                "map" => {
-                    out.insert("values".into(), expand(&obj["values"], defs, counter, ns));
-                }
-                _ => {
-                    if let Some(t @ (Json::Object(_) | Json::Array(_))) = obj.get("type") {
-                        out.insert("type".into(), expand(t, defs, counter, ns));
-                    }
-                }
-            }
-            Json::Object(out)
-        }
-        _ => v.clone(),
     }
+
+    fn definition(&mut self, full_name: String, _: &Json, _: &mut serde_json::Map<String, Json>) {
+        self.defined.insert(full_name);
+    }
+}
+
+/// Writes every reference out in full, renaming each copy so that names stay unique.
+#[derive(Default)]
+struct ExpandAll {
+    defs: BTreeMap<String, Json>,
+    copies: usize,
+}
+
+impl Resolver for ExpandAll {
+    fn reference(&mut self, full_name: &str) -> Option<Json> {
+        self.defs.get(full_name).cloned()
+    }
+
+    fn definition(
+        &mut self,
+        full_name: String,
+        original: &Json,
+        out: &mut serde_json::Map<String, Json>,
+    ) {
+        let short = full_name
+            .rsplit('.')
+            .next()
+            .unwrap_or(&full_name)
+            .to_owned();
+        self.defs.insert(full_name, original.clone());
+        self.copies += 1;
+        out.insert(
+            "name".into(),
+            Json::String(format!("{short}_{}", self.copies)),
+        );
+    }
+}
+
+/// Replaces the first reference to each library type by its definition.
+pub fn inline_named_types(v: &Json, lib: &BTreeMap<String, Json>) -> Json {
+    walk(
+        v,
+        NAMESPACE,
+        &mut InlineFirst {
+            lib,
+            defined: BTreeSet::new(),
+        },
+    )
+}
+
+/// The same structure with every named type written out where it is used.
+fn expand(v: &Json) -> Json {
+    walk(v, NAMESPACE, &mut ExpandAll::default())
 }
 
 #[cfg(test)]

@@ -9,7 +9,6 @@
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use rallypoint_core::decision::{Audience, Routed};
@@ -215,46 +214,25 @@ impl Coordinator {
             txn.send(&changelog, Some(key), value.as_deref(), None)?;
         }
         let changes = pending.overlay.len();
-        let started = Instant::now();
-        let group = consumer
-            .group_metadata()
-            .context("no consumer group metadata")?;
-        match txn.commit(&batch.to_commit(), &group) {
-            Ok(()) => {
-                let committed_at = super::now_ms();
-                self.metrics
-                    .commit_seconds
-                    .with_label_values(&[STAGE])
-                    .observe(started.elapsed().as_secs_f64());
-                let next = txn.state().last_changelog_offset.load(Ordering::SeqCst) + 1;
-                store.apply(pending.overlay.drain(), next)?;
-                self.metrics
-                    .records_in
-                    .with_label_values(&[STAGE])
-                    .inc_by(batch.records as u64);
-                self.metrics
-                    .records_out
-                    .with_label_values(&[STAGE, "changelog"])
-                    .inc_by(changes as u64);
-                for t in pending.decisions {
-                    self.metrics.decisions.with_label_values(&[t]).inc();
-                }
-                for ts in pending.input_timestamps {
-                    self.metrics
-                        .end_to_end_seconds
-                        .observe((committed_at - ts).max(0) as f64 / 1000.0);
-                }
-                Ok(())
-            }
-            Err(TxnError::Aborted(why)) => {
-                tracing::warn!(%why, records = batch.records, "coordinator transaction aborted; re-reading the journal");
-                self.metrics.aborted.with_label_values(&[STAGE]).inc();
-                batch.rewind(consumer);
-                std::thread::sleep(Duration::from_millis(200));
-                Ok(())
-            }
-            Err(fatal) => Err(fatal.into()),
+        if !super::commit_batch(STAGE, consumer, txn, batch, &self.metrics)? {
+            return Ok(());
         }
+        let committed_at = super::now_ms();
+        let next = txn.state().last_changelog_offset.load(Ordering::SeqCst) + 1;
+        store.apply(pending.overlay.drain(), next)?;
+        self.metrics
+            .records_out
+            .with_label_values(&[STAGE, "changelog"])
+            .inc_by(changes as u64);
+        for t in pending.decisions {
+            self.metrics.decisions.with_label_values(&[t]).inc();
+        }
+        for ts in pending.input_timestamps {
+            self.metrics
+                .end_to_end_seconds
+                .observe((committed_at - ts).max(0) as f64 / 1000.0);
+        }
+        Ok(())
     }
 }
 

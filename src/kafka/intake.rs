@@ -4,7 +4,6 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use rallypoint_core::validate::{self, Limits, Origin};
@@ -87,31 +86,7 @@ impl Intake {
         txn: &mut Transactional,
         batch: &BatchOffsets,
     ) -> anyhow::Result<()> {
-        let started = Instant::now();
-        let group = consumer
-            .group_metadata()
-            .context("no consumer group metadata")?;
-        match txn.commit(&batch.to_commit(), &group) {
-            Ok(()) => {
-                self.metrics
-                    .commit_seconds
-                    .with_label_values(&[STAGE])
-                    .observe(started.elapsed().as_secs_f64());
-                self.metrics
-                    .records_in
-                    .with_label_values(&[STAGE])
-                    .inc_by(batch.records as u64);
-                Ok(())
-            }
-            Err(TxnError::Aborted(why)) => {
-                tracing::warn!(%why, records = batch.records, "intake transaction aborted; re-reading its input");
-                self.metrics.aborted.with_label_values(&[STAGE]).inc();
-                batch.rewind(consumer);
-                std::thread::sleep(Duration::from_millis(200));
-                Ok(())
-            }
-            Err(fatal) => Err(fatal.into()),
-        }
+        super::commit_batch(STAGE, consumer, txn, batch, &self.metrics).map(|_| ())
     }
 
     /// Routes one input record to the journal or the dead-letter topic.

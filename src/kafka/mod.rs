@@ -213,6 +213,45 @@ pub fn poll_batch(
     Ok(Polled::Ready)
 }
 
+/// Commits the open transaction with the batch's input offsets. Returns `true` when it
+/// committed (commit latency and records in are counted), `false` when it was aborted and the
+/// consumer rewound to re-read the batch; an error only when the producer cannot go on.
+pub fn commit_batch(
+    stage: &'static str,
+    consumer: &rdkafka::consumer::BaseConsumer<context::StageContext>,
+    txn: &mut txn::Transactional,
+    batch: &BatchOffsets,
+    metrics: &crate::telemetry::Metrics,
+) -> anyhow::Result<bool> {
+    use anyhow::Context;
+    use rdkafka::consumer::Consumer;
+    let started = std::time::Instant::now();
+    let group = consumer
+        .group_metadata()
+        .context("no consumer group metadata")?;
+    match txn.commit(&batch.to_commit(), &group) {
+        Ok(()) => {
+            metrics
+                .commit_seconds
+                .with_label_values(&[stage])
+                .observe(started.elapsed().as_secs_f64());
+            metrics
+                .records_in
+                .with_label_values(&[stage])
+                .inc_by(batch.records as u64);
+            Ok(true)
+        }
+        Err(txn::TxnError::Aborted(why)) => {
+            tracing::warn!(stage, %why, records = batch.records, "transaction aborted; re-reading its input");
+            metrics.aborted.with_label_values(&[stage]).inc();
+            batch.rewind(consumer);
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            Ok(false)
+        }
+        Err(fatal) => Err(fatal.into()),
+    }
+}
+
 /// Headers Rallypoint adds to journal records.
 pub const HDR_SOURCE: &str = "rp.source";
 pub const HDR_INPUT_TS: &str = "rp.input_ts";
