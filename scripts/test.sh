@@ -22,4 +22,6 @@ echo "test broker at $RALLYPOINT_TEST_BOOTSTRAP"
 scripts/check-deploy.sh
 cargo fmt --all -- --check
 cargo clippy --release --workspace --all-targets -- -D warnings
+# Fingerprints and bytes agree with fastavro, an independent Avro implementation.
+scripts/check-avro-interop.sh
 cargo test --release --workspace

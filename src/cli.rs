@@ -69,6 +69,15 @@ pub enum Command {
         #[arg(long)]
         quiet: bool,
     },
+    /// Write every schema, self-contained, with its single-object fingerprint; with
+    /// `--samples`, also a sample record of each, Avro single-object encoded.
+    Schemas {
+        /// Folder to write `<Name>.avsc` (and `<Name>.bin`) into.
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long)]
+        samples: bool,
+    },
     /// Audit: rebuild state from the journal in a fresh store and check that the decision
     /// topics hold exactly, byte for byte, what it implies. Exits 1 at the first divergence.
     Replay {
@@ -119,6 +128,7 @@ pub fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Run { role } => run(config, role),
         Command::Replay { state_dir } => replay(&config, state_dir),
+        Command::Schemas { out, samples } => export_schemas(&out, samples),
         Command::Topics {
             action: TopicsAction::Create,
         } => topics_create(&config),
@@ -161,6 +171,23 @@ pub fn main() -> anyhow::Result<()> {
             from_beginning,
         } => watch(&config, &audience, count, idle, from_beginning),
     }
+}
+
+fn export_schemas(out: &std::path::Path, samples: bool) -> anyhow::Result<()> {
+    std::fs::create_dir_all(out)?;
+    let codec = Codec::new()?;
+    for s in codec.schemas() {
+        std::fs::write(out.join(format!("{}.avsc", s.name)), &s.json)?;
+        // In the byte order of the single-object header (as fastavro prints it).
+        let print: String = s.fingerprint.iter().map(|b| format!("{b:02x}")).collect();
+        println!("{} {print}", s.name);
+    }
+    if samples {
+        for (name, bytes) in codec::samples(&codec) {
+            std::fs::write(out.join(format!("{name}.bin")), bytes)?;
+        }
+    }
+    Ok(())
 }
 
 fn replay(config: &Config, state_dir: Option<PathBuf>) -> anyhow::Result<()> {

@@ -29,6 +29,8 @@ struct Read {
     value: Vec<u8>,
 }
 
+const PATIENCE: Duration = Duration::from_secs(60);
+
 /// Recomputed decisions of one topic and key, in order, with the journal offset that caused each.
 type Expected = VecDeque<(i64, Vec<u8>)>;
 
@@ -138,7 +140,10 @@ fn committed_journal_offset(config: &Config, topics: &Topics) -> anyhow::Result<
     let consumer: BaseConsumer = c.create()?;
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition(&topics.journal(), 0);
-    let committed = consumer.committed_offsets(tpl, Duration::from_secs(30))?;
+    let committed =
+        crate::kafka::with_patience("reading the coordinator's journal offset", PATIENCE, || {
+            consumer.committed_offsets(tpl.clone(), Duration::from_secs(10))
+        })?;
     Ok(match committed.elements().first().map(|e| e.offset()) {
         Some(Offset::Offset(o)) => o,
         _ => 0,
@@ -165,7 +170,10 @@ fn read_topic(config: &Config, topic: &str, end: Option<i64>) -> anyhow::Result<
     let mut tpl = TopicPartitionList::new();
     let mut open = 0;
     for p in 0..partitions {
-        let (low, high) = consumer.fetch_watermarks(topic, p, Duration::from_secs(30))?;
+        let (low, high) =
+            crate::kafka::with_patience(&format!("reading the ends of {topic}"), PATIENCE, || {
+                consumer.fetch_watermarks(topic, p, Duration::from_secs(10))
+            })?;
         let stop = end.filter(|_| p == 0).unwrap_or(high).min(high);
         if stop > low {
             tpl.add_partition_offset(topic, p, Offset::Beginning)?;

@@ -8,7 +8,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use apache_avro::headers::HeaderBuilder;
-use apache_avro::rabin::Rabin;
 use apache_avro::GenericSingleObjectReader;
 use apache_avro::Schema;
 use serde_json::Value as Json;
@@ -138,7 +137,15 @@ fn compile(
     let full = inline_named_types(&raw, library);
     let json = full.to_string();
     let schema = Schema::parse_str(&json).map_err(|e| err(e.to_string()))?;
-    let bytes = schema.fingerprint::<Rabin>().bytes;
+    // apache-avro's own canonical form keeps `{"type":"long"}` for logical types, which the
+    // specification reduces to "long"; Java and Python writers fingerprint the latter.
+    let bytes = {
+        use apache_avro::rabin::Rabin as R;
+        use digest::Digest;
+        let mut d = R::new();
+        d.update(canonical_form(&full, NAMESPACE).as_bytes());
+        d.finalize().to_vec()
+    };
     let fingerprint: [u8; 8] = bytes
         .try_into()
         .map_err(|_| err("fingerprint is not 8 bytes".into()))?;
@@ -189,6 +196,65 @@ fn full_name(name: &str, namespace: &str) -> String {
 const PRIMITIVES: &[&str] = &[
     "null", "boolean", "int", "long", "float", "double", "bytes", "string",
 ];
+
+/// Avro's Parsing Canonical Form: full names, only the attributes that matter for parsing, in
+/// the order name, type, fields, symbols, items, values, size; primitives in their simple form;
+/// no whitespace.
+pub fn canonical_form(v: &Json, ns: &str) -> String {
+    match v {
+        Json::String(s) if PRIMITIVES.contains(&s.as_str()) => format!("\"{s}\""),
+        Json::String(s) => Json::String(full_name(s, ns)).to_string(),
+        Json::Array(union) => {
+            let members: Vec<String> = union.iter().map(|m| canonical_form(m, ns)).collect();
+            format!("[{}]", members.join(","))
+        }
+        Json::Object(obj) => {
+            let kind = obj.get("type").cloned().unwrap_or(Json::Null);
+            let kind_name = kind.as_str().unwrap_or_default();
+            if !matches!(kind_name, "record" | "enum" | "fixed" | "array" | "map") {
+                // A primitive with attributes (e.g. a logical type) is just the primitive.
+                return canonical_form(&kind, ns);
+            }
+            let own_ns = obj
+                .get("namespace")
+                .and_then(Json::as_str)
+                .unwrap_or(ns)
+                .to_owned();
+            let mut parts = Vec::new();
+            if let Some(n) = obj.get("name").and_then(Json::as_str) {
+                parts.push(format!("\"name\":{}", Json::String(full_name(n, &own_ns))));
+            }
+            parts.push(format!("\"type\":\"{kind_name}\""));
+            if let Some(Json::Array(fields)) = obj.get("fields") {
+                let fields: Vec<String> = fields
+                    .iter()
+                    .map(|f| {
+                        let name = Json::String(f["name"].as_str().unwrap_or_default().to_owned());
+                        format!(
+                            "{{\"name\":{name},\"type\":{}}}",
+                            canonical_form(&f["type"], &own_ns)
+                        )
+                    })
+                    .collect();
+                parts.push(format!("\"fields\":[{}]", fields.join(",")));
+            }
+            if let Some(symbols) = obj.get("symbols") {
+                parts.push(format!("\"symbols\":{symbols}"));
+            }
+            if let Some(items) = obj.get("items") {
+                parts.push(format!("\"items\":{}", canonical_form(items, &own_ns)));
+            }
+            if let Some(values) = obj.get("values") {
+                parts.push(format!("\"values\":{}", canonical_form(values, &own_ns)));
+            }
+            if let Some(size) = obj.get("size") {
+                parts.push(format!("\"size\":{size}"));
+            }
+            format!("{{{}}}", parts.join(","))
+        }
+        other => other.to_string(),
+    }
+}
 
 /// What a walk over a schema does at a named type's reference and at its definition.
 trait Resolver {
@@ -356,6 +422,40 @@ mod tests {
         assert_eq!(
             proposed.json.matches("\"name\":\"DecisionHeader\"").count(),
             1
+        );
+    }
+}
+
+#[cfg(test)]
+mod canonical_tests {
+    use super::*;
+
+    #[test]
+    fn the_canonical_form_follows_the_specification() {
+        let schema: Json = serde_json::from_str(
+            r#"{"type":"record","name":"R","namespace":"n","doc":"x","fields":[
+                {"name":"t","type":{"type":"long","logicalType":"timestamp-millis"},"doc":"d"},
+                {"name":"e","type":{"type":"enum","name":"E","symbols":["A","B"],"default":"A"}},
+                {"name":"u","type":["null","E"],"default":null},
+                {"name":"a","type":{"type":"array","items":"int"}}]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            canonical_form(&schema, ""),
+            r#"{"name":"n.R","type":"record","fields":[{"name":"t","type":"long"},{"name":"e","type":{"name":"n.E","type":"enum","symbols":["A","B"]}},{"name":"u","type":["null","n.E"]},{"name":"a","type":{"type":"array","items":"int"}}]}"#
+        );
+    }
+
+    #[test]
+    fn the_fingerprint_of_int_is_the_one_the_specification_gives() {
+        use apache_avro::rabin::Rabin;
+        use digest::Digest;
+        let mut d = Rabin::new();
+        d.update(canonical_form(&Json::String("int".into()), "").as_bytes());
+        // CRC-64-AVRO of "int" is 0x7275d51a3f395c8f, written little-endian.
+        assert_eq!(
+            d.finalize().to_vec(),
+            vec![0x8f, 0x5c, 0x39, 0x3f, 0x1a, 0xd5, 0x75, 0x72]
         );
     }
 }

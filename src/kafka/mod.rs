@@ -101,6 +101,33 @@ pub fn consumer_config(config: &Config, group: &str) -> ClientConfig {
     c
 }
 
+/// Runs a broker call until it succeeds or `patience` runs out. Right after topics are created,
+/// or while a broker restarts, calls fail with errors such as NotLeaderForPartition that go
+/// away by themselves: a stage waits them out instead of failing.
+pub fn with_patience<T>(
+    what: &str,
+    patience: std::time::Duration,
+    mut call: impl FnMut() -> rdkafka::error::KafkaResult<T>,
+) -> anyhow::Result<T> {
+    let started = std::time::Instant::now();
+    let mut wait = std::time::Duration::from_millis(100);
+    loop {
+        match call() {
+            Ok(v) => return Ok(v),
+            Err(e) if started.elapsed() < patience => {
+                tracing::info!(error = %e, "{what}: not yet, retrying");
+                std::thread::sleep(wait);
+                wait = (wait * 2).min(std::time::Duration::from_secs(2));
+            }
+            Err(e) => {
+                return Err(
+                    anyhow::Error::new(e).context(format!("{what} (gave up after {patience:?})"))
+                )
+            }
+        }
+    }
+}
+
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

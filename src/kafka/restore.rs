@@ -14,6 +14,8 @@ use crate::store::RocksStore;
 use crate::telemetry::Metrics;
 
 const FLUSH_EVERY: usize = 10_000;
+/// How long to wait for the changelog to have a leader before giving up.
+const PATIENCE: Duration = Duration::from_secs(60);
 
 /// Returns how many changelog records were applied.
 pub fn restore(
@@ -30,9 +32,9 @@ pub fn restore(
         .set("isolation.level", "read_committed")
         .set("enable.partition.eof", "true");
     let consumer: BaseConsumer = c.create().context("creating the restore consumer")?;
-    let (_, end) = consumer
-        .fetch_watermarks(topic, 0, Duration::from_secs(30))
-        .with_context(|| format!("reading the end of {topic}"))?;
+    let (_, end) = super::with_patience(&format!("reading the end of {topic}"), PATIENCE, || {
+        consumer.fetch_watermarks(topic, 0, Duration::from_secs(10))
+    })?;
     if from >= end {
         tracing::info!(from, end, "state is up to date with the changelog");
         return Ok(0);
