@@ -38,6 +38,32 @@ pub struct KafkaConfig {
     /// How long one transaction may collect records before it commits.
     pub commit_interval: Duration,
     pub max_batch: usize,
+    pub security: KafkaSecurity,
+}
+
+/// How clients authenticate to the brokers and protect the connection.
+#[derive(Clone, Debug, Default)]
+pub struct KafkaSecurity {
+    /// `plaintext`, `ssl`, `sasl_plaintext` or `sasl_ssl`.
+    pub protocol: String,
+    /// `SCRAM-SHA-512`, `SCRAM-SHA-256` or `PLAIN`, for the `sasl_*` protocols.
+    pub sasl_mechanism: String,
+    pub sasl_username: String,
+    pub sasl_password: Secret,
+    /// PEM files; empty for none (the CA then comes from the system store).
+    pub ssl_ca_location: String,
+    pub ssl_certificate_location: String,
+    pub ssl_key_location: String,
+}
+
+/// A value that never appears in logs or debug output.
+#[derive(Clone, Default, serde::Deserialize)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_empty() { "\"\"" } else { "\"***\"" })
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -83,6 +109,13 @@ const KEYS: &[&str] = &[
     "kafka.transaction_timeout",
     "kafka.commit_interval",
     "kafka.max_batch",
+    "kafka.security_protocol",
+    "kafka.sasl_mechanism",
+    "kafka.sasl_username",
+    "kafka.sasl_password",
+    "kafka.ssl_ca_location",
+    "kafka.ssl_certificate_location",
+    "kafka.ssl_key_location",
     "nations",
     "state.dir",
     "http.listen",
@@ -193,6 +226,15 @@ impl Reader {
             transaction_timeout: self.duration("kafka.transaction_timeout"),
             commit_interval: self.duration("kafka.commit_interval"),
             max_batch: self.positive("kafka.max_batch") as usize,
+            security: KafkaSecurity {
+                protocol: self.get("kafka.security_protocol"),
+                sasl_mechanism: self.get("kafka.sasl_mechanism"),
+                sasl_username: self.get("kafka.sasl_username"),
+                sasl_password: Secret(self.get("kafka.sasl_password")),
+                ssl_ca_location: self.get("kafka.ssl_ca_location"),
+                ssl_certificate_location: self.get("kafka.ssl_certificate_location"),
+                ssl_key_location: self.get("kafka.ssl_key_location"),
+            },
         };
         let config = Config {
             nations: self.get("nations"),
@@ -288,6 +330,7 @@ impl Reader {
                 "kafka.commit_interval must be shorter than kafka.transaction_timeout".into(),
             );
         }
+        self.security_checks(&c.kafka.security);
         if c.nations.is_empty() {
             self.errors
                 .push("nations: list at least one member nation".into());
@@ -298,6 +341,51 @@ impl Reader {
                     "nations: {n:?} is not an ISO 3166-1 alpha-3 code in upper case"
                 ));
             }
+        }
+    }
+}
+
+impl Reader {
+    fn security_checks(&mut self, s: &KafkaSecurity) {
+        let protocols = ["plaintext", "ssl", "sasl_plaintext", "sasl_ssl"];
+        if !protocols.contains(&s.protocol.as_str()) {
+            self.errors.push(format!(
+                "kafka.security_protocol: {:?} is not one of {}",
+                s.protocol,
+                protocols.join(", ")
+            ));
+        }
+        if s.protocol.starts_with("sasl") {
+            let mechanisms = ["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"];
+            if !mechanisms.contains(&s.sasl_mechanism.as_str()) {
+                self.errors.push(format!(
+                    "kafka.sasl_mechanism: {:?} is not one of {}",
+                    s.sasl_mechanism,
+                    mechanisms.join(", ")
+                ));
+            }
+            if s.sasl_username.is_empty() || s.sasl_password.0.is_empty() {
+                self.errors.push("kafka.sasl_username and kafka.sasl_password are required with a sasl_* protocol (set the password through RALLYPOINT__KAFKA__SASL_PASSWORD)".into());
+            }
+        }
+        let files = [
+            ("kafka.ssl_ca_location", &s.ssl_ca_location),
+            (
+                "kafka.ssl_certificate_location",
+                &s.ssl_certificate_location,
+            ),
+            ("kafka.ssl_key_location", &s.ssl_key_location),
+        ];
+        for (key, path) in files {
+            if !path.is_empty() && !std::path::Path::new(path).is_file() {
+                self.errors
+                    .push(format!("{key}: {path:?} is not a readable file"));
+            }
+        }
+        if s.ssl_certificate_location.is_empty() != s.ssl_key_location.is_empty() {
+            self.errors.push(
+                "kafka.ssl_certificate_location and kafka.ssl_key_location go together".into(),
+            );
         }
     }
 }
@@ -373,6 +461,22 @@ mod tests {
             assert!(text.contains(needle), "{needle} missing from:\n{text}");
         }
         assert!(err.0.len() >= 6, "{text}");
+    }
+
+    #[test]
+    fn sasl_needs_a_mechanism_and_credentials_and_the_password_never_prints() {
+        let err = load("[kafka]\nsecurity_protocol = \"sasl_ssl\"\nsasl_mechanism = \"GSSAPI\"\nssl_ca_location = \"/nonexistent/ca.pem\"\n").unwrap_err();
+        let text = err.to_string();
+        for needle in [
+            "kafka.sasl_mechanism",
+            "kafka.sasl_username and kafka.sasl_password",
+            "/nonexistent/ca.pem",
+        ] {
+            assert!(text.contains(needle), "{needle} missing from:\n{text}");
+        }
+        let ok = load("[kafka]\nsecurity_protocol = \"sasl_ssl\"\nsasl_mechanism = \"SCRAM-SHA-512\"\nsasl_username = \"est-feed\"\nsasl_password = \"hunter2\"\n").unwrap();
+        assert!(!format!("{ok:?}").contains("hunter2"));
+        assert_eq!(ok.kafka.security.sasl_password.0, "hunter2");
     }
 
     #[test]

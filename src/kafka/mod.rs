@@ -80,6 +80,22 @@ pub fn client_config(config: &Config) -> ClientConfig {
         )
         .set("broker.address.family", "v4")
         .set("reconnect.backoff.max.ms", "2000");
+    let s = &config.kafka.security;
+    c.set("security.protocol", &s.protocol);
+    if s.protocol.starts_with("sasl") {
+        c.set("sasl.mechanisms", &s.sasl_mechanism)
+            .set("sasl.username", &s.sasl_username)
+            .set("sasl.password", &s.sasl_password.0);
+    }
+    for (key, path) in [
+        ("ssl.ca.location", &s.ssl_ca_location),
+        ("ssl.certificate.location", &s.ssl_certificate_location),
+        ("ssl.key.location", &s.ssl_key_location),
+    ] {
+        if !path.is_empty() {
+            c.set(key, path);
+        }
+    }
     c
 }
 
