@@ -26,5 +26,31 @@ fn fold(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, fold);
+/// 1,000 open needs × 300 offers, about 70 % of pairs eligible: the matcher's worst day.
+fn matcher(c: &mut Criterion) {
+    use rallypoint_core::optimal::{solve, Problem};
+    let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+    let mut next = |n: u64| {
+        seed = seed
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (seed >> 33) % n
+    };
+    let (needs, offers) = (1_000, 300);
+    let weights = [1, 2, 4, 8, 16, 32];
+    let p = Problem {
+        demand: (0..needs).map(|_| 1 + next(3) as i32).collect(),
+        weight: (0..needs).map(|_| weights[next(6) as usize]).collect(),
+        capacity: (0..offers).map(|_| 1 + next(6) as i32).collect(),
+        eligible: (0..needs)
+            .map(|_| (0..offers).filter(|_| next(10) < 7).collect())
+            .collect(),
+    };
+    let mut group = c.benchmark_group("matcher");
+    group.sample_size(10);
+    group.bench_function("optimal_1000_needs_x_300_offers", |b| b.iter(|| solve(&p)));
+    group.finish();
+}
+
+criterion_group!(benches, fold, matcher);
 criterion_main!(benches);
