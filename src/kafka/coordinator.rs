@@ -190,15 +190,8 @@ impl Coordinator {
         rejection: &rallypoint_core::Rejection,
         txn: &mut Transactional,
     ) -> Result<(), TxnError> {
-        self.metrics
-            .rejected(STAGE, rejection, m.topic(), m.partition(), m.offset());
-        let (value, headers) = super::dead_letter(&self.codec, m, rejection);
-        txn.send(&self.topics.dlq(), m.key(), Some(&value), Some(headers))?;
-        self.metrics
-            .records_out
-            .with_label_values(&[STAGE, "dlq"])
-            .inc();
-        Ok(())
+        let dlq = self.topics.dlq();
+        super::send_dead_letter(STAGE, &self.codec, &dlq, &self.metrics, txn, m, rejection)
     }
 
     fn commit(

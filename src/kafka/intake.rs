@@ -71,22 +71,13 @@ impl Intake {
             if batch.is_empty() {
                 continue;
             }
-            self.commit(&consumer, &mut txn, &batch)?;
+            super::commit_batch(STAGE, &consumer, &mut txn, &batch, &self.metrics)?;
             batch.clear();
         }
         if txn.is_open() {
             txn.abort()?;
         }
         Ok(())
-    }
-
-    fn commit(
-        &self,
-        consumer: &BaseConsumer<StageContext>,
-        txn: &mut Transactional,
-        batch: &BatchOffsets,
-    ) -> anyhow::Result<()> {
-        super::commit_batch(STAGE, consumer, txn, batch, &self.metrics).map(|_| ())
     }
 
     /// Routes one input record to the journal or the dead-letter topic.
@@ -121,14 +112,16 @@ impl Intake {
                     .inc();
             }
             Err(rejection) => {
-                self.metrics
-                    .rejected(STAGE, &rejection, m.topic(), m.partition(), m.offset());
-                let (value, headers) = super::dead_letter(&self.codec, m, &rejection);
-                txn.send(&self.topics.dlq(), m.key(), Some(&value), Some(headers))?;
-                self.metrics
-                    .records_out
-                    .with_label_values(&[STAGE, "dlq"])
-                    .inc();
+                let dlq = self.topics.dlq();
+                super::send_dead_letter(
+                    STAGE,
+                    &self.codec,
+                    &dlq,
+                    &self.metrics,
+                    txn,
+                    m,
+                    &rejection,
+                )?;
             }
         }
         Ok(())

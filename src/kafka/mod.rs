@@ -299,8 +299,27 @@ pub fn commit_batch(
 pub const HDR_SOURCE: &str = "rp.source";
 pub const HDR_INPUT_TS: &str = "rp.input_ts";
 
+/// Sends the consumed record `m` to the dead-letter topic with `rejection` in the open
+/// transaction, and counts and logs it.
+pub fn send_dead_letter(
+    stage: &'static str,
+    codec: &crate::codec::Codec,
+    dlq: &str,
+    metrics: &crate::telemetry::Metrics,
+    txn: &mut txn::Transactional,
+    m: &rdkafka::message::BorrowedMessage<'_>,
+    rejection: &rallypoint_core::Rejection,
+) -> Result<(), txn::TxnError> {
+    use rdkafka::Message;
+    metrics.rejected(stage, rejection, m.topic(), m.partition(), m.offset());
+    let (value, headers) = dead_letter_record(codec, m, rejection);
+    txn.send(dlq, m.key(), Some(&value), Some(headers))?;
+    metrics.records_out.with_label_values(&[stage, "dlq"]).inc();
+    Ok(())
+}
+
 /// A dead-letter record for `rejection` of the consumed record `m`.
-pub fn dead_letter<M: rdkafka::Message>(
+fn dead_letter_record<M: rdkafka::Message>(
     codec: &crate::codec::Codec,
     m: &M,
     rejection: &rallypoint_core::Rejection,
