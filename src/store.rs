@@ -48,24 +48,36 @@ impl RocksStore {
             indexes: MemStore::new(),
         };
         for prefix in INDEX_PREFIXES {
-            for (k, v) in store.scan_disk(prefix)? {
+            for (k, v) in store.scan_disk(prefix, None, usize::MAX)? {
                 store.indexes.put(&k, v);
             }
         }
         Ok(store)
     }
 
-    fn scan_disk(&self, prefix: &[u8]) -> Result<Vec<KeyValue>, StoreError> {
+    /// Up to `limit` keys on disk under `prefix` and after `after`, ascending.
+    fn scan_disk(
+        &self,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<KeyValue>, StoreError> {
+        let start = match after {
+            Some(a) if a >= prefix => a,
+            _ => prefix,
+        };
         let mut out = Vec::new();
         for item in self
             .db
-            .iterator(IteratorMode::From(prefix, Direction::Forward))
+            .iterator(IteratorMode::From(start, Direction::Forward))
         {
             let (k, v) = item.map_err(backend)?;
-            if !k.starts_with(prefix) {
+            if !k.starts_with(prefix) || out.len() == limit {
                 break;
             }
-            out.push((k.into_vec(), v.into_vec()));
+            if Some(&*k) != after {
+                out.push((k.into_vec(), v.into_vec()));
+            }
         }
         Ok(out)
     }
@@ -147,10 +159,7 @@ impl Store for RocksStore {
     }
 
     fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<KeyValue>, StoreError> {
-        if is_index(prefix) {
-            return self.indexes.scan_prefix(prefix);
-        }
-        self.scan_disk(prefix)
+        self.scan_page(prefix, None, usize::MAX)
     }
 
     fn scan_page(
@@ -162,25 +171,7 @@ impl Store for RocksStore {
         if is_index(prefix) {
             return self.indexes.scan_page(prefix, after, limit);
         }
-        let start = match after {
-            Some(a) if a >= prefix => a,
-            _ => prefix,
-        };
-        let mut out = Vec::with_capacity(limit);
-        for item in self
-            .db
-            .iterator(IteratorMode::From(start, Direction::Forward))
-        {
-            let (k, v) = item.map_err(backend)?;
-            if !k.starts_with(prefix) || out.len() == limit {
-                break;
-            }
-            if Some(&*k) == after {
-                continue;
-            }
-            out.push((k.into_vec(), v.into_vec()));
-        }
-        Ok(out)
+        self.scan_disk(prefix, after, limit)
     }
 }
 

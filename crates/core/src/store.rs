@@ -107,12 +107,7 @@ impl Store for MemStore {
     }
 
     fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<KeyValue>, StoreError> {
-        Ok(self
-            .map
-            .range(prefix.to_vec()..)
-            .take_while(|(k, _)| k.starts_with(prefix))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect())
+        self.scan_page(prefix, None, usize::MAX)
     }
 
     fn scan_page(
