@@ -70,21 +70,15 @@ fn three_nations_get_exactly_the_expected_decisions_each_once() {
         "offers journaled\n{}",
         h.log()
     );
-    h.send(&sample::incident(
-        clock.envelope("EST"),
-        "I1",
-        Tlp::Amber,
-        Priority::Severe,
-    ));
-    h.send(&sample::request(
-        clock.envelope("EST"),
-        "R1",
-        "I1",
+    h.ask_for_help(
+        &mut clock,
+        ("EST", "I1", "R1"),
+        (Tlp::Amber, Priority::Severe),
         &[
             (Capability::Forensics, 2),
             (Capability::IncidentResponse, 1),
         ],
-    ));
+    );
     let proposed = decisions(&h.codec, &h.read("rrc.out.coalition.decisions", 2, WAIT));
     assert_eq!(
         summary(&proposed),
@@ -176,18 +170,12 @@ fn garbage_and_spoofed_records_go_to_the_dead_letter_topic_and_processing_goes_o
     let spoofed = sample::incident(clock.envelope("LVA"), "I-SPOOF", Tlp::Green, Priority::High);
     let spoofed_bytes = h.codec.encode_event(&spoofed);
     h.send_raw(&est_incidents, b"I-SPOOF", &spoofed_bytes);
-    h.send(&sample::incident(
-        clock.envelope("EST"),
-        "I1",
-        Tlp::Green,
-        Priority::High,
-    ));
-    h.send(&sample::request(
-        clock.envelope("EST"),
-        "R1",
-        "I1",
+    h.ask_for_help(
+        &mut clock,
+        ("EST", "I1", "R1"),
+        (Tlp::Green, Priority::High),
         &[(Capability::Forensics, 1)],
-    ));
+    );
 
     let dlq = h.read("rrc.dlq", 2, WAIT);
     assert_eq!(dlq.len(), 2, "\n{}", h.log());
@@ -241,18 +229,12 @@ fn replay_finds_a_forged_decision() {
         2,
     ));
     assert_eq!(h.read("rrc.internal.journal", 1, WAIT).len(), 1);
-    h.send(&sample::incident(
-        clock.envelope("EST"),
-        "I1",
-        Tlp::Amber,
-        Priority::Severe,
-    ));
-    h.send(&sample::request(
-        clock.envelope("EST"),
-        "R1",
-        "I1",
+    h.ask_for_help(
+        &mut clock,
+        ("EST", "I1", "R1"),
+        (Tlp::Amber, Priority::Severe),
         &[(Capability::Forensics, 1)],
-    ));
+    );
     let est = h.read("rrc.out.EST.decisions", 1, WAIT);
     assert_eq!(est.len(), 1, "\n{}", h.log());
     // Let the coordinator's commit settle, then audit: all is well.

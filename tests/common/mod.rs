@@ -143,6 +143,33 @@ impl Harness {
         );
     }
 
+    /// `nation` reports `incident` and asks for `needs` in `request`: the two events a CERT
+    /// sends when it is hit.
+    pub fn ask_for_help(
+        &self,
+        clock: &mut rallypoint_core::sample::Clock,
+        (nation, incident, request): (&str, &str, &str),
+        (tlp, priority): (
+            rallypoint_core::event::Tlp,
+            rallypoint_core::event::Priority,
+        ),
+        needs: &[(rallypoint_core::event::Capability, i32)],
+    ) {
+        use rallypoint_core::sample;
+        self.send(&sample::incident(
+            clock.envelope(nation),
+            incident,
+            tlp,
+            priority,
+        ));
+        self.send(&sample::request(
+            clock.envelope(nation),
+            request,
+            incident,
+            needs,
+        ));
+    }
+
     pub fn send_raw(&self, topic: &str, key: &[u8], value: &[u8]) {
         self.producer
             .send(BaseRecord::to(topic).key(key).payload(value))
