@@ -87,13 +87,16 @@ pub struct AssignmentConfirmed {
     pub units: i32,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum CancelReason {
     Declined,
     TimedOut,
     OfferWithdrawn,
     IncidentClosed,
+    /// The offer's new terms (less capacity, a nation excluded, a lower TLP clearance) no
+    /// longer cover the assignment.
+    OfferReduced,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -173,12 +173,22 @@ pub struct Impact {
     pub recoverability: i32,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// How a team works: from home, at the victim's site, or either. On a need, what the requester
+/// prefers (offers that match are proposed first; it is not an eligibility rule).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Delivery {
     Remote,
     OnSite,
+    #[default]
     Either,
+}
+
+impl Delivery {
+    /// Whether a team that works `self` way can serve a need that prefers `wanted`.
+    pub fn suits(self, wanted: Delivery) -> bool {
+        self == Delivery::Either || wanted == Delivery::Either || self == wanted
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -202,6 +212,25 @@ pub struct IncidentReported {
 pub struct CapabilityNeed {
     pub capability: Capability,
     pub units: i32,
+    /// Added in schema version 2 with the default `either`: older records still decode.
+    #[serde(default)]
+    pub delivery: Delivery,
+}
+
+/// New facts about an open incident: its severity and impact as now assessed (they re-rank its
+/// waiting requests), and techniques and indicators seen since it was reported.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IncidentUpdated {
+    pub envelope: Envelope,
+    pub incident_id: String,
+    pub priority: Priority,
+    pub essential_entity: bool,
+    pub cross_border: bool,
+    pub impact: Impact,
+    /// Added to those already known.
+    pub techniques: Vec<String>,
+    /// Added to those already known.
+    pub indicators: Vec<Indicator>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -240,6 +269,23 @@ pub struct AssetOffered {
     pub delivery: Delivery,
 }
 
+/// New terms for a live offer, stated in full (the capability stays). Assignments the new terms
+/// no longer allow are cancelled, newest proposals first when capacity shrinks.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OfferUpdated {
+    pub envelope: Envelope,
+    pub offer_id: String,
+    pub capacity_units: i32,
+    pub available_from: i64,
+    pub available_until: i64,
+    pub response_time_minutes: i32,
+    pub eligible_nations: Vec<String>,
+    pub excluded_nations: Vec<String>,
+    pub max_tlp: Tlp,
+    pub sector_expertise: Vec<Sector>,
+    pub delivery: Delivery,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OfferWithdrawn {
     pub envelope: Envelope,
@@ -258,6 +304,15 @@ pub struct AssignmentDeclined {
     pub envelope: Envelope,
     pub assignment_id: String,
     pub reason: String,
+}
+
+/// The provider reports a confirmed assignment done: its units are free again, and the need it
+/// served stays covered.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AssignmentCompleted {
+    pub envelope: Envelope,
+    pub assignment_id: String,
+    pub summary: String,
 }
 
 /// Which input topic of a nation an event belongs on.
@@ -289,37 +344,57 @@ impl Stream {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Event {
     IncidentReported(IncidentReported),
+    IncidentUpdated(IncidentUpdated),
     AssistanceRequested(AssistanceRequested),
     IncidentClosed(IncidentClosed),
     AssetOffered(AssetOffered),
+    OfferUpdated(OfferUpdated),
     OfferWithdrawn(OfferWithdrawn),
     AssignmentAccepted(AssignmentAccepted),
     AssignmentDeclined(AssignmentDeclined),
+    AssignmentCompleted(AssignmentCompleted),
+}
+
+/// Calls `$body` with the inner event bound to `$e`, whatever the variant.
+macro_rules! each_event {
+    ($event:expr, $e:ident => $body:expr) => {
+        match $event {
+            Event::IncidentReported($e) => $body,
+            Event::IncidentUpdated($e) => $body,
+            Event::AssistanceRequested($e) => $body,
+            Event::IncidentClosed($e) => $body,
+            Event::AssetOffered($e) => $body,
+            Event::OfferUpdated($e) => $body,
+            Event::OfferWithdrawn($e) => $body,
+            Event::AssignmentAccepted($e) => $body,
+            Event::AssignmentDeclined($e) => $body,
+            Event::AssignmentCompleted($e) => $body,
+        }
+    };
 }
 
 impl Event {
     pub fn envelope(&self) -> &Envelope {
-        match self {
-            Event::IncidentReported(e) => &e.envelope,
-            Event::AssistanceRequested(e) => &e.envelope,
-            Event::IncidentClosed(e) => &e.envelope,
-            Event::AssetOffered(e) => &e.envelope,
-            Event::OfferWithdrawn(e) => &e.envelope,
-            Event::AssignmentAccepted(e) => &e.envelope,
-            Event::AssignmentDeclined(e) => &e.envelope,
-        }
+        each_event!(self, e => &e.envelope)
+    }
+
+    pub fn envelope_mut(&mut self) -> &mut Envelope {
+        each_event!(self, e => &mut e.envelope)
     }
 
     /// The event type's name: Avro record name and JSON `type`.
     pub fn type_name(&self) -> &'static str {
         match self {
             Event::IncidentReported(_) => "IncidentReported",
+            Event::IncidentUpdated(_) => "IncidentUpdated",
             Event::AssistanceRequested(_) => "AssistanceRequested",
             Event::IncidentClosed(_) => "IncidentClosed",
             Event::AssetOffered(_) => "AssetOffered",
+            Event::OfferUpdated(_) => "OfferUpdated",
             Event::OfferWithdrawn(_) => "OfferWithdrawn",
             Event::AssignmentAccepted(_) => "AssignmentAccepted",
             Event::AssignmentDeclined(_) => "AssignmentDeclined",
+            Event::AssignmentCompleted(_) => "AssignmentCompleted",
         }
     }
 
@@ -327,10 +402,15 @@ impl Event {
     pub fn stream(&self) -> Stream {
         match self {
             Event::IncidentReported(_)
+            | Event::IncidentUpdated(_)
             | Event::AssistanceRequested(_)
             | Event::IncidentClosed(_) => Stream::Incidents,
-            Event::AssetOffered(_) | Event::OfferWithdrawn(_) => Stream::Offers,
-            Event::AssignmentAccepted(_) | Event::AssignmentDeclined(_) => Stream::Responses,
+            Event::AssetOffered(_) | Event::OfferUpdated(_) | Event::OfferWithdrawn(_) => {
+                Stream::Offers
+            }
+            Event::AssignmentAccepted(_)
+            | Event::AssignmentDeclined(_)
+            | Event::AssignmentCompleted(_) => Stream::Responses,
         }
     }
 
@@ -338,12 +418,15 @@ impl Event {
     pub fn entity_id(&self) -> &str {
         match self {
             Event::IncidentReported(e) => &e.incident_id,
+            Event::IncidentUpdated(e) => &e.incident_id,
             Event::AssistanceRequested(e) => &e.incident_id,
             Event::IncidentClosed(e) => &e.incident_id,
             Event::AssetOffered(e) => &e.offer_id,
+            Event::OfferUpdated(e) => &e.offer_id,
             Event::OfferWithdrawn(e) => &e.offer_id,
             Event::AssignmentAccepted(e) => &e.assignment_id,
             Event::AssignmentDeclined(e) => &e.assignment_id,
+            Event::AssignmentCompleted(e) => &e.assignment_id,
         }
     }
 }

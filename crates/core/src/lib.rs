@@ -9,8 +9,8 @@
 //! - [`event`]: the input events feeds send, as typed values
 //! - [`validate`]: field rules and authorization (nation = topic) applied at intake
 //! - [`apply`](mod@apply): the fold of the journal into state, returning decisions and rejections
-//! - [`rules`], [`matcher`], [`rank`]: eligibility, matching and ranking of requests;
-//!   [`optimal`]: the priority-weighted optimal matching, proven against exhaustive search
+//! - [`rules`], [`rank`], [`optimal`]: eligibility, ranking of competing requests, and the
+//!   priority-weighted optimal matching (proven against exhaustive search)
 //! - [`decision`], [`tlp`]: the decisions, and who may see what of them
 //! - [`state`], [`store`]: typed state over a narrow key-value interface
 //! - [`reject`]: why an input was not applied
@@ -18,7 +18,6 @@
 pub mod apply;
 pub mod decision;
 pub mod event;
-pub mod matcher;
 pub mod optimal;
 pub mod rank;
 pub mod reject;

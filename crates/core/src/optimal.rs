@@ -47,53 +47,18 @@ impl Plan {
 
 /// The optimal plan.
 pub fn solve(p: &Problem) -> Plan {
-    let needs = p.demand.len();
-    let offers = p.capacity.len();
-    // x[i][j]: units need i takes from offer j (dense per need over its eligible list).
-    let mut x: Vec<Vec<i32>> = p.eligible.iter().map(|e| vec![0; e.len()]).collect();
-    let mut left: Vec<i32> = p.capacity.clone();
-    // Who uses each offer: (need, position in its eligible list).
-    let mut users: Vec<Vec<(usize, usize)>> = vec![Vec::new(); offers];
-    for (i, e) in p.eligible.iter().enumerate() {
-        for (k, &j) in e.iter().enumerate() {
-            users[j].push((i, k));
-        }
-    }
-    // Offers from which no free capacity can be reached: once so, always so (capacity only
-    // shrinks and later paths never pass through them), so searches skip them.
-    let mut dead = vec![false; offers];
-    let mut order: Vec<usize> = (0..needs).collect();
+    let mut solver = Solver::new(p.capacity.clone());
+    let mut order: Vec<usize> = (0..p.demand.len()).collect();
     order.sort_by(|a, b| p.weight[*b].cmp(&p.weight[*a]).then(a.cmp(b)));
+    let mut slot = vec![0; p.demand.len()];
     for i in order {
-        let mut missing = p.demand[i];
-        // Direct capacity first: no rerouting needed.
-        for (k, &j) in p.eligible[i].iter().enumerate() {
-            let take = missing.min(left[j]);
-            if take > 0 {
-                x[i][k] += take;
-                left[j] -= take;
-                missing -= take;
-            }
-        }
-        while missing > 0 {
-            let Some(path) = augmenting_path(p, i, &x, &left, &users, &mut dead) else {
-                break;
-            };
-            let pushed = push(p, &path, missing, &mut x, &mut left);
-            missing -= pushed;
-        }
+        slot[i] = solver.add_need(p.demand[i], p.eligible[i].clone());
     }
     Plan {
-        flow: x
+        flow: slot
             .iter()
-            .enumerate()
-            .map(|(i, xs)| {
-                let mut f: Vec<(usize, i32)> = xs
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, u)| **u > 0)
-                    .map(|(k, u)| (p.eligible[i][k], *u))
-                    .collect();
+            .map(|&k| {
+                let mut f = solver.flow(k);
                 f.sort();
                 f
             })
@@ -101,103 +66,170 @@ pub fn solve(p: &Problem) -> Plan {
     }
 }
 
-/// Edges of an augmenting path, from the start need to an offer with capacity left.
+/// The greedy-with-rerouting algorithm, one need at a time: needs must be added in falling
+/// weight (best rank first). After each [`Solver::add_need`] the plan is optimal for the needs
+/// added so far, so a caller can stop adding once no capacity is left ([`Solver::free`]).
+/// Capacities are fixed at construction; that is what keeps the dead-offer pruning sound.
 #[derive(Clone, Debug, Default)]
-struct Path {
-    /// Need takes more of an offer: (need, slot in its eligible list, offer).
-    take: Vec<(usize, usize, usize)>,
-    /// Need gives back units of an offer it held: (need, slot).
-    give: Vec<(usize, usize)>,
-    end: usize,
+pub struct Solver {
+    demand: Vec<i32>,
+    eligible: Vec<Vec<usize>>,
+    /// x[i][k]: units need i takes from offer eligible[i][k].
+    x: Vec<Vec<i32>>,
+    left: Vec<i32>,
+    /// Who uses each offer: (need, position in its eligible list).
+    users: Vec<Vec<(usize, usize)>>,
+    /// Offers from which no free capacity can be reached: once so, always so (capacity only
+    /// shrinks and later paths never pass through them), so searches skip them.
+    dead: Vec<bool>,
 }
 
-/// Breadth-first search from need `start` to an offer with capacity left, through full offers
-/// and the needs holding them, which can take their unit from elsewhere.
-fn augmenting_path(
-    p: &Problem,
-    start: usize,
-    x: &[Vec<i32>],
-    left: &[i32],
-    users: &[Vec<(usize, usize)>],
-    dead: &mut [bool],
-) -> Option<Path> {
-    // How each offer was reached: (need, slot); how each need was reached: (offer, slot).
-    let mut offer_from: Vec<Option<(usize, usize)>> = vec![None; left.len()];
-    let mut need_from: Vec<Option<(usize, usize)>> = vec![None; p.demand.len()];
-    let mut seen_need = vec![false; p.demand.len()];
-    let mut queue = std::collections::VecDeque::new();
-    seen_need[start] = true;
-    queue.push_back(start);
-    while let Some(i) = queue.pop_front() {
-        for (k, &j) in p.eligible[i].iter().enumerate() {
-            if offer_from[j].is_some() || dead[j] {
-                continue;
+impl Solver {
+    pub fn new(capacity: Vec<i32>) -> Self {
+        let offers = capacity.len();
+        Self {
+            left: capacity,
+            users: vec![Vec::new(); offers],
+            dead: vec![false; offers],
+            ..Self::default()
+        }
+    }
+
+    /// Adds a need for `demand` units that may use `eligible` offers, preferred first, and
+    /// serves it as fully as the network allows; returns the need's index.
+    pub fn add_need(&mut self, demand: i32, eligible: Vec<usize>) -> usize {
+        let i = self.demand.len();
+        for (k, &j) in eligible.iter().enumerate() {
+            self.users[j].push((i, k));
+        }
+        self.x.push(vec![0; eligible.len()]);
+        self.demand.push(demand);
+        self.eligible.push(eligible);
+        let mut missing = demand;
+        // Direct capacity first, in the need's order of preference: no rerouting needed.
+        for (k, &j) in self.eligible[i].iter().enumerate() {
+            let take = missing.min(self.left[j]);
+            if take > 0 {
+                self.x[i][k] += take;
+                self.left[j] -= take;
+                missing -= take;
             }
-            offer_from[j] = Some((i, k));
-            if left[j] > 0 {
-                return Some(trace(start, j, &offer_from, &need_from, p));
-            }
-            for &(holder, hk) in &users[j] {
-                if x[holder][hk] > 0 && !seen_need[holder] {
-                    seen_need[holder] = true;
-                    need_from[holder] = Some((j, hk));
-                    queue.push_back(holder);
+        }
+        while missing > 0 {
+            let Some(path) = self.augmenting_path(i) else {
+                break;
+            };
+            missing -= self.push(&path, missing);
+        }
+        i
+    }
+
+    /// Units still unassigned over all offers.
+    pub fn free(&self) -> i64 {
+        self.left.iter().map(|&u| u as i64).sum()
+    }
+
+    /// (offer, units) given to need `i`, in its order of preference.
+    pub fn flow(&self, i: usize) -> Vec<(usize, i32)> {
+        self.x[i]
+            .iter()
+            .zip(&self.eligible[i])
+            .filter(|(u, _)| **u > 0)
+            .map(|(u, &j)| (j, *u))
+            .collect()
+    }
+
+    /// Breadth-first search from need `start` to an offer with capacity left, through full
+    /// offers and the needs holding them, which can take their unit from elsewhere.
+    fn augmenting_path(&mut self, start: usize) -> Option<Path> {
+        // How each offer was reached: (need, slot); how each need was reached: (offer, slot).
+        let mut offer_from: Vec<Option<(usize, usize)>> = vec![None; self.left.len()];
+        let mut need_from: Vec<Option<(usize, usize)>> = vec![None; self.demand.len()];
+        let mut seen_need = vec![false; self.demand.len()];
+        let mut queue = std::collections::VecDeque::new();
+        seen_need[start] = true;
+        queue.push_back(start);
+        while let Some(i) = queue.pop_front() {
+            for (k, &j) in self.eligible[i].iter().enumerate() {
+                if offer_from[j].is_some() || self.dead[j] {
+                    continue;
+                }
+                offer_from[j] = Some((i, k));
+                if self.left[j] > 0 {
+                    return Some(self.trace(start, j, &offer_from, &need_from));
+                }
+                for &(holder, hk) in &self.users[j] {
+                    if self.x[holder][hk] > 0 && !seen_need[holder] {
+                        seen_need[holder] = true;
+                        need_from[holder] = Some((j, hk));
+                        queue.push_back(holder);
+                    }
                 }
             }
         }
-    }
-    for (j, reached) in offer_from.iter().enumerate() {
-        if reached.is_some() {
-            dead[j] = true;
+        for (j, reached) in offer_from.iter().enumerate() {
+            if reached.is_some() {
+                self.dead[j] = true;
+            }
         }
+        None
     }
-    None
-}
 
-fn trace(
-    start: usize,
-    end: usize,
-    offer_from: &[Option<(usize, usize)>],
-    need_from: &[Option<(usize, usize)>],
-    p: &Problem,
-) -> Path {
-    let mut path = Path {
-        end,
-        ..Path::default()
-    };
-    let mut j = end;
-    while let Some((i, k)) = offer_from[j] {
-        path.take.push((i, k, p.eligible[i][k]));
-        if i == start {
-            break;
-        }
-        let Some((held, hk)) = need_from[i] else {
-            break;
+    fn trace(
+        &self,
+        start: usize,
+        end: usize,
+        offer_from: &[Option<(usize, usize)>],
+        need_from: &[Option<(usize, usize)>],
+    ) -> Path {
+        let mut path = Path {
+            end,
+            ..Path::default()
         };
-        path.give.push((i, hk));
-        j = held;
+        let mut j = end;
+        while let Some((i, k)) = offer_from[j] {
+            path.take.push((i, k));
+            if i == start {
+                break;
+            }
+            let Some((held, hk)) = need_from[i] else {
+                break;
+            };
+            path.give.push((i, hk));
+            j = held;
+        }
+        path
     }
-    path
+
+    /// Moves as many units as the path allows, up to `want`; returns how many moved.
+    fn push(&mut self, path: &Path, want: i32) -> i32 {
+        let bottleneck = path
+            .give
+            .iter()
+            .map(|&(h, hk)| self.x[h][hk])
+            .fold(want.min(self.left[path.end]), i32::min);
+        if bottleneck <= 0 {
+            return 0;
+        }
+        for &(i, k) in &path.take {
+            self.x[i][k] += bottleneck;
+        }
+        for &(h, hk) in &path.give {
+            self.x[h][hk] -= bottleneck;
+        }
+        self.left[path.end] -= bottleneck;
+        bottleneck
+    }
 }
 
-/// Moves as many units as the path allows, up to `want`; returns how many moved.
-fn push(_p: &Problem, path: &Path, want: i32, x: &mut [Vec<i32>], left: &mut [i32]) -> i32 {
-    let bottleneck = path
-        .give
-        .iter()
-        .map(|&(h, hk)| x[h][hk])
-        .fold(want.min(left[path.end]), i32::min);
-    if bottleneck <= 0 {
-        return 0;
-    }
-    for &(i, k, _) in &path.take {
-        x[i][k] += bottleneck;
-    }
-    for &(h, hk) in &path.give {
-        x[h][hk] -= bottleneck;
-    }
-    left[path.end] -= bottleneck;
-    bottleneck
+/// Edges of an augmenting path, from the start need to an offer with capacity left.
+#[derive(Clone, Debug, Default)]
+struct Path {
+    /// Need takes more of an offer: (need, slot in its eligible list).
+    take: Vec<(usize, usize)>,
+    /// Need gives back units of an offer it held: (need, slot).
+    give: Vec<(usize, usize)>,
+    end: usize,
 }
 
 /// The optimum by exhaustive search over every vector of served units, each checked for

@@ -89,6 +89,28 @@ pub fn not_refused_before(o: &Offer, n: &NeedContext) -> bool {
     !n.refused_offers.contains(&o.offer_id)
 }
 
+/// For an assignment already made: the rules an offer's new terms can break (see
+/// `OfferUpdated`). Capacity is settled separately; window and response time bind only new
+/// proposals.
+pub fn still_allowed(o: &Offer, requester: &str, tlp: Tlp) -> Result<(), Rule> {
+    let n = NeedContext {
+        requester,
+        capability: o.capability,
+        tlp,
+        refused_offers: &[],
+        stream_time: 0,
+    };
+    let checks: [(bool, Rule); 3] = [
+        (beneficiary_eligible(o, &n), Rule::NotEligible),
+        (beneficiary_not_excluded(o, &n), Rule::Excluded),
+        (team_cleared_for(o, &n), Rule::Tlp),
+    ];
+    match checks.iter().find(|(ok, _)| !ok) {
+        Some((_, rule)) => Err(*rule),
+        None => Ok(()),
+    }
+}
+
 /// The first rule `o` breaks for `n`, or `Ok` when it may help.
 pub fn check(o: &Offer, n: &NeedContext) -> Result<(), Rule> {
     let checks: [(bool, Rule); 8] = [
@@ -124,6 +146,8 @@ mod tests {
             eligible_nations: vec![],
             excluded_nations: vec![],
             max_tlp: Tlp::Amber,
+            sector_expertise: vec![],
+            delivery: crate::event::Delivery::Either,
             assignments: vec![],
         }
     }

@@ -79,7 +79,11 @@ pub fn request(env: Envelope, id: &str, incident: &str, needs: &[(Capability, i3
         incident_id: incident.to_owned(),
         needs: needs
             .iter()
-            .map(|&(capability, units)| CapabilityNeed { capability, units })
+            .map(|&(capability, units)| CapabilityNeed {
+                capability,
+                units,
+                delivery: Delivery::Either,
+            })
             .collect(),
         own_measures: 50,
     })
@@ -113,6 +117,55 @@ pub fn offer(env: Envelope, id: &str, capability: Capability, units: i32) -> Eve
     })
 }
 
+/// New terms for offer `id`, as [`offer`] states them, with `units` of capacity.
+pub fn offer_updated(env: Envelope, id: &str, units: i32) -> Event {
+    let Event::AssetOffered(o) = offer(env, id, Capability::Forensics, units) else {
+        unreachable!("offer builds an AssetOffered")
+    };
+    Event::OfferUpdated(OfferUpdated {
+        envelope: o.envelope,
+        offer_id: o.offer_id,
+        capacity_units: o.capacity_units,
+        available_from: o.available_from,
+        available_until: o.available_until,
+        response_time_minutes: o.response_time_minutes,
+        eligible_nations: o.eligible_nations,
+        excluded_nations: o.excluded_nations,
+        max_tlp: o.max_tlp,
+        sector_expertise: o.sector_expertise,
+        delivery: o.delivery,
+    })
+}
+
+/// The incident re-assessed at `priority`, with one more technique seen.
+pub fn incident_updated(env: Envelope, incident: &str, priority: Priority) -> Event {
+    Event::IncidentUpdated(IncidentUpdated {
+        envelope: env,
+        incident_id: incident.to_owned(),
+        priority,
+        essential_entity: true,
+        cross_border: true,
+        impact: Impact {
+            functional: 80,
+            information: 50,
+            recoverability: 60,
+        },
+        techniques: vec!["T1021.001".into()],
+        indicators: vec![Indicator {
+            kind: IndicatorKind::Domain,
+            value: "update.example.net".into(),
+        }],
+    })
+}
+
+pub fn completed(env: Envelope, assignment: &str) -> Event {
+    Event::AssignmentCompleted(AssignmentCompleted {
+        envelope: env,
+        assignment_id: assignment.to_owned(),
+        summary: "systems restored".into(),
+    })
+}
+
 pub fn withdrawn(env: Envelope, offer: &str) -> Event {
     Event::OfferWithdrawn(OfferWithdrawn {
         envelope: env,
@@ -137,7 +190,7 @@ pub fn declined(env: Envelope, assignment: &str) -> Event {
 }
 
 /// A deterministic mixed stream of `n` events from `nations`: offers, incidents with requests,
-/// closures, withdrawals, and answers to the proposals the fold would make are not included
+/// updates of both, closures, withdrawals, and answers to the proposals the fold would make are not included
 /// (they depend on the fold). For benchmarks and property tests.
 pub fn stream(nations: &[&str], n: usize, seed: u64) -> Vec<Event> {
     let mut rng = Lcg(seed.wrapping_mul(0x2545_F491_4F6C_DD1D) | 1);
@@ -191,9 +244,19 @@ pub fn stream(nations: &[&str], n: usize, seed: u64) -> Vec<Event> {
                 ));
                 open.push((nation.to_owned(), id));
             }
-            80..=94 if !open.is_empty() => {
+            90..=94 if !open.is_empty() => {
                 let (owner, id) = open.swap_remove(rng.below(open.len()));
                 out.push(closed(clock.envelope(&owner), &id));
+            }
+            80..=84 if !open.is_empty() => {
+                let (owner, id) = &open[rng.below(open.len())];
+                let p = priorities[rng.below(4)];
+                out.push(incident_updated(clock.envelope(owner), id, p));
+            }
+            85..=89 if !offers.is_empty() => {
+                let (owner, id) = &offers[rng.below(offers.len())];
+                let units = 1 + rng.below(6) as i32;
+                out.push(offer_updated(clock.envelope(owner), id, units));
             }
             95..=99 if !offers.is_empty() => {
                 let (owner, id) = offers.swap_remove(rng.below(offers.len()));

@@ -7,6 +7,8 @@
 //! - `w/<capability>/<rank>/<request_id>/<need>`: needs still missing units, best rank first
 //! - `c/<capability>/<offer_id>`: offers with free capacity, by capability
 //! - `d/<deadline hex>/<assignment_id>`: acceptance deadlines in stream-time order
+//! - `t/<time hex>/<offer_id>`: offers whose window opens later, by the stream time from which
+//!   they can be proposed (window start minus response time)
 //!
 //! Values are postcard-encoded, prefixed by a format byte so that a later layout can be told
 //! apart from this one.
@@ -14,10 +16,11 @@
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::event::{Capability, Impact, Priority, RsitClass, Sector, Tlp};
+use crate::event::{Capability, Delivery, Impact, Priority, RsitClass, Sector, Tlp};
 use crate::store::{Store, StoreError};
 
-const FORMAT: u8 = 1;
+/// 2: needs carry a delivery preference, offers their sector expertise and delivery.
+const FORMAT: u8 = 2;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Incident {
@@ -46,6 +49,7 @@ pub struct Need {
     pub excluded_offers: Vec<String>,
     /// Missing units last announced by `AssistanceUnmet`, so it is said again only on change.
     pub unmet_announced: i32,
+    pub delivery: Delivery,
 }
 
 impl Need {
@@ -79,12 +83,25 @@ pub struct Offer {
     pub eligible_nations: Vec<String>,
     pub excluded_nations: Vec<String>,
     pub max_tlp: Tlp,
+    pub sector_expertise: Vec<Sector>,
+    pub delivery: Delivery,
+    /// Proposed and confirmed assignments, oldest first.
     pub assignments: Vec<String>,
 }
 
 impl Offer {
     pub fn remaining(&self) -> i32 {
         self.capacity - self.committed
+    }
+
+    /// The stream time from which the team can be there within its window.
+    pub fn opens_at(&self) -> i64 {
+        self.available_from.saturating_sub(self.response_time_ms)
+    }
+
+    /// The stream time after which the team can no longer be there within its window.
+    pub fn closes_at(&self) -> i64 {
+        self.available_until.saturating_sub(self.response_time_ms)
     }
 }
 
@@ -148,17 +165,34 @@ pub const DEADLINES: &[u8] = b"d/";
 /// The index keyspaces: small (their size follows the open work — waiting needs, offers with
 /// free capacity, pending proposals — not the history) and scanned on every event. A store
 /// may keep them in memory; the entities and the seen event ids stay on disk.
-pub const INDEX_PREFIXES: [&[u8]; 3] = [b"c/", b"w/", DEADLINES];
+pub const INDEX_PREFIXES: [&[u8]; 4] = [b"c/", b"w/", DEADLINES, OPENINGS];
+
+pub const OPENINGS: &[u8] = b"t/";
 
 pub fn deadline_key(respond_by: i64, assignment_id: &str) -> Vec<u8> {
-    // Stream times are validated positive, so hex of the u64 sorts numerically.
-    format!("d/{:016x}/{assignment_id}", respond_by.max(0) as u64).into_bytes()
+    timed_key(DEADLINES, respond_by, assignment_id)
 }
 
-/// Parses the deadline out of a `d/` key.
+pub fn opening_key(at: i64, offer_id: &str) -> Vec<u8> {
+    timed_key(OPENINGS, at, offer_id)
+}
+
+fn timed_key(prefix: &[u8], at: i64, id: &str) -> Vec<u8> {
+    // Stream times are validated positive, so hex of the u64 sorts numerically.
+    let mut key = prefix.to_vec();
+    key.extend_from_slice(format!("{:016x}/{id}", at.max(0) as u64).as_bytes());
+    key
+}
+
+/// Parses the time out of a `d/` or `t/` key.
 pub fn deadline_of(key: &[u8]) -> Option<i64> {
     let hex = key.get(2..18)?;
     i64::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()
+}
+
+/// The id after the time in a `d/` or `t/` key.
+pub fn timed_id(key: &[u8]) -> String {
+    String::from_utf8_lossy(key.get(19..).unwrap_or_default()).into_owned()
 }
 
 const STREAM_TIME: &[u8] = b"m/stream_time";

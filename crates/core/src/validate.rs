@@ -155,27 +155,11 @@ fn check_body(event: &Event, errors: &mut Vec<String>) {
         Event::IncidentReported(e) => {
             id("incident_id", &e.incident_id, errors);
             text("title", &e.title, 1, 200, errors);
-            for t in &e.techniques {
-                if !is_technique(t) {
-                    errors.push(format!(
-                        "techniques: {:?} is not an ATT&CK technique id",
-                        truncate(t)
-                    ));
-                }
-            }
-            if e.techniques.len() > 64 || e.indicators.len() > 256 {
-                errors.push("at most 64 techniques and 256 indicators".into());
-            }
-            for i in &e.indicators {
-                text("indicators.value", &i.value, 1, 2048, errors);
-            }
-            for (name, v) in [
-                ("functional", e.impact.functional),
-                ("information", e.impact.information),
-                ("recoverability", e.impact.recoverability),
-            ] {
-                range(&format!("impact.{name}"), v, 0, 100, errors);
-            }
+            facts(&e.techniques, &e.indicators, &e.impact, errors);
+        }
+        Event::IncidentUpdated(e) => {
+            id("incident_id", &e.incident_id, errors);
+            facts(&e.techniques, &e.indicators, &e.impact, errors);
         }
         Event::AssistanceRequested(e) => {
             id("request_id", &e.request_id, errors);
@@ -201,25 +185,29 @@ fn check_body(event: &Event, errors: &mut Vec<String>) {
         Event::AssetOffered(e) => {
             id("offer_id", &e.offer_id, errors);
             text("team", &e.team, 1, 200, errors);
-            range("capacity_units", e.capacity_units, 1, 10_000, errors);
-            range(
-                "response_time_minutes",
-                e.response_time_minutes,
-                0,
-                30 * 24 * 60,
+            terms(
+                Terms {
+                    capacity_units: e.capacity_units,
+                    available_from: e.available_from,
+                    available_until: e.available_until,
+                    response_time_minutes: e.response_time_minutes,
+                    nations: e.eligible_nations.iter().chain(&e.excluded_nations),
+                },
                 errors,
             );
-            if e.available_until <= e.available_from {
-                errors.push("available_until must be after available_from".into());
-            }
-            for n in e.eligible_nations.iter().chain(&e.excluded_nations) {
-                if !is_nation(n) {
-                    errors.push(format!(
-                        "{:?} in eligible/excluded nations is not an alpha-3 code",
-                        truncate(n)
-                    ));
-                }
-            }
+        }
+        Event::OfferUpdated(e) => {
+            id("offer_id", &e.offer_id, errors);
+            terms(
+                Terms {
+                    capacity_units: e.capacity_units,
+                    available_from: e.available_from,
+                    available_until: e.available_until,
+                    response_time_minutes: e.response_time_minutes,
+                    nations: e.eligible_nations.iter().chain(&e.excluded_nations),
+                },
+                errors,
+            );
         }
         Event::OfferWithdrawn(e) => {
             id("offer_id", &e.offer_id, errors);
@@ -229,6 +217,72 @@ fn check_body(event: &Event, errors: &mut Vec<String>) {
         Event::AssignmentDeclined(e) => {
             id("assignment_id", &e.assignment_id, errors);
             text("reason", &e.reason, 0, 2000, errors);
+        }
+        Event::AssignmentCompleted(e) => {
+            id("assignment_id", &e.assignment_id, errors);
+            text("summary", &e.summary, 0, 2000, errors);
+        }
+    }
+}
+
+/// Techniques, indicators and impact, as an incident report or update states them.
+fn facts(
+    techniques: &[String],
+    indicators: &[Indicator],
+    impact: &Impact,
+    errors: &mut Vec<String>,
+) {
+    for t in techniques {
+        if !is_technique(t) {
+            errors.push(format!(
+                "techniques: {:?} is not an ATT&CK technique id",
+                truncate(t)
+            ));
+        }
+    }
+    if techniques.len() > 64 || indicators.len() > 256 {
+        errors.push("at most 64 techniques and 256 indicators".into());
+    }
+    for i in indicators {
+        text("indicators.value", &i.value, 1, 2048, errors);
+    }
+    for (name, v) in [
+        ("functional", impact.functional),
+        ("information", impact.information),
+        ("recoverability", impact.recoverability),
+    ] {
+        range(&format!("impact.{name}"), v, 0, 100, errors);
+    }
+}
+
+/// The terms of an offer, as an offer or its update states them.
+struct Terms<'a, N: Iterator<Item = &'a String>> {
+    capacity_units: i32,
+    available_from: i64,
+    available_until: i64,
+    response_time_minutes: i32,
+    /// Eligible and excluded nations.
+    nations: N,
+}
+
+fn terms<'a>(t: Terms<'a, impl Iterator<Item = &'a String>>, errors: &mut Vec<String>) {
+    range("capacity_units", t.capacity_units, 1, 10_000, errors);
+    range(
+        "response_time_minutes",
+        t.response_time_minutes,
+        0,
+        30 * 24 * 60,
+        errors,
+    );
+    if t.available_until <= t.available_from {
+        errors.push("available_until must be after available_from".into());
+    }
+    for n in t.nations {
+        if !is_nation(n) {
+            errors.push(format!(
+                "{:?} in eligible/excluded nations is not an alpha-3 code",
+                truncate(n)
+            ));
         }
     }
 }

@@ -1,81 +1,12 @@
 //! The fold against the in-memory store: whole scenarios, event by event.
 
+mod common;
+
+use common::*;
 use rallypoint_core::decision::{Audience, CancelReason, Decision};
 use rallypoint_core::event::{Capability, Priority, Tlp};
-use rallypoint_core::sample::{self, Clock};
-use rallypoint_core::{apply, CoreConfig, Event, MemStore, Output, RejectReason};
-
-struct World {
-    store: MemStore,
-    config: CoreConfig,
-    clock: Clock,
-}
-
-impl World {
-    fn new() -> Self {
-        Self {
-            store: MemStore::new(),
-            config: CoreConfig {
-                acceptance_timeout_ms: 600_000,
-            },
-            clock: Clock::new(1_800_000_000_000, 1_000),
-        }
-    }
-
-    fn env(&mut self, nation: &str) -> rallypoint_core::event::Envelope {
-        self.clock.envelope(nation)
-    }
-
-    fn apply(&mut self, e: &Event) -> Vec<Output> {
-        apply(&mut self.store, &self.config, e).unwrap()
-    }
-
-    /// Reports an incident of `nation` and asks for `units` of `cap`; returns the outputs of the request.
-    fn hit(
-        &mut self,
-        nation: &str,
-        id: &str,
-        tlp: Tlp,
-        cap: Capability,
-        units: i32,
-    ) -> Vec<Output> {
-        let e = self.env(nation);
-        assert!(self
-            .apply(&sample::incident(e, id, tlp, Priority::Severe))
-            .is_empty());
-        let e = self.env(nation);
-        self.apply(&sample::request(e, &format!("R-{id}"), id, &[(cap, units)]))
-    }
-
-    fn offer(&mut self, nation: &str, id: &str, cap: Capability, units: i32) -> Vec<Output> {
-        let e = self.env(nation);
-        self.apply(&sample::offer(e, id, cap, units))
-    }
-}
-
-/// Decisions for one audience, as (type, assignment or request key).
-fn seen_by(outputs: &[Output], who: &Audience) -> Vec<(&'static str, String)> {
-    outputs
-        .iter()
-        .filter_map(|o| match o {
-            Output::Decision(r) if &r.audience == who => {
-                Some((r.decision.type_name(), r.decision.key().to_owned()))
-            }
-            _ => None,
-        })
-        .collect()
-}
-
-fn nation(n: &str) -> Audience {
-    Audience::Nation(n.into())
-}
-
-fn rejection(outputs: &[Output]) -> Option<RejectReason> {
-    outputs.iter().find_map(|o| match o {
-        Output::Rejected(r) => Some(r.reason),
-        _ => None,
-    })
-}
+use rallypoint_core::sample;
+use rallypoint_core::{Event, Output, RejectReason};
 
 #[test]
 fn an_offer_arriving_after_a_request_is_proposed_to_requester_provider_and_cell() {

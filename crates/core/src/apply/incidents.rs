@@ -1,0 +1,159 @@
+//! Handlers of the incidents topic: a report, its updates, requests for help, and closure.
+
+use super::{reject, Fold, Handled};
+use crate::event::*;
+use crate::reject::{RejectReason, Rejection};
+use crate::state::*;
+use crate::store::{Store, StoreError};
+
+impl<S: Store> Fold<'_, '_, S> {
+    pub(super) fn incident_reported(&mut self, e: &IncidentReported) -> Handled {
+        if self.st.incident(&e.incident_id)?.is_some() {
+            return reject(
+                RejectReason::DuplicateEntity,
+                format!("incident {} exists", e.incident_id),
+            );
+        }
+        self.st.put_incident(&Incident {
+            incident_id: e.incident_id.clone(),
+            nation: e.envelope.nation.clone(),
+            title: e.title.clone(),
+            tlp: e.tlp,
+            sector: e.sector,
+            rsit_class: e.rsit_class,
+            priority: e.priority,
+            essential_entity: e.essential_entity,
+            cross_border: e.cross_border,
+            impact: e.impact.clone(),
+            techniques: e.techniques.clone(),
+            open: true,
+            requests: Vec::new(),
+        });
+        Ok(Ok(()))
+    }
+
+    /// New severity and impact re-rank the incident's waiting needs; nothing is re-matched,
+    /// because a waiting need has no eligible free capacity whatever its rank.
+    pub(super) fn incident_updated(&mut self, e: &IncidentUpdated) -> Handled {
+        let mut incident = match self.owned_open_incident(&e.incident_id, &e.envelope.nation)? {
+            Ok(i) => i,
+            Err(r) => return Ok(Err(r)),
+        };
+        let mut requests = Vec::new();
+        for id in &incident.requests {
+            if let Some(request) = self.st.request(id)? {
+                for idx in 0..request.needs.len() {
+                    self.leave_waiting(&incident, &request, idx);
+                }
+                requests.push(request);
+            }
+        }
+        incident.priority = e.priority;
+        incident.essential_entity = e.essential_entity;
+        incident.cross_border = e.cross_border;
+        incident.impact = e.impact.clone();
+        for t in &e.techniques {
+            if !incident.techniques.contains(t) {
+                incident.techniques.push(t.clone());
+            }
+        }
+        for request in &requests {
+            for idx in 0..request.needs.len() {
+                self.set_waiting(&incident, request, idx);
+            }
+        }
+        self.st.put_incident(&incident);
+        Ok(Ok(()))
+    }
+
+    /// The requester's open incident, or why it cannot be acted on.
+    pub(super) fn owned_open_incident(
+        &self,
+        id: &str,
+        nation: &str,
+    ) -> Result<Result<Incident, Rejection>, StoreError> {
+        Ok(match self.st.incident(id)? {
+            None => Err(Rejection::new(
+                RejectReason::UnknownEntity,
+                format!("no incident {id}"),
+            )),
+            Some(i) if i.nation != nation => Err(Rejection::new(
+                RejectReason::NotOwner,
+                format!("incident {id} belongs to {}, not {nation}", i.nation),
+            )),
+            Some(i) if !i.open => Err(Rejection::new(
+                RejectReason::WrongState,
+                format!("incident {id} is closed"),
+            )),
+            Some(i) => Ok(i),
+        })
+    }
+
+    pub(super) fn assistance_requested(&mut self, e: &AssistanceRequested) -> Handled {
+        let mut incident = match self.owned_open_incident(&e.incident_id, &e.envelope.nation)? {
+            Ok(i) => i,
+            Err(r) => return Ok(Err(r)),
+        };
+        if self.st.request(&e.request_id)?.is_some() {
+            return reject(
+                RejectReason::DuplicateEntity,
+                format!("request {} exists", e.request_id),
+            );
+        }
+        let request = Request {
+            request_id: e.request_id.clone(),
+            incident_id: e.incident_id.clone(),
+            nation: e.envelope.nation.clone(),
+            reported_at: e.envelope.reported_at,
+            own_measures: e.own_measures,
+            needs: e
+                .needs
+                .iter()
+                .map(|n| Need {
+                    capability: n.capability,
+                    units: n.units,
+                    covered: 0,
+                    excluded_offers: Vec::new(),
+                    unmet_announced: 0,
+                    delivery: n.delivery,
+                })
+                .collect(),
+            assignments: Vec::new(),
+        };
+        for idx in 0..request.needs.len() {
+            self.set_waiting(&incident, &request, idx);
+            let c = request.needs[idx].capability;
+            self.mark_fresh(c, &request.request_id, idx);
+        }
+        self.st.put_request(&request);
+        incident.requests.push(request.request_id);
+        self.st.put_incident(&incident);
+        Ok(Ok(()))
+    }
+
+    /// Cancels every assignment of the incident's requests, which frees their capacity.
+    pub(super) fn incident_closed(&mut self, e: &IncidentClosed) -> Handled {
+        let mut incident = match self.owned_open_incident(&e.incident_id, &e.envelope.nation)? {
+            Ok(i) => i,
+            Err(r) => return Ok(Err(r)),
+        };
+        incident.open = false;
+        self.st.put_incident(&incident);
+        for request_id in &incident.requests {
+            let Some(request) = self.st.request(request_id)? else {
+                continue;
+            };
+            for asg in &request.assignments {
+                self.cancel(asg, crate::decision::CancelReason::IncidentClosed)?;
+            }
+            // Reload: cancelling changed the request.
+            let Some(request) = self.st.request(request_id)? else {
+                continue;
+            };
+            for idx in 0..request.needs.len() {
+                self.set_waiting(&incident, &request, idx);
+            }
+        }
+        Ok(Ok(()))
+    }
+}
