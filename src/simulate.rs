@@ -85,7 +85,7 @@ impl Feed {
             occurred_at: now - self.rng.random_range(60_000..3_600_000),
             reported_at: now,
             nation: nation.to_owned(),
-            schema_version: 1,
+            schema_version: 2,
         }
     }
 
@@ -210,14 +210,34 @@ impl Feed {
         Some(sample::withdrawn(env, &id))
     }
 
+    /// A re-assessment of one of the nation's open incidents, usually upwards.
+    fn reassess(&mut self, nation: &str) -> Option<Event> {
+        let id = self.open.get(nation)?.last()?.clone();
+        let priority = *[Priority::High, Priority::Severe, Priority::Emergency]
+            .choose(&mut self.rng)
+            .unwrap_or(&Priority::High);
+        let env = self.envelope(nation);
+        Some(sample::incident_updated(env, &id, priority))
+    }
+
+    /// New capacity for one of the nation's offers: a team grows or shrinks.
+    fn resize(&mut self, nation: &str) -> Option<Event> {
+        let id = self.offers.get(nation)?.last()?.clone();
+        let units = self.rng.random_range(1..8);
+        let env = self.envelope(nation);
+        Some(sample::offer_updated(env, &id, units))
+    }
+
     /// The next few feed events.
     fn next(&mut self) -> Vec<Event> {
         let nation = self.nation();
         let roll = self.rng.random_range(0..100);
         let some = match roll {
-            0..=59 => Some(self.incident(&nation).to_vec()),
+            0..=54 => Some(self.incident(&nation).to_vec()),
+            55..=59 => self.reassess(&nation).map(|e| vec![e]),
             60..=79 => self.close(&nation).map(|e| vec![e]),
-            80..=94 => Some(vec![self.offer(&nation)]),
+            80..=91 => Some(vec![self.offer(&nation)]),
+            92..=94 => self.resize(&nation).map(|e| vec![e]),
             _ => self.withdraw(&nation).map(|e| vec![e]),
         };
         some.unwrap_or_else(|| self.incident(&nation).to_vec())
@@ -404,10 +424,15 @@ fn respond(
         let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) else {
             continue;
         };
-        let Ok(Decision::AssignmentProposed(p)) =
-            codec.decode_decision(m.payload().unwrap_or_default())
-        else {
-            continue;
+        let p = match codec.decode_decision(m.payload().unwrap_or_default()) {
+            Ok(Decision::AssignmentProposed(p)) => p,
+            // Half of the confirmed work is reported done, which frees the team again.
+            Ok(Decision::AssignmentConfirmed(c)) if feed.rng.random_bool(0.5) => {
+                let env = feed.envelope(&c.provider_nation);
+                sender.send(&sample::completed(env, &c.assignment_id))?;
+                continue;
+            }
+            _ => continue,
         };
         let env = feed.envelope(&p.provider_nation);
         let answer = if feed.rng.random_bool(opts.accept_share) {

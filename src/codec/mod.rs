@@ -67,6 +67,10 @@ pub struct Codec {
     by_name: HashMap<&'static str, usize>,
     by_fingerprint: HashMap<[u8; 8], usize>,
     by_confluent_id: HashMap<u32, usize>,
+    /// Released schemas that differ from the current ones: a record written with one is read
+    /// with it, then resolved to the current schema (new fields take their defaults).
+    released: Vec<schemas::Compiled>,
+    by_released_fingerprint: HashMap<[u8; 8], usize>,
 }
 
 fn undecodable(detail: impl Into<String>) -> Rejection {
@@ -84,7 +88,16 @@ impl Codec {
             .enumerate()
             .map(|(i, c)| (c.name, i))
             .collect();
-        let by_fingerprint = schemas
+        let by_fingerprint: HashMap<[u8; 8], usize> = schemas
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.fingerprint, i))
+            .collect();
+        let released: Vec<schemas::Compiled> = schemas::compile_released()?
+            .into_iter()
+            .filter(|old| !by_fingerprint.contains_key(&old.fingerprint))
+            .collect();
+        let by_released_fingerprint = released
             .iter()
             .enumerate()
             .map(|(i, c)| (c.fingerprint, i))
@@ -94,6 +107,8 @@ impl Codec {
             by_name,
             by_fingerprint,
             by_confluent_id: HashMap::new(),
+            released,
+            by_released_fingerprint,
         })
     }
 
@@ -126,13 +141,16 @@ impl Codec {
                     .get(2..10)
                     .and_then(|b| b.try_into().ok())
                     .ok_or_else(|| undecodable("single-object header is truncated"))?;
-                let &i = self.by_fingerprint.get(&print).ok_or_else(|| {
+                if let Some(&i) = self.by_fingerprint.get(&print) {
+                    return self.decode_body(i, &bytes[10..]);
+                }
+                let &old = self.by_released_fingerprint.get(&print).ok_or_else(|| {
                     Rejection::new(
                         RejectReason::UnknownSchema,
                         format!("no schema has fingerprint {}", hex(&print)),
                     )
                 })?;
-                self.decode_body(i, &bytes[10..])
+                self.decode_released(old, &bytes[10..])
             }
             Some(Framing::Confluent(id)) => {
                 let &i = self.by_confluent_id.get(&id).ok_or_else(|| {
@@ -153,20 +171,38 @@ impl Codec {
 
     fn decode_body(&self, i: usize, body: &[u8]) -> Result<Event, Rejection> {
         let compiled = &self.schemas[i];
-        let value = self.read(i, body)?;
+        let value = read_with(compiled, body)?;
         event_from(compiled.name, &value)
+    }
+
+    /// Reads a record written with released schema `old`, resolved to the current schema.
+    fn decode_released(&self, old: usize, body: &[u8]) -> Result<Event, Rejection> {
+        let writer = &self.released[old];
+        let reader = self
+            .by_name
+            .get(writer.name)
+            .map(|&i| &self.schemas[i])
+            .ok_or_else(|| undecodable(format!("{} is no longer read", writer.name)))?;
+        let value = read_with(writer, body)?
+            .resolve(&reader.expanded)
+            .map_err(|e| undecodable(format!("{} (released version): {e}", writer.name)))?;
+        event_from(reader.name, &value)
     }
 
     /// Avro single-object encoding of an event: what the journal carries.
     pub fn encode_event(&self, event: &Event) -> Vec<u8> {
+        let name = event.type_name();
         match event {
-            Event::IncidentReported(e) => self.encode("IncidentReported", e),
-            Event::AssistanceRequested(e) => self.encode("AssistanceRequested", e),
-            Event::IncidentClosed(e) => self.encode("IncidentClosed", e),
-            Event::AssetOffered(e) => self.encode("AssetOffered", e),
-            Event::OfferWithdrawn(e) => self.encode("OfferWithdrawn", e),
-            Event::AssignmentAccepted(e) => self.encode("AssignmentAccepted", e),
-            Event::AssignmentDeclined(e) => self.encode("AssignmentDeclined", e),
+            Event::IncidentReported(e) => self.encode(name, e),
+            Event::IncidentUpdated(e) => self.encode(name, e),
+            Event::AssistanceRequested(e) => self.encode(name, e),
+            Event::IncidentClosed(e) => self.encode(name, e),
+            Event::AssetOffered(e) => self.encode(name, e),
+            Event::OfferUpdated(e) => self.encode(name, e),
+            Event::OfferWithdrawn(e) => self.encode(name, e),
+            Event::AssignmentAccepted(e) => self.encode(name, e),
+            Event::AssignmentDeclined(e) => self.encode(name, e),
+            Event::AssignmentCompleted(e) => self.encode(name, e),
         }
     }
 
@@ -219,22 +255,7 @@ impl Codec {
 
     /// Decodes the Avro body of schema `i`; every byte must belong to the record.
     fn read(&self, i: usize, body: &[u8]) -> Result<Value, Rejection> {
-        let compiled = &self.schemas[i];
-        let header = compiled.header();
-        let mut input = std::io::Read::chain(&header[..], body);
-        let value = compiled
-            .reader
-            .read_value(&mut input)
-            .map_err(|e| undecodable(format!("{}: {e}", compiled.name)))?;
-        let rest = input.into_inner().1;
-        if !rest.is_empty() {
-            return Err(undecodable(format!(
-                "{}: {} bytes after the record",
-                compiled.name,
-                rest.len()
-            )));
-        }
-        Ok(value)
+        read_with(&self.schemas[i], body)
     }
 
     fn single_object<'b>(&self, bytes: &'b [u8]) -> Result<(usize, &'b [u8]), Rejection> {
@@ -259,6 +280,25 @@ impl Codec {
         avro_body(&compiled.expanded, value, &mut out);
         out
     }
+}
+
+/// Decodes an Avro body written with `compiled`; every byte must belong to the record.
+fn read_with(compiled: &schemas::Compiled, body: &[u8]) -> Result<Value, Rejection> {
+    let header = compiled.header();
+    let mut input = std::io::Read::chain(&header[..], body);
+    let value = compiled
+        .reader
+        .read_value(&mut input)
+        .map_err(|e| undecodable(format!("{}: {e}", compiled.name)))?;
+    let rest = input.into_inner().1;
+    if !rest.is_empty() {
+        return Err(undecodable(format!(
+            "{}: {} bytes after the record",
+            compiled.name,
+            rest.len()
+        )));
+    }
+    Ok(value)
 }
 
 /// Appends the Avro binary of a value that matches its schema by construction (our own
@@ -291,12 +331,15 @@ fn event_from(name: &str, src: impl Source) -> Result<Event, Rejection> {
     let bad = |e: String| undecodable(format!("{name}: {e}"));
     Ok(match name {
         "IncidentReported" => Event::IncidentReported(src.parse().map_err(bad)?),
+        "IncidentUpdated" => Event::IncidentUpdated(src.parse().map_err(bad)?),
         "AssistanceRequested" => Event::AssistanceRequested(src.parse().map_err(bad)?),
         "IncidentClosed" => Event::IncidentClosed(src.parse().map_err(bad)?),
         "AssetOffered" => Event::AssetOffered(src.parse().map_err(bad)?),
+        "OfferUpdated" => Event::OfferUpdated(src.parse().map_err(bad)?),
         "OfferWithdrawn" => Event::OfferWithdrawn(src.parse().map_err(bad)?),
         "AssignmentAccepted" => Event::AssignmentAccepted(src.parse().map_err(bad)?),
         "AssignmentDeclined" => Event::AssignmentDeclined(src.parse().map_err(bad)?),
+        "AssignmentCompleted" => Event::AssignmentCompleted(src.parse().map_err(bad)?),
         other => {
             return Err(Rejection::new(
                 RejectReason::UnknownSchema,
@@ -337,12 +380,15 @@ fn decode_json(bytes: &[u8]) -> Result<Event, Rejection> {
 pub fn event_json(e: &Event) -> Vec<u8> {
     let body = match e {
         Event::IncidentReported(e) => serde_json::to_value(e),
+        Event::IncidentUpdated(e) => serde_json::to_value(e),
         Event::AssistanceRequested(e) => serde_json::to_value(e),
         Event::IncidentClosed(e) => serde_json::to_value(e),
         Event::AssetOffered(e) => serde_json::to_value(e),
+        Event::OfferUpdated(e) => serde_json::to_value(e),
         Event::OfferWithdrawn(e) => serde_json::to_value(e),
         Event::AssignmentAccepted(e) => serde_json::to_value(e),
         Event::AssignmentDeclined(e) => serde_json::to_value(e),
+        Event::AssignmentCompleted(e) => serde_json::to_value(e),
     };
     let mut body = body.expect("events are plain data");
     body["type"] = serde_json::Value::String(e.type_name().into());
@@ -383,7 +429,10 @@ pub fn samples(codec: &Codec) -> Vec<(&'static str, Vec<u8>)> {
             "I1",
             &[(Capability::IcsOt, 3), (Capability::Forensics, 1)],
         ),
+        sample::incident_updated(c.envelope("EST"), "I1", Priority::Emergency),
         sample::accepted(c.envelope("DEU"), "A-00000001"),
+        sample::offer_updated(c.envelope("DEU"), "O1", 2),
+        sample::completed(c.envelope("DEU"), "A-00000001"),
         sample::declined(c.envelope("DEU"), "A-00000001"),
         sample::withdrawn(c.envelope("DEU"), "O1"),
         sample::closed(c.envelope("EST"), "I1"),

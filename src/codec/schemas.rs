@@ -23,6 +23,10 @@ pub const FILES: &[(&str, &str)] = &[
         include_str!("../../schemas/incident_reported.avsc"),
     ),
     (
+        "IncidentUpdated",
+        include_str!("../../schemas/incident_updated.avsc"),
+    ),
+    (
         "AssistanceRequested",
         include_str!("../../schemas/assistance_requested.avsc"),
     ),
@@ -35,6 +39,10 @@ pub const FILES: &[(&str, &str)] = &[
         include_str!("../../schemas/asset_offered.avsc"),
     ),
     (
+        "OfferUpdated",
+        include_str!("../../schemas/offer_updated.avsc"),
+    ),
+    (
         "OfferWithdrawn",
         include_str!("../../schemas/offer_withdrawn.avsc"),
     ),
@@ -45,6 +53,10 @@ pub const FILES: &[(&str, &str)] = &[
     (
         "AssignmentDeclined",
         include_str!("../../schemas/assignment_declined.avsc"),
+    ),
+    (
+        "AssignmentCompleted",
+        include_str!("../../schemas/assignment_completed.avsc"),
     ),
     (
         "AssignmentProposed",
@@ -63,6 +75,62 @@ pub const FILES: &[(&str, &str)] = &[
         include_str!("../../schemas/assistance_unmet.avsc"),
     ),
     ("DeadLetter", include_str!("../../schemas/dead_letter.avsc")),
+];
+
+/// The last released version of the schemas (`schemas/released/v1`): records written with it
+/// still decode (resolved to the current schema, new fields taking their defaults), and a
+/// test checks that every current schema can read it.
+const RELEASED_COMMON: &str = include_str!("../../schemas/released/v1/common.avsc");
+
+pub const RELEASED: &[(&str, &str)] = &[
+    (
+        "IncidentReported",
+        include_str!("../../schemas/released/v1/incident_reported.avsc"),
+    ),
+    (
+        "AssistanceRequested",
+        include_str!("../../schemas/released/v1/assistance_requested.avsc"),
+    ),
+    (
+        "IncidentClosed",
+        include_str!("../../schemas/released/v1/incident_closed.avsc"),
+    ),
+    (
+        "AssetOffered",
+        include_str!("../../schemas/released/v1/asset_offered.avsc"),
+    ),
+    (
+        "OfferWithdrawn",
+        include_str!("../../schemas/released/v1/offer_withdrawn.avsc"),
+    ),
+    (
+        "AssignmentAccepted",
+        include_str!("../../schemas/released/v1/assignment_accepted.avsc"),
+    ),
+    (
+        "AssignmentDeclined",
+        include_str!("../../schemas/released/v1/assignment_declined.avsc"),
+    ),
+    (
+        "AssignmentProposed",
+        include_str!("../../schemas/released/v1/assignment_proposed.avsc"),
+    ),
+    (
+        "AssignmentConfirmed",
+        include_str!("../../schemas/released/v1/assignment_confirmed.avsc"),
+    ),
+    (
+        "AssignmentCancelled",
+        include_str!("../../schemas/released/v1/assignment_cancelled.avsc"),
+    ),
+    (
+        "AssistanceUnmet",
+        include_str!("../../schemas/released/v1/assistance_unmet.avsc"),
+    ),
+    (
+        "DeadLetter",
+        include_str!("../../schemas/released/v1/dead_letter.avsc"),
+    ),
 ];
 
 /// One compiled top-level schema.
@@ -117,8 +185,17 @@ pub struct SchemaError {
 
 /// Compiles every schema of [`FILES`].
 pub fn compile_all() -> Result<Vec<Compiled>, SchemaError> {
-    let library = library()?;
+    let library = library(COMMON)?;
     FILES
+        .iter()
+        .map(|(name, text)| compile(name, text, &library))
+        .collect()
+}
+
+/// Compiles every schema of the last release ([`RELEASED`]).
+pub fn compile_released() -> Result<Vec<Compiled>, SchemaError> {
+    let library = library(RELEASED_COMMON)?;
+    RELEASED
         .iter()
         .map(|(name, text)| compile(name, text, &library))
         .collect()
@@ -168,12 +245,12 @@ fn compile(
 }
 
 /// The named types of `common.avsc`, by full name.
-fn library() -> Result<BTreeMap<String, Json>, SchemaError> {
+fn library(common: &str) -> Result<BTreeMap<String, Json>, SchemaError> {
     let err = |detail: String| SchemaError {
         name: "common".into(),
         detail,
     };
-    let defs: Vec<Json> = serde_json::from_str(COMMON).map_err(|e| err(e.to_string()))?;
+    let defs: Vec<Json> = serde_json::from_str(common).map_err(|e| err(e.to_string()))?;
     let mut lib = BTreeMap::new();
     for def in defs {
         let name = def["name"]
@@ -423,6 +500,41 @@ mod tests {
             proposed.json.matches("\"name\":\"DecisionHeader\"").count(),
             1
         );
+    }
+}
+
+#[cfg(test)]
+mod compatibility_tests {
+    use super::*;
+    use apache_avro::schema_compatibility::SchemaCompatibility;
+
+    /// Backward compatibility with the last release: a consumer on the current schemas reads
+    /// every record written with the released ones.
+    #[test]
+    fn every_current_schema_reads_what_the_last_release_wrote() {
+        let current = compile_all().unwrap();
+        for old in compile_released().unwrap() {
+            let new = current
+                .iter()
+                .find(|c| c.name == old.name)
+                .unwrap_or_else(|| panic!("{} was removed since the last release", old.name));
+            if let Err(e) = SchemaCompatibility::can_read(&old.expanded, &new.expanded) {
+                panic!("{} cannot read its released version: {e}", old.name);
+            }
+        }
+    }
+
+    #[test]
+    fn a_field_added_without_a_default_is_caught() {
+        let old = Schema::parse_str(
+            r#"{"type":"record","name":"R","fields":[{"name":"a","type":"int"}]}"#,
+        )
+        .unwrap();
+        let new = Schema::parse_str(
+            r#"{"type":"record","name":"R","fields":[{"name":"a","type":"int"},{"name":"b","type":"int"}]}"#,
+        )
+        .unwrap();
+        assert!(SchemaCompatibility::can_read(&old, &new).is_err());
     }
 }
 

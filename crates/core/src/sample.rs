@@ -29,7 +29,7 @@ impl Clock {
             occurred_at: self.now - 60_000,
             reported_at: self.now,
             nation: nation.to_owned(),
-            schema_version: 1,
+            schema_version: 2,
         }
     }
 }
