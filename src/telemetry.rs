@@ -66,7 +66,7 @@ impl Metrics {
         let consumer_lag = IntGaugeVec::new(
             Opts::new(
                 "rallypoint_consumer_lag_records",
-                "Records between the committed position and the end of a partition.",
+                "Records between the stage's position and the last stable offset of a partition.",
             ),
             &["stage", "topic", "partition"],
         )
