@@ -1,6 +1,6 @@
 //! A real Prometheus server scrapes the running processor every second, with the shipped alert
-//! rules loaded; its query API must give back exactly what was fed, and the rules must evaluate
-//! cleanly without firing.
+//! rules loaded. Its query API must give back exactly what was fed, every query of the shipped
+//! dashboard must run on the live data, and the rules must evaluate cleanly without firing.
 
 mod common;
 
@@ -72,10 +72,15 @@ impl Prometheus {
         (status == 200 && v["status"] == "success").then_some(v)
     }
 
+    /// The samples a query answers; `None` when the query fails.
+    fn query(&self, promql: &str) -> Option<Vec<Value>> {
+        let v = self.api(&format!("/api/v1/query?query={}", url_encode(promql)))?;
+        v["data"]["result"].as_array().cloned()
+    }
+
     /// The value of a query whose answer is one sample; `None` when it has none (yet).
     fn query_one(&self, promql: &str) -> Option<f64> {
-        let v = self.api(&format!("/api/v1/query?query={}", url_encode(promql)))?;
-        let result = v["data"]["result"].as_array()?;
+        let result = self.query(promql)?;
         match result.as_slice() {
             [one] => one["value"][1].as_str()?.parse().ok(),
             _ => None,
@@ -207,6 +212,8 @@ fn prometheus_scrapes_the_processor_and_counts_exactly_the_records_fed() {
         assert!(prom.query_one(&q).is_some(), "{q} is not scraped");
     }
 
+    check_dashboard_queries(&prom);
+
     let rules = prom.api("/api/v1/rules").expect("the rules API answers");
     let alerts: Vec<&Value> = rules["data"]["groups"]
         .as_array()
@@ -222,4 +229,34 @@ fn prometheus_scrapes_the_processor_and_counts_exactly_the_records_fed() {
             "a healthy processor fires no alert: {a}"
         );
     }
+}
+
+/// Every query of the shipped dashboard runs on the live data, and the RocksDB panels show some.
+fn check_dashboard_queries(prom: &Prometheus) {
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/grafana/dashboards/rallypoint.json");
+    let dashboard: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let targets = dashboard["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["targets"].as_array().cloned().unwrap_or_default());
+    let mut rocksdb_queries = 0;
+    for t in targets {
+        let expr = t["expr"]
+            .as_str()
+            .unwrap()
+            .replace("$job", "rallypoint")
+            .replace("$instance", ".*");
+        let samples = prom.query(&expr);
+        assert!(samples.is_some(), "dashboard query fails: {expr}");
+        if expr.contains("rallypoint_rocksdb_") {
+            rocksdb_queries += 1;
+            assert!(samples.is_some_and(|s| !s.is_empty()), "no data for {expr}");
+        }
+    }
+    assert!(
+        rocksdb_queries >= 3,
+        "the dashboard shows the RocksDB figures"
+    );
 }
