@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Validates the deployment artifacts offline, each with a real tool: the Dockerfile (hadolint),
-# docker-compose.yml (docker-compose config), the Prometheus config (promtool), the Grafana
-# dashboard (promtool, through scripts/check-dashboard.py), the chart's copy of the dashboard,
-# and the Helm chart (helm lint, helm template | kubernetes-validate, and
-# scripts/check-helm-render.py for the ServiceMonitor CRD and the rendered rallypoint.toml).
+# docker-compose.yml (docker-compose config), the Prometheus config and alert rules (promtool
+# check, and promtool test against alerts.test.yml), the Grafana dashboard (promtool, through
+# scripts/check-dashboard.py), the chart's copy of the dashboard, and the Helm chart (helm lint,
+# helm template | kubernetes-validate, and scripts/check-helm-render.py for the ServiceMonitor
+# CRD and the rendered rallypoint.toml).
 #
 # Installs what it lacks, once: the Debian packages docker-compose, prometheus (for promtool)
 # and the shell linter; helm (go install, into the cache); a venv with kubernetes-validate and
@@ -170,6 +171,10 @@ check "hadolint Dockerfile" "$venv/bin/hadolint" Dockerfile
 check "docker-compose config -q" docker-compose -f docker-compose.yml config -q
 check "promtool check config deploy/prometheus/prometheus.yml" \
   promtool check config deploy/prometheus/prometheus.yml
+check "promtool check rules deploy/prometheus/alerts.yml" \
+  promtool check rules deploy/prometheus/alerts.yml
+check "promtool test rules deploy/prometheus/alerts.test.yml" \
+  promtool test rules deploy/prometheus/alerts.test.yml
 check "python3 scripts/check-dashboard.py (promtool check rules)" python3 scripts/check-dashboard.py
 check "cmp $dashboard $chart/dashboards/rallypoint.json" \
   cmp "$dashboard" "$chart/dashboards/rallypoint.json"

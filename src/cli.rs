@@ -230,6 +230,10 @@ fn topics_create(config: &Config) -> anyhow::Result<()> {
 fn run(config: Config, role: Role) -> anyhow::Result<()> {
     let registry = Registry::new();
     let metrics = Metrics::register(&registry);
+    // CPU, memory, open files and start time, from /proc.
+    registry.register(Box::new(
+        prometheus::process_collector::ProcessCollector::for_self(),
+    ))?;
     let codec = Arc::new(Codec::new()?);
     let stop = Arc::new(AtomicBool::new(false));
     let (failed_tx, failed_rx) = std::sync::mpsc::channel::<String>();
@@ -257,7 +261,11 @@ fn run(config: Config, role: Role) -> anyhow::Result<()> {
     }
     drop(failed_tx);
     let rt = runtime()?;
-    let state = AppState { registry, ready };
+    let state = AppState {
+        registry,
+        ready,
+        stage_ready: metrics.stage_ready.clone(),
+    };
     let server_stop = stop.clone();
     let server = rt.spawn(http::serve(config.http_listen, state, async move {
         while !server_stop.load(Ordering::SeqCst) {

@@ -10,13 +10,15 @@ use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
-use prometheus::{Encoder, Registry, TextEncoder};
+use prometheus::{Encoder, IntGaugeVec, Registry, TextEncoder};
 
 #[derive(Clone)]
 pub struct AppState {
     pub registry: Registry,
     /// (stage name, ready flag).
     pub ready: Vec<(&'static str, Arc<AtomicBool>)>,
+    /// Mirrors `ready` for Prometheus, which cannot read `/readyz`.
+    pub stage_ready: IntGaugeVec,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -28,6 +30,11 @@ pub fn router(state: AppState) -> Router {
 }
 
 async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
+    for (stage, ready) in &s.ready {
+        s.stage_ready
+            .with_label_values(&[stage])
+            .set(i64::from(ready.load(Ordering::SeqCst)));
+    }
     let mut body = Vec::new();
     let encoder = TextEncoder::new();
     if let Err(e) = encoder.encode(&s.registry.gather(), &mut body) {

@@ -128,14 +128,67 @@ impl RocksStore {
         Ok(())
     }
 
-    /// RocksDB's own estimate of live keys, for metrics.
-    pub fn estimated_keys(&self) -> u64 {
-        self.db
-            .property_int_value("rocksdb.estimate-num-keys")
+    /// RocksDB's own figures about this store, for metrics. Cheap: each is a property RocksDB
+    /// keeps up to date or sums over its memtables and file list, with no read of the data.
+    pub fn figures(&self) -> StoreFigures {
+        let int = |name: &str| self.db.property_int_value(name).ok().flatten().unwrap_or(0);
+        let stalls = self
+            .db
+            .property_value("rocksdb.cf-write-stall-stats")
             .ok()
             .flatten()
-            .unwrap_or(0)
+            .unwrap_or_default();
+        StoreFigures {
+            estimated_keys: int("rocksdb.estimate-num-keys"),
+            block_cache_usage_bytes: int("rocksdb.block-cache-usage"),
+            pending_compaction_bytes: int("rocksdb.estimate-pending-compaction-bytes"),
+            live_sst_bytes: int("rocksdb.live-sst-files-size"),
+            write_stopped: int("rocksdb.is-write-stopped") != 0,
+            delayed_write_rate: int("rocksdb.actual-delayed-write-rate"),
+            write_delays: stall_count(&stalls, "total-delays"),
+            write_stops: stall_count(&stalls, "total-stops"),
+        }
     }
+
+    /// Writes the memtable to an SST file. The WAL makes this unnecessary for durability; it
+    /// serves tests that need data on disk.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush().map_err(backend)
+    }
+}
+
+/// What RocksDB says about a store at one moment (see [`RocksStore::figures`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoreFigures {
+    /// RocksDB's estimate of live keys (deletes and overwrites not yet compacted may count).
+    pub estimated_keys: u64,
+    /// Bytes held in the block cache.
+    pub block_cache_usage_bytes: u64,
+    /// Bytes compaction must rewrite to bring every level under its target size. RocksDB
+    /// slows writes down, then stops them, when this grows past its soft and hard limits.
+    pub pending_compaction_bytes: u64,
+    /// Bytes of the SST files of the current version.
+    pub live_sst_bytes: u64,
+    /// RocksDB stops writes now (too many L0 files, memtables or pending compaction bytes).
+    pub write_stopped: bool,
+    /// The rate RocksDB limits writes to, in bytes per second; 0 when writes are not delayed.
+    pub delayed_write_rate: u64,
+    /// Times writes were delayed since the store was opened.
+    pub write_delays: u64,
+    /// Times writes were stopped since the store was opened.
+    pub write_stops: u64,
+}
+
+/// `key`'s count in the `rocksdb.cf-write-stall-stats` text, which reads
+/// `Write Stall (count): <key>: <n>, <key>: <n>, ...`; 0 when absent.
+fn stall_count(stats: &str, key: &str) -> u64 {
+    stats
+        .split([',', '\n'])
+        .filter_map(|item| item.rsplit_once(':'))
+        // The first item still carries the title before its key.
+        .find(|(k, _)| k.rsplit(':').next().is_some_and(|k| k.trim() == key))
+        .and_then(|(_, n)| n.trim().parse().ok())
+        .unwrap_or(0)
 }
 
 impl Store for RocksStore {
@@ -230,6 +283,26 @@ mod tests {
         );
         assert_eq!(store.get(b"i/9").unwrap(), Some(vec![9]));
         assert_eq!(store.indexes.len(), 1, "entities are not mirrored");
+    }
+
+    #[test]
+    fn stall_counts_are_read_from_rocksdbs_write_stall_text() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = RocksStore::open(dir.path()).unwrap();
+        let text = store
+            .db
+            .property_value("rocksdb.cf-write-stall-stats")
+            .unwrap()
+            .unwrap();
+        assert!(
+            text.contains("total-delays: 0") && text.contains("total-stops: 0"),
+            "{text}"
+        );
+        let text = "Write Stall (count): total-delays: 7, cf-l0-file-count-limit-stops-with-\
+                    ongoing-compaction: 2, total-stops: 3\n";
+        assert_eq!(stall_count(text, "total-delays"), 7);
+        assert_eq!(stall_count(text, "total-stops"), 3);
+        assert_eq!(stall_count(text, "nothing"), 0);
     }
 
     #[test]

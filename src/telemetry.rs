@@ -1,6 +1,10 @@
 //! Metrics and logs. Metrics are registered into a [`Registry`] handed in from `main` (tests get
 //! their own); names follow `rallypoint_<name>_<unit>` and label values are bounded sets
-//! (stage, reject reason, decision type, topic and partition of our own topics).
+//! (stage, reject reason, decision type, topic and partition of our own topics, store).
+
+mod store;
+
+pub use store::StoreGauges;
 
 use prometheus::{
     exponential_buckets, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts,
@@ -21,7 +25,10 @@ pub struct Metrics {
     pub aborted: IntCounterVec,
     pub end_to_end_seconds: Histogram,
     pub consumer_lag: IntGaugeVec,
-    pub state_keys: IntGaugeVec,
+    /// RocksDB's figures about each state store.
+    pub store: StoreGauges,
+    /// 1 once a stage has started (what `/readyz` answers), set when `/metrics` is scraped.
+    pub stage_ready: IntGaugeVec,
     pub restored_records: IntCounterVec,
 }
 
@@ -59,22 +66,22 @@ impl Metrics {
         let consumer_lag = IntGaugeVec::new(
             Opts::new(
                 "rallypoint_consumer_lag_records",
-                "Records between the committed position and the end of a partition.",
+                "Records between the stage's position and the last stable offset of a partition.",
             ),
             &["stage", "topic", "partition"],
         )
         .expect("valid metric");
         reg.register(Box::new(consumer_lag.clone()))
             .expect("registered once");
-        let state_keys = IntGaugeVec::new(
+        let stage_ready = IntGaugeVec::new(
             Opts::new(
-                "rallypoint_state_keys",
-                "Estimated live keys in the RocksDB state store.",
+                "rallypoint_stage_ready",
+                "1 once the stage has started (broker reached, state restored), else 0.",
             ),
-            &["store"],
+            &["stage"],
         )
         .expect("valid metric");
-        reg.register(Box::new(state_keys.clone()))
+        reg.register(Box::new(stage_ready.clone()))
             .expect("registered once");
         Self {
             records_in: counter(
@@ -116,7 +123,8 @@ impl Metrics {
             commit_seconds,
             end_to_end_seconds,
             consumer_lag,
-            state_keys,
+            store: StoreGauges::register(reg),
+            stage_ready,
         }
     }
 

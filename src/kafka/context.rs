@@ -35,15 +35,32 @@ impl ClientContext for StageContext {
     fn stats(&self, stats: Statistics) {
         for (topic, t) in stats.topics {
             for (partition, p) in t.partitions {
-                if partition >= 0 && p.consumer_lag >= 0 {
+                if let Some(lag) = lag(&p).filter(|_| partition >= 0) {
                     self.metrics
                         .consumer_lag
                         .with_label_values(&[self.stage, &topic, &partition.to_string()])
-                        .set(p.consumer_lag);
+                        .set(lag);
                 }
             }
         }
     }
+}
+
+/// Records between where the stage stands in a partition and the partition's last stable
+/// offset (its end for a `read_committed` reader); `None` when librdkafka does not know both.
+///
+/// librdkafka's own `consumer_lag` counts from the offset *this consumer* committed, but the
+/// stages commit their offsets through the producer's transaction, which the consumer never
+/// learns of: that figure is -1 for a new group and stays frozen at the start position after a
+/// restart. So the position is the offset after the last record handed to the stage
+/// (`app_offset`), else the committed offset fetched at assignment, else, for a new group
+/// reading from the earliest offset, the partition's start.
+fn lag(p: &rdkafka::statistics::Partition) -> Option<i64> {
+    let position = [p.app_offset, p.committed_offset]
+        .into_iter()
+        .find(|o| *o >= 0)
+        .or((p.desired && p.lo_offset >= 0).then_some(p.lo_offset))?;
+    (p.ls_offset >= 0).then(|| (p.ls_offset - position).max(0))
 }
 
 impl ConsumerContext for StageContext {

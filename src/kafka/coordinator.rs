@@ -9,6 +9,7 @@
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use rallypoint_core::decision::{Audience, Routed};
@@ -26,6 +27,8 @@ use crate::store::RocksStore;
 use crate::telemetry::Metrics;
 
 const STAGE: &str = "coordinator";
+/// How often RocksDB's figures are read into the metrics: a few property reads, no data.
+const FIGURES_EVERY: Duration = Duration::from_secs(1);
 
 pub struct Coordinator {
     config: Config,
@@ -79,11 +82,17 @@ impl Coordinator {
         consumer
             .subscribe(&[&self.topics.journal()])
             .context("subscribing to the journal")?;
+        self.metrics.store.observe(STAGE, &store.figures());
+        let mut figures_read = Instant::now();
         ready.store(true, Ordering::SeqCst);
         tracing::info!(journal = %self.topics.journal(), "coordinator running");
         let mut batch = BatchOffsets::default();
         let mut pending = Pending::default();
         while !stop.load(Ordering::SeqCst) {
+            if figures_read.elapsed() >= FIGURES_EVERY {
+                self.metrics.store.observe(STAGE, &store.figures());
+                figures_read = Instant::now();
+            }
             let polled = super::poll_batch(&consumer, &self.config.kafka, &mut batch, |m| {
                 self.process(m, &store, &mut pending, &mut txn)?;
                 txn.poll();
@@ -96,10 +105,6 @@ impl Coordinator {
                 continue;
             }
             if batch.is_empty() {
-                self.metrics
-                    .state_keys
-                    .with_label_values(&[STAGE])
-                    .set(store.estimated_keys() as i64);
                 continue;
             }
             self.commit(
