@@ -26,6 +26,56 @@ fn fold(c: &mut Criterion) {
     group.finish();
 }
 
+/// A flood: 1,000 requests wait with nothing offered, then 300 offers arrive one by one and
+/// each runs a matching round over the backlog.
+fn backlog(c: &mut Criterion) {
+    use rallypoint_core::event::{Capability, Priority, Tlp};
+    let nations = ["EST", "LVA", "LTU", "POL", "DEU", "FRA", "NLD", "FIN"];
+    let mut clock = sample::Clock::new(1_800_000_000_000, 10);
+    let mut waiting = Vec::new();
+    for i in 0..1_000 {
+        let n = nations[i % nations.len()];
+        let id = format!("I{i}");
+        let p = [Priority::Medium, Priority::High, Priority::Severe][i % 3];
+        waiting.push(sample::incident(clock.envelope(n), &id, Tlp::Amber, p));
+        waiting.push(sample::request(
+            clock.envelope(n),
+            &format!("R{i}"),
+            &id,
+            &[(Capability::IcsOt, 1 + (i % 3) as i32)],
+        ));
+    }
+    let offers: Vec<_> = (0..300)
+        .map(|j| {
+            let n = nations[(j * 3 + 1) % nations.len()];
+            sample::offer(clock.envelope(n), &format!("O{j}"), Capability::IcsOt, 3)
+        })
+        .collect();
+    let config = CoreConfig::default();
+    let mut group = c.benchmark_group("apply");
+    group.throughput(Throughput::Elements(offers.len() as u64));
+    group.sample_size(10);
+    group.bench_function("300_offers_into_a_backlog_of_1000_requests", |b| {
+        b.iter_batched(
+            || {
+                let mut store = MemStore::new();
+                for e in &waiting {
+                    apply(&mut store, &config, e).expect("in memory");
+                }
+                store
+            },
+            |mut store| {
+                for e in &offers {
+                    apply(&mut store, &config, e).expect("in memory");
+                }
+                store
+            },
+            BatchSize::LargeInput,
+        )
+    });
+    group.finish();
+}
+
 /// 1,000 open needs × 300 offers, about 70 % of pairs eligible: the matcher's worst day.
 fn matcher(c: &mut Criterion) {
     use rallypoint_core::optimal::{solve, Problem};
@@ -52,5 +102,5 @@ fn matcher(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, fold, matcher);
+criterion_group!(benches, fold, backlog, matcher);
 criterion_main!(benches);

@@ -7,16 +7,20 @@
 //! 2. advance stream time to the event's `reported_at` if later;
 //! 3. cancel proposals whose acceptance deadline has passed in stream time;
 //! 4. apply the event itself (or reject it: unknown entity, wrong owner, wrong state);
-//! 5. re-match every capability whose supply or demand changed.
+//! 5. re-match every capability whose supply or demand changed;
+//! 6. publish the threat-picture figures it changed (at most once per interval per key).
 //!
 //! # Layout
 //! - here: the fold, stream time, deadlines, cancelling, and emitting decisions
 //! - [`incidents`], [`offers`], [`answers`]: one handler per input event
 //! - [`round`]: the matching round that turns free capacity and waiting needs into proposals
+//! - [`picture`], [`campaigns`]: the threat picture's tallies and the campaign correlation
 
 mod answers;
+mod campaigns;
 mod incidents;
 mod offers;
+mod picture;
 mod round;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -36,12 +40,14 @@ use crate::tlp;
 pub struct CoreConfig {
     /// How long, in stream time, a provider has to accept a proposal.
     pub acceptance_timeout_ms: i64,
+    pub picture: crate::picture::PictureConfig,
 }
 
 impl Default for CoreConfig {
     fn default() -> Self {
         Self {
             acceptance_timeout_ms: 30 * 60 * 1000,
+            picture: crate::picture::PictureConfig::default(),
         }
     }
 }
@@ -54,6 +60,8 @@ pub enum Output {
     Decision(crate::decision::Routed),
     /// The event was not applied; the journal record goes to the dead-letter topic.
     Rejected(Rejection),
+    /// A scope-window of the threat picture, or a campaign, for the compacted topic.
+    Picture(crate::picture::PictureUpdate),
 }
 
 /// Applies one journal event to the state in `store` and returns what to publish.
@@ -72,6 +80,7 @@ pub fn apply<S: Store>(
         outputs: Vec::new(),
         supply: BTreeMap::new(),
         fresh: BTreeMap::new(),
+        touched: BTreeSet::new(),
     };
     let seen = seen_key(&env.event_id);
     if fold.st.contains(&seen)? {
@@ -83,10 +92,12 @@ pub fn apply<S: Store>(
     fold.st.mark(&seen);
     fold.advance_stream_time(env.reported_at)?;
     fold.expire_deadlines()?;
+    fold.picture_due()?;
     if let Err(rejection) = fold.handle(event)? {
         fold.outputs.push(Output::Rejected(rejection));
     }
     fold.rematch_dirty()?;
+    fold.publish_touched()?;
     Ok(fold.outputs)
 }
 
@@ -107,6 +118,8 @@ struct Fold<'a, 's, S: Store> {
     supply: BTreeMap<Capability, BTreeSet<String>>,
     /// Needs whose missing units grew (new, or reopened by a cancel), by capability.
     fresh: BTreeMap<Capability, BTreeSet<(String, usize)>>,
+    /// Picture tallies changed by this event, to publish or schedule.
+    touched: BTreeSet<Vec<u8>>,
 }
 
 impl<S: Store> Fold<'_, '_, S> {
@@ -149,16 +162,27 @@ impl<S: Store> Fold<'_, '_, S> {
         Ok(())
     }
 
-    /// Ids under a `d/` or `t/` prefix whose time is at or before stream time, earliest first.
+    /// Ids under a time-ordered prefix whose time is at or before stream time, earliest first.
     fn due(&self, prefix: &[u8]) -> Result<Vec<String>, StoreError> {
+        Ok(self
+            .due_with_time(prefix)?
+            .into_iter()
+            .map(|(_, id)| id)
+            .collect())
+    }
+
+    /// As [`Fold::due`], with each id's time.
+    fn due_with_time(&self, prefix: &[u8]) -> Result<Vec<(i64, String)>, StoreError> {
         let mut due = Vec::new();
         let now = self.now;
         for_each_key(&*self.st.store, prefix, |key| {
-            let passed = deadline_of(key).is_some_and(|t| t <= now);
-            if passed {
-                due.push(timed_id(key));
+            match deadline_of(key).filter(|t| *t <= now) {
+                Some(t) => {
+                    due.push((t, timed_id(key)));
+                    Ok(true)
+                }
+                None => Ok(false),
             }
-            Ok(passed)
         })?;
         Ok(due)
     }
@@ -171,6 +195,7 @@ impl<S: Store> Fold<'_, '_, S> {
         self.st.remove(&assignment_key(id));
         self.st.remove(&deadline_key(asg.respond_by, id));
         if let Some(mut offer) = self.st.offer(&asg.offer_id)? {
+            self.capacity(&offer.nation, offer.capability, 0, -(asg.units as i64))?;
             offer.committed -= asg.units;
             offer.assignments.retain(|a| a != id);
             self.mark_supply(offer.capability, &offer.offer_id);
@@ -190,7 +215,7 @@ impl<S: Store> Fold<'_, '_, S> {
             request.assignments.retain(|a| a != id);
             self.st.put_request(&request);
             if let Some(incident) = self.st.incident(&request.incident_id)? {
-                self.set_waiting(&incident, &request, asg.need as usize);
+                self.set_waiting(&incident, &request, asg.need as usize)?;
             }
         }
         if let Some(subject) = subject {
@@ -209,18 +234,43 @@ impl<S: Store> Fold<'_, '_, S> {
     }
 
     /// Keeps the waiting index in step with a need: listed while open and missing units.
-    fn set_waiting(&mut self, incident: &Incident, request: &Request, idx: usize) {
+    /// The picture counts waiting needs as unmet.
+    fn set_waiting(
+        &mut self,
+        incident: &Incident,
+        request: &Request,
+        idx: usize,
+    ) -> Result<(), StoreError> {
         let key = waiting_key_of(incident, request, idx);
-        if incident.open && request.needs[idx].missing() > 0 {
+        let was = self.st.contains(&key)?;
+        let now = incident.open && request.needs[idx].missing() > 0;
+        if now {
             self.st.mark(&key);
         } else {
             self.st.remove(&key);
         }
+        if was != now {
+            let delta = if now { 1 } else { -1 };
+            self.totals(&crate::picture::scopes(incident), |t| {
+                t.unmet_needs += delta
+            })?;
+        }
+        Ok(())
     }
 
     /// Takes a need out of the waiting index, e.g. before its rank changes.
-    fn leave_waiting(&mut self, incident: &Incident, request: &Request, idx: usize) {
-        self.st.remove(&waiting_key_of(incident, request, idx));
+    fn leave_waiting(
+        &mut self,
+        incident: &Incident,
+        request: &Request,
+        idx: usize,
+    ) -> Result<(), StoreError> {
+        let key = waiting_key_of(incident, request, idx);
+        if self.st.contains(&key)? {
+            self.st.remove(&key);
+            self.totals(&crate::picture::scopes(incident), |t| t.unmet_needs -= 1)?;
+        }
+        Ok(())
     }
 
     fn mark_supply(&mut self, c: Capability, offer_id: &str) {

@@ -12,13 +12,18 @@
 //! - [`rules`], [`rank`], [`optimal`]: eligibility, ranking of competing requests, and the
 //!   priority-weighted optimal matching (proven against exhaustive search)
 //! - [`decision`], [`tlp`]: the decisions, and who may see what of them
+//! - [`picture`], [`indicator`], [`attack`]: the live threat picture, campaign correlation over
+//!   normalized indicators, and the ATT&CK tactics of techniques
 //! - [`state`], [`store`]: typed state over a narrow key-value interface
 //! - [`reject`]: why an input was not applied
 
 pub mod apply;
+pub mod attack;
 pub mod decision;
 pub mod event;
+pub mod indicator;
 pub mod optimal;
+pub mod picture;
 pub mod rank;
 pub mod reject;
 pub mod rules;

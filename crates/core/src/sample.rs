@@ -229,12 +229,26 @@ pub fn stream(nations: &[&str], n: usize, seed: u64) -> Vec<Event> {
             20..=79 => {
                 let id = format!("I-{k}");
                 let tlp = tlps[rng.below(tlps.len())];
-                out.push(incident(
-                    clock.envelope(nation),
-                    &id,
-                    tlp,
-                    priorities[rng.below(4)],
-                ));
+                let mut report =
+                    incident(clock.envelope(nation), &id, tlp, priorities[rng.below(4)]);
+                if let Event::IncidentReported(r) = &mut report {
+                    // Shared infrastructure from a small pool links some incidents into
+                    // campaigns; a file hash of its own links none.
+                    r.indicators = vec![
+                        Indicator {
+                            kind: IndicatorKind::Domain,
+                            value: format!("c2-{}.example.net", rng.below(40)),
+                        },
+                        Indicator {
+                            kind: IndicatorKind::Sha256,
+                            value: format!(
+                                "{:064x}",
+                                k as u128 * 0x9E37_79B9_7F4A_7C15 + seed as u128
+                            ),
+                        },
+                    ];
+                }
+                out.push(report);
                 let cap = Capability::ALL[rng.below(Capability::ALL.len())];
                 out.push(request(
                     clock.envelope(nation),

@@ -9,6 +9,12 @@
 //! - `d/<deadline hex>/<assignment_id>`: acceptance deadlines in stream-time order
 //! - `t/<time hex>/<offer_id>`: offers whose window opens later, by the stream time from which
 //!   they can be proposed (window start minus response time)
+//! - `p/<scope>/t`, `p/<scope>/w/<size hex>/<start hex>`: threat-picture tallies
+//! - `q/<time hex>/<tally>`: tallies whose next publication is due then
+//! - `z/<time hex>/<tally>`: windows that close then (end plus allowed lateness)
+//! - `x/<indicator key>`: incidents one normalized indicator links (capped)
+//! - `v/<incident_id>`: an incident's indicator keys; `g/<incident_id>`: its campaign
+//! - `k/<campaign_id>`: a campaign's members
 //!
 //! Values are postcard-encoded, prefixed by a format byte so that a later layout can be told
 //! apart from this one.
@@ -165,9 +171,85 @@ pub const DEADLINES: &[u8] = b"d/";
 /// The index keyspaces: small (their size follows the open work — waiting needs, offers with
 /// free capacity, pending proposals — not the history) and scanned on every event. A store
 /// may keep them in memory; the entities and the seen event ids stay on disk.
-pub const INDEX_PREFIXES: [&[u8]; 4] = [b"c/", b"w/", DEADLINES, OPENINGS];
+pub const INDEX_PREFIXES: [&[u8]; 6] = [b"c/", b"w/", DEADLINES, OPENINGS, PUBLISH, CLOSING];
 
 pub const OPENINGS: &[u8] = b"t/";
+pub const PUBLISH: &[u8] = b"q/";
+pub const CLOSING: &[u8] = b"z/";
+pub const TALLIES: &[u8] = b"p/";
+
+/// `<prefix><time hex>/<id>`, for the time-ordered indexes (`d/`, `t/`, `q/`, `z/`).
+pub fn timed(prefix: &[u8], at: i64, id: &str) -> Vec<u8> {
+    timed_key(prefix, at, id)
+}
+
+pub fn total_key(scope: &str) -> Vec<u8> {
+    format!("p/{scope}/t").into_bytes()
+}
+
+pub fn window_key(scope: &str, size: i64, start: i64) -> Vec<u8> {
+    format!("p/{scope}/w/{:016x}/{:016x}", size.max(0), start.max(0)).into_bytes()
+}
+
+/// (scope, window size, window start) of a tally key; size 0 for a running total.
+pub fn parse_tally_key(key: &[u8]) -> Option<(String, i64, i64)> {
+    let text = std::str::from_utf8(key.strip_prefix(TALLIES)?).ok()?;
+    let (scope, rest) = text.split_once('/')?;
+    if rest == "t" {
+        return Some((scope.to_owned(), 0, 0));
+    }
+    let mut parts = rest.strip_prefix("w/")?.split('/');
+    let size = i64::from_str_radix(parts.next()?, 16).ok()?;
+    let start = i64::from_str_radix(parts.next()?, 16).ok()?;
+    Some((scope.to_owned(), size, start))
+}
+
+pub fn posting_key(indicator: &str) -> Vec<u8> {
+    format!("x/{indicator}").into_bytes()
+}
+
+pub fn incident_indicators_key(incident: &str) -> Vec<u8> {
+    format!("v/{incident}").into_bytes()
+}
+
+pub fn membership_key(incident: &str) -> Vec<u8> {
+    format!("g/{incident}").into_bytes()
+}
+
+pub fn campaign_key(id: &str) -> Vec<u8> {
+    format!("k/{id}").into_bytes()
+}
+
+/// The incidents one indicator value links. Past the fan-out cap the list is dropped and the
+/// value links nothing: a value seen everywhere (a public resolver, a CDN) says nothing.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Posting {
+    /// Sorted incident ids, at most the cap.
+    pub incidents: Vec<String>,
+    pub capped: bool,
+    /// Incidents that reported the value, capped or not.
+    pub seen: u64,
+}
+
+/// A campaign's members as the correlation keeps them.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CampaignState {
+    /// Sorted incident ids; the first is the campaign id.
+    pub members: Vec<String>,
+    /// Whether it was last published as active (spanning two or more nations).
+    pub active: bool,
+}
+
+/// Running counts of the correlation and the picture, for metrics.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PictureStats {
+    pub indicator_values: u64,
+    pub capped_values: u64,
+    pub active_campaigns: i64,
+    pub late_events: u64,
+}
+
+pub const PICTURE_STATS: &[u8] = b"m/picture";
 
 pub fn deadline_key(respond_by: i64, assignment_id: &str) -> Vec<u8> {
     timed_key(DEADLINES, respond_by, assignment_id)

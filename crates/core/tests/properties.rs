@@ -18,6 +18,7 @@ fn run(seed: u64, n: usize, answers: &[u8]) -> (MemStore, Vec<Output>) {
     let mut store = MemStore::new();
     let config = CoreConfig {
         acceptance_timeout_ms: 20_000,
+        ..CoreConfig::default()
     };
     let mut outputs = Vec::new();
     // Answers follow the stream's own time, so some arrive in time and silence times out.

@@ -57,6 +57,7 @@ impl<S: Store> Fold<'_, '_, S> {
             offer.committed -= asg.units;
             offer.assignments.retain(|a| a != id);
             self.st.put_offer(&offer);
+            self.capacity(&offer.nation, offer.capability, 0, -(asg.units as i64))?;
             self.offer_available(&offer);
         }
         Ok(Ok(()))

@@ -2,6 +2,7 @@
 
 use super::{reject, Fold, Handled};
 use crate::event::*;
+use crate::picture;
 use crate::reject::{RejectReason, Rejection};
 use crate::state::*;
 use crate::store::{Store, StoreError};
@@ -14,7 +15,7 @@ impl<S: Store> Fold<'_, '_, S> {
                 format!("incident {} exists", e.incident_id),
             );
         }
-        self.st.put_incident(&Incident {
+        let incident = Incident {
             incident_id: e.incident_id.clone(),
             nation: e.envelope.nation.clone(),
             title: e.title.clone(),
@@ -28,7 +29,24 @@ impl<S: Store> Fold<'_, '_, S> {
             techniques: e.techniques.clone(),
             open: true,
             requests: Vec::new(),
-        });
+        };
+        self.st.put_incident(&incident);
+        let scopes = picture::scopes(&incident);
+        self.totals(&scopes, |t| t.open_incidents += 1)?;
+        let techniques: &[String] = if e.tlp == Tlp::Red {
+            &[]
+        } else {
+            &e.techniques
+        };
+        self.windows(&scopes, e.envelope.occurred_at, |t| {
+            t.opened += 1;
+            *t.by_priority.entry(e.priority).or_default() += 1;
+            *t.by_class.entry(e.rsit_class).or_default() += 1;
+            for technique in techniques {
+                *t.techniques.entry(technique.clone()).or_default() += 1;
+            }
+        })?;
+        self.correlate(&e.incident_id, &e.indicators)?;
         Ok(Ok(()))
     }
 
@@ -43,23 +61,47 @@ impl<S: Store> Fold<'_, '_, S> {
         for id in &incident.requests {
             if let Some(request) = self.st.request(id)? {
                 for idx in 0..request.needs.len() {
-                    self.leave_waiting(&incident, &request, idx);
+                    self.leave_waiting(&incident, &request, idx)?;
                 }
                 requests.push(request);
             }
         }
+        let old_scopes = picture::scopes(&incident);
         incident.priority = e.priority;
         incident.essential_entity = e.essential_entity;
         incident.cross_border = e.cross_border;
         incident.impact = e.impact.clone();
+        let mut new_techniques = Vec::new();
         for t in &e.techniques {
             if !incident.techniques.contains(t) {
                 incident.techniques.push(t.clone());
+                new_techniques.push(t.clone());
             }
         }
+        let scopes = picture::scopes(&incident);
+        if scopes != old_scopes {
+            // The open incident and its requests move to their new priority's totals.
+            let requests = incident.requests.len() as i64;
+            let moved = |sign: i64| {
+                move |t: &mut crate::picture::Tally| {
+                    t.open_incidents += sign;
+                    t.open_requests += sign * requests;
+                }
+            };
+            self.totals(&old_scopes[4..], moved(-1))?;
+            self.totals(&scopes[4..], moved(1))?;
+        }
+        if incident.tlp != Tlp::Red && !new_techniques.is_empty() {
+            self.windows(&scopes, e.envelope.occurred_at, |t| {
+                for technique in &new_techniques {
+                    *t.techniques.entry(technique.clone()).or_default() += 1;
+                }
+            })?;
+        }
+        self.correlate(&e.incident_id, &e.indicators)?;
         for request in &requests {
             for idx in 0..request.needs.len() {
-                self.set_waiting(&incident, request, idx);
+                self.set_waiting(&incident, request, idx)?;
             }
         }
         self.st.put_incident(&incident);
@@ -121,13 +163,16 @@ impl<S: Store> Fold<'_, '_, S> {
             assignments: Vec::new(),
         };
         for idx in 0..request.needs.len() {
-            self.set_waiting(&incident, &request, idx);
+            self.set_waiting(&incident, &request, idx)?;
             let c = request.needs[idx].capability;
             self.mark_fresh(c, &request.request_id, idx);
         }
         self.st.put_request(&request);
         incident.requests.push(request.request_id);
         self.st.put_incident(&incident);
+        let scopes = picture::scopes(&incident);
+        self.totals(&scopes, |t| t.open_requests += 1)?;
+        self.windows(&scopes, e.envelope.occurred_at, |t| t.requests += 1)?;
         Ok(Ok(()))
     }
 
@@ -139,6 +184,13 @@ impl<S: Store> Fold<'_, '_, S> {
         };
         incident.open = false;
         self.st.put_incident(&incident);
+        let scopes = picture::scopes(&incident);
+        let requests = incident.requests.len() as i64;
+        self.totals(&scopes, |t| {
+            t.open_incidents -= 1;
+            t.open_requests -= requests;
+        })?;
+        self.windows(&scopes, e.envelope.occurred_at, |t| t.closed += 1)?;
         for request_id in &incident.requests {
             let Some(request) = self.st.request(request_id)? else {
                 continue;
@@ -151,7 +203,7 @@ impl<S: Store> Fold<'_, '_, S> {
                 continue;
             };
             for idx in 0..request.needs.len() {
-                self.set_waiting(&incident, &request, idx);
+                self.set_waiting(&incident, &request, idx)?;
             }
         }
         Ok(Ok(()))

@@ -33,6 +33,7 @@ impl<S: Store> Fold<'_, '_, S> {
             assignments: Vec::new(),
         };
         self.st.put_offer(&offer);
+        self.capacity(&offer.nation, offer.capability, offer.capacity as i64, 0)?;
         self.offer_available(&offer);
         Ok(Ok(()))
     }
@@ -75,6 +76,14 @@ impl<S: Store> Fold<'_, '_, S> {
         for asg in &offer.assignments {
             self.cancel(asg, CancelReason::OfferWithdrawn)?;
         }
+        // Reload: cancelling released the commitment.
+        let left = self.st.offer(&offer.offer_id)?.unwrap_or(offer.clone());
+        self.capacity(
+            &left.nation,
+            left.capability,
+            -(left.capacity as i64),
+            -(left.committed as i64),
+        )?;
         self.st.remove(&offer_key(&offer.offer_id));
         self.st
             .remove(&offer_index_key(offer.capability, &offer.offer_id));

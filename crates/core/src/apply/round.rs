@@ -257,6 +257,8 @@ impl<S: Store> Fold<'_, '_, S> {
             };
             offer.committed += units;
             offer.assignments.push(asg.assignment_id.clone());
+            let (nation, c) = (offer.nation.clone(), offer.capability);
+            self.capacity(&nation, c, 0, units as i64)?;
             t.request.needs[t.idx].covered += units;
             t.request.assignments.push(asg.assignment_id.clone());
             self.st.put_assignment(&asg);
@@ -292,7 +294,7 @@ impl<S: Store> Fold<'_, '_, S> {
             }));
         }
         if changed {
-            self.set_waiting(&t.incident, &t.request, t.idx);
+            self.set_waiting(&t.incident, &t.request, t.idx)?;
             self.st.put_request(&t.request);
         }
         Ok(())

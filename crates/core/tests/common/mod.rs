@@ -18,6 +18,7 @@ impl World {
             store: MemStore::new(),
             config: CoreConfig {
                 acceptance_timeout_ms: 600_000,
+                ..CoreConfig::default()
             },
             clock: Clock::new(1_800_000_000_000, 1_000),
         }
@@ -27,7 +28,14 @@ impl World {
         self.clock.envelope(nation)
     }
 
+    /// Decisions and rejections; threat-picture updates are left to [`World::apply_all`].
     pub fn apply(&mut self, e: &Event) -> Vec<Output> {
+        let mut out = self.apply_all(e);
+        out.retain(|o| !matches!(o, Output::Picture(_)));
+        out
+    }
+
+    pub fn apply_all(&mut self, e: &Event) -> Vec<Output> {
         apply(&mut self.store, &self.config, e).unwrap()
     }
 

@@ -1,0 +1,368 @@
+//! The threat picture and campaign correlation, through the fold.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use common::*;
+use proptest::prelude::*;
+use rallypoint_core::event::{
+    Capability, Envelope, Event, Indicator, IndicatorKind, Priority, Tlp,
+};
+use rallypoint_core::picture::{
+    Campaign, CampaignStatus, PictureConfig, PictureUpdate, ThreatPicture,
+};
+use rallypoint_core::sample;
+use rallypoint_core::state::{CampaignState, PictureStats, PICTURE_STATS};
+use rallypoint_core::store::Store;
+use rallypoint_core::{CoreConfig, Output};
+
+const H: i64 = 3_600_000;
+/// A whole hour, so that windows line up with round numbers in the tests.
+const T0: i64 = 500_000 * H;
+
+fn world(picture: PictureConfig) -> World {
+    let mut w = World::new();
+    w.config = CoreConfig {
+        acceptance_timeout_ms: 600_000,
+        picture,
+    };
+    w.clock = sample::Clock::new(T0, 1_000);
+    w
+}
+
+fn hourly() -> PictureConfig {
+    PictureConfig {
+        windows_ms: vec![H],
+        allowed_lateness_ms: 10 * 60_000,
+        emit_interval_ms: 0,
+        fanout_cap: 3,
+        top: 5,
+    }
+}
+
+fn pictures(out: &[Output]) -> Vec<ThreatPicture> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Picture(PictureUpdate::Picture(p)) => Some(p.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn campaigns(out: &[Output]) -> Vec<(&'static str, Campaign)> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Picture(
+                u @ (PictureUpdate::CampaignDetected(c) | PictureUpdate::CampaignUpdated(c)),
+            ) => Some((u.type_name(), c.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn find<'a>(ps: &'a [ThreatPicture], key: &str) -> &'a ThreatPicture {
+    ps.iter().find(|p| p.key == key).unwrap_or_else(|| {
+        panic!(
+            "no {key} in {:?}",
+            ps.iter().map(|p| &p.key).collect::<Vec<_>>()
+        )
+    })
+}
+
+/// An incident whose attack happened at `occurred`, reported now, with `indicators`.
+fn report(
+    w: &mut World,
+    nation: &str,
+    id: &str,
+    tlp: Tlp,
+    occurred: i64,
+    indicators: &[&str],
+) -> Vec<Output> {
+    let mut env: Envelope = w.env(nation);
+    env.occurred_at = occurred;
+    let mut e = sample::incident(env, id, tlp, Priority::High);
+    if let Event::IncidentReported(r) = &mut e {
+        r.indicators = indicators
+            .iter()
+            .map(|d| Indicator {
+                kind: IndicatorKind::Domain,
+                value: (*d).to_owned(),
+            })
+            .collect();
+    }
+    w.apply_all(&e)
+}
+
+fn stats(w: &World) -> PictureStats {
+    let bytes = w.store.get(PICTURE_STATS).unwrap().unwrap_or_default();
+    if bytes.is_empty() {
+        return PictureStats::default();
+    }
+    rallypoint_core::state::decode(PICTURE_STATS, &bytes).unwrap()
+}
+
+#[test]
+fn an_incident_counts_in_its_five_scopes_and_in_the_window_of_its_event_time() {
+    let mut w = world(hourly());
+    let out = report(&mut w, "EST", "I1", Tlp::Amber, T0 + H - 1, &[]);
+    let ps = pictures(&out);
+    // The last millisecond of the first hour belongs to it; the next one would not.
+    for scope in [
+        "alliance",
+        "nation:EST",
+        "sector:energy",
+        "rsit:malicious_code",
+        "priority:High",
+    ] {
+        let win = find(&ps, &format!("{scope}/{H}/{T0}"));
+        assert_eq!(
+            (win.incidents_opened, win.window_ms, win.window_start),
+            (1, H, T0)
+        );
+        assert_eq!(find(&ps, &format!("{scope}/total")).open_incidents, 1);
+    }
+    let win = find(&ps, &format!("alliance/{H}/{T0}"));
+    let techniques: Vec<&str> = win.top_techniques.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(techniques, vec!["T1059.001", "T1486"]);
+    assert!(
+        win.top_tactics.iter().any(|c| c.name == "execution"),
+        "{:?}",
+        win.top_tactics
+    );
+    let out = report(&mut w, "LVA", "I2", Tlp::Green, T0 + H, &[]);
+    assert!(pictures(&out)
+        .iter()
+        .any(|p| p.key == format!("alliance/{H}/{}", T0 + H)));
+}
+
+#[test]
+fn a_late_event_within_the_lateness_updates_its_window_and_a_later_one_is_counted_as_late() {
+    let mut w = world(hourly());
+    w.clock.now = T0 + H + 5 * 60_000; // stream time 5 min into the second hour
+    let out = report(&mut w, "EST", "I1", Tlp::Green, T0 + 30 * 60_000, &[]);
+    let ps = pictures(&out);
+    assert_eq!(find(&ps, &format!("alliance/{H}/{T0}")).incidents_opened, 1);
+    assert_eq!(find(&ps, "alliance/total").late_events, 0);
+    w.clock.now = T0 + H + 10 * 60_000; // the first hour's lateness is over
+    let out = report(&mut w, "EST", "I2", Tlp::Green, T0 + 31 * 60_000, &[]);
+    let ps = pictures(&out);
+    assert!(
+        ps.iter().all(|p| p.key != format!("alliance/{H}/{T0}")),
+        "the closed window changed"
+    );
+    let total = find(&ps, "alliance/total");
+    assert_eq!((total.late_events, total.open_incidents), (1, 2));
+    assert_eq!(stats(&w).late_events, 1);
+}
+
+#[test]
+fn a_closed_window_leaves_the_state() {
+    let mut w = world(hourly());
+    report(&mut w, "EST", "I1", Tlp::Green, T0 + 1, &[]);
+    let windows = |w: &World| w.store.scan_prefix(b"p/alliance/w/").unwrap().len();
+    assert_eq!(windows(&w), 1);
+    w.clock.now = T0 + H + 10 * 60_000;
+    w.offer("DEU", "O1", Capability::Forensics, 1);
+    assert_eq!(windows(&w), 0);
+    assert!(w.store.scan_prefix(b"z/").unwrap().is_empty());
+}
+
+#[test]
+fn figures_are_published_at_most_once_per_interval_and_the_rest_when_it_has_passed() {
+    let mut w = world(PictureConfig {
+        emit_interval_ms: 10_000,
+        ..hourly()
+    });
+    let first = report(&mut w, "EST", "I1", Tlp::Green, T0, &[]);
+    assert_eq!(find(&pictures(&first), "alliance/total").open_incidents, 1);
+    // One second later: changed, but not published yet.
+    let second = report(&mut w, "EST", "I2", Tlp::Green, T0, &[]);
+    assert!(pictures(&second).iter().all(|p| p.key != "alliance/total"));
+    // Still inside the interval (stream time T0 + 10 s): nothing.
+    w.clock.now += 7_000;
+    let e = w.env("DEU");
+    let early = w.apply_all(&sample::offer(e, "O1", Capability::Forensics, 1));
+    assert!(pictures(&early).iter().all(|p| p.key != "alliance/total"));
+    // The interval has passed: the scheduled publication carries both incidents and O1;
+    // O2 arrives in this event, after it, and waits for the next interval.
+    let e = w.env("DEU");
+    let out = w.apply_all(&sample::offer(e, "O2", Capability::Forensics, 1));
+    let total = find(&pictures(&out), "alliance/total").clone();
+    assert_eq!(total.open_incidents, 2);
+    assert_eq!(total.capacity[0].offered, 1);
+    assert_eq!(
+        pictures(&out)
+            .iter()
+            .filter(|p| p.key == "alliance/total")
+            .count(),
+        1
+    );
+}
+
+#[test]
+fn capacity_offered_and_committed_follow_offers_proposals_and_cancellations() {
+    let mut w = world(hourly());
+    w.offer("DEU", "O1", Capability::Forensics, 3);
+    w.hit("EST", "I1", Tlp::Green, Capability::Forensics, 2);
+    let e = w.env("DEU");
+    let out = w.apply_all(&sample::declined(e, "A-00000001"));
+    let ps = pictures(&out);
+    let deu = find(&ps, "nation:DEU/total");
+    assert_eq!((deu.capacity[0].offered, deu.capacity[0].committed), (3, 0));
+    let est = find(&ps, "nation:EST/total");
+    assert_eq!((est.open_requests, est.unmet_needs), (1, 1));
+}
+
+#[test]
+fn shared_indicators_link_incidents_of_two_nations_into_one_campaign() {
+    let mut w = world(hourly());
+    let out = report(
+        &mut w,
+        "EST",
+        "I-b",
+        Tlp::Green,
+        T0,
+        &["c2.example.net", "only-b.example"],
+    );
+    assert!(campaigns(&out).is_empty());
+    let out = report(&mut w, "EST", "I-c", Tlp::Green, T0, &["C2.Example.NET."]);
+    // Same nation: linked, but not a cross-nation campaign yet.
+    assert!(campaigns(&out).is_empty());
+    let out = report(&mut w, "LVA", "I-a", Tlp::Amber, T0, &["c2.example.net"]);
+    let cs = campaigns(&out);
+    assert_eq!(cs.len(), 1, "{cs:?}");
+    let (kind, c) = &cs[0];
+    assert_eq!(*kind, "CampaignDetected");
+    assert_eq!(c.campaign_id, "I-a", "named after its smallest incident id");
+    assert_eq!(c.nations, vec!["EST", "LVA"]);
+    assert_eq!(c.incidents, vec!["I-a", "I-b", "I-c"]);
+    assert_eq!(c.indicators, vec!["domain:c2.example.net"]);
+    assert_eq!(stats(&w).active_campaigns, 1);
+}
+
+#[test]
+fn a_value_past_the_fanout_cap_links_nothing_and_the_campaign_it_made_dissolves() {
+    let mut w = world(hourly()); // cap 3
+    report(&mut w, "EST", "I1", Tlp::Green, T0, &["cdn.example"]);
+    let out = report(&mut w, "LVA", "I2", Tlp::Green, T0, &["cdn.example"]);
+    assert_eq!(campaigns(&out)[0].0, "CampaignDetected");
+    report(&mut w, "LTU", "I3", Tlp::Green, T0, &["cdn.example"]);
+    let out = report(&mut w, "POL", "I4", Tlp::Green, T0, &["cdn.example"]);
+    let cs = campaigns(&out);
+    assert_eq!(cs.len(), 1, "{cs:?}");
+    assert_eq!(
+        (cs[0].0, cs[0].1.status),
+        ("CampaignUpdated", CampaignStatus::Dissolved)
+    );
+    let s = stats(&w);
+    assert_eq!(
+        (s.capped_values, s.active_campaigns, s.indicator_values),
+        (1, 0, 1)
+    );
+    // A fifth incident is counted but stored nowhere else.
+    report(&mut w, "DEU", "I5", Tlp::Green, T0, &["cdn.example"]);
+    let posting: rallypoint_core::state::Posting = rallypoint_core::state::decode(
+        b"x/",
+        &w.store.get(b"x/domain:cdn.example").unwrap().unwrap(),
+    )
+    .unwrap();
+    assert!(posting.capped && posting.incidents.is_empty());
+    assert_eq!(posting.seen, 5);
+}
+
+#[test]
+fn a_red_incident_is_counted_but_none_of_its_details_appear() {
+    let mut w = world(hourly());
+    let out = report(
+        &mut w,
+        "EST",
+        "I-red",
+        Tlp::Red,
+        T0,
+        &["c2.example.net", "red-only.example"],
+    );
+    let ps = pictures(&out);
+    let win = find(&ps, &format!("alliance/{H}/{T0}"));
+    assert_eq!(win.incidents_opened, 1);
+    assert!(win.top_techniques.is_empty() && win.top_tactics.is_empty());
+    report(&mut w, "LVA", "I-x", Tlp::Green, T0, &["c2.example.net"]);
+    let out = report(
+        &mut w,
+        "LTU",
+        "I-y",
+        Tlp::Green,
+        T0,
+        &["red-only.example", "c2.example.net"],
+    );
+    let (_, c) = campaigns(&out).pop().expect("a campaign");
+    assert_eq!(c.incident_count, 3);
+    assert_eq!(c.red_incidents, 1);
+    assert_eq!(c.incidents, vec!["I-x", "I-y"]);
+    assert_eq!(
+        c.indicators,
+        vec!["domain:c2.example.net"],
+        "red-only.example links only via RED"
+    );
+}
+
+/// Incidents of a few nations reporting values from a small pool, in some order.
+fn scenario() -> Vec<(String, String, Vec<String>)> {
+    let nations = ["EST", "LVA", "LTU", "POL"];
+    (0..14)
+        .map(|i| {
+            let values = (0..3)
+                .map(|k| format!("v{}.example", (i * 7 + k * 5) % 11))
+                .take(1 + i % 3)
+                .collect();
+            (format!("I{i:02}"), nations[i % 4].to_owned(), values)
+        })
+        .collect()
+}
+
+/// The correlation's end state: each campaign's members, and the latest active record per key.
+fn end_state(
+    order: &[usize],
+) -> (
+    Vec<(String, CampaignState)>,
+    BTreeMap<String, Campaign>,
+    u64,
+) {
+    let mut w = world(hourly()); // cap 3: one value of the scenario is reported 4 times
+    let all = scenario();
+    let mut latest: BTreeMap<String, Campaign> = BTreeMap::new();
+    for &i in order {
+        let (id, nation, values) = &all[i];
+        let refs: Vec<&str> = values.iter().map(String::as_str).collect();
+        for (_, mut c) in campaigns(&report(&mut w, nation, id, Tlp::Green, T0, &refs)) {
+            c.stream_time = 0;
+            latest.insert(c.campaign_id.clone(), c);
+        }
+    }
+    latest.retain(|_, c| c.status == CampaignStatus::Active);
+    let state = w
+        .store
+        .scan_prefix(b"k/")
+        .unwrap()
+        .into_iter()
+        .map(|(k, v)| {
+            (
+                String::from_utf8(k.clone()).unwrap(),
+                rallypoint_core::state::decode(&k, &v).unwrap(),
+            )
+        })
+        .collect();
+    (state, latest, stats(&w).capped_values)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    #[test]
+    fn campaigns_do_not_depend_on_arrival_order(order in Just((0..14).collect::<Vec<usize>>()).prop_shuffle()) {
+        let reference = end_state(&(0..14).collect::<Vec<_>>());
+        prop_assert!(!reference.1.is_empty(), "the scenario forms campaigns");
+        prop_assert!(reference.2 > 0, "and caps a value, which splits what it linked");
+        prop_assert_eq!(end_state(&order), reference);
+    }
+}
