@@ -25,6 +25,7 @@ pub struct Config {
     pub topics: TopicsConfig,
     pub intake: IntakeConfig,
     pub coordinator: CoordinatorConfig,
+    pub picture: PictureSettings,
     pub log: LogConfig,
 }
 
@@ -85,6 +86,16 @@ pub struct CoordinatorConfig {
     pub acceptance_timeout: Duration,
 }
 
+/// The threat picture's windows, lateness, publication interval and fan-out cap.
+#[derive(Clone, Debug)]
+pub struct PictureSettings {
+    pub windows: Vec<Duration>,
+    pub allowed_lateness: Duration,
+    pub emit_interval: Duration,
+    pub fanout_cap: u32,
+    pub top: usize,
+}
+
 #[derive(Clone, Debug)]
 pub struct LogConfig {
     pub format: LogFormat,
@@ -126,6 +137,11 @@ const KEYS: &[&str] = &[
     "intake.max_record_bytes",
     "intake.max_future",
     "coordinator.acceptance_timeout",
+    "picture.windows",
+    "picture.allowed_lateness",
+    "picture.emit_interval",
+    "picture.fanout_cap",
+    "picture.top",
     "log.format",
     "log.level",
 ];
@@ -191,6 +207,24 @@ impl Reader {
         }
     }
 
+    /// A non-empty list of window sizes, each a whole number of seconds.
+    fn windows(&mut self, key: &str) -> Vec<Duration> {
+        let texts: Vec<String> = self.get(key);
+        if texts.is_empty() {
+            return self.fail(key, "name at least one window size, e.g. [\"1h\", \"24h\"]");
+        }
+        let mut sizes = Vec::new();
+        for text in texts {
+            match humantime::parse_duration(&text) {
+                Ok(d) if d.as_secs() > 0 && d.subsec_nanos() == 0 => sizes.push(d),
+                _ => self.errors.push(format!(
+                    "{key}: {text:?} is not a window size in whole seconds like 1h or 24h"
+                )),
+            }
+        }
+        sizes
+    }
+
     fn fail<T: Default>(&mut self, key: &str, why: &str) -> T {
         self.errors.push(format!("{key}: {why}"));
         T::default()
@@ -252,6 +286,13 @@ impl Reader {
             },
             coordinator: CoordinatorConfig {
                 acceptance_timeout: self.duration("coordinator.acceptance_timeout"),
+            },
+            picture: PictureSettings {
+                windows: self.windows("picture.windows"),
+                allowed_lateness: self.duration("picture.allowed_lateness"),
+                emit_interval: self.duration("picture.emit_interval"),
+                fanout_cap: self.positive("picture.fanout_cap") as u32,
+                top: self.positive("picture.top") as usize,
             },
             log: LogConfig {
                 format: self.log_format(),
@@ -416,8 +457,16 @@ impl Config {
 
     /// The core's parameters.
     pub fn core(&self) -> rallypoint_core::CoreConfig {
+        let p = &self.picture;
         rallypoint_core::CoreConfig {
             acceptance_timeout_ms: self.coordinator.acceptance_timeout.as_millis() as i64,
+            picture: rallypoint_core::picture::PictureConfig {
+                windows_ms: p.windows.iter().map(|w| w.as_millis() as i64).collect(),
+                allowed_lateness_ms: p.allowed_lateness.as_millis() as i64,
+                emit_interval_ms: p.emit_interval.as_millis() as i64,
+                fanout_cap: p.fanout_cap,
+                top: p.top,
+            },
         }
     }
 }

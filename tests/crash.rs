@@ -84,6 +84,7 @@ fn a_killed_processor_restarts_without_losing_or_repeating_a_decision() {
     let mut store = MemStore::new();
     let core = CoreConfig {
         acceptance_timeout_ms: 30 * 60 * 1000,
+        ..CoreConfig::default()
     };
     let mut expected = Vec::new();
     for r in &journal {

@@ -19,6 +19,7 @@ use apache_avro::types::Value;
 use apache_avro::{from_value, write_avro_datum_ref, Schema};
 use rallypoint_core::decision::Decision;
 use rallypoint_core::event::*;
+use rallypoint_core::picture::{Campaign, PictureUpdate};
 use rallypoint_core::{RejectReason, Rejection};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -243,6 +244,53 @@ impl Codec {
         event_json(event)
     }
 
+    /// A threat-picture record or campaign in the topic's format.
+    pub fn encode_picture(&self, update: &PictureUpdate, format: Format) -> Vec<u8> {
+        let name = update.type_name();
+        match (format, update) {
+            (Format::Avro, PictureUpdate::Picture(p)) => self.encode(name, p),
+            (
+                Format::Avro,
+                PictureUpdate::CampaignDetected(c) | PictureUpdate::CampaignUpdated(c),
+            ) => self.encode(
+                name,
+                &CampaignRecord {
+                    campaign: c.clone(),
+                },
+            ),
+            (Format::Json, u) => {
+                let mut body = match u {
+                    PictureUpdate::Picture(p) => serde_json::to_value(p),
+                    PictureUpdate::CampaignDetected(c) | PictureUpdate::CampaignUpdated(c) => {
+                        serde_json::to_value(CampaignRecord {
+                            campaign: c.clone(),
+                        })
+                    }
+                }
+                .expect("picture records are plain data");
+                body["type"] = serde_json::Value::String(name.into());
+                serde_json::to_vec(&body).expect("a JSON value serializes")
+            }
+        }
+    }
+
+    /// Decodes a record of the threat-picture topic (for tests, tools and the query API).
+    pub fn decode_picture(&self, bytes: &[u8]) -> Result<PictureUpdate, Rejection> {
+        if detect(bytes) == Some(Framing::Json) {
+            let v: serde_json::Value =
+                serde_json::from_slice(bytes).map_err(|e| undecodable(e.to_string()))?;
+            let kind = v
+                .get("type")
+                .and_then(|t| t.as_str())
+                .unwrap_or_default()
+                .to_owned();
+            return picture_from(&kind, v);
+        }
+        let (i, body) = self.single_object(bytes)?;
+        let value = self.read(i, body)?;
+        picture_from(self.schemas[i].name, &value)
+    }
+
     pub fn encode_dead_letter(&self, dl: &DeadLetter) -> Vec<u8> {
         self.encode("DeadLetter", dl)
     }
@@ -280,6 +328,12 @@ impl Codec {
         avro_body(&compiled.expanded, value, &mut out);
         out
     }
+}
+
+/// `CampaignDetected` and `CampaignUpdated`: a campaign in a record of its own name.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct CampaignRecord {
+    campaign: Campaign,
 }
 
 /// Decodes an Avro body written with `compiled`; every byte must belong to the record.
@@ -365,6 +419,25 @@ fn decision_from(name: &str, src: impl Source) -> Result<Decision, Rejection> {
     })
 }
 
+fn picture_from(name: &str, src: impl Source) -> Result<PictureUpdate, Rejection> {
+    let bad = |e: String| undecodable(format!("{name}: {e}"));
+    Ok(match name {
+        "ThreatPicture" => PictureUpdate::Picture(src.parse().map_err(bad)?),
+        "CampaignDetected" => {
+            PictureUpdate::CampaignDetected(src.parse::<CampaignRecord>().map_err(bad)?.campaign)
+        }
+        "CampaignUpdated" => {
+            PictureUpdate::CampaignUpdated(src.parse::<CampaignRecord>().map_err(bad)?.campaign)
+        }
+        other => {
+            return Err(Rejection::new(
+                RejectReason::UnknownSchema,
+                format!("{other:?} is not a threat-picture record"),
+            ))
+        }
+    })
+}
+
 /// A JSON input: an object whose `type` names the event.
 fn decode_json(bytes: &[u8]) -> Result<Event, Rejection> {
     let value: serde_json::Value =
@@ -430,6 +503,9 @@ pub fn samples(codec: &Codec) -> Vec<(&'static str, Vec<u8>)> {
             &[(Capability::IcsOt, 3), (Capability::Forensics, 1)],
         ),
         sample::incident_updated(c.envelope("EST"), "I1", Priority::Emergency),
+        // Both report 203.0.113.7, as I1 did: a campaign of EST and LVA, then LTU joins.
+        sample::incident(c.envelope("LVA"), "I2", Tlp::Green, Priority::High),
+        sample::incident(c.envelope("LTU"), "I3", Tlp::Green, Priority::High),
         sample::accepted(c.envelope("DEU"), "A-00000001"),
         sample::offer_updated(c.envelope("DEU"), "O1", 2),
         sample::completed(c.envelope("DEU"), "A-00000001"),
@@ -443,13 +519,18 @@ pub fn samples(codec: &Codec) -> Vec<(&'static str, Vec<u8>)> {
         let decided =
             rallypoint_core::apply(&mut store, &rallypoint_core::CoreConfig::default(), e);
         for o in decided.into_iter().flatten() {
-            if let rallypoint_core::Output::Decision(r) = o {
-                if !out.iter().any(|(n, _)| *n == r.decision.type_name()) {
-                    out.push((
-                        r.decision.type_name(),
-                        codec.encode_decision(&r.decision, Format::Avro),
-                    ));
+            let (name, bytes) = match &o {
+                rallypoint_core::Output::Decision(r) => (
+                    r.decision.type_name(),
+                    codec.encode_decision(&r.decision, Format::Avro),
+                ),
+                rallypoint_core::Output::Picture(u) => {
+                    (u.type_name(), codec.encode_picture(u, Format::Avro))
                 }
+                rallypoint_core::Output::Rejected(_) => continue,
+            };
+            if !out.iter().any(|(n, _)| *n == name) {
+                out.push((name, bytes));
             }
         }
     }

@@ -75,6 +75,18 @@ pub const FILES: &[(&str, &str)] = &[
         include_str!("../../schemas/assistance_unmet.avsc"),
     ),
     ("DeadLetter", include_str!("../../schemas/dead_letter.avsc")),
+    (
+        "ThreatPicture",
+        include_str!("../../schemas/threat_picture.avsc"),
+    ),
+    (
+        "CampaignDetected",
+        include_str!("../../schemas/campaign_detected.avsc"),
+    ),
+    (
+        "CampaignUpdated",
+        include_str!("../../schemas/campaign_updated.avsc"),
+    ),
 ];
 
 /// The last released version of the schemas (`schemas/released/v1`): records written with it

@@ -34,7 +34,7 @@ fn some_decisions() -> Vec<Routed> {
     out.into_iter()
         .filter_map(|o| match o {
             Output::Decision(r) => Some(r),
-            Output::Rejected(_) => None,
+            _ => None,
         })
         .collect()
 }
@@ -327,4 +327,22 @@ fn a_record_written_with_the_released_schema_decodes_with_new_fields_defaulted()
     };
     assert_eq!(r.needs[0].delivery, Delivery::Either);
     assert_eq!(decoded, event);
+}
+
+#[test]
+fn threat_picture_records_round_trip_in_avro_and_json() {
+    let codec = Codec::new().unwrap();
+    let mut seen = std::collections::BTreeSet::new();
+    for (name, bytes) in samples(&codec) {
+        if !["ThreatPicture", "CampaignDetected", "CampaignUpdated"].contains(&name) {
+            continue;
+        }
+        let update = codec.decode_picture(&bytes).unwrap();
+        assert_eq!(update.type_name(), name);
+        assert_eq!(codec.encode_picture(&update, Format::Avro), bytes);
+        let json = codec.encode_picture(&update, Format::Json);
+        assert_eq!(codec.decode_picture(&json).unwrap(), update);
+        seen.insert(name);
+    }
+    assert_eq!(seen.len(), 3, "{seen:?}");
 }

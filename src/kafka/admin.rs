@@ -42,6 +42,15 @@ pub fn specs(config: &Config) -> Vec<Spec> {
         partitions: outputs,
         configs: vec![("retention.ms", "2592000000")],
     });
+    specs.push(Spec {
+        name: t.threat_picture(),
+        partitions: outputs,
+        configs: vec![
+            ("cleanup.policy", "compact"),
+            ("min.compaction.lag.ms", "60000"),
+            ("segment.ms", "3600000"),
+        ],
+    });
     // The journal is the event store: one partition for a total order, kept for ever.
     specs.push(Spec {
         name: t.journal(),

@@ -148,6 +148,7 @@ impl Coordinator {
                     decided = true;
                 }
                 Output::Rejected(rejection) => self.dead_letter(m, &rejection, txn)?,
+                Output::Picture(update) => self.publish_picture(&update, txn)?,
             }
         }
         if decided {
@@ -185,6 +186,31 @@ impl Coordinator {
         self.metrics
             .records_out
             .with_label_values(&[STAGE, "decision"])
+            .inc();
+        Ok(())
+    }
+
+    fn publish_picture(
+        &self,
+        update: &rallypoint_core::picture::PictureUpdate,
+        txn: &mut Transactional,
+    ) -> Result<(), TxnError> {
+        let value = self
+            .codec
+            .encode_picture(update, self.config.topics.decisions_format);
+        let headers = OwnedHeaders::new().insert(Header {
+            key: "rp.type",
+            value: Some(update.type_name()),
+        });
+        txn.send(
+            &self.topics.threat_picture(),
+            Some(update.key().as_bytes()),
+            Some(&value),
+            Some(headers),
+        )?;
+        self.metrics
+            .records_out
+            .with_label_values(&[STAGE, "picture"])
             .inc();
         Ok(())
     }

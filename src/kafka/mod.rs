@@ -68,6 +68,11 @@ impl Topics {
     pub fn coalition_decisions(&self) -> String {
         format!("{}rrc.out.coalition.decisions", self.prefix)
     }
+
+    /// Compacted: the latest record per scope-window or campaign is the current picture.
+    pub fn threat_picture(&self) -> String {
+        format!("{}rrc.out.coalition.threat-picture", self.prefix)
+    }
 }
 
 /// Settings every client shares; only validated values from our config reach librdkafka.

@@ -13,7 +13,8 @@
 //!   priority-weighted optimal matching (proven against exhaustive search)
 //! - [`decision`], [`tlp`]: the decisions, and who may see what of them
 //! - [`picture`], [`indicator`], [`attack`]: the live threat picture, campaign correlation over
-//!   normalized indicators, and the ATT&CK tactics of techniques
+//!   normalized indicators, and the ATT&CK tactics of techniques; [`query`]: read-only views
+//!   of them for the query API
 //! - [`state`], [`store`]: typed state over a narrow key-value interface
 //! - [`reject`]: why an input was not applied
 
@@ -24,6 +25,7 @@ pub mod event;
 pub mod indicator;
 pub mod optimal;
 pub mod picture;
+pub mod query;
 pub mod rank;
 pub mod reject;
 pub mod rules;

@@ -15,6 +15,7 @@
 //! - `x/<indicator key>`: incidents one normalized indicator links (capped)
 //! - `v/<incident_id>`: an incident's indicator keys; `g/<incident_id>`: its campaign
 //! - `k/<campaign_id>`: a campaign's members
+//! - `n/<request_id>`: requests whose incident is open
 //!
 //! Values are postcard-encoded, prefixed by a format byte so that a later layout can be told
 //! apart from this one.
@@ -250,6 +251,12 @@ pub struct PictureStats {
 }
 
 pub const PICTURE_STATS: &[u8] = b"m/picture";
+
+pub const OPEN_REQUESTS: &[u8] = b"n/";
+
+pub fn open_request_key(request_id: &str) -> Vec<u8> {
+    [OPEN_REQUESTS, request_id.as_bytes()].concat()
+}
 
 pub fn deadline_key(respond_by: i64, assignment_id: &str) -> Vec<u8> {
     timed_key(DEADLINES, respond_by, assignment_id)

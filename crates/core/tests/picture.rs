@@ -366,3 +366,44 @@ proptest! {
         prop_assert_eq!(end_state(&order), reference);
     }
 }
+
+#[test]
+fn the_query_views_show_open_requests_campaigns_and_a_scope_as_the_cell_may_see_them() {
+    use rallypoint_core::query;
+    let mut w = world(hourly());
+    w.hit("EST", "I1", Tlp::Red, Capability::Forensics, 2);
+    w.hit("LVA", "I2", Tlp::Green, Capability::IcsOt, 1);
+    w.hit("LTU", "I3", Tlp::Green, Capability::IcsOt, 1);
+    let e = w.env("LTU");
+    w.apply(&sample::closed(e, "I3"));
+    let open = query::open_requests(&w.store, None).unwrap();
+    let ids: Vec<&str> = open.iter().map(|r| r.request_id.as_str()).collect();
+    assert_eq!(ids, vec!["R-I1", "R-I2"]);
+    assert_eq!(open[0].priority, None, "RED: ids and capability only");
+    assert_eq!(open[1].needs[0].missing, 1);
+    assert_eq!(
+        query::open_requests(&w.store, Some("LVA")).unwrap().len(),
+        1
+    );
+    report(&mut w, "EST", "I4", Tlp::Green, T0, &["c2.example.net"]);
+    report(&mut w, "POL", "I5", Tlp::Green, T0, &["c2.example.net"]);
+    // sample::incident reports 203.0.113.7 for I1-I3 too: that is a campaign of its own.
+    let campaigns = query::active_campaigns(&w.store).unwrap();
+    let seen: Vec<(Vec<String>, Vec<String>, i64)> = campaigns
+        .into_iter()
+        .map(|c| (c.nations, c.incidents, c.red_incidents))
+        .collect();
+    let v = |x: &[&str]| x.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    assert_eq!(
+        seen,
+        vec![
+            (v(&["EST", "LTU", "LVA"]), v(&["I2", "I3"]), 1),
+            (v(&["EST", "POL"]), v(&["I4", "I5"]), 0)
+        ]
+    );
+    let scope = query::scope_picture(&w.store, "nation:EST", 5).unwrap();
+    let total = scope.total.expect("a running total");
+    assert_eq!((total.open_incidents, total.open_requests), (2, 1));
+    // I1 happened a minute before T0, I4 at T0: two hourly windows.
+    assert_eq!(scope.windows.len(), 2);
+}

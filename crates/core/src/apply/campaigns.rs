@@ -7,12 +7,13 @@
 //! id. When a value reaches the cap, the campaigns it held together are recomputed and may
 //! split.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
 
 use super::{Fold, Output};
-use crate::event::{Indicator, Tlp};
+use crate::event::Indicator;
 use crate::indicator;
-use crate::picture::{Campaign, CampaignStatus, PictureUpdate};
+use crate::picture::{CampaignStatus, PictureUpdate};
+use crate::query;
 use crate::state::*;
 use crate::store::{Store, StoreError};
 
@@ -144,8 +145,7 @@ impl<S: Store> Fold<'_, '_, S> {
                 self.st.save(&membership_key(m), &id);
             }
         }
-        let (nations, _) = self.nations_of(&sorted)?;
-        let active = nations.len() >= 2;
+        let active = self.nations(&sorted)?.len() >= 2;
         let was_active = previous.as_ref().is_some_and(|p| p.active);
         self.st.save(
             &campaign_key(&id),
@@ -187,22 +187,15 @@ impl<S: Store> Fold<'_, '_, S> {
         Ok(())
     }
 
-    /// Every nation of the members, and the members that are not RED.
-    fn nations_of(
-        &self,
-        members: &[String],
-    ) -> Result<(BTreeSet<String>, Vec<String>), StoreError> {
+    /// Every nation with an incident among `members`.
+    fn nations(&self, members: &[String]) -> Result<BTreeSet<String>, StoreError> {
         let mut nations = BTreeSet::new();
-        let mut visible = Vec::new();
         for m in members {
             if let Some(i) = self.st.incident(m)? {
-                nations.insert(i.nation.clone());
-                if i.tlp != Tlp::Red {
-                    visible.push(m.clone());
-                }
+                nations.insert(i.nation);
             }
         }
-        Ok((nations, visible))
+        Ok(nations)
     }
 
     fn publish_campaign(
@@ -213,23 +206,6 @@ impl<S: Store> Fold<'_, '_, S> {
         merged_into: Option<&str>,
         detected: bool,
     ) -> Result<(), StoreError> {
-        let (nations, visible) = self.nations_of(members)?;
-        // Indicators that link two or more of the visible incidents: RED ones add none.
-        let mut shared: BTreeMap<String, u32> = BTreeMap::new();
-        for m in &visible {
-            let keys: Vec<String> = self
-                .st
-                .load(&incident_indicators_key(m))?
-                .unwrap_or_default();
-            for k in keys {
-                *shared.entry(k).or_default() += 1;
-            }
-        }
-        let indicators = shared
-            .into_iter()
-            .filter(|(_, n)| *n >= 2)
-            .map(|(k, _)| k)
-            .collect();
         let delta = match (detected, status) {
             (true, _) => 1,
             (false, CampaignStatus::Merged | CampaignStatus::Dissolved) => -1,
@@ -238,17 +214,8 @@ impl<S: Store> Fold<'_, '_, S> {
         if delta != 0 {
             self.stats(|s| s.active_campaigns += delta)?;
         }
-        let campaign = Campaign {
-            campaign_id: id.to_owned(),
-            status,
-            merged_into: merged_into.map(str::to_owned),
-            stream_time: self.now,
-            nations: nations.into_iter().collect(),
-            incident_count: members.len() as i64,
-            red_incidents: (members.len() - visible.len()) as i64,
-            incidents: visible,
-            indicators,
-        };
+        let campaign =
+            query::campaign_record(&*self.st.store, id, members, status, merged_into, self.now)?;
         self.outputs.push(Output::Picture(if detected {
             PictureUpdate::CampaignDetected(campaign)
         } else {

@@ -168,6 +168,7 @@ impl<S: Store> Fold<'_, '_, S> {
             self.mark_fresh(c, &request.request_id, idx);
         }
         self.st.put_request(&request);
+        self.st.mark(&open_request_key(&request.request_id));
         incident.requests.push(request.request_id);
         self.st.put_incident(&incident);
         let scopes = picture::scopes(&incident);
@@ -192,6 +193,7 @@ impl<S: Store> Fold<'_, '_, S> {
         })?;
         self.windows(&scopes, e.envelope.occurred_at, |t| t.closed += 1)?;
         for request_id in &incident.requests {
+            self.st.remove(&open_request_key(request_id));
             let Some(request) = self.st.request(request_id)? else {
                 continue;
             };

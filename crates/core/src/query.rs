@@ -1,0 +1,203 @@
+//! Read-only views of the state for the query API: the picture of a scope, the active
+//! campaigns, the open requests. Each function only reads the [`Store`] it is given, so the
+//! coordinator answers from committed state. What they return is what the coordination cell
+//! may see: RED incidents show ids and capability only.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::event::{Capability, Priority, Sector, Tlp};
+use crate::picture::{self, Campaign, CampaignStatus, Tally, ThreatPicture};
+use crate::state::*;
+use crate::store::{Store, StoreError};
+
+fn load<T: serde::de::DeserializeOwned, S: Store + ?Sized>(
+    store: &S,
+    key: &[u8],
+) -> Result<Option<T>, StoreError> {
+    match store.get(key)? {
+        Some(bytes) if !bytes.is_empty() => decode(key, &bytes).map(Some),
+        _ => Ok(None),
+    }
+}
+
+fn stream_time<S: Store + ?Sized>(store: &S) -> Result<i64, StoreError> {
+    Ok(load(store, b"m/stream_time")?.unwrap_or(0))
+}
+
+/// The running total and the open windows of one scope, e.g. `alliance` or `nation:EST`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScopePicture {
+    pub scope: String,
+    pub stream_time: i64,
+    pub total: Option<ThreatPicture>,
+    pub windows: Vec<ThreatPicture>,
+}
+
+pub fn scope_picture<S: Store + ?Sized>(
+    store: &S,
+    scope: &str,
+    top: usize,
+) -> Result<ScopePicture, StoreError> {
+    let now = stream_time(store)?;
+    let prefix = format!("p/{scope}/").into_bytes();
+    let mut out = ScopePicture {
+        scope: scope.to_owned(),
+        stream_time: now,
+        total: None,
+        windows: Vec::new(),
+    };
+    for (key, bytes) in store.scan_prefix(&prefix)? {
+        let Some((scope, size, start)) = parse_tally_key(&key) else {
+            continue;
+        };
+        let tally: Tally = decode(&key, &bytes)?;
+        let published = if size == 0 {
+            format!("{scope}/total")
+        } else {
+            format!("{scope}/{size}/{start}")
+        };
+        let p = picture::publish(&published, &scope, (size, start), now, &tally, top);
+        if size == 0 {
+            out.total = Some(p);
+        } else {
+            out.windows.push(p);
+        }
+    }
+    Ok(out)
+}
+
+/// A campaign as published: nations of every member, ids and shared indicators of the
+/// non-RED ones only.
+pub fn campaign_record<S: Store + ?Sized>(
+    store: &S,
+    id: &str,
+    members: &[String],
+    status: CampaignStatus,
+    merged_into: Option<&str>,
+    now: i64,
+) -> Result<Campaign, StoreError> {
+    let mut nations = BTreeSet::new();
+    let mut visible = Vec::new();
+    for m in members {
+        if let Some(i) = load::<Incident, S>(store, &incident_key(m))? {
+            nations.insert(i.nation.clone());
+            if i.tlp != Tlp::Red {
+                visible.push(m.clone());
+            }
+        }
+    }
+    // Indicators that link two or more of the visible incidents: RED ones add none.
+    let mut shared: BTreeMap<String, u32> = BTreeMap::new();
+    for m in &visible {
+        let keys: Vec<String> = load(store, &incident_indicators_key(m))?.unwrap_or_default();
+        for k in keys {
+            *shared.entry(k).or_default() += 1;
+        }
+    }
+    Ok(Campaign {
+        campaign_id: id.to_owned(),
+        status,
+        merged_into: merged_into.map(str::to_owned),
+        stream_time: now,
+        nations: nations.into_iter().collect(),
+        incident_count: members.len() as i64,
+        red_incidents: (members.len() - visible.len()) as i64,
+        incidents: visible,
+        indicators: shared
+            .into_iter()
+            .filter(|(_, n)| *n >= 2)
+            .map(|(k, _)| k)
+            .collect(),
+    })
+}
+
+/// Every campaign that spans two or more nations now.
+pub fn active_campaigns<S: Store + ?Sized>(store: &S) -> Result<Vec<Campaign>, StoreError> {
+    let now = stream_time(store)?;
+    let mut out = Vec::new();
+    for (key, bytes) in store.scan_prefix(b"k/")? {
+        let state: CampaignState = decode(&key, &bytes)?;
+        if !state.active {
+            continue;
+        }
+        let id = String::from_utf8_lossy(&key[2..]).into_owned();
+        out.push(campaign_record(
+            store,
+            &id,
+            &state.members,
+            CampaignStatus::Active,
+            None,
+            now,
+        )?);
+    }
+    Ok(out)
+}
+
+/// One capability of an open request, and how far it is covered.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NeedView {
+    pub capability: Capability,
+    pub units: i32,
+    pub covered: i32,
+    pub missing: i32,
+}
+
+/// A request whose incident is open.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpenRequest {
+    pub request_id: String,
+    pub incident_id: String,
+    pub nation: String,
+    pub tlp: Tlp,
+    /// Left out under RED.
+    pub priority: Option<Priority>,
+    pub sector: Option<Sector>,
+    pub requested_at: i64,
+    pub needs: Vec<NeedView>,
+    pub assignments: Vec<String>,
+}
+
+/// Open requests, of one nation or all, oldest first.
+pub fn open_requests<S: Store + ?Sized>(
+    store: &S,
+    nation: Option<&str>,
+) -> Result<Vec<OpenRequest>, StoreError> {
+    let mut out = Vec::new();
+    for (key, _) in store.scan_prefix(OPEN_REQUESTS)? {
+        let id = String::from_utf8_lossy(&key[OPEN_REQUESTS.len()..]).into_owned();
+        let Some(r) = load::<Request, S>(store, &request_key(&id))? else {
+            continue;
+        };
+        if nation.is_some_and(|n| n != r.nation) {
+            continue;
+        }
+        let Some(i) = load::<Incident, S>(store, &incident_key(&r.incident_id))? else {
+            continue;
+        };
+        let red = i.tlp == Tlp::Red;
+        out.push(OpenRequest {
+            request_id: r.request_id.clone(),
+            incident_id: r.incident_id.clone(),
+            nation: r.nation.clone(),
+            tlp: i.tlp,
+            priority: (!red).then_some(i.priority),
+            sector: (!red).then_some(i.sector),
+            requested_at: r.reported_at,
+            needs: r
+                .needs
+                .iter()
+                .map(|n| NeedView {
+                    capability: n.capability,
+                    units: n.units,
+                    covered: n.covered,
+                    missing: n.missing(),
+                })
+                .collect(),
+            assignments: r.assignments.clone(),
+        });
+    }
+    out.sort_by(|a, b| (a.requested_at, &a.request_id).cmp(&(b.requested_at, &b.request_id)));
+    Ok(out)
+}
