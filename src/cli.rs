@@ -249,8 +249,12 @@ fn run(config: Config, role: Role) -> anyhow::Result<()> {
             failed_tx.clone(),
         )?);
     }
+    let mut query_client = None;
     if matches!(role, Role::All | Role::Coordinator) {
-        let coordinator = Coordinator::new(config.clone(), codec.clone(), metrics.clone());
+        let (client, questions) = crate::query::channel();
+        query_client = Some(client);
+        let coordinator = Coordinator::new(config.clone(), codec.clone(), metrics.clone())
+            .with_queries(questions);
         stages.push(spawn_stage(
             "coordinator",
             move |s, r| coordinator.run(s, r),
@@ -265,6 +269,7 @@ fn run(config: Config, role: Role) -> anyhow::Result<()> {
         registry,
         ready,
         stage_ready: metrics.stage_ready.clone(),
+        query: query_client,
     };
     let server_stop = stop.clone();
     let server = rt.spawn(http::serve(config.http_listen, state, async move {

@@ -1,14 +1,16 @@
 //! The HTTP endpoint: `/metrics` (Prometheus text format), `/healthz` (the process answers),
-//! `/readyz` (every stage has started: broker reached, state restored).
+//! `/readyz` (every stage has started: broker reached, state restored), and the JSON query API
+//! under `/api/v1/` (see [`crate::query`]).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::{header, StatusCode};
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use axum::Json;
 use axum::Router;
 use prometheus::{Encoder, IntGaugeVec, Registry, TextEncoder};
 
@@ -19,6 +21,8 @@ pub struct AppState {
     pub ready: Vec<(&'static str, Arc<AtomicBool>)>,
     /// Mirrors `ready` for Prometheus, which cannot read `/readyz`.
     pub stage_ready: IntGaugeVec,
+    /// The query API's line to the coordinator, when this process runs one.
+    pub query: Option<crate::query::Client>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -26,6 +30,9 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
+        .route("/api/v1/picture", get(picture))
+        .route("/api/v1/campaigns", get(campaigns))
+        .route("/api/v1/requests", get(requests))
         .with_state(state)
 }
 
@@ -66,6 +73,75 @@ async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
             format!("starting: {}\n", waiting.join(", ")),
         )
     }
+}
+
+#[derive(serde::Deserialize)]
+struct ScopeParam {
+    scope: Option<String>,
+}
+
+#[derive(serde::Deserialize)]
+struct NationParam {
+    nation: Option<String>,
+}
+
+/// How long a query waits for the coordinator's answer.
+const PATIENCE: std::time::Duration = std::time::Duration::from_secs(5);
+
+async fn picture(State(s): State<AppState>, Query(p): Query<ScopeParam>) -> Response {
+    let scope = p.scope.unwrap_or_else(|| "alliance".into());
+    let valid = scope.len() <= 64
+        && (scope == "alliance"
+            || scope.split_once(':').is_some_and(|(kind, name)| {
+                ["nation", "sector", "rsit", "priority"].contains(&kind)
+                    && !name.is_empty()
+                    && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+            }));
+    if !valid {
+        return bad_request(format!(
+            "scope {scope:?}: expected alliance, nation:<ALPHA3>, sector:<sector>, rsit:<class> or priority:<Priority>"
+        ));
+    }
+    ask(&s, crate::query::Query::Picture { scope }).await
+}
+
+async fn campaigns(State(s): State<AppState>) -> Response {
+    ask(&s, crate::query::Query::Campaigns).await
+}
+
+async fn requests(State(s): State<AppState>, Query(p): Query<NationParam>) -> Response {
+    if let Some(n) = &p.nation {
+        if !rallypoint_core::validate::is_nation(n) {
+            return bad_request(format!("nation {n:?}: expected an ISO 3166-1 alpha-3 code"));
+        }
+    }
+    ask(&s, crate::query::Query::Requests { nation: p.nation }).await
+}
+
+async fn ask(s: &AppState, q: crate::query::Query) -> Response {
+    let Some(client) = &s.query else {
+        return unavailable("no coordinator runs in this process".into());
+    };
+    match client.ask(q, PATIENCE).await {
+        Ok(v) => Json(v).into_response(),
+        Err(e) => unavailable(e.to_string()),
+    }
+}
+
+fn bad_request(why: String) -> Response {
+    (
+        StatusCode::BAD_REQUEST,
+        Json(serde_json::json!({ "error": why })),
+    )
+        .into_response()
+}
+
+fn unavailable(why: String) -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        Json(serde_json::json!({ "error": why })),
+    )
+        .into_response()
 }
 
 /// Serves until `shutdown` resolves.

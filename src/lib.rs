@@ -16,6 +16,7 @@ pub mod codec;
 pub mod config;
 pub mod http;
 pub mod kafka;
+pub mod query;
 pub mod replay;
 pub mod simulate;
 pub mod store;

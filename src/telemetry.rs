@@ -2,8 +2,10 @@
 //! their own); names follow `rallypoint_<name>_<unit>` and label values are bounded sets
 //! (stage, reject reason, decision type, topic and partition of our own topics, store).
 
+mod mission;
 mod store;
 
+pub use mission::MissionGauges;
 pub use store::StoreGauges;
 
 use prometheus::{
@@ -27,6 +29,8 @@ pub struct Metrics {
     pub consumer_lag: IntGaugeVec,
     /// RocksDB's figures about each state store.
     pub store: StoreGauges,
+    /// Open incidents, requests, capacity and the correlation, from the coordinator's state.
+    pub mission: MissionGauges,
     /// 1 once a stage has started (what `/readyz` answers), set when `/metrics` is scraped.
     pub stage_ready: IntGaugeVec,
     pub restored_records: IntCounterVec,
@@ -124,6 +128,7 @@ impl Metrics {
             end_to_end_seconds,
             consumer_lag,
             store: StoreGauges::register(reg),
+            mission: MissionGauges::register(reg),
             stage_ready,
         }
     }

@@ -30,6 +30,7 @@ fn dir() -> PathBuf {
 fn config() -> CoreConfig {
     CoreConfig {
         acceptance_timeout_ms: 20_000,
+        ..CoreConfig::default()
     }
 }
 

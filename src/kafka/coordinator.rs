@@ -8,6 +8,7 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::Receiver;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -23,6 +24,7 @@ use super::txn::{Transactional, TxnError};
 use super::{BatchOffsets, Polled, Topics, HDR_INPUT_TS};
 use crate::codec::Codec;
 use crate::config::Config;
+use crate::query::Asked;
 use crate::store::RocksStore;
 use crate::telemetry::Metrics;
 
@@ -36,6 +38,8 @@ pub struct Coordinator {
     topics: Topics,
     codec: Arc<Codec>,
     metrics: Metrics,
+    /// Questions of the query API, answered between batches.
+    queries: Option<Receiver<Asked>>,
 }
 
 /// What one batch must do once its transaction has committed.
@@ -54,6 +58,21 @@ impl Coordinator {
             config,
             codec,
             metrics,
+            queries: None,
+        }
+    }
+
+    /// Answers the query API from this coordinator's state.
+    pub fn with_queries(mut self, queries: Receiver<Asked>) -> Self {
+        self.queries = Some(queries);
+        self
+    }
+
+    /// RocksDB's and the mission's figures into the metrics.
+    fn observe(&self, store: &RocksStore) {
+        self.metrics.store.observe(STAGE, &store.figures());
+        if let Err(e) = self.metrics.mission.observe(store) {
+            tracing::warn!(error = %e, "reading the mission figures failed");
         }
     }
 
@@ -82,7 +101,7 @@ impl Coordinator {
         consumer
             .subscribe(&[&self.topics.journal()])
             .context("subscribing to the journal")?;
-        self.metrics.store.observe(STAGE, &store.figures());
+        self.observe(&store);
         let mut figures_read = Instant::now();
         ready.store(true, Ordering::SeqCst);
         tracing::info!(journal = %self.topics.journal(), "coordinator running");
@@ -90,8 +109,11 @@ impl Coordinator {
         let mut pending = Pending::default();
         while !stop.load(Ordering::SeqCst) {
             if figures_read.elapsed() >= FIGURES_EVERY {
-                self.metrics.store.observe(STAGE, &store.figures());
+                self.observe(&store);
                 figures_read = Instant::now();
+            }
+            if let Some(rx) = &self.queries {
+                crate::query::answer_waiting(rx, &store, self.core.picture.top);
             }
             let polled = super::poll_batch(&consumer, &self.config.kafka, &mut batch, |m| {
                 self.process(m, &store, &mut pending, &mut txn)?;

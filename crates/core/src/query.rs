@@ -88,7 +88,8 @@ pub fn campaign_record<S: Store + ?Sized>(
             }
         }
     }
-    // Indicators that link two or more of the visible incidents: RED ones add none.
+    // Indicators that link two or more of the visible incidents (RED ones add none, capped
+    // values link nothing).
     let mut shared: BTreeMap<String, u32> = BTreeMap::new();
     for m in &visible {
         let keys: Vec<String> = load(store, &incident_indicators_key(m))?.unwrap_or_default();
@@ -105,12 +106,22 @@ pub fn campaign_record<S: Store + ?Sized>(
         incident_count: members.len() as i64,
         red_incidents: (members.len() - visible.len()) as i64,
         incidents: visible,
-        indicators: shared
-            .into_iter()
-            .filter(|(_, n)| *n >= 2)
-            .map(|(k, _)| k)
-            .collect(),
+        indicators: linking(store, shared)?,
     })
+}
+
+fn linking<S: Store + ?Sized>(
+    store: &S,
+    counts: BTreeMap<String, u32>,
+) -> Result<Vec<String>, StoreError> {
+    let mut out = Vec::new();
+    for (key, n) in counts {
+        let capped = load::<Posting, S>(store, &posting_key(&key))?.is_some_and(|p| p.capped);
+        if n >= 2 && !capped {
+            out.push(key);
+        }
+    }
+    Ok(out)
 }
 
 /// Every campaign that spans two or more nations now.

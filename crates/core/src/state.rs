@@ -239,6 +239,8 @@ pub struct CampaignState {
     pub members: Vec<String>,
     /// Whether it was last published as active (spanning two or more nations).
     pub active: bool,
+    /// The linking indicators it was last published with.
+    pub indicators: Vec<String>,
 }
 
 /// Running counts of the correlation and the picture, for metrics.

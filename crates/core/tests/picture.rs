@@ -407,3 +407,53 @@ fn the_query_views_show_open_requests_campaigns_and_a_scope_as_the_cell_may_see_
     // I1 happened a minute before T0, I4 at T0: two hourly windows.
     assert_eq!(scope.windows.len(), 2);
 }
+
+#[test]
+fn a_campaign_held_by_two_values_survives_a_third_being_capped_in_any_order() {
+    let reports: [(&str, &str, Tlp, &[&str]); 5] = [
+        (
+            "EST",
+            "I-est",
+            Tlp::Amber,
+            &["c2.example.net", "cdn.example"],
+        ),
+        (
+            "LVA",
+            "I-lva",
+            Tlp::Green,
+            &["C2.example.NET", "cdn.example", "upd.example.org"],
+        ),
+        ("LTU", "I-ltu", Tlp::Red, &["c2.example.net"]),
+        (
+            "POL",
+            "I-pol",
+            Tlp::Green,
+            &["upd.example.org", "cdn.example"],
+        ),
+        ("DEU", "I-deu", Tlp::Green, &["cdn.example"]),
+    ];
+    let mut orders = vec![vec![0, 1, 2, 3, 4], vec![1, 2, 0, 3, 4]];
+    for a in 0..5 {
+        for b in 0..5 {
+            let mut o: Vec<usize> = (0..5).collect();
+            o.swap(a, b);
+            o.rotate_left(a);
+            orders.push(o);
+        }
+    }
+    for order in orders {
+        let mut w = world(hourly());
+        let mut last: BTreeMap<String, CampaignStatus> = BTreeMap::new();
+        for &i in &order {
+            let (n, id, tlp, values) = reports[i];
+            for (_, c) in campaigns(&report(&mut w, n, id, tlp, T0, values)) {
+                last.insert(c.campaign_id, c.status);
+            }
+        }
+        assert_eq!(
+            last.get("I-est"),
+            Some(&CampaignStatus::Active),
+            "order {order:?}: {last:?}"
+        );
+    }
+}

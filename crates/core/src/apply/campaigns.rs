@@ -137,7 +137,25 @@ impl<S: Store> Fold<'_, '_, S> {
             }
             return Ok(split);
         }
-        if previous.as_ref().is_some_and(|p| p.members == sorted) {
+        let active = self.nations(&sorted)?.len() >= 2;
+        let record = query::campaign_record(
+            &*self.st.store,
+            &id,
+            &sorted,
+            if active {
+                CampaignStatus::Active
+            } else {
+                CampaignStatus::Dissolved
+            },
+            None,
+            self.now,
+        )?;
+        let state = CampaignState {
+            members: sorted.clone(),
+            active,
+            indicators: record.indicators.clone(),
+        };
+        if previous.as_ref() == Some(&state) {
             return Ok(split);
         }
         for m in &members {
@@ -145,25 +163,11 @@ impl<S: Store> Fold<'_, '_, S> {
                 self.st.save(&membership_key(m), &id);
             }
         }
-        let active = self.nations(&sorted)?.len() >= 2;
         let was_active = previous.as_ref().is_some_and(|p| p.active);
-        self.st.save(
-            &campaign_key(&id),
-            &CampaignState {
-                members: sorted.clone(),
-                active,
-            },
-        );
+        self.st.save(&campaign_key(&id), &state);
         match (was_active, active) {
-            (false, true) => {
-                self.publish_campaign(&id, &sorted, CampaignStatus::Active, None, true)?
-            }
-            (true, true) => {
-                self.publish_campaign(&id, &sorted, CampaignStatus::Active, None, false)?
-            }
-            (true, false) => {
-                self.publish_campaign(&id, &sorted, CampaignStatus::Dissolved, None, false)?
-            }
+            (false, true) => self.emit_campaign(record, true)?,
+            (true, _) => self.emit_campaign(record, false)?,
             (false, false) => {}
         }
         Ok(split)
@@ -206,7 +210,18 @@ impl<S: Store> Fold<'_, '_, S> {
         merged_into: Option<&str>,
         detected: bool,
     ) -> Result<(), StoreError> {
-        let delta = match (detected, status) {
+        let campaign =
+            query::campaign_record(&*self.st.store, id, members, status, merged_into, self.now)?;
+        self.emit_campaign(campaign, detected)
+    }
+
+    /// Publishes a campaign record and keeps the count of active campaigns.
+    fn emit_campaign(
+        &mut self,
+        campaign: crate::picture::Campaign,
+        detected: bool,
+    ) -> Result<(), StoreError> {
+        let delta = match (detected, campaign.status) {
             (true, _) => 1,
             (false, CampaignStatus::Merged | CampaignStatus::Dissolved) => -1,
             _ => 0,
@@ -214,8 +229,6 @@ impl<S: Store> Fold<'_, '_, S> {
         if delta != 0 {
             self.stats(|s| s.active_campaigns += delta)?;
         }
-        let campaign =
-            query::campaign_record(&*self.st.store, id, members, status, merged_into, self.now)?;
         self.outputs.push(Output::Picture(if detected {
             PictureUpdate::CampaignDetected(campaign)
         } else {

@@ -1,0 +1,144 @@
+//! Mission figures as gauges: open incidents by priority, open requests, unmet needs, capacity
+//! offered and committed per capability, and the correlation's size (active campaigns,
+//! indicator values, capped values, late events). The coordinator reads them from its
+//! committed state every few seconds ([`MissionGauges::observe`]); they are the picture's
+//! running totals, so they agree with the threat-picture topic.
+
+use prometheus::{IntCounter, IntGauge, IntGaugeVec, Opts, Registry};
+use rallypoint_core::event::{Capability, Priority};
+use rallypoint_core::picture::{serde_name, Tally};
+use rallypoint_core::state::{decode, total_key, PictureStats, PICTURE_STATS};
+use rallypoint_core::store::{Store, StoreError};
+
+#[derive(Clone)]
+pub struct MissionGauges {
+    open_incidents: IntGaugeVec,
+    open_requests: IntGauge,
+    unmet_needs: IntGauge,
+    capacity: IntGaugeVec,
+    campaigns: IntGauge,
+    indicator_values: IntGauge,
+    capped: IntGauge,
+    late: IntCounter,
+}
+
+fn register<T: prometheus::core::Collector + Clone + 'static>(reg: &Registry, m: T) -> T {
+    reg.register(Box::new(m.clone()))
+        .expect("metric registered once");
+    m
+}
+
+fn gauge(reg: &Registry, name: &str, help: &str) -> IntGauge {
+    register(reg, IntGauge::new(name, help).expect("valid metric"))
+}
+
+fn load<T: serde::de::DeserializeOwned, S: Store + ?Sized>(
+    store: &S,
+    key: &[u8],
+) -> Result<Option<T>, StoreError> {
+    match store.get(key)? {
+        Some(bytes) if !bytes.is_empty() => decode(key, &bytes).map(Some),
+        _ => Ok(None),
+    }
+}
+
+impl MissionGauges {
+    pub fn register(reg: &Registry) -> Self {
+        Self {
+            open_incidents: register(
+                reg,
+                IntGaugeVec::new(
+                    Opts::new("rallypoint_open_incidents", "Open incidents, by priority."),
+                    &["priority"],
+                )
+                .expect("valid metric"),
+            ),
+            open_requests: gauge(
+                reg,
+                "rallypoint_open_requests",
+                "Requests for help whose incident is open.",
+            ),
+            unmet_needs: gauge(
+                reg,
+                "rallypoint_unmet_needs",
+                "Requested capabilities still missing units: help that no eligible offer covers.",
+            ),
+            capacity: register(
+                reg,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "rallypoint_capacity_units",
+                        "Units of help offered, and committed to proposals and confirmed \
+                         assignments, per capability.",
+                    ),
+                    &["capability", "state"],
+                )
+                .expect("valid metric"),
+            ),
+            campaigns: gauge(
+                reg,
+                "rallypoint_campaigns_active",
+                "Campaigns that span two or more nations.",
+            ),
+            indicator_values: gauge(
+                reg,
+                "rallypoint_indicator_values",
+                "Distinct normalized indicator values in the correlation index.",
+            ),
+            capped: gauge(
+                reg,
+                "rallypoint_indicator_values_capped",
+                "Indicator values reported by more incidents than the fan-out cap; they link none.",
+            ),
+            late: register(
+                reg,
+                IntCounter::new(
+                    "rallypoint_late_events_total",
+                    "Events too late for their window (past the allowed lateness); counted in \
+                     the picture's totals, not in a window.",
+                )
+                .expect("valid metric"),
+            ),
+        }
+    }
+
+    /// Reads the figures from the coordinator's committed state.
+    pub fn observe<S: Store + ?Sized>(&self, store: &S) -> Result<(), StoreError> {
+        let alliance: Tally = load(store, &total_key("alliance"))?.unwrap_or_default();
+        self.open_requests.set(alliance.open_requests);
+        self.unmet_needs.set(alliance.unmet_needs);
+        for c in Capability::ALL {
+            let (offered, committed) = alliance.capacity.get(&c).copied().unwrap_or_default();
+            self.capacity
+                .with_label_values(&[c.as_str(), "offered"])
+                .set(offered);
+            self.capacity
+                .with_label_values(&[c.as_str(), "committed"])
+                .set(committed);
+        }
+        for p in [
+            Priority::Baseline,
+            Priority::Low,
+            Priority::Medium,
+            Priority::High,
+            Priority::Severe,
+            Priority::Emergency,
+        ] {
+            let name = serde_name(&p);
+            let t: Tally =
+                load(store, &total_key(&format!("priority:{name}")))?.unwrap_or_default();
+            self.open_incidents
+                .with_label_values(&[&name])
+                .set(t.open_incidents);
+        }
+        let stats: PictureStats = load(store, PICTURE_STATS)?.unwrap_or_default();
+        self.campaigns.set(stats.active_campaigns);
+        self.indicator_values.set(stats.indicator_values as i64);
+        self.capped.set(stats.capped_values as i64);
+        let seen = self.late.get();
+        if stats.late_events > seen {
+            self.late.inc_by(stats.late_events - seen);
+        }
+        Ok(())
+    }
+}
