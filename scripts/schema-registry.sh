@@ -19,7 +19,8 @@
 #   REGISTRY_BOOTSTRAP   Kafka bootstrap address for the storage (required by `start`;
 #                        default: the address of scripts/kafka-local.sh's broker)
 #   REGISTRY_LOCAL_DIR   working folder (default <repo>/.rallypoint/schema-registry)
-#   REGISTRY_PORT        HTTP port on first start (default: a free one)
+#   REGISTRY_PORT        HTTP port on first start (default: a free one); the management
+#                        interface (health, metrics) takes another free port, on loopback too
 #   REGISTRY_START_TIMEOUT  seconds to wait for it (default 180)
 #   RALLYPOINT_CACHE     download cache root (default ~/.cache/rallypoint)
 #
@@ -130,6 +131,7 @@ init_work_dir() {
   suffix="$(python3 -c 'import uuid; print(uuid.uuid4().hex[:12])')"
   printf '%s\n' "$bootstrap" >"$work_dir/bootstrap"
   printf '%s\n' "$port" >"$work_dir/port"
+  free_port >"$work_dir/management-port"
   printf 'rallypoint-schema-registry-%s\n' "$suffix" >"$work_dir/topic"
   printf 'http://127.0.0.1:%s/apis/ccompat/v7\n' "$port" >"$work_dir/url"   # written last
 }
@@ -178,6 +180,7 @@ cmd_start() {
   setsid "$java" -Xms64m -Xmx512m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 \
     "-Drallypoint.registry.dir=$work_dir" \
     -Dquarkus.http.host=127.0.0.1 "-Dquarkus.http.port=$port" \
+    -Dquarkus.management.host=127.0.0.1 "-Dquarkus.management.port=$(<"$work_dir/management-port")" \
     -Dapicurio.storage.kind=kafkasql \
     "-Dapicurio.kafkasql.bootstrap.servers=$(<"$work_dir/bootstrap")" \
     "-Dapicurio.kafkasql.topic=$topic-journal" \
