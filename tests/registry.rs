@@ -249,6 +249,38 @@ fn feeds_and_siems_speak_the_confluent_wire_format_with_ids_from_the_registry() 
         "\n{}",
         h.log()
     );
+    // The tools read the same framing: `watch` as JSON lines, `replay` byte for byte.
+    let watch = h
+        .command(&[
+            "watch",
+            "--audience",
+            "EST",
+            "--from-beginning",
+            "--count",
+            "2",
+            "--idle",
+            "20s",
+        ])
+        .output()
+        .unwrap();
+    let lines = String::from_utf8_lossy(&watch.stdout);
+    assert_eq!(
+        lines
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["type"].clone())
+            .collect::<Vec<_>>(),
+        ["AssignmentProposed", "AssignmentConfirmed"],
+        "{lines}{}",
+        String::from_utf8_lossy(&watch.stderr)
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    let audit = h.command(&["replay"]).output().unwrap();
+    assert!(
+        audit.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&audit.stdout),
+        String::from_utf8_lossy(&audit.stderr)
+    );
     // The journal, too, is in the Confluent wire format with the registered ids.
     let journal = h.read("rrc.internal.journal", 4, WAIT);
     let kinds: Vec<String> = journal
