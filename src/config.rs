@@ -621,6 +621,27 @@ mod tests {
     }
 
     #[test]
+    fn the_registry_settings_come_from_the_environment_too() {
+        let env = Environment::with_prefix("RPTEST").source(Some(
+            [
+                (
+                    "RPTEST__SCHEMA_REGISTRY__URL",
+                    "https://registry.example:8081",
+                ),
+                ("RPTEST__SCHEMA_REGISTRY__USERNAME", "rallypoint"),
+                ("RPTEST__SCHEMA_REGISTRY__PASSWORD", "12345"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        ));
+        let c = Config::load_with_env(None, env).unwrap();
+        assert_eq!(c.schema_registry.url, "https://registry.example:8081");
+        assert_eq!(c.schema_registry.username, "rallypoint");
+        assert_eq!(c.schema_registry.password.0, "12345");
+    }
+
+    #[test]
     fn environment_overrides_the_file() {
         let mut f = tempfile::NamedTempFile::new().unwrap();
         f.write_all(b"[kafka]\nbootstrap_servers = \"file:9092\"\n")
