@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite on a fresh machine: installs what it needs, starts a real Kafka broker
-# on loopback for the integration tests, checks formatting and lints, runs every test, and
-# stops the broker again.
+# and a real Schema Registry on loopback for the integration tests, checks formatting and
+# lints, runs every test, and stops the registry and the broker again.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -12,11 +12,20 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/rallypoint/target}"
 # A broker of its own, in a temporary folder, removed on exit.
 broker_dir="$(mktemp -d)"
 export KAFKA_LOCAL_DIR="$broker_dir/kafka"
-cleanup() { scripts/kafka-local.sh stop --clean >/dev/null 2>&1 || true; rm -rf "$broker_dir"; }
+export REGISTRY_LOCAL_DIR="$broker_dir/schema-registry"
+cleanup() {
+  scripts/schema-registry.sh stop --clean >/dev/null 2>&1 || true
+  scripts/kafka-local.sh stop --clean >/dev/null 2>&1 || true
+  rm -rf "$broker_dir"
+}
 trap cleanup EXIT
 RALLYPOINT_TEST_BOOTSTRAP="$(scripts/kafka-local.sh start | tail -n1)"
 export RALLYPOINT_TEST_BOOTSTRAP
 echo "test broker at $RALLYPOINT_TEST_BOOTSTRAP"
+# A Confluent-compatible Schema Registry of its own (Apicurio Registry, stored on that broker).
+RALLYPOINT_TEST_SCHEMA_REGISTRY="$(REGISTRY_BOOTSTRAP="$RALLYPOINT_TEST_BOOTSTRAP" scripts/schema-registry.sh start | tail -n1)"
+export RALLYPOINT_TEST_SCHEMA_REGISTRY
+echo "test schema registry at $RALLYPOINT_TEST_SCHEMA_REGISTRY"
 
 # Deployment artifacts (compose, Helm, dashboard, Dockerfile), each checked by a real tool.
 scripts/check-deploy.sh

@@ -16,6 +16,7 @@ use crate::codec::{self, Codec};
 use crate::config::Config;
 use crate::http::{self, AppState};
 use crate::kafka::{admin, coordinator::Coordinator, intake::Intake, Topics};
+use crate::registry::Schemas;
 use crate::simulate;
 use crate::telemetry::{self, Metrics};
 
@@ -234,13 +235,14 @@ fn run(config: Config, role: Role) -> anyhow::Result<()> {
     registry.register(Box::new(
         prometheus::process_collector::ProcessCollector::for_self(),
     ))?;
-    let codec = Arc::new(Codec::new()?);
+    // With a registry, each stage registers the schemas before it is ready.
+    let schemas = Arc::new(Schemas::new(&config)?);
     let stop = Arc::new(AtomicBool::new(false));
     let (failed_tx, failed_rx) = std::sync::mpsc::channel::<String>();
     let mut ready = Vec::new();
     let mut stages = Vec::new();
     if matches!(role, Role::All | Role::Intake) {
-        let intake = Intake::new(config.clone(), codec.clone(), metrics.clone());
+        let intake = Intake::new(config.clone(), schemas.clone(), metrics.clone());
         stages.push(spawn_stage(
             "intake",
             move |s, r| intake.run(s, r),
@@ -253,7 +255,7 @@ fn run(config: Config, role: Role) -> anyhow::Result<()> {
     if matches!(role, Role::All | Role::Coordinator) {
         let (client, questions) = crate::query::channel();
         query_client = Some(client);
-        let coordinator = Coordinator::new(config.clone(), codec.clone(), metrics.clone())
+        let coordinator = Coordinator::new(config.clone(), schemas.clone(), metrics.clone())
             .with_queries(questions);
         stages.push(spawn_stage(
             "coordinator",
@@ -346,7 +348,8 @@ fn watch(
     } else {
         topics.decisions(audience)
     };
-    let codec = Codec::new()?;
+    let schemas = Schemas::connect(config)?;
+    let codec = schemas.codec();
     let mut c = crate::kafka::client_config(config);
     c.set(
         "group.id",
@@ -371,7 +374,9 @@ fn watch(
         };
         last = std::time::Instant::now();
         seen += 1;
-        let line = match codec.decode_decision(m.payload().unwrap_or_default()) {
+        let payload = m.payload().unwrap_or_default();
+        schemas.prepare(payload)?;
+        let line = match codec.decode_decision(payload) {
             Ok(d) => codec.encode_decision(&d, codec::Format::Json),
             Err(e) => format!("{{\"undecodable\":\"{e}\",\"offset\":{}}}", m.offset()).into_bytes(),
         };

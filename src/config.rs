@@ -26,7 +26,30 @@ pub struct Config {
     pub intake: IntakeConfig,
     pub coordinator: CoordinatorConfig,
     pub picture: PictureSettings,
+    pub schema_registry: SchemaRegistryConfig,
     pub log: LogConfig,
+}
+
+/// A Confluent-compatible Schema Registry. With no URL, Rallypoint uses none: records are
+/// framed with Avro single-object encoding.
+#[derive(Clone, Debug, Default)]
+pub struct SchemaRegistryConfig {
+    /// Base URL, e.g. `https://registry.example:8081`; empty for none.
+    pub url: String,
+    /// HTTP basic authentication; both empty for none.
+    pub username: String,
+    pub password: Secret,
+    /// PEM file of the CA that signed the registry's certificate; empty: the bundled
+    /// Mozilla roots.
+    pub ca_location: String,
+    /// Time limit of one request.
+    pub timeout: Duration,
+}
+
+impl SchemaRegistryConfig {
+    pub fn is_configured(&self) -> bool {
+        !self.url.is_empty()
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -142,6 +165,11 @@ const KEYS: &[&str] = &[
     "picture.emit_interval",
     "picture.fanout_cap",
     "picture.top",
+    "schema_registry.url",
+    "schema_registry.username",
+    "schema_registry.password",
+    "schema_registry.ca_location",
+    "schema_registry.timeout",
     "log.format",
     "log.level",
 ];
@@ -294,6 +322,13 @@ impl Reader {
                 fanout_cap: self.positive("picture.fanout_cap") as u32,
                 top: self.positive("picture.top") as usize,
             },
+            schema_registry: SchemaRegistryConfig {
+                url: self.get::<String>("schema_registry.url").trim().to_owned(),
+                username: self.get("schema_registry.username"),
+                password: Secret(self.get("schema_registry.password")),
+                ca_location: self.get("schema_registry.ca_location"),
+                timeout: self.duration("schema_registry.timeout"),
+            },
             log: LogConfig {
                 format: self.log_format(),
                 level: self.get("log.level"),
@@ -372,6 +407,7 @@ impl Reader {
             );
         }
         self.security_checks(&c.kafka.security);
+        self.registry_checks(&c.schema_registry);
         if c.nations.is_empty() {
             self.errors
                 .push("nations: list at least one member nation".into());
@@ -429,6 +465,75 @@ impl Reader {
             );
         }
     }
+}
+
+impl Reader {
+    fn registry_checks(&mut self, r: &SchemaRegistryConfig) {
+        let has_credentials = !r.username.is_empty() || !r.password.0.is_empty();
+        if r.url.is_empty() {
+            if has_credentials || !r.ca_location.is_empty() {
+                self.errors.push(
+                    "schema_registry.username, password and ca_location need a schema_registry.url"
+                        .into(),
+                );
+            }
+            return;
+        }
+        match registry_url(&r.url) {
+            Err(why) => self.errors.push(format!("schema_registry.url: {why}")),
+            Ok((https, loopback)) => {
+                if has_credentials && !https && !loopback {
+                    self.errors.push("schema_registry.password would cross the network in clear: use an https:// schema_registry.url".into());
+                }
+                if !r.ca_location.is_empty() && !https {
+                    self.errors.push(
+                        "schema_registry.ca_location is only used with an https:// schema_registry.url"
+                            .into(),
+                    );
+                }
+            }
+        }
+        if r.username.is_empty() != r.password.0.is_empty() {
+            self.errors.push("schema_registry.username and schema_registry.password go together (set the password through RALLYPOINT__SCHEMA_REGISTRY__PASSWORD)".into());
+        }
+        if !r.ca_location.is_empty() && !Path::new(&r.ca_location).is_file() {
+            self.errors.push(format!(
+                "schema_registry.ca_location: {:?} is not a readable file",
+                r.ca_location
+            ));
+        }
+    }
+}
+
+/// Checks a registry URL: (is it https, is its host a loopback address), or what is wrong.
+/// The URL is logged, so it must not carry credentials.
+fn registry_url(url: &str) -> Result<(bool, bool), String> {
+    let uri: ureq::http::Uri = url
+        .parse()
+        .map_err(|e| format!("{url:?} is not a URL ({e})"))?;
+    let https = match uri.scheme_str() {
+        Some("https") => true,
+        Some("http") => false,
+        _ => return Err(format!("{url:?} must start with http:// or https://")),
+    };
+    let authority = uri
+        .authority()
+        .ok_or_else(|| format!("{url:?} names no host"))?;
+    if authority.as_str().contains('@') {
+        return Err("credentials do not belong in the URL, which is logged: set schema_registry.username and RALLYPOINT__SCHEMA_REGISTRY__PASSWORD".into());
+    }
+    if uri.query().is_some() || url.contains('#') {
+        return Err(format!("{url:?} must have no query or fragment"));
+    }
+    let host = authority
+        .host()
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    let loopback = host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    Ok((https, loopback))
 }
 
 fn flatten(prefix: &str, table: config::Map<String, config::Value>, out: &mut Vec<String>) {
@@ -526,6 +631,63 @@ mod tests {
         let ok = load("[kafka]\nsecurity_protocol = \"sasl_ssl\"\nsasl_mechanism = \"SCRAM-SHA-512\"\nsasl_username = \"est-feed\"\nsasl_password = \"hunter2\"\n").unwrap();
         assert!(!format!("{ok:?}").contains("hunter2"));
         assert_eq!(ok.kafka.security.sasl_password.0, "hunter2");
+    }
+
+    #[test]
+    fn no_registry_is_the_default() {
+        let c = load("").unwrap();
+        assert!(!c.schema_registry.is_configured());
+        assert_eq!(c.schema_registry.timeout, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn every_bad_registry_setting_is_listed_and_the_password_never_prints() {
+        let err = load("[schema_registry]\nurl = \"ftp://registry\"\nusername = \"rp\"\nca_location = \"/nonexistent/ca.pem\"\ntimeout = \"0s\"\n").unwrap_err();
+        let text = err.to_string();
+        for needle in [
+            "schema_registry.url: \"ftp://registry\" must start with http:// or https://",
+            "schema_registry.username and schema_registry.password go together",
+            "/nonexistent/ca.pem",
+            "schema_registry.timeout",
+        ] {
+            assert!(text.contains(needle), "{needle} missing from:\n{text}");
+        }
+        let leaky =
+            load("[schema_registry]\nurl = \"https://rp:hunter2@registry:8081\"\n").unwrap_err();
+        assert!(leaky
+            .to_string()
+            .contains("credentials do not belong in the URL"));
+        let clear = load("[schema_registry]\nurl = \"http://registry.example:8081\"\nusername = \"rp\"\npassword = \"hunter2\"\n").unwrap_err();
+        assert!(clear.to_string().contains("in clear"), "{clear}");
+        let orphan =
+            load("[schema_registry]\nusername = \"rp\"\npassword = \"hunter2\"\n").unwrap_err();
+        assert!(orphan.to_string().contains("need a schema_registry.url"));
+        let ok = load("[schema_registry]\nurl = \"https://registry.example:8081/apis/ccompat/v7\"\nusername = \"rp\"\npassword = \"hunter2\"\n").unwrap();
+        assert!(!format!("{ok:?}").contains("hunter2"));
+        assert_eq!(ok.schema_registry.password.0, "hunter2");
+        let local = load("[schema_registry]\nurl = \"http://127.0.0.1:8081\"\nusername = \"rp\"\npassword = \"hunter2\"\n");
+        assert!(local.is_ok(), "loopback may go without TLS");
+    }
+
+    #[test]
+    fn the_registry_settings_come_from_the_environment_too() {
+        let env = Environment::with_prefix("RPTEST").source(Some(
+            [
+                (
+                    "RPTEST__SCHEMA_REGISTRY__URL",
+                    "https://registry.example:8081",
+                ),
+                ("RPTEST__SCHEMA_REGISTRY__USERNAME", "rallypoint"),
+                ("RPTEST__SCHEMA_REGISTRY__PASSWORD", "12345"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        ));
+        let c = Config::load_with_env(None, env).unwrap();
+        assert_eq!(c.schema_registry.url, "https://registry.example:8081");
+        assert_eq!(c.schema_registry.username, "rallypoint");
+        assert_eq!(c.schema_registry.password.0, "12345");
     }
 
     #[test]

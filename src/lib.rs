@@ -3,6 +3,7 @@
 //! # Layout
 //! - `rallypoint_core` (crate `crates/core`): the pure, deterministic decision core
 //! - [`codec`]: Avro single-object, Confluent and JSON framings of events and decisions
+//! - [`registry`]: the Schema Registry client; registers the schemas, looks up record ids
 //! - [`store`]: RocksDB state, and the overlay that keeps uncommitted changes out of it
 //! - [`kafka`]: topics, the intake and coordinator stages, transactions
 //! - [`telemetry`]: Prometheus metrics and logs
@@ -17,6 +18,7 @@ pub mod config;
 pub mod http;
 pub mod kafka;
 pub mod query;
+pub mod registry;
 pub mod replay;
 pub mod simulate;
 pub mod store;

@@ -18,9 +18,9 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::{Message, Offset, TopicPartitionList};
 
-use crate::codec::Codec;
 use crate::config::Config;
 use crate::kafka::Topics;
+use crate::registry::Schemas;
 use crate::store::RocksStore;
 
 /// One record read back: its key, value and offset.
@@ -46,7 +46,9 @@ pub struct Report {
 /// Replays into a fresh store in `state_dir` (which must not exist or be empty).
 pub fn replay(config: &Config, state_dir: PathBuf) -> anyhow::Result<Report> {
     let topics = Topics::new(config);
-    let codec = Codec::new()?;
+    // The same ids the coordinator framed its decisions with: a registered schema keeps its id.
+    let schemas = Schemas::connect(config)?;
+    let codec = schemas.codec();
     let end = committed_journal_offset(config, &topics)?;
     let journal = read_topic(config, &topics.journal(), Some(end))?;
     let mut store = RocksStore::open(&state_dir).context("opening the replay store")?;
@@ -55,6 +57,7 @@ pub fn replay(config: &Config, state_dir: PathBuf) -> anyhow::Result<Report> {
     let mut report = Report::default();
     let mut overlay = Overlay::new();
     for (i, r) in journal.iter().enumerate() {
+        schemas.prepare(&r.value)?;
         let Ok(event) = codec.decode_event(&r.value) else {
             continue;
         };

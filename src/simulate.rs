@@ -19,9 +19,10 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::Message;
 
-use crate::codec::{self, Codec};
+use crate::codec;
 use crate::config::Config;
 use crate::kafka::{now_ms, Topics};
+use crate::registry::Schemas;
 
 const TECHNIQUES: &str = include_str!("../data/attack-techniques.csv");
 const KEV: &str = include_str!("../data/cisa-kev.csv");
@@ -265,7 +266,8 @@ fn column(csv: &str) -> Vec<String> {
 struct Sender {
     producer: BaseProducer,
     topics: Topics,
-    codec: Arc<Codec>,
+    /// Frames events as the processor does: Confluent with a registry, else single-object.
+    schemas: Arc<Schemas>,
     json_share: f64,
     rng: StdRng,
 }
@@ -277,7 +279,7 @@ impl Sender {
         let value = if self.rng.random_bool(self.json_share) {
             codec::event_json(e)
         } else {
-            self.codec.encode_event(e)
+            self.schemas.codec().encode_event(e)
         };
         let key = e.entity_id().to_owned();
         let mut record = BaseRecord::to(&topic).key(&key).payload(&value);
@@ -313,24 +315,24 @@ pub fn run(config: &Config, opts: &Options) -> anyhow::Result<Report> {
         opts.nations.len() >= 2,
         "simulate needs at least two nations"
     );
-    let codec = Arc::new(Codec::new()?);
+    let schemas = Arc::new(Schemas::connect(config)?);
     let topics = Topics::new(config);
     let stop = Arc::new(AtomicBool::new(false));
     let responses = Arc::new(AtomicU64::new(0));
     let responder = {
-        let (config, codec, stop, responses, opts) = (
+        let (config, schemas, stop, responses, opts) = (
             config.clone(),
-            codec.clone(),
+            schemas.clone(),
             stop.clone(),
             responses.clone(),
             opts.clone(),
         );
-        std::thread::spawn(move || respond(&config, &codec, &stop, &responses, &opts))
+        std::thread::spawn(move || respond(&config, &schemas, &stop, &responses, &opts))
     };
     let mut sender = Sender {
         producer: producer(config)?,
         topics,
-        codec,
+        schemas,
         json_share: opts.json_share,
         rng: StdRng::seed_from_u64(opts.seed ^ 1),
     };
@@ -395,7 +397,7 @@ fn progress(opts: &Options) -> ProgressBar {
 /// Answers proposals as each providing nation's offer desk.
 fn respond(
     config: &Config,
-    codec: &Codec,
+    schemas: &Arc<Schemas>,
     stop: &AtomicBool,
     answered: &AtomicU64,
     opts: &Options,
@@ -415,7 +417,7 @@ fn respond(
     let mut sender = Sender {
         producer,
         topics,
-        codec: Arc::new(Codec::new()?),
+        schemas: schemas.clone(),
         json_share: 0.5,
         rng: StdRng::seed_from_u64(opts.seed ^ 2),
     };
@@ -424,7 +426,9 @@ fn respond(
         let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) else {
             continue;
         };
-        let p = match codec.decode_decision(m.payload().unwrap_or_default()) {
+        let payload = m.payload().unwrap_or_default();
+        schemas.prepare(payload)?;
+        let p = match schemas.codec().decode_decision(payload) {
             Ok(Decision::AssignmentProposed(p)) => p,
             // Half of the confirmed work is reported done, which frees the team again.
             Ok(Decision::AssignmentConfirmed(c)) if feed.rng.random_bool(0.5) => {

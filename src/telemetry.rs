@@ -34,6 +34,7 @@ pub struct Metrics {
     /// 1 once a stage has started (what `/readyz` answers), set when `/metrics` is scraped.
     pub stage_ready: IntGaugeVec,
     pub restored_records: IntCounterVec,
+    pub registry_unavailable: IntCounterVec,
 }
 
 fn counter(reg: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -124,6 +125,12 @@ impl Metrics {
                 "Changelog records applied to RocksDB at start.",
                 &["store"],
             ),
+            registry_unavailable: counter(
+                reg,
+                "rallypoint_schema_registry_unavailable_total",
+                "Times a stage paused because the schema registry could not tell what a record's schema id is; the record is read again, not dead-lettered.",
+                &["stage"],
+            ),
             commit_seconds,
             end_to_end_seconds,
             consumer_lag,
@@ -139,6 +146,18 @@ impl Metrics {
             .with_label_values(&[stage, r.reason.as_str()])
             .inc();
         tracing::warn!(stage, reason = r.reason.as_str(), detail = %r.detail, topic, partition, offset, "record rejected to the dead-letter topic");
+    }
+}
+
+impl Metrics {
+    /// A stage pauses: a record's schema id cannot be looked up now. Counted and logged.
+    pub fn waiting_for_registry(&self, stage: &str, why: &str) {
+        self.registry_unavailable.with_label_values(&[stage]).inc();
+        tracing::warn!(
+            stage,
+            error = why,
+            "waiting for the schema registry; the record will be read again"
+        );
     }
 }
 

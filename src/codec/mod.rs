@@ -2,18 +2,22 @@
 //!
 //! Three framings, detected from the first bytes of a record:
 //! - Avro single-object encoding: `C3 01`, 8-byte CRC-64-AVRO fingerprint, Avro binary body.
-//!   The default, and what the journal and output topics carry; no registry needed.
+//!   The default, and what the journal and output topics carry when no registry is configured.
 //! - Confluent wire format: `00`, 4-byte big-endian schema id, Avro binary body; ids come from a
-//!   Schema Registry (see [`Codec::register_confluent_id`]).
+//!   Schema Registry (see [`Codec::set_registered_id`] and [`Codec::learn_registry_schema`]).
+//!   Once its schemas are registered, the codec writes this framing instead of single-object.
 //! - JSON: an object with the Avro field names and a `type` naming the event (for `kcat` and
 //!   simple feeds).
 
 mod dead_letter;
+mod ids;
 pub mod schemas;
 #[cfg(test)]
 mod tests;
 
 use std::collections::HashMap;
+use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::Instant;
 
 use apache_avro::types::Value;
 use apache_avro::{from_value, write_avro_datum_ref, Schema};
@@ -25,6 +29,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 pub use dead_letter::{DeadLetter, Header};
+pub use ids::{Learnt, MISSING_RETRY};
 pub use schemas::SchemaError;
 
 const SINGLE_OBJECT: [u8; 2] = [0xC3, 0x01];
@@ -67,7 +72,8 @@ pub struct Codec {
     schemas: Vec<schemas::Compiled>,
     by_name: HashMap<&'static str, usize>,
     by_fingerprint: HashMap<[u8; 8], usize>,
-    by_confluent_id: HashMap<u32, usize>,
+    /// Registry ids: learnt while running, so behind a lock (reads are uncontended).
+    ids: RwLock<ids::IdTable>,
     /// Released schemas that differ from the current ones: a record written with one is read
     /// with it, then resolved to the current schema (new fields take their defaults).
     released: Vec<schemas::Compiled>,
@@ -107,7 +113,7 @@ impl Codec {
             schemas,
             by_name,
             by_fingerprint,
-            by_confluent_id: HashMap::new(),
+            ids: RwLock::default(),
             released,
             by_released_fingerprint,
         })
@@ -118,17 +124,103 @@ impl Codec {
         &self.schemas
     }
 
-    /// Records that registry schema `id` is the schema named `name`.
-    pub fn register_confluent_id(&mut self, id: u32, name: &str) -> bool {
+    fn ids(&self) -> RwLockReadGuard<'_, ids::IdTable> {
+        self.ids.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn ids_mut(&self) -> RwLockWriteGuard<'_, ids::IdTable> {
+        self.ids.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Records that registry schema `id` is the current schema named `name`, for decoding.
+    pub fn register_confluent_id(&self, id: u32, name: &str) -> bool {
         match self.by_name.get(name) {
             Some(&i) => {
-                self.by_confluent_id.insert(id, i);
+                self.ids_mut().insert(id, ids::Known::Current(i));
                 true
             }
             None => false,
         }
     }
 
+    /// Records that the current schema named `name` is registered as `id`: records written
+    /// with `id` decode, and from now on what is encoded with that schema is framed in the
+    /// Confluent wire format with `id`.
+    pub fn set_registered_id(&self, name: &str, id: u32) -> bool {
+        match self.by_name.get(name) {
+            Some(&i) => {
+                self.ids_mut().set_registered(i, id);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The registry id of a Confluent-framed record that must be looked up before it can be
+    /// decoded: one never seen, or one the registry lacked a while ago. `None` for every other
+    /// record.
+    pub fn id_to_look_up(&self, bytes: &[u8]) -> Option<u32> {
+        match detect(bytes) {
+            Some(Framing::Confluent(id)) if self.ids().needs_lookup(id, Instant::now()) => Some(id),
+            _ => None,
+        }
+    }
+
+    /// Learns what registry id `id` stands for, from the schema text the registry gave for it
+    /// (`None`: the registry has no such id). Only records of a Rallypoint record name that
+    /// the current schema can read (Avro resolution: new fields need defaults) become
+    /// readable; anything else is remembered as unreadable, with the reason.
+    pub fn learn_registry_schema(&self, id: u32, text: Option<&str>) -> Learnt {
+        let (known, learnt) = match text {
+            None => (ids::Known::Missing(Instant::now()), Learnt::Missing),
+            Some(text) => match self.classify(id, text) {
+                Ok(known) => {
+                    let learnt = match &known {
+                        ids::Known::Current(i) => Learnt::Current(self.schemas[*i].name),
+                        ids::Known::Released(i) => Learnt::OtherVersion(self.released[*i].name),
+                        ids::Known::Writer { writer, .. } => Learnt::OtherVersion(writer.name),
+                        _ => Learnt::Missing,
+                    };
+                    (known, learnt)
+                }
+                Err(why) => (ids::Known::Unreadable(why.clone()), Learnt::Unreadable(why)),
+            },
+        };
+        self.ids_mut().insert(id, known);
+        learnt
+    }
+
+    /// How records written with registry schema `text` (id `id`) are read, or why they cannot be.
+    fn classify(&self, id: u32, text: &str) -> Result<ids::Known, String> {
+        use apache_avro::schema_compatibility::SchemaCompatibility;
+        let full = schemas::record_full_name(text)
+            .ok_or_else(|| format!("registry schema id {id} is not an Avro record schema"))?;
+        let &reader = full
+            .strip_prefix(schemas::NAMESPACE)
+            .and_then(|n| n.strip_prefix('.'))
+            .and_then(|n| self.by_name.get(n))
+            .ok_or_else(|| format!("registry schema id {id} is {full}, not a Rallypoint schema"))?;
+        let current = &self.schemas[reader];
+        let writer = schemas::compile_writer(current.name, text)
+            .map_err(|e| format!("registry schema id {id} ({full}) does not compile: {e}"))?;
+        if writer.fingerprint == current.fingerprint {
+            return Ok(ids::Known::Current(reader));
+        }
+        if let Some(&old) = self.by_released_fingerprint.get(&writer.fingerprint) {
+            return Ok(ids::Known::Released(old));
+        }
+        SchemaCompatibility::can_read(&writer.expanded, &current.expanded).map_err(|e| {
+            format!(
+                "registry schema id {id} is a version of {full} that this version cannot read: {e}"
+            )
+        })?;
+        Ok(ids::Known::Writer {
+            writer: Box::new(writer),
+            reader,
+        })
+    }
+
+    #[cfg(test)]
     fn compiled(&self, name: &str) -> &schemas::Compiled {
         // Every name used below is one of schemas::FILES; a miss is a bug, caught by tests.
         &self.schemas[self.by_name[name]]
@@ -154,13 +246,8 @@ impl Codec {
                 self.decode_released(old, &bytes[10..])
             }
             Some(Framing::Confluent(id)) => {
-                let &i = self.by_confluent_id.get(&id).ok_or_else(|| {
-                    Rejection::new(
-                        RejectReason::UnknownSchema,
-                        format!("schema registry id {id} is not known"),
-                    )
-                })?;
-                self.decode_body(i, &bytes[5..])
+                let (name, value) = self.read_confluent(id, &bytes[5..])?;
+                event_from(name, &value)
             }
             Some(Framing::Json) => decode_json(bytes),
             None => Err(undecodable(format!(
@@ -178,16 +265,44 @@ impl Codec {
 
     /// Reads a record written with released schema `old`, resolved to the current schema.
     fn decode_released(&self, old: usize, body: &[u8]) -> Result<Event, Rejection> {
+        let (name, value) = self.read_released(old, body)?;
+        event_from(name, &value)
+    }
+
+    fn read_released(&self, old: usize, body: &[u8]) -> Result<(&'static str, Value), Rejection> {
         let writer = &self.released[old];
         let reader = self
             .by_name
             .get(writer.name)
-            .map(|&i| &self.schemas[i])
             .ok_or_else(|| undecodable(format!("{} is no longer read", writer.name)))?;
-        let value = read_with(writer, body)?
-            .resolve(&reader.expanded)
-            .map_err(|e| undecodable(format!("{} (released version): {e}", writer.name)))?;
-        event_from(reader.name, &value)
+        resolved(writer, &self.schemas[*reader], body, "released version")
+    }
+
+    /// Reads the body of a Confluent-framed record written with registry schema `id`, as the
+    /// current schema of its record: (record name, value).
+    fn read_confluent(&self, id: u32, body: &[u8]) -> Result<(&'static str, Value), Rejection> {
+        let ids = self.ids();
+        match ids.get(id) {
+            Some(ids::Known::Current(i)) => {
+                let compiled = &self.schemas[*i];
+                Ok((compiled.name, read_with(compiled, body)?))
+            }
+            Some(ids::Known::Released(old)) => self.read_released(*old, body),
+            Some(ids::Known::Writer { writer, reader }) => {
+                resolved(writer, &self.schemas[*reader], body, "registry version")
+            }
+            Some(ids::Known::Unreadable(why)) => {
+                Err(Rejection::new(RejectReason::UnknownSchema, why.clone()))
+            }
+            Some(ids::Known::Missing(_)) => Err(Rejection::new(
+                RejectReason::UnknownSchema,
+                format!("the schema registry has no schema with id {id}"),
+            )),
+            None => Err(Rejection::new(
+                RejectReason::UnknownSchema,
+                format!("schema registry id {id} is not known"),
+            )),
+        }
     }
 
     /// Avro single-object encoding of an event: what the journal carries.
@@ -234,9 +349,8 @@ impl Codec {
                 .to_owned();
             return decision_from(&kind, v);
         }
-        let (i, body) = self.single_object(bytes)?;
-        let value = self.read(i, body)?;
-        decision_from(self.schemas[i].name, &value)
+        let (name, value) = self.read_own(bytes)?;
+        decision_from(name, &value)
     }
 
     /// An input event as a JSON object with its `type`, as simple feeds send it.
@@ -286,9 +400,8 @@ impl Codec {
                 .to_owned();
             return picture_from(&kind, v);
         }
-        let (i, body) = self.single_object(bytes)?;
-        let value = self.read(i, body)?;
-        picture_from(self.schemas[i].name, &value)
+        let (name, value) = self.read_own(bytes)?;
+        picture_from(name, &value)
     }
 
     pub fn encode_dead_letter(&self, dl: &DeadLetter) -> Vec<u8> {
@@ -296,35 +409,57 @@ impl Codec {
     }
 
     pub fn decode_dead_letter(&self, bytes: &[u8]) -> Result<DeadLetter, Rejection> {
-        let (i, body) = self.single_object(bytes)?;
-        let value = self.read(i, body)?;
+        let (name, value) = self.read_own(bytes)?;
+        if name != "DeadLetter" {
+            return Err(Rejection::new(
+                RejectReason::UnknownSchema,
+                format!("{name} is not a dead letter"),
+            ));
+        }
         from_value(&value).map_err(|e| undecodable(e.to_string()))
     }
 
-    /// Decodes the Avro body of schema `i`; every byte must belong to the record.
-    fn read(&self, i: usize, body: &[u8]) -> Result<Value, Rejection> {
-        read_with(&self.schemas[i], body)
-    }
-
-    fn single_object<'b>(&self, bytes: &'b [u8]) -> Result<(usize, &'b [u8]), Rejection> {
-        if bytes.len() < 10 || bytes[..2] != SINGLE_OBJECT {
-            return Err(undecodable("not Avro single-object encoding"));
+    /// Reads one of Rallypoint's own Avro records (single-object or Confluent framing) as the
+    /// current schema of its record: (record name, value).
+    fn read_own(&self, bytes: &[u8]) -> Result<(&'static str, Value), Rejection> {
+        match detect(bytes) {
+            Some(Framing::Confluent(id)) => self.read_confluent(id, &bytes[5..]),
+            Some(Framing::SingleObject) if bytes.len() >= 10 => {
+                let print: [u8; 8] = bytes[2..10]
+                    .try_into()
+                    .map_err(|_| undecodable("short header"))?;
+                if let Some(&i) = self.by_fingerprint.get(&print) {
+                    let compiled = &self.schemas[i];
+                    return Ok((compiled.name, read_with(compiled, &bytes[10..])?));
+                }
+                let &old = self
+                    .by_released_fingerprint
+                    .get(&print)
+                    .ok_or_else(|| Rejection::new(RejectReason::UnknownSchema, hex(&print)))?;
+                self.read_released(old, &bytes[10..])
+            }
+            _ => Err(undecodable(
+                "not Avro single-object encoding or Confluent framing",
+            )),
         }
-        let print: [u8; 8] = bytes[2..10]
-            .try_into()
-            .map_err(|_| undecodable("short header"))?;
-        let &i = self
-            .by_fingerprint
-            .get(&print)
-            .ok_or_else(|| Rejection::new(RejectReason::UnknownSchema, hex(&print)))?;
-        Ok((i, &bytes[10..]))
     }
 
+    /// The Avro record of `value` with schema `name`, framed with the schema's registry id
+    /// once it is registered, else with single-object encoding.
     fn encode<T: Serialize>(&self, name: &str, value: &T) -> Vec<u8> {
-        let compiled = self.compiled(name);
+        let i = self.by_name[name];
+        let compiled = &self.schemas[i];
         let mut out = Vec::with_capacity(256);
-        out.extend_from_slice(&SINGLE_OBJECT);
-        out.extend_from_slice(&compiled.fingerprint);
+        match self.ids().registered(i) {
+            Some(id) => {
+                out.push(CONFLUENT_MAGIC);
+                out.extend_from_slice(&id.to_be_bytes());
+            }
+            None => {
+                out.extend_from_slice(&SINGLE_OBJECT);
+                out.extend_from_slice(&compiled.fingerprint);
+            }
+        }
         avro_body(&compiled.expanded, value, &mut out);
         out
     }
@@ -334,6 +469,19 @@ impl Codec {
 #[derive(serde::Serialize, serde::Deserialize)]
 struct CampaignRecord {
     campaign: Campaign,
+}
+
+/// Reads a body written with `writer` and resolves it to the current schema `reader`.
+fn resolved(
+    writer: &schemas::Compiled,
+    reader: &schemas::Compiled,
+    body: &[u8],
+    what: &str,
+) -> Result<(&'static str, Value), Rejection> {
+    let value = read_with(writer, body)?
+        .resolve(&reader.expanded)
+        .map_err(|e| undecodable(format!("{} ({what}): {e}", writer.name)))?;
+    Ok((reader.name, value))
 }
 
 /// Decodes an Avro body written with `compiled`; every byte must belong to the record.

@@ -12,7 +12,8 @@ use apache_avro::GenericSingleObjectReader;
 use apache_avro::Schema;
 use serde_json::Value as Json;
 
-const NAMESPACE: &str = "rallypoint";
+/// The namespace of every Rallypoint record.
+pub const NAMESPACE: &str = "rallypoint";
 
 const COMMON: &str = include_str!("../../schemas/common.avsc");
 
@@ -162,6 +163,11 @@ pub struct Compiled {
 }
 
 impl Compiled {
+    /// The record's full name, e.g. `rallypoint.AssetOffered`: its registry subject too.
+    pub fn full_name(&self) -> String {
+        format!("{NAMESPACE}.{}", self.name)
+    }
+
     /// The single-object header: `C3 01` and the fingerprint.
     pub fn header(&self) -> [u8; 10] {
         let mut h = [0u8; 10];
@@ -211,6 +217,26 @@ pub fn compile_released() -> Result<Vec<Compiled>, SchemaError> {
         .iter()
         .map(|(name, text)| compile(name, text, &library))
         .collect()
+}
+
+/// Compiles a schema a registry gave (self-contained JSON) as a writer schema of record `name`.
+pub fn compile_writer(name: &'static str, text: &str) -> Result<Compiled, SchemaError> {
+    compile(name, text, &BTreeMap::new())
+}
+
+/// The full name (`namespace.name`) of the record a schema text defines, if it defines one.
+pub fn record_full_name(text: &str) -> Option<String> {
+    let json: Json = serde_json::from_str(text).ok()?;
+    if json.get("type")?.as_str()? != "record" {
+        return None;
+    }
+    let name = json.get("name")?.as_str()?;
+    let namespace = json.get("namespace").and_then(Json::as_str).unwrap_or("");
+    Some(if name.contains('.') || namespace.is_empty() {
+        name.to_owned()
+    } else {
+        format!("{namespace}.{name}")
+    })
 }
 
 fn compile(

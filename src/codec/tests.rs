@@ -51,7 +51,7 @@ fn every_event_round_trips_through_single_object_avro() {
 
 #[test]
 fn every_event_round_trips_through_confluent_framing_with_a_known_id() {
-    let mut codec = Codec::new().unwrap();
+    let codec = Codec::new().unwrap();
     for (i, e) in every_event().into_iter().enumerate() {
         let id = 100 + i as u32;
         assert!(codec.register_confluent_id(id, e.type_name()));
@@ -232,7 +232,7 @@ mod fuzz {
     fn codec() -> &'static Codec {
         static CODEC: std::sync::OnceLock<Codec> = std::sync::OnceLock::new();
         CODEC.get_or_init(|| {
-            let mut c = Codec::new().unwrap();
+            let c = Codec::new().unwrap();
             for (i, name) in ["IncidentReported", "AssetOffered", "AssistanceRequested"]
                 .iter()
                 .enumerate()
@@ -345,4 +345,163 @@ fn threat_picture_records_round_trip_in_avro_and_json() {
         seen.insert(name);
     }
     assert_eq!(seen.len(), 3, "{seen:?}");
+}
+
+/// With its schemas registered, the codec frames what it writes in the Confluent wire format,
+/// and reads it back.
+#[test]
+fn registered_schemas_frame_every_output_with_their_registry_id() {
+    let codec = Codec::new().unwrap();
+    for (n, s) in codec.schemas().iter().enumerate() {
+        assert!(codec.set_registered_id(s.name, 40 + n as u32));
+    }
+    let id_of = |bytes: &[u8]| match detect(bytes) {
+        Some(Framing::Confluent(id)) => id,
+        other => panic!("{other:?}"),
+    };
+    for e in every_event() {
+        let bytes = codec.encode_event(&e);
+        assert!(
+            (40..55).contains(&id_of(&bytes)),
+            "{}: {bytes:?}",
+            e.type_name()
+        );
+        assert_eq!(codec.decode_event(&bytes).unwrap(), e);
+    }
+    for r in some_decisions() {
+        let bytes = codec.encode_decision(&r.decision, Format::Avro);
+        id_of(&bytes);
+        assert_eq!(codec.decode_decision(&bytes).unwrap(), r.decision);
+        let json = codec.encode_decision(&r.decision, Format::Json);
+        assert_eq!(detect(&json), Some(Framing::Json));
+    }
+    let dl = samples(&codec).pop().unwrap().1;
+    id_of(&dl);
+    assert_eq!(
+        codec.decode_dead_letter(&dl).unwrap().reason,
+        "spoofed_nation"
+    );
+}
+
+fn framed(id: u32, body: &[u8]) -> Vec<u8> {
+    [&[0u8][..], &id.to_be_bytes(), body].concat()
+}
+
+fn registry_text(codec: &Codec, name: &str) -> String {
+    codec.compiled(name).json.clone()
+}
+
+#[test]
+fn a_registry_id_of_a_current_schema_decodes_once_learnt() {
+    let codec = Codec::new().unwrap();
+    let e = &every_event()[3];
+    let bytes = framed(7, &codec.encode_event(e)[10..]);
+    assert_eq!(codec.id_to_look_up(&bytes), Some(7));
+    assert_eq!(
+        codec.decode_event(&bytes).unwrap_err().reason,
+        RejectReason::UnknownSchema
+    );
+    let text = registry_text(&codec, "AssetOffered");
+    assert_eq!(
+        codec.learn_registry_schema(7, Some(&text)),
+        Learnt::Current("AssetOffered")
+    );
+    assert_eq!(codec.id_to_look_up(&bytes), None);
+    assert_eq!(&codec.decode_event(&bytes).unwrap(), e);
+}
+
+#[test]
+fn a_registry_id_of_the_released_version_is_read_and_resolved() {
+    let codec = Codec::new().unwrap();
+    let old = codec
+        .released
+        .iter()
+        .find(|c| c.name == "AssistanceRequested")
+        .unwrap();
+    assert_eq!(
+        codec.learn_registry_schema(8, Some(&old.json)),
+        Learnt::OtherVersion("AssistanceRequested")
+    );
+    let mut c = Clock::new(1_800_000_000_000, 1_000);
+    let event = sample::request(c.envelope("EST"), "R1", "I1", &[(Capability::IcsOt, 3)]);
+    let mut json = serde_json::to_value(match &event {
+        Event::AssistanceRequested(r) => r,
+        _ => unreachable!(),
+    })
+    .unwrap();
+    for need in json["needs"].as_array_mut().unwrap() {
+        need.as_object_mut().unwrap().remove("delivery");
+    }
+    let value = Value::from(json).resolve(&old.expanded).unwrap();
+    let body = apache_avro::to_avro_datum(&old.expanded, value).unwrap();
+    assert_eq!(codec.decode_event(&framed(8, &body)).unwrap(), event);
+}
+
+/// A feed on a newer version that added a field with a default: its records are read with its
+/// schema, and the field it added is dropped.
+#[test]
+fn a_compatible_other_version_is_read_and_an_incompatible_one_is_refused_with_the_reason() {
+    let codec = Codec::new().unwrap();
+    let current: serde_json::Value =
+        serde_json::from_str(&registry_text(&codec, "AssignmentAccepted")).unwrap();
+    let with_field = |field: serde_json::Value| {
+        let mut v = current.clone();
+        v["fields"].as_array_mut().unwrap().push(field);
+        v.to_string()
+    };
+    let newer = with_field(serde_json::json!({"name": "note", "type": "string", "default": ""}));
+    assert_eq!(
+        codec.learn_registry_schema(9, Some(&newer)),
+        Learnt::OtherVersion("AssignmentAccepted")
+    );
+    let e = every_event()[5].clone();
+    let mut body = codec.encode_event(&e)[10..].to_vec();
+    body.extend([6, b'h', b'e', b'y']); // the new string field, "hey"
+    assert_eq!(codec.decode_event(&framed(9, &body)).unwrap(), e);
+
+    // A reader field without a default that the writer lacks: not readable.
+    let reader_needs: serde_json::Value = {
+        let mut v = current.clone();
+        v["fields"]
+            .as_array_mut()
+            .unwrap()
+            .retain(|f| f["name"] != "assignment_id");
+        v
+    };
+    let learnt = codec.learn_registry_schema(10, Some(&reader_needs.to_string()));
+    assert!(
+        matches!(&learnt, Learnt::Unreadable(why) if why.contains("cannot read")),
+        "{learnt:?}"
+    );
+    let err = codec.decode_event(&framed(10, &body)).unwrap_err();
+    assert_eq!(err.reason, RejectReason::UnknownSchema);
+    assert!(err.detail.contains("registry schema id 10"), "{err}");
+}
+
+#[test]
+fn a_registry_id_that_is_not_a_rallypoint_schema_is_unknown_with_the_reason() {
+    let codec = Codec::new().unwrap();
+    let foreign = r#"{"type":"record","name":"Invoice","namespace":"com.example","fields":[{"name":"n","type":"int"}]}"#;
+    assert!(matches!(
+        codec.learn_registry_schema(11, Some(foreign)),
+        Learnt::Unreadable(_)
+    ));
+    let err = codec.decode_event(&framed(11, &[2])).unwrap_err();
+    assert_eq!(err.reason, RejectReason::UnknownSchema);
+    assert!(err.detail.contains("com.example.Invoice"), "{err}");
+    assert!(matches!(
+        codec.learn_registry_schema(12, Some(r#"{"type":"PROTOBUF"}"#)),
+        Learnt::Unreadable(_)
+    ));
+    assert_eq!(codec.learn_registry_schema(13, None), Learnt::Missing);
+    assert_eq!(
+        codec.id_to_look_up(&framed(13, &[])),
+        None,
+        "asked again later"
+    );
+    assert!(codec
+        .decode_event(&framed(13, &[]))
+        .unwrap_err()
+        .detail
+        .contains("has no schema with id 13"));
 }

@@ -21,10 +21,11 @@ use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
 
 use super::context::StageContext;
 use super::txn::{Transactional, TxnError};
-use super::{BatchOffsets, Polled, Topics, HDR_INPUT_TS};
+use super::{Backoff, BatchOffsets, Handled, Polled, Topics, HDR_INPUT_TS};
 use crate::codec::Codec;
 use crate::config::Config;
 use crate::query::Asked;
+use crate::registry::Schemas;
 use crate::store::RocksStore;
 use crate::telemetry::Metrics;
 
@@ -36,7 +37,7 @@ pub struct Coordinator {
     config: Config,
     core: CoreConfig,
     topics: Topics,
-    codec: Arc<Codec>,
+    schemas: Arc<Schemas>,
     metrics: Metrics,
     /// Questions of the query API, answered between batches.
     queries: Option<Receiver<Asked>>,
@@ -51,12 +52,12 @@ struct Pending {
 }
 
 impl Coordinator {
-    pub fn new(config: Config, codec: Arc<Codec>, metrics: Metrics) -> Self {
+    pub fn new(config: Config, schemas: Arc<Schemas>, metrics: Metrics) -> Self {
         Self {
             core: config.core(),
             topics: Topics::new(&config),
             config,
-            codec,
+            schemas,
             metrics,
             queries: None,
         }
@@ -80,7 +81,14 @@ impl Coordinator {
         self.config.state_dir.join("coordinator")
     }
 
+    fn codec(&self) -> &Codec {
+        self.schemas.codec()
+    }
+
     pub fn run(&self, stop: &AtomicBool, ready: &AtomicBool) -> anyhow::Result<()> {
+        if !self.schemas.register_patiently(STAGE, stop)? {
+            return Ok(());
+        }
         let mut txn = Transactional::new(
             &self.config,
             "rallypoint-coordinator",
@@ -107,6 +115,7 @@ impl Coordinator {
         tracing::info!(journal = %self.topics.journal(), "coordinator running");
         let mut batch = BatchOffsets::default();
         let mut pending = Pending::default();
+        let mut backoff = Backoff::default();
         while !stop.load(Ordering::SeqCst) {
             if figures_read.elapsed() >= FIGURES_EVERY {
                 self.observe(&store);
@@ -116,9 +125,9 @@ impl Coordinator {
                 crate::query::answer_waiting(rx, &store, self.core.picture.top);
             }
             let polled = super::poll_batch(&consumer, &self.config.kafka, &mut batch, |m| {
-                self.process(m, &store, &mut pending, &mut txn)?;
+                let handled = self.process(m, &store, &mut pending, &mut txn)?;
                 txn.poll();
-                Ok(())
+                Ok(handled)
             })?;
             if polled == Polled::Revoked {
                 txn.abort()?;
@@ -126,17 +135,23 @@ impl Coordinator {
                 pending = Pending::default();
                 continue;
             }
-            if batch.is_empty() {
-                continue;
+            if !batch.is_empty() {
+                self.commit(
+                    &consumer,
+                    &mut txn,
+                    &batch,
+                    &mut store,
+                    std::mem::take(&mut pending),
+                )?;
+                batch.clear();
             }
-            self.commit(
-                &consumer,
-                &mut txn,
-                &batch,
-                &mut store,
-                std::mem::take(&mut pending),
-            )?;
-            batch.clear();
+            match polled {
+                Polled::NotYet(why) => {
+                    self.metrics.waiting_for_registry(STAGE, &why);
+                    backoff.wait(stop);
+                }
+                _ => backoff.reset(),
+            }
         }
         if txn.is_open() {
             txn.abort()?;
@@ -150,12 +165,18 @@ impl Coordinator {
         store: &RocksStore,
         pending: &mut Pending,
         txn: &mut Transactional,
-    ) -> anyhow::Result<()> {
-        let event = match self.codec.decode_event(m.payload().unwrap_or_default()) {
+    ) -> anyhow::Result<Handled> {
+        let payload = m.payload().unwrap_or_default();
+        // Journal records name their schema by registry id; after an upgrade, old ids are new
+        // to this version and are looked up.
+        if let Err(e) = self.schemas.prepare(payload) {
+            return Ok(Handled::NotYet(e.to_string()));
+        }
+        let event = match self.codec().decode_event(payload) {
             Ok(e) => e,
             Err(rejection) => {
                 self.dead_letter(m, &rejection, txn)?;
-                return Ok(());
+                return Ok(Handled::Done);
             }
         };
         let outputs = apply(&mut pending.overlay.over(store), &self.core, &event)?;
@@ -178,7 +199,7 @@ impl Coordinator {
                 pending.input_timestamps.push(ts);
             }
         }
-        Ok(())
+        Ok(Handled::Done)
     }
 
     fn publish(&self, routed: &Routed, txn: &mut Transactional) -> Result<(), TxnError> {
@@ -188,7 +209,7 @@ impl Coordinator {
         };
         let d = &routed.decision;
         let value = self
-            .codec
+            .codec()
             .encode_decision(d, self.config.topics.decisions_format);
         let headers = OwnedHeaders::new()
             .insert(Header {
@@ -218,7 +239,7 @@ impl Coordinator {
         txn: &mut Transactional,
     ) -> Result<(), TxnError> {
         let value = self
-            .codec
+            .codec()
             .encode_picture(update, self.config.topics.decisions_format);
         let headers = OwnedHeaders::new().insert(Header {
             key: "rp.type",
@@ -244,7 +265,7 @@ impl Coordinator {
         txn: &mut Transactional,
     ) -> Result<(), TxnError> {
         let dlq = self.topics.dlq();
-        super::send_dead_letter(STAGE, &self.codec, &dlq, &self.metrics, txn, m, rejection)
+        super::send_dead_letter(STAGE, self.codec(), &dlq, &self.metrics, txn, m, rejection)
     }
 
     fn commit(

@@ -13,9 +13,9 @@ use rdkafka::message::{BorrowedMessage, Header, Message, OwnedHeaders};
 
 use super::context::StageContext;
 use super::txn::{Transactional, TxnError};
-use super::{BatchOffsets, Polled, Topics, HDR_INPUT_TS, HDR_SOURCE};
-use crate::codec::Codec;
+use super::{Backoff, BatchOffsets, Handled, Polled, Topics, HDR_INPUT_TS, HDR_SOURCE};
 use crate::config::Config;
+use crate::registry::Schemas;
 use crate::telemetry::Metrics;
 
 const STAGE: &str = "intake";
@@ -23,20 +23,20 @@ const STAGE: &str = "intake";
 pub struct Intake {
     config: Config,
     topics: Topics,
-    codec: Arc<Codec>,
+    schemas: Arc<Schemas>,
     metrics: Metrics,
     limits: Limits,
 }
 
 impl Intake {
-    pub fn new(config: Config, codec: Arc<Codec>, metrics: Metrics) -> Self {
+    pub fn new(config: Config, schemas: Arc<Schemas>, metrics: Metrics) -> Self {
         let limits = Limits {
             max_future_ms: config.intake.max_future.as_millis() as i64,
         };
         Self {
             topics: Topics::new(&config),
             config,
-            codec,
+            schemas,
             metrics,
             limits,
         }
@@ -44,6 +44,9 @@ impl Intake {
 
     /// Runs until `stop` is set; returns an error only when it cannot go on.
     pub fn run(&self, stop: &AtomicBool, ready: &AtomicBool) -> anyhow::Result<()> {
+        if !self.schemas.register_patiently(STAGE, stop)? {
+            return Ok(());
+        }
         let consumer: BaseConsumer<StageContext> =
             super::consumer_config(&self.config, "rallypoint-intake")
                 .create_with_context(StageContext::new(STAGE, self.metrics.clone()))
@@ -56,11 +59,12 @@ impl Intake {
         ready.store(true, Ordering::SeqCst);
         tracing::info!(pattern = %self.topics.input_pattern(), "intake running");
         let mut batch = BatchOffsets::default();
+        let mut backoff = Backoff::default();
         while !stop.load(Ordering::SeqCst) {
             let polled = super::poll_batch(&consumer, &self.config.kafka, &mut batch, |m| {
-                self.process(m, &mut txn)?;
+                let handled = self.process(m, &mut txn)?;
                 txn.poll();
-                Ok(())
+                Ok(handled)
             })?;
             if polled == Polled::Revoked {
                 // Positions of revoked partitions go back to their committed offsets.
@@ -68,11 +72,17 @@ impl Intake {
                 batch.clear();
                 continue;
             }
-            if batch.is_empty() {
-                continue;
+            if !batch.is_empty() {
+                super::commit_batch(STAGE, &consumer, &mut txn, &batch, &self.metrics)?;
+                batch.clear();
             }
-            super::commit_batch(STAGE, &consumer, &mut txn, &batch, &self.metrics)?;
-            batch.clear();
+            match polled {
+                Polled::NotYet(why) => {
+                    self.metrics.waiting_for_registry(STAGE, &why);
+                    backoff.wait(stop);
+                }
+                _ => backoff.reset(),
+            }
         }
         if txn.is_open() {
             txn.abort()?;
@@ -80,8 +90,19 @@ impl Intake {
         Ok(())
     }
 
-    /// Routes one input record to the journal or the dead-letter topic.
-    fn process(&self, m: &BorrowedMessage<'_>, txn: &mut Transactional) -> Result<(), TxnError> {
+    /// Routes one input record to the journal or the dead-letter topic, or leaves it for later
+    /// when its schema id cannot be looked up now.
+    fn process(
+        &self,
+        m: &BorrowedMessage<'_>,
+        txn: &mut Transactional,
+    ) -> Result<Handled, TxnError> {
+        let payload = m.payload().unwrap_or_default();
+        if payload.len() <= self.config.intake.max_record_bytes {
+            if let Err(e) = self.schemas.prepare(payload) {
+                return Ok(Handled::NotYet(e.to_string()));
+            }
+        }
         match self.accept(m) {
             Ok(event) => {
                 let source = format!("{}/{}/{}", m.topic(), m.partition(), m.offset());
@@ -99,7 +120,7 @@ impl Intake {
                         key: HDR_INPUT_TS,
                         value: Some(&ts),
                     });
-                let value = self.codec.encode_event(&event);
+                let value = self.schemas.codec().encode_event(&event);
                 txn.send(
                     &self.topics.journal(),
                     Some(event.entity_id().as_bytes()),
@@ -115,7 +136,7 @@ impl Intake {
                 let dlq = self.topics.dlq();
                 super::send_dead_letter(
                     STAGE,
-                    &self.codec,
+                    self.schemas.codec(),
                     &dlq,
                     &self.metrics,
                     txn,
@@ -124,7 +145,7 @@ impl Intake {
                 )?;
             }
         }
-        Ok(())
+        Ok(Handled::Done)
     }
 
     fn accept(&self, m: &BorrowedMessage<'_>) -> Result<Event, Rejection> {
@@ -145,7 +166,7 @@ impl Intake {
                 ),
             ));
         }
-        let event = self.codec.decode_event(payload)?;
+        let event = self.schemas.codec().decode_event(payload)?;
         validate::validate(&event, &origin, super::now_ms(), &self.limits)?;
         Ok(event)
     }

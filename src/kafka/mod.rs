@@ -211,6 +211,16 @@ impl BatchOffsets {
     }
 }
 
+/// What a stage did with one record.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Handled {
+    /// Sent on (journal, decisions or dead-letter topic) in the open transaction.
+    Done,
+    /// Not handled, through no fault of the record: something it needs (the schema registry)
+    /// does not answer. The record is read again later; nothing of it was sent.
+    NotYet(String),
+}
+
 /// How one round of polling ended.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Polled {
@@ -218,6 +228,39 @@ pub enum Polled {
     Ready,
     /// Partitions were revoked: the open transaction and the batch must be dropped.
     Revoked,
+    /// A record could not be handled yet (why): the batch holds what came before it and is
+    /// ready to commit; the consumer was sought back to that record. Wait before polling on.
+    NotYet(String),
+}
+
+/// The growing pause of a stage that waits for something to come back (the schema
+/// registry): 200 ms, doubling up to 10 s, and back to 200 ms once it has answered.
+pub struct Backoff {
+    next: std::time::Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self { next: Self::FIRST }
+    }
+}
+
+impl Backoff {
+    const FIRST: std::time::Duration = std::time::Duration::from_millis(200);
+    const MOST: std::time::Duration = std::time::Duration::from_secs(10);
+
+    /// Sleeps the next pause, in slices, returning early once `stop` is set.
+    pub fn wait(&mut self, stop: &std::sync::atomic::AtomicBool) {
+        let until = std::time::Instant::now() + self.next;
+        while std::time::Instant::now() < until && !stop.load(std::sync::atomic::Ordering::SeqCst) {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        self.next = (self.next * 2).min(Self::MOST);
+    }
+
+    pub fn reset(&mut self) {
+        self.next = Self::FIRST;
+    }
 }
 
 /// Polls records into `batch` and hands each to `handle`, until the batch holds `max_batch`
@@ -228,7 +271,7 @@ pub fn poll_batch(
     consumer: &rdkafka::consumer::BaseConsumer<context::StageContext>,
     config: &crate::config::KafkaConfig,
     batch: &mut BatchOffsets,
-    mut handle: impl FnMut(&rdkafka::message::BorrowedMessage<'_>) -> anyhow::Result<()>,
+    mut handle: impl FnMut(&rdkafka::message::BorrowedMessage<'_>) -> anyhow::Result<Handled>,
 ) -> anyhow::Result<Polled> {
     use rdkafka::consumer::Consumer;
     use rdkafka::Message;
@@ -244,10 +287,21 @@ pub fn poll_batch(
             left.min(std::time::Duration::from_millis(2))
         };
         match consumer.poll(wait) {
-            Some(Ok(m)) => {
-                handle(&m)?;
-                batch.record(m.topic(), m.partition(), m.offset());
-            }
+            Some(Ok(m)) => match handle(&m)? {
+                Handled::Done => batch.record(m.topic(), m.partition(), m.offset()),
+                Handled::NotYet(why) => {
+                    // Read it again next round; records queued behind it are dropped by the seek.
+                    consumer
+                        .seek(
+                            m.topic(),
+                            m.partition(),
+                            rdkafka::Offset::Offset(m.offset()),
+                            std::time::Duration::from_secs(5),
+                        )
+                        .map_err(|e| anyhow::anyhow!("seeking back to a record to retry: {e}"))?;
+                    return Ok(Polled::NotYet(why));
+                }
+            },
             Some(Err(e)) => {
                 tracing::warn!(stage = consumer.context().stage, error = %e, "consumer error")
             }
