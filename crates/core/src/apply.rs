@@ -80,7 +80,7 @@ pub fn apply<S: Store>(
         outputs: Vec::new(),
         supply: BTreeMap::new(),
         fresh: BTreeMap::new(),
-        touched: BTreeSet::new(),
+        touched: BTreeMap::new(),
     };
     let seen = seen_key(&env.event_id);
     if fold.st.contains(&seen)? {
@@ -118,8 +118,9 @@ struct Fold<'a, 's, S: Store> {
     supply: BTreeMap<Capability, BTreeSet<String>>,
     /// Needs whose missing units grew (new, or reopened by a cancel), by capability.
     fresh: BTreeMap<Capability, BTreeSet<(String, usize)>>,
-    /// Picture tallies changed by this event, to publish or schedule.
-    touched: BTreeSet<Vec<u8>>,
+    /// Picture tallies changed by this event, held here until it ends: each is read and
+    /// written once per event, then published or scheduled.
+    touched: BTreeMap<Vec<u8>, crate::picture::Tally>,
 }
 
 impl<S: Store> Fold<'_, '_, S> {

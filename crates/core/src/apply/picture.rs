@@ -41,7 +41,7 @@ impl<S: Store> Fold<'_, '_, S> {
                     continue;
                 }
                 let key = window_key(scope, size, start);
-                if !self.st.contains(&key)? {
+                if !self.touched.contains_key(&key) && !self.st.contains(&key)? {
                     let closing = end.saturating_add(lateness);
                     self.st.mark(&timed(CLOSING, closing, tally_id(&key)));
                 }
@@ -88,10 +88,14 @@ impl<S: Store> Fold<'_, '_, S> {
     }
 
     fn tally(&mut self, key: Vec<u8>, change: &impl Fn(&mut Tally)) -> Result<(), StoreError> {
-        let mut t: Tally = self.st.load(&key)?.unwrap_or_default();
-        change(&mut t);
-        self.st.save(&key, &t);
-        self.touched.insert(key);
+        let t = match self.touched.entry(key) {
+            std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::btree_map::Entry::Vacant(e) => {
+                let loaded = self.st.load(e.key())?.unwrap_or_default();
+                e.insert(loaded)
+            }
+        };
+        change(t);
         Ok(())
     }
 
@@ -99,11 +103,9 @@ impl<S: Store> Fold<'_, '_, S> {
     /// ago: then it is scheduled for when the interval has passed.
     pub(super) fn publish_touched(&mut self) -> Result<(), StoreError> {
         let interval = self.config.picture.emit_interval_ms;
-        for key in std::mem::take(&mut self.touched) {
-            let Some(mut t) = self.st.load::<Tally>(&key)? else {
-                continue;
-            };
+        for (key, mut t) in std::mem::take(&mut self.touched) {
             if t.scheduled.is_some() {
+                self.st.save(&key, &t);
                 continue;
             }
             match t.last_emitted.map(|last| last.saturating_add(interval)) {
