@@ -38,6 +38,10 @@ pub struct KafkaConfig {
     /// How long one transaction may collect records before it commits.
     pub commit_interval: Duration,
     pub max_batch: usize,
+    /// How long the group waits for a silent member before handing its partitions to another
+    /// instance: the failover time after a crash. A restart of the same instance takes its
+    /// partitions back at once (static membership), whatever this is.
+    pub session_timeout: Duration,
     pub security: KafkaSecurity,
 }
 
@@ -109,6 +113,7 @@ const KEYS: &[&str] = &[
     "kafka.transaction_timeout",
     "kafka.commit_interval",
     "kafka.max_batch",
+    "kafka.session_timeout",
     "kafka.security_protocol",
     "kafka.sasl_mechanism",
     "kafka.sasl_username",
@@ -226,6 +231,7 @@ impl Reader {
             transaction_timeout: self.duration("kafka.transaction_timeout"),
             commit_interval: self.duration("kafka.commit_interval"),
             max_batch: self.positive("kafka.max_batch") as usize,
+            session_timeout: self.duration("kafka.session_timeout"),
             security: KafkaSecurity {
                 protocol: self.get("kafka.security_protocol"),
                 sasl_mechanism: self.get("kafka.sasl_mechanism"),
@@ -323,6 +329,12 @@ impl Reader {
             self.errors.push(format!(
                 "kafka.instance_id: {:?} must be 1-64 of A-Z a-z 0-9 . _ : -",
                 c.kafka.instance_id
+            ));
+        }
+        let session = c.kafka.session_timeout;
+        if session < Duration::from_secs(1) || session > Duration::from_secs(300) {
+            self.errors.push(format!(
+                "kafka.session_timeout: {session:?} must be between 1s and 5m (brokers allow 6s to 5m by default)"
             ));
         }
         if c.kafka.commit_interval >= c.kafka.transaction_timeout {
@@ -454,6 +466,7 @@ mod tests {
             "\"est\"",
             "kafka.commit_interval",
             "kafka.max_batch",
+            "kafka.session_timeout",
             "http.listen",
             "xml",
             "topics.colour: unknown setting",

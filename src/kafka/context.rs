@@ -15,6 +15,8 @@ pub struct StageContext {
     pub metrics: Metrics,
     /// Set when partitions are revoked: the loop must drop its open transaction.
     pub revoked: AtomicBool,
+    /// Set at the first assignment, even an empty one: the consumer has joined its group.
+    pub joined: AtomicBool,
 }
 
 impl StageContext {
@@ -23,11 +25,16 @@ impl StageContext {
             stage,
             metrics,
             revoked: AtomicBool::new(false),
+            joined: AtomicBool::new(false),
         }
     }
 
     pub fn take_revoked(&self) -> bool {
         self.revoked.swap(false, Ordering::SeqCst)
+    }
+
+    pub fn has_joined(&self) -> bool {
+        self.joined.load(Ordering::SeqCst)
     }
 }
 
@@ -82,6 +89,7 @@ impl ConsumerContext for StageContext {
                 partitions = tpl.count(),
                 "partitions assigned"
             );
+            self.joined.store(true, Ordering::SeqCst);
         }
     }
 }
