@@ -41,11 +41,18 @@ started=$SECONDS
 # started, should the test's own deadlines fail to.
 setsid cargo test --release --features fault-injection --test crash_soak -- --nocapture &
 soak=$!
-( sleep "$timeout_after"; echo "crash soak: no end after $timeout_after, stopping it" >&2; kill -KILL -- "-$soak" ) &
+sleep "$timeout_after" &
+timer=$!
+( wait_for=$timer; while kill -0 "$wait_for" 2>/dev/null; do sleep 1; done
+  if kill -0 "$soak" 2>/dev/null; then
+    echo "crash soak: no end after $timeout_after, stopping it" >&2
+    kill -KILL -- "-$soak" 2>/dev/null || true
+  fi ) &
 watchdog=$!
 rc=0
 wait "$soak" || rc=$?
-kill "$watchdog" 2>/dev/null || true
+kill "$timer" 2>/dev/null || true
+wait "$watchdog" 2>/dev/null || true
 if [[ $rc -ne 0 ]]; then
   echo "crash soak FAILED (seed $RALLYPOINT_SOAK_SEED; rerun with SEED=$RALLYPOINT_SOAK_SEED)" >&2
   exit "$rc"

@@ -87,7 +87,7 @@ fn the_processor_rides_out_a_broker_restart_without_losing_or_repeating_anything
     assert_eq!(again, bootstrap, "the broker came back on its address");
     let back = Instant::now();
     h.flush();
-    common::wait_until_processed(&h, feed.len(), || node.log());
+    common::wait_until_processed(&h, feed.len(), &mut [&mut node]);
     let recovered = back.elapsed();
     assert!(
         node.is_running(),
@@ -95,6 +95,26 @@ fn the_processor_rides_out_a_broker_restart_without_losing_or_repeating_anything
         node.log()
     );
     let checked = common::assert_exactly_once(&h, &feed, &NATIONS);
+    let log = node.log();
+    // What the processor went through, for whoever reads the test's output.
+    for line in log.lines().filter(|l| {
+        l.contains("rallypoint::")
+            && (l.contains("WARN") || l.contains("ERROR"))
+            && !l.contains("consumer error")
+            || l.contains("coordinator running")
+            || l.contains("starting the stage over")
+    }) {
+        println!("  | {line}");
+    }
+    println!(
+        "while the broker was away: {} transactions aborted and re-read, {} retried calls, {} new producers, {} new consumers",
+        log.matches("transaction aborted; re-reading").count(),
+        log.matches(": retrying").count(),
+        log.matches("making a new transactional producer").count()
+            + log.matches("producer failed: taking over again").count()
+            + log.matches("fenced by another coordinator").count(),
+        log.matches("starting the stage over with a new consumer").count(),
+    );
     println!(
         "broker away {:.0} s: {} events journaled once, {} decisions and {} dead letters equal to the fold; all processed {:.1} s after the broker was back, by the same process",
         away.as_secs_f64(),

@@ -216,7 +216,7 @@ fn the_processor_survives_kills_anywhere_without_losing_or_repeating_anything() 
     let mut timed = Vec::new();
     let probes: Vec<Vec<Event>> = (0..2).map(|n| probe(&mut clock, "EST", n)).collect();
     for (n, kind) in ["warm", "cold"].iter().enumerate() {
-        wait_for_coordinator(&h, sent.len(), &node);
+        common::wait_until_processed(&h, sent.len(), &mut [&mut node]);
         node.kill();
         if *kind == "cold" {
             std::fs::remove_dir_all(&node.state).unwrap();
@@ -240,7 +240,7 @@ fn the_processor_survives_kills_anywhere_without_losing_or_repeating_anything() 
         );
         timed.push(run);
     }
-    wait_for_coordinator(&h, sent.len(), &node);
+    common::wait_until_processed(&h, sent.len(), &mut [&mut node]);
     node.kill();
 
     // Every input event journaled exactly once.
@@ -344,54 +344,4 @@ fn the_processor_survives_kills_anywhere_without_losing_or_repeating_anything() 
         );
     }
     println!("total: {:.0} s", soak_started.elapsed().as_secs_f64());
-}
-
-/// Waits until the journal holds `events` records and the coordinator has committed its
-/// position past the last of them.
-fn wait_for_coordinator(h: &Harness, events: usize, node: &Node) {
-    let started = Instant::now();
-    let mut journal = 0;
-    let mut last = -1;
-    let consumer = tail_consumer(h);
-    while journal < events {
-        assert!(
-            started.elapsed() < Duration::from_secs(600),
-            "the journal holds {journal} of {events} events after 10 minutes\n{}",
-            node.log()
-        );
-        if let Some(Ok(m)) =
-            rdkafka::consumer::BaseConsumer::poll(&consumer, Duration::from_millis(100))
-        {
-            journal += 1;
-            last = rdkafka::Message::offset(&m);
-        }
-    }
-    while h.coordinator_position() <= last {
-        assert!(
-            started.elapsed() < Duration::from_secs(600),
-            "the coordinator did not reach the end of the journal\n{}",
-            node.log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn tail_consumer(h: &Harness) -> rdkafka::consumer::BaseConsumer {
-    use rdkafka::consumer::Consumer;
-    let consumer: rdkafka::consumer::BaseConsumer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", &h.bootstrap)
-        .set("group.id", format!("soak-{}", uuid::Uuid::new_v4()))
-        .set("isolation.level", "read_committed")
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    let mut tpl = rdkafka::TopicPartitionList::new();
-    tpl.add_partition_offset(
-        &h.topic("rrc.internal.journal"),
-        0,
-        rdkafka::Offset::Beginning,
-    )
-    .unwrap();
-    consumer.assign(&tpl).unwrap();
-    consumer
 }

@@ -17,6 +17,8 @@ pub struct StageContext {
     pub revoked: AtomicBool,
     /// Set at the first assignment, even an empty one: the consumer has joined its group.
     pub joined: AtomicBool,
+    /// When (ms since the epoch) the next consumer error may be logged.
+    next_error_log: AtomicI64,
 }
 
 impl StageContext {
@@ -26,11 +28,27 @@ impl StageContext {
             metrics,
             revoked: AtomicBool::new(false),
             joined: AtomicBool::new(false),
+            next_error_log: AtomicI64::new(0),
         }
     }
 
     pub fn take_revoked(&self) -> bool {
         self.revoked.swap(false, Ordering::SeqCst)
+    }
+
+    /// Logs a consumer error, at most one every 5 s: while a broker is away, every poll
+    /// reports one.
+    pub fn consumer_error(&self, e: &rdkafka::error::KafkaError) {
+        let now = super::now_ms();
+        let due = self.next_error_log.load(Ordering::SeqCst);
+        if now >= due
+            && self
+                .next_error_log
+                .compare_exchange(due, now + 5000, Ordering::SeqCst, Ordering::SeqCst)
+                .is_ok()
+        {
+            tracing::warn!(stage = self.stage, error = %e, "consumer error (repeats within 5 s not logged)");
+        }
     }
 
     pub fn has_joined(&self) -> bool {
@@ -124,8 +142,10 @@ impl ProducerContext for ProducerState {
             }
             Ok(_) => {}
             Err((e, m)) => {
-                self.failed.fetch_add(1, Ordering::SeqCst);
-                tracing::warn!(topic = m.topic(), error = %e, "record not delivered; the transaction will abort");
+                // Once per transaction: when a broker is away, every queued record fails alike.
+                if self.failed.fetch_add(1, Ordering::SeqCst) == 0 {
+                    tracing::warn!(topic = m.topic(), error = %e, "record not delivered; the transaction will abort");
+                }
             }
         }
     }

@@ -74,6 +74,10 @@ impl Coordinator {
     }
 
     pub fn run(&self, stop: &AtomicBool, status: &StageStatus) -> anyhow::Result<()> {
+        super::run_again_when_consumer_lost(STAGE, stop, status, || self.serve(stop, status))
+    }
+
+    fn serve(&self, stop: &AtomicBool, status: &StageStatus) -> anyhow::Result<()> {
         status.set(Phase::Starting);
         let mut store =
             RocksStore::open(&self.state_path()).context("opening the RocksDB state")?;
@@ -122,9 +126,9 @@ impl Coordinator {
         // A record here means the journal was assigned; it is read again after the takeover.
         if let Some(Err(e)) = consumer.poll(Duration::from_millis(50)) {
             if let rdkafka::error::KafkaError::MessageConsumptionFatal(_) = e {
-                anyhow::bail!("coordinator consumer failed fatally: {e}");
+                return Err(super::ConsumerLost(format!("{STAGE}: {e}")).into());
             }
-            tracing::warn!(stage = STAGE, error = %e, "consumer error");
+            consumer.context().consumer_error(&e);
         }
         consumer.context().take_revoked();
         // After being fenced, a holder that still thinks it owns the journal may be the zombie:

@@ -45,6 +45,10 @@ impl Intake {
 
     /// Runs until `stop` is set; returns an error only when it cannot go on.
     pub fn run(&self, stop: &AtomicBool, status: &StageStatus) -> anyhow::Result<()> {
+        super::run_again_when_consumer_lost(STAGE, stop, status, || self.serve(stop, status))
+    }
+
+    fn serve(&self, stop: &AtomicBool, status: &StageStatus) -> anyhow::Result<()> {
         let consumer: BaseConsumer<StageContext> =
             super::consumer_config(&self.config, "rallypoint-intake")
                 .create_with_context(StageContext::new(STAGE, self.metrics.clone()))

@@ -129,6 +129,50 @@ pub fn consumer_config(config: &Config, group: &str) -> ClientConfig {
     c
 }
 
+/// The stage's consumer failed fatally: librdkafka reports `FENCED_INSTANCE_ID` when another
+/// member joined with our static `group.instance.id`. That is usually this very process: after
+/// a broker outage longer than the session, librdkafka rejoins under the same identity and its
+/// older membership is fenced. The stage then starts over with a new consumer
+/// ([`run_again_when_consumer_lost`]).
+#[derive(Debug, thiserror::Error)]
+#[error("consumer lost its group membership for good: {0}")]
+pub struct ConsumerLost(pub String);
+
+/// How many times in [`LOST_WINDOW`] a stage starts over after [`ConsumerLost`] before it
+/// gives up: more means another process runs with the same `kafka.instance_id`.
+const LOST_LIMIT: usize = 3;
+const LOST_WINDOW: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Runs `body` (a stage: consumer, producer, loop) and runs it again when its consumer was
+/// lost, unless that happens too often or the process is stopping.
+pub fn run_again_when_consumer_lost(
+    stage: &str,
+    stop: &std::sync::atomic::AtomicBool,
+    status: &crate::status::StageStatus,
+    mut body: impl FnMut() -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let mut lost: std::collections::VecDeque<std::time::Instant> = Default::default();
+    loop {
+        let e = match body() {
+            Err(e) if e.is::<ConsumerLost>() => e,
+            other => return other,
+        };
+        if stop.load(std::sync::atomic::Ordering::SeqCst) {
+            return Ok(());
+        }
+        lost.retain(|t| t.elapsed() < LOST_WINDOW);
+        if lost.len() >= LOST_LIMIT {
+            return Err(e.context(format!(
+                "{stage}: consumer lost {LOST_LIMIT} times in {LOST_WINDOW:?}; does another process run with the same kafka.instance_id?"
+            )));
+        }
+        lost.push_back(std::time::Instant::now());
+        tracing::warn!(stage, error = %e, "starting the stage over with a new consumer");
+        status.set(crate::status::Phase::Starting);
+        std::thread::sleep(std::time::Duration::from_secs(1));
+    }
+}
+
 /// Runs a broker call until it succeeds or `patience` runs out. Right after topics are created,
 /// or while a broker restarts, calls fail with errors such as NotLeaderForPartition that go
 /// away by themselves: a stage waits them out instead of failing.
@@ -238,8 +282,7 @@ pub enum Polled {
 /// load batches fill up and commits stay infrequent.
 ///
 /// A record joins the batch before it is handled, so that a failure while handling it rewinds
-/// to it too. A fatal consumer error (another process took our static group identity) ends
-/// the stage: this process is then the zombie.
+/// to it too. A fatal consumer error ends the round with [`ConsumerLost`].
 pub fn poll_batch(
     consumer: &rdkafka::consumer::BaseConsumer<context::StageContext>,
     config: &crate::config::KafkaConfig,
@@ -265,11 +308,9 @@ pub fn poll_batch(
                 handle(&m)?;
             }
             Some(Err(e @ rdkafka::error::KafkaError::MessageConsumptionFatal(_))) => {
-                anyhow::bail!("{} consumer failed fatally: {e}", consumer.context().stage)
+                return Err(ConsumerLost(format!("{}: {e}", consumer.context().stage)).into())
             }
-            Some(Err(e)) => {
-                tracing::warn!(stage = consumer.context().stage, error = %e, "consumer error")
-            }
+            Some(Err(e)) => consumer.context().consumer_error(&e),
             None if !batch.is_empty() => break,
             None => {}
         }

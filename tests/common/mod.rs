@@ -708,8 +708,22 @@ pub fn assert_exactly_once(h: &Harness, sent: &[Event], nations: &[&str]) -> Che
 }
 
 /// Waits until the journal holds `events` records and the coordinator has committed its
-/// position past the last of them; `log` is shown if that does not happen in 10 minutes.
-pub fn wait_until_processed(h: &Harness, events: usize, log: impl Fn() -> String) {
+/// position past the last of them. Fails at once if one of `running` exits, and after 10
+/// minutes; with the nodes' logs.
+pub fn wait_until_processed(h: &Harness, events: usize, running: &mut [&mut Node]) {
+    let mut log = || {
+        let mut text = String::new();
+        for n in running.iter_mut() {
+            assert!(
+                n.is_running(),
+                "{} exited while the feed was processed\n{}",
+                n.instance,
+                n.log()
+            );
+            text.push_str(&format!("== {}\n{}", n.instance, n.log()));
+        }
+        text
+    };
     let started = Instant::now();
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", &h.bootstrap)
@@ -724,7 +738,12 @@ pub fn wait_until_processed(h: &Harness, events: usize, log: impl Fn() -> String
     consumer.assign(&tpl).unwrap();
     let mut journaled = 0;
     let mut last = -1;
+    let mut checked = Instant::now();
     while journaled < events {
+        if checked.elapsed() > Duration::from_secs(1) {
+            log();
+            checked = Instant::now();
+        }
         assert!(
             started.elapsed() < Duration::from_secs(600),
             "the journal holds {journaled} of {events} events after 10 minutes\n{}",
@@ -736,6 +755,7 @@ pub fn wait_until_processed(h: &Harness, events: usize, log: impl Fn() -> String
         }
     }
     while h.coordinator_position() <= last {
+        log();
         assert!(
             started.elapsed() < Duration::from_secs(600),
             "the coordinator did not reach the end of the journal\n{}",
