@@ -35,7 +35,7 @@ if [[ -z "${RALLYPOINT_TEST_BOOTSTRAP:-}" ]]; then
   export RALLYPOINT_TEST_BOOTSTRAP
 fi
 echo "crash soak: $RALLYPOINT_SOAK_COUNT events, $RALLYPOINT_SOAK_KILLS random kills, seed $RALLYPOINT_SOAK_SEED, broker $RALLYPOINT_TEST_BOOTSTRAP"
-cargo build --release --features fault-injection --tests --quiet
+cargo build --release --features fault-injection --test crash_soak --quiet
 started=$SECONDS
 # In a process group of its own, so that a watchdog can end the test and the processors it
 # started, should the test's own deadlines fail to.

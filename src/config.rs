@@ -458,7 +458,7 @@ mod tests {
     #[test]
     fn every_bad_value_is_listed_at_once() {
         let err = load(
-            "nations = [\"est\"]\n[kafka]\ncommit_interval = \"soon\"\nmax_batch = 0\n[http]\nlisten = \"nowhere\"\n[topics]\ndecisions_format = \"xml\"\ncolour = 3\n",
+            "nations = [\"est\"]\n[kafka]\ncommit_interval = \"soon\"\nmax_batch = 0\nsession_timeout = \"100ms\"\n[http]\nlisten = \"nowhere\"\n[topics]\ndecisions_format = \"xml\"\ncolour = 3\n",
         )
         .unwrap_err();
         let text = err.to_string();

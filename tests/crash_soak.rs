@@ -335,6 +335,10 @@ fn the_processor_survives_kills_anywhere_without_losing_or_repeating_anything() 
         "{}",
         summary("restart to first decision (between kills)", &first)
     );
+    println!(
+        "changelog: {} records (offsets) at the end; the cold restart replays it all",
+        h.end_offset("rrc.internal.changelog")
+    );
     for r in &timed {
         println!(
             "{}: /readyz 200 after {:.2} s, first new decision after {:.2} s",

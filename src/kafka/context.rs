@@ -60,7 +60,10 @@ impl ClientContext for StageContext {
     fn stats(&self, stats: Statistics) {
         for (topic, t) in stats.topics {
             for (partition, p) in t.partitions {
-                if let Some(lag) = lag(&p).filter(|_| partition >= 0) {
+                // A partition this consumer no longer holds (another instance took it, or this
+                // one stands by) is not its lag: 0, rather than the last figure it had.
+                let lag = if p.desired { lag(&p) } else { Some(0) };
+                if let Some(lag) = lag.filter(|_| partition >= 0) {
                     self.metrics
                         .consumer_lag
                         .with_label_values(&[self.stage, &topic, &partition.to_string()])
