@@ -34,3 +34,7 @@ cargo clippy --release --workspace --all-targets -- -D warnings
 # Fingerprints and bytes agree with fastavro, an independent Avro implementation.
 scripts/check-avro-interop.sh
 cargo test --release --workspace
+# Crash soak: 100,000 events, SIGKILLed at random moments and at every kill point between the
+# steps of a transaction (built with the fault-injection feature), exactly once at the end.
+# COUNT, KILLS and SEED override its defaults.
+scripts/crash-soak.sh

@@ -18,6 +18,7 @@ use crate::http::{self, AppState};
 use crate::kafka::{admin, coordinator::Coordinator, intake::Intake, Topics};
 use crate::registry::Schemas;
 use crate::simulate;
+use crate::status::StageStatus;
 use crate::telemetry::{self, Metrics};
 
 #[derive(Parser, Debug)]
@@ -239,6 +240,7 @@ fn run(config: Config, role: Role) -> anyhow::Result<()> {
     let schemas = Arc::new(Schemas::new(&config)?);
     let stop = Arc::new(AtomicBool::new(false));
     let (failed_tx, failed_rx) = std::sync::mpsc::channel::<String>();
+    crate::fault::announce();
     let mut ready = Vec::new();
     let mut stages = Vec::new();
     if matches!(role, Role::All | Role::Intake) {
@@ -269,9 +271,10 @@ fn run(config: Config, role: Role) -> anyhow::Result<()> {
     let rt = runtime()?;
     let state = AppState {
         registry,
-        ready,
+        stages: ready,
         stage_ready: metrics.stage_ready.clone(),
         query: query_client,
+        stage_active: metrics.stage_active.clone(),
     };
     let server_stop = stop.clone();
     let server = rt.spawn(http::serve(config.http_listen, state, async move {
@@ -297,16 +300,16 @@ fn run(config: Config, role: Role) -> anyhow::Result<()> {
     }
 }
 
-type StageFn = dyn FnOnce(&AtomicBool, &AtomicBool) -> anyhow::Result<()> + Send;
+type StageFn = dyn FnOnce(&AtomicBool, &StageStatus) -> anyhow::Result<()> + Send;
 
 fn spawn_stage(
     name: &'static str,
-    body: impl FnOnce(&AtomicBool, &AtomicBool) -> anyhow::Result<()> + Send + 'static,
+    body: impl FnOnce(&AtomicBool, &StageStatus) -> anyhow::Result<()> + Send + 'static,
     stop: &Arc<AtomicBool>,
-    ready: &mut Vec<(&'static str, Arc<AtomicBool>)>,
+    ready: &mut Vec<(&'static str, Arc<StageStatus>)>,
     failed: std::sync::mpsc::Sender<String>,
 ) -> anyhow::Result<std::thread::JoinHandle<()>> {
-    let flag = Arc::new(AtomicBool::new(false));
+    let flag = Arc::new(StageStatus::default());
     ready.push((name, flag.clone()));
     let stop = stop.clone();
     let body: Box<StageFn> = Box::new(body);

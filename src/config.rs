@@ -62,6 +62,10 @@ pub struct KafkaConfig {
     /// How long one transaction may collect records before it commits.
     pub commit_interval: Duration,
     pub max_batch: usize,
+    /// How long the group waits for a silent member before handing its partitions to another
+    /// instance: the failover time after a crash. A restart of the same instance takes its
+    /// partitions back at once (static membership), whatever this is.
+    pub session_timeout: Duration,
     pub security: KafkaSecurity,
 }
 
@@ -143,6 +147,7 @@ const KEYS: &[&str] = &[
     "kafka.transaction_timeout",
     "kafka.commit_interval",
     "kafka.max_batch",
+    "kafka.session_timeout",
     "kafka.security_protocol",
     "kafka.sasl_mechanism",
     "kafka.sasl_username",
@@ -288,6 +293,7 @@ impl Reader {
             transaction_timeout: self.duration("kafka.transaction_timeout"),
             commit_interval: self.duration("kafka.commit_interval"),
             max_batch: self.positive("kafka.max_batch") as usize,
+            session_timeout: self.duration("kafka.session_timeout"),
             security: KafkaSecurity {
                 protocol: self.get("kafka.security_protocol"),
                 sasl_mechanism: self.get("kafka.sasl_mechanism"),
@@ -399,6 +405,12 @@ impl Reader {
             self.errors.push(format!(
                 "kafka.instance_id: {:?} must be 1-64 of A-Z a-z 0-9 . _ : -",
                 c.kafka.instance_id
+            ));
+        }
+        let session = c.kafka.session_timeout;
+        if session < Duration::from_secs(1) || session > Duration::from_secs(300) {
+            self.errors.push(format!(
+                "kafka.session_timeout: {session:?} must be between 1s and 5m (brokers allow 6s to 5m by default)"
             ));
         }
         if c.kafka.commit_interval >= c.kafka.transaction_timeout {
@@ -600,7 +612,7 @@ mod tests {
     #[test]
     fn every_bad_value_is_listed_at_once() {
         let err = load(
-            "nations = [\"est\"]\n[kafka]\ncommit_interval = \"soon\"\nmax_batch = 0\n[http]\nlisten = \"nowhere\"\n[topics]\ndecisions_format = \"xml\"\ncolour = 3\n",
+            "nations = [\"est\"]\n[kafka]\ncommit_interval = \"soon\"\nmax_batch = 0\nsession_timeout = \"100ms\"\n[http]\nlisten = \"nowhere\"\n[topics]\ndecisions_format = \"xml\"\ncolour = 3\n",
         )
         .unwrap_err();
         let text = err.to_string();
@@ -608,6 +620,7 @@ mod tests {
             "\"est\"",
             "kafka.commit_interval",
             "kafka.max_batch",
+            "kafka.session_timeout",
             "http.listen",
             "xml",
             "topics.colour: unknown setting",

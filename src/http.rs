@@ -1,9 +1,8 @@
 //! The HTTP endpoint: `/metrics` (Prometheus text format), `/healthz` (the process answers),
-//! `/readyz` (every stage has started: broker reached, state restored), and the JSON query API
-//! under `/api/v1/` (see [`crate::query`]).
+//! `/readyz` (every stage is ready: active, or standing by; see [`crate::status`]), and the
+//! JSON query API under `/api/v1/` (see [`crate::query`]).
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use axum::extract::{Query, State};
@@ -14,15 +13,19 @@ use axum::Json;
 use axum::Router;
 use prometheus::{Encoder, IntGaugeVec, Registry, TextEncoder};
 
+use crate::status::{Phase, StageStatus};
+
 #[derive(Clone)]
 pub struct AppState {
     pub registry: Registry,
-    /// (stage name, ready flag).
-    pub ready: Vec<(&'static str, Arc<AtomicBool>)>,
-    /// Mirrors `ready` for Prometheus, which cannot read `/readyz`.
+    /// (stage name, what it is doing).
+    pub stages: Vec<(&'static str, Arc<StageStatus>)>,
+    /// Mirrors `/readyz` for Prometheus, which cannot read it.
     pub stage_ready: IntGaugeVec,
     /// The query API's line to the coordinator, when this process runs one.
     pub query: Option<crate::query::Client>,
+    /// 1 while a stage holds its input and processes it (0 when standing by).
+    pub stage_active: IntGaugeVec,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -37,10 +40,14 @@ pub fn router(state: AppState) -> Router {
 }
 
 async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
-    for (stage, ready) in &s.ready {
+    for (stage, status) in &s.stages {
+        let phase = status.get();
         s.stage_ready
             .with_label_values(&[stage])
-            .set(i64::from(ready.load(Ordering::SeqCst)));
+            .set(i64::from(phase.is_ready()));
+        s.stage_active
+            .with_label_values(&[stage])
+            .set(i64::from(phase == Phase::Active));
     }
     let mut body = Vec::new();
     let encoder = TextEncoder::new();
@@ -58,21 +65,21 @@ async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
     )
 }
 
+/// 200 when every stage is ready (a standing-by coordinator is), else 503; the body has one
+/// line per stage, e.g. `coordinator: standby`.
 async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
-    let waiting: Vec<&str> = s
-        .ready
-        .iter()
-        .filter(|(_, r)| !r.load(Ordering::SeqCst))
-        .map(|(n, _)| *n)
-        .collect();
-    if waiting.is_empty() {
-        (StatusCode::OK, "ready\n".to_string())
-    } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("starting: {}\n", waiting.join(", ")),
-        )
+    let phases: Vec<(&str, Phase)> = s.stages.iter().map(|(n, st)| (*n, st.get())).collect();
+    let ready = phases.iter().all(|(_, p)| p.is_ready());
+    let mut body = String::from(if ready { "ready\n" } else { "not ready\n" });
+    for (name, phase) in phases {
+        body.push_str(&format!("{name}: {}\n", phase.name()));
     }
+    let code = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, body)
 }
 
 #[derive(serde::Deserialize)]

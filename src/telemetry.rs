@@ -31,8 +31,10 @@ pub struct Metrics {
     pub store: StoreGauges,
     /// Open incidents, requests, capacity and the correlation, from the coordinator's state.
     pub mission: MissionGauges,
-    /// 1 once a stage has started (what `/readyz` answers), set when `/metrics` is scraped.
+    /// 1 while a stage is ready (what `/readyz` answers), set when `/metrics` is scraped.
     pub stage_ready: IntGaugeVec,
+    /// 1 while a stage holds its input and processes it; 0 while it stands by or starts.
+    pub stage_active: IntGaugeVec,
     pub restored_records: IntCounterVec,
     pub registry_unavailable: IntCounterVec,
 }
@@ -81,12 +83,22 @@ impl Metrics {
         let stage_ready = IntGaugeVec::new(
             Opts::new(
                 "rallypoint_stage_ready",
-                "1 once the stage has started (broker reached, state restored), else 0.",
+                "1 while the stage is ready: active, or standing by for another instance.",
             ),
             &["stage"],
         )
         .expect("valid metric");
         reg.register(Box::new(stage_ready.clone()))
+            .expect("registered once");
+        let stage_active = IntGaugeVec::new(
+            Opts::new(
+                "rallypoint_stage_active",
+                "1 while the stage holds its input and processes it; 0 while it stands by.",
+            ),
+            &["stage"],
+        )
+        .expect("valid metric");
+        reg.register(Box::new(stage_active.clone()))
             .expect("registered once");
         Self {
             records_in: counter(
@@ -137,6 +149,7 @@ impl Metrics {
             store: StoreGauges::register(reg),
             mission: MissionGauges::register(reg),
             stage_ready,
+            stage_active,
         }
     }
 

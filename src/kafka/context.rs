@@ -15,6 +15,10 @@ pub struct StageContext {
     pub metrics: Metrics,
     /// Set when partitions are revoked: the loop must drop its open transaction.
     pub revoked: AtomicBool,
+    /// Set at the first assignment, even an empty one: the consumer has joined its group.
+    pub joined: AtomicBool,
+    /// When (ms since the epoch) the next consumer error may be logged.
+    next_error_log: AtomicI64,
 }
 
 impl StageContext {
@@ -23,11 +27,32 @@ impl StageContext {
             stage,
             metrics,
             revoked: AtomicBool::new(false),
+            joined: AtomicBool::new(false),
+            next_error_log: AtomicI64::new(0),
         }
     }
 
     pub fn take_revoked(&self) -> bool {
         self.revoked.swap(false, Ordering::SeqCst)
+    }
+
+    /// Logs a consumer error, at most one every 5 s: while a broker is away, every poll
+    /// reports one.
+    pub fn consumer_error(&self, e: &rdkafka::error::KafkaError) {
+        let now = super::now_ms();
+        let due = self.next_error_log.load(Ordering::SeqCst);
+        if now >= due
+            && self
+                .next_error_log
+                .compare_exchange(due, now + 5000, Ordering::SeqCst, Ordering::SeqCst)
+                .is_ok()
+        {
+            tracing::warn!(stage = self.stage, error = %e, "consumer error (repeats within 5 s not logged)");
+        }
+    }
+
+    pub fn has_joined(&self) -> bool {
+        self.joined.load(Ordering::SeqCst)
     }
 }
 
@@ -35,7 +60,10 @@ impl ClientContext for StageContext {
     fn stats(&self, stats: Statistics) {
         for (topic, t) in stats.topics {
             for (partition, p) in t.partitions {
-                if let Some(lag) = lag(&p).filter(|_| partition >= 0) {
+                // A partition this consumer no longer holds (another instance took it, or this
+                // one stands by) is not its lag: 0, rather than the last figure it had.
+                let lag = if p.desired { lag(&p) } else { Some(0) };
+                if let Some(lag) = lag.filter(|_| partition >= 0) {
                     self.metrics
                         .consumer_lag
                         .with_label_values(&[self.stage, &topic, &partition.to_string()])
@@ -82,6 +110,7 @@ impl ConsumerContext for StageContext {
                 partitions = tpl.count(),
                 "partitions assigned"
             );
+            self.joined.store(true, Ordering::SeqCst);
         }
     }
 }
@@ -116,8 +145,10 @@ impl ProducerContext for ProducerState {
             }
             Ok(_) => {}
             Err((e, m)) => {
-                self.failed.fetch_add(1, Ordering::SeqCst);
-                tracing::warn!(topic = m.topic(), error = %e, "record not delivered; the transaction will abort");
+                // Once per transaction: when a broker is away, every queued record fails alike.
+                if self.failed.fetch_add(1, Ordering::SeqCst) == 0 {
+                    tracing::warn!(topic = m.topic(), error = %e, "record not delivered; the transaction will abort");
+                }
             }
         }
     }

@@ -5,6 +5,16 @@
 //! offset in one transaction, and only then write the overlay to RocksDB with the changelog
 //! offset it reaches. An abort drops the overlay and rewinds the journal: RocksDB never holds
 //! an uncommitted change.
+//!
+//! # Active and standing by
+//! Every coordinator instance joins one consumer group on the journal, which has a single
+//! partition, so exactly one holds it: that one is *active*. The others *stand by*: they
+//! follow the changelog into their own RocksDB and have no producer. When the group hands the
+//! journal to an instance (at start, or when the active one's session expires), it takes
+//! over: it pauses the journal, initialises the shared transactional id (which fences the
+//! previous holder, zombie or not, and aborts its open transaction), restores the changelog
+//! tail, and resumes from the journal offset committed with that changelog. A fenced or
+//! failed producer takes the same path, so every recovery ends in the same known state.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,12 +30,14 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
 
 use super::context::StageContext;
+use super::restore::Follower;
 use super::txn::{Transactional, TxnError};
 use super::{Backoff, BatchOffsets, Handled, Polled, Topics, HDR_INPUT_TS};
 use crate::codec::Codec;
 use crate::config::Config;
 use crate::query::Asked;
 use crate::registry::Schemas;
+use crate::status::{Phase, StageStatus};
 use crate::store::RocksStore;
 use crate::telemetry::Metrics;
 
@@ -85,23 +97,17 @@ impl Coordinator {
         self.schemas.codec()
     }
 
-    pub fn run(&self, stop: &AtomicBool, ready: &AtomicBool) -> anyhow::Result<()> {
+    pub fn run(&self, stop: &AtomicBool, status: &StageStatus) -> anyhow::Result<()> {
         if !self.schemas.register_patiently(STAGE, stop)? {
             return Ok(());
         }
-        let mut txn = Transactional::new(
-            &self.config,
-            "rallypoint-coordinator",
-            self.topics.changelog(),
-        )?;
+        super::run_again_when_consumer_lost(STAGE, stop, status, || self.serve(stop, status))
+    }
+
+    fn serve(&self, stop: &AtomicBool, status: &StageStatus) -> anyhow::Result<()> {
+        status.set(Phase::Starting);
         let mut store =
             RocksStore::open(&self.state_path()).context("opening the RocksDB state")?;
-        super::restore::restore(
-            &self.config,
-            &self.topics.changelog(),
-            &mut store,
-            &self.metrics,
-        )?;
         let consumer: BaseConsumer<StageContext> =
             super::consumer_config(&self.config, "rallypoint-coordinator")
                 .create_with_context(StageContext::new(STAGE, self.metrics.clone()))
@@ -111,10 +117,10 @@ impl Coordinator {
             .context("subscribing to the journal")?;
         self.observe(&store);
         let mut figures_read = Instant::now();
-        ready.store(true, Ordering::SeqCst);
-        tracing::info!(journal = %self.topics.journal(), "coordinator running");
-        let mut batch = BatchOffsets::default();
-        let mut pending = Pending::default();
+        let mut mode = Mode::Standby {
+            follower: None,
+            since_fenced: None,
+        };
         let mut backoff = Backoff::default();
         while !stop.load(Ordering::SeqCst) {
             if figures_read.elapsed() >= FIGURES_EVERY {
@@ -124,39 +130,192 @@ impl Coordinator {
             if let Some(rx) = &self.queries {
                 crate::query::answer_waiting(rx, &store, self.core.picture.top);
             }
-            let polled = super::poll_batch(&consumer, &self.config.kafka, &mut batch, |m| {
-                let handled = self.process(m, &store, &mut pending, &mut txn)?;
-                txn.poll();
-                Ok(handled)
-            })?;
-            if polled == Polled::Revoked {
-                txn.abort()?;
-                batch.clear();
-                pending = Pending::default();
-                continue;
-            }
-            if !batch.is_empty() {
-                self.commit(
-                    &consumer,
-                    &mut txn,
-                    &batch,
-                    &mut store,
-                    std::mem::take(&mut pending),
-                )?;
-                batch.clear();
-            }
-            match polled {
-                Polled::NotYet(why) => {
-                    self.metrics.waiting_for_registry(STAGE, &why);
-                    backoff.wait(stop);
+            mode = match mode {
+                Mode::Standby {
+                    follower,
+                    since_fenced,
+                } => self.stand_by(&consumer, &mut store, status, follower, since_fenced)?,
+                Mode::Active(active) => {
+                    self.work(&consumer, &mut store, active, &mut backoff, stop)?
                 }
-                _ => backoff.reset(),
-            }
+            };
         }
-        if txn.is_open() {
-            txn.abort()?;
+        if let Mode::Active(mut active) = mode {
+            active.txn.abort()?;
         }
         Ok(())
+    }
+
+    /// One round of standing by: keeps the group membership alive and the state close to the
+    /// changelog's end, and takes over once the group hands this instance the journal.
+    fn stand_by(
+        &self,
+        consumer: &BaseConsumer<StageContext>,
+        store: &mut RocksStore,
+        status: &StageStatus,
+        follower: Option<Follower>,
+        since_fenced: Option<Instant>,
+    ) -> anyhow::Result<Mode> {
+        // A record here means the journal was assigned; it is read again after the takeover.
+        if let Some(Err(e)) = consumer.poll(Duration::from_millis(50)) {
+            if let rdkafka::error::KafkaError::MessageConsumptionFatal(_) = e {
+                return Err(super::ConsumerLost(format!("{STAGE}: {e}")).into());
+            }
+            consumer.context().consumer_error(&e);
+        }
+        consumer.context().take_revoked();
+        // After being fenced, a holder that still thinks it owns the journal may be the zombie:
+        // it waits one session, in which a stale membership is found out, before taking over.
+        let patient = since_fenced.is_none_or(|t| t.elapsed() >= self.config.kafka.session_timeout);
+        if self.holds_journal(consumer)? && patient {
+            drop(follower);
+            return self.take_over(consumer, store, status);
+        }
+        if consumer.context().has_joined() {
+            status.set(Phase::Standby);
+        }
+        let mut follower = match follower {
+            Some(f) => f,
+            None => Follower::new(&self.config, &self.topics.changelog(), store)?,
+        };
+        let applied = follower.follow(store, Duration::from_millis(50))?;
+        self.metrics
+            .restored_records
+            .with_label_values(&[STAGE])
+            .inc_by(applied as u64);
+        Ok(Mode::Standby {
+            follower: Some(follower),
+            since_fenced,
+        })
+    }
+
+    fn holds_journal(&self, consumer: &BaseConsumer<StageContext>) -> anyhow::Result<bool> {
+        let held = consumer.assignment()?;
+        Ok(held.find_partition(&self.topics.journal(), 0).is_some())
+    }
+
+    /// Fences the previous holder, restores the changelog tail, and resumes the journal from
+    /// its committed offset. Back to standing by if the journal is revoked meanwhile.
+    fn take_over(
+        &self,
+        consumer: &BaseConsumer<StageContext>,
+        store: &mut RocksStore,
+        status: &StageStatus,
+    ) -> anyhow::Result<Mode> {
+        let started = Instant::now();
+        status.set(Phase::Restoring);
+        tracing::info!(stage = STAGE, "journal assigned: taking over");
+        let held = consumer.assignment()?;
+        consumer.pause(&held)?;
+        let txn = Transactional::new(
+            &self.config,
+            "rallypoint-coordinator",
+            self.topics.changelog(),
+        )?;
+        crate::fault::point("coordinator.takeover");
+        let restored = super::restore::restore(
+            &self.config,
+            &self.topics.changelog(),
+            store,
+            &self.metrics,
+            || {
+                // Keep the membership alive; the journal is paused, so nothing is returned.
+                let _ = consumer.poll(Duration::ZERO);
+            },
+        )?;
+        if consumer.context().take_revoked() || !self.holds_journal(consumer)? {
+            tracing::info!(
+                stage = STAGE,
+                "journal revoked while taking over: standing by"
+            );
+            return Ok(Mode::Standby {
+                follower: None,
+                since_fenced: None,
+            });
+        }
+        consumer.resume(&consumer.assignment()?)?;
+        super::rewind_to_committed(consumer)?;
+        status.set(Phase::Active);
+        tracing::info!(
+            stage = STAGE,
+            restored,
+            seconds = started.elapsed().as_secs_f64(),
+            journal = %self.topics.journal(),
+            "coordinator running"
+        );
+        Ok(Mode::Active(Active {
+            txn,
+            batch: BatchOffsets::default(),
+        }))
+    }
+
+    /// One batch as the active coordinator: poll, apply, commit, then write RocksDB.
+    fn work(
+        &self,
+        consumer: &BaseConsumer<StageContext>,
+        store: &mut RocksStore,
+        mut active: Active,
+        backoff: &mut Backoff,
+        stop: &AtomicBool,
+    ) -> anyhow::Result<Mode> {
+        let mut pending = Pending::default();
+        let txn = &mut active.txn;
+        let batch = &mut active.batch;
+        batch.clear();
+        let polled = super::poll_batch(consumer, &self.config.kafka, batch, |m| {
+            let handled = self.process(m, store, &mut pending, txn)?;
+            txn.poll();
+            Ok(handled)
+        });
+        let mut not_yet = None;
+        let outcome = match polled {
+            Ok(Polled::Revoked) => {
+                tracing::info!(stage = STAGE, "journal revoked: standing by");
+                txn.abort()?;
+                return Ok(standby());
+            }
+            Ok(polled) => {
+                if let Polled::NotYet(why) = polled {
+                    // What came before the record that must wait is committed now.
+                    not_yet = Some(why);
+                }
+                if batch.is_empty() {
+                    Ok(())
+                } else {
+                    self.commit(consumer, txn, batch, store, pending)
+                }
+            }
+            Err(e) => Err(e.downcast::<TxnError>()?),
+        };
+        match not_yet {
+            Some(why) => {
+                self.metrics.waiting_for_registry(STAGE, &why);
+                backoff.wait(stop);
+            }
+            None => backoff.reset(),
+        }
+        let outcome = match outcome {
+            Err(TxnError::Abort(why)) => {
+                super::abort_and_rewind(STAGE, consumer, txn, batch, &self.metrics, &why)
+            }
+            other => other,
+        };
+        match outcome {
+            Ok(()) => Ok(Mode::Active(active)),
+            Err(TxnError::Fenced(why)) => {
+                tracing::warn!(stage = STAGE, %why, "fenced by another coordinator: standing by");
+                Ok(Mode::Standby {
+                    follower: None,
+                    since_fenced: Some(Instant::now()),
+                })
+            }
+            Err(e) => {
+                // The producer is lost and the last commit's outcome unknown: take over again
+                // (new producer, restore, committed offset), which settles both.
+                tracing::warn!(stage = STAGE, error = %e, "producer failed: taking over again");
+                Ok(standby())
+            }
+        }
     }
 
     fn process(
@@ -275,18 +434,26 @@ impl Coordinator {
         batch: &BatchOffsets,
         store: &mut RocksStore,
         mut pending: Pending,
-    ) -> anyhow::Result<()> {
+    ) -> Result<(), TxnError> {
         let changelog = self.topics.changelog();
         for (key, value) in pending.overlay.iter() {
             txn.send(&changelog, Some(key), value.as_deref(), None)?;
         }
         let changes = pending.overlay.len();
-        if !super::commit_batch(STAGE, consumer, txn, batch, &self.metrics)? {
-            return Ok(());
-        }
+        crate::fault::point("coordinator.produced");
+        super::commit_batch(STAGE, consumer, txn, batch, &self.metrics)?;
+        crate::fault::point("coordinator.committed");
         let committed_at = super::now_ms();
-        let next = txn.state().last_changelog_offset.load(Ordering::SeqCst) + 1;
-        store.apply(pending.overlay.drain(), next)?;
+        let last = txn.state().last_changelog_offset.load(Ordering::SeqCst);
+        // A batch without state changes leaves the store's changelog position where it was.
+        let next = if last >= 0 {
+            last + 1
+        } else {
+            store.changelog_next().map_err(store_failed)?
+        };
+        store
+            .apply(pending.overlay.drain(), next)
+            .map_err(store_failed)?;
         self.metrics
             .records_out
             .with_label_values(&[STAGE, "changelog"])
@@ -301,6 +468,36 @@ impl Coordinator {
         }
         Ok(())
     }
+}
+
+/// A RocksDB write that failed after the commit: the changelog holds the batch, so taking over
+/// again (restore from the changelog) puts the store right, if the disk allows.
+fn store_failed(e: rallypoint_core::store::StoreError) -> TxnError {
+    TxnError::Fatal(format!("writing RocksDB after the commit: {e}"))
+}
+
+fn standby() -> Mode {
+    Mode::Standby {
+        follower: None,
+        since_fenced: None,
+    }
+}
+
+/// What the coordinator is doing between two rounds of its loop.
+enum Mode {
+    /// Another instance holds the journal (or none yet): follow the changelog.
+    Standby {
+        follower: Option<Follower>,
+        /// When this instance was last fenced, if it was.
+        since_fenced: Option<Instant>,
+    },
+    /// This instance holds the journal and a producer with the coordinator's transactional id.
+    Active(Active),
+}
+
+struct Active {
+    txn: Transactional,
+    batch: BatchOffsets,
 }
 
 fn input_timestamp(m: &BorrowedMessage<'_>) -> Option<i64> {

@@ -16,6 +16,7 @@ use super::txn::{Transactional, TxnError};
 use super::{Backoff, BatchOffsets, Handled, Polled, Topics, HDR_INPUT_TS, HDR_SOURCE};
 use crate::config::Config;
 use crate::registry::Schemas;
+use crate::status::{Phase, StageStatus};
 use crate::telemetry::Metrics;
 
 const STAGE: &str = "intake";
@@ -43,10 +44,14 @@ impl Intake {
     }
 
     /// Runs until `stop` is set; returns an error only when it cannot go on.
-    pub fn run(&self, stop: &AtomicBool, ready: &AtomicBool) -> anyhow::Result<()> {
+    pub fn run(&self, stop: &AtomicBool, status: &StageStatus) -> anyhow::Result<()> {
         if !self.schemas.register_patiently(STAGE, stop)? {
             return Ok(());
         }
+        super::run_again_when_consumer_lost(STAGE, stop, status, || self.serve(stop, status))
+    }
+
+    fn serve(&self, stop: &AtomicBool, status: &StageStatus) -> anyhow::Result<()> {
         let consumer: BaseConsumer<StageContext> =
             super::consumer_config(&self.config, "rallypoint-intake")
                 .create_with_context(StageContext::new(STAGE, self.metrics.clone()))
@@ -54,40 +59,79 @@ impl Intake {
         consumer
             .subscribe(&[&self.topics.input_pattern()])
             .context("subscribing to input topics")?;
-        let id = format!("rallypoint-intake-{}", self.config.kafka.instance_id);
-        let mut txn = Transactional::new(&self.config, &id, self.topics.changelog())?;
-        ready.store(true, Ordering::SeqCst);
+        let mut txn = self.producer()?;
+        status.set(Phase::Active);
         tracing::info!(pattern = %self.topics.input_pattern(), "intake running");
         let mut batch = BatchOffsets::default();
         let mut backoff = Backoff::default();
         while !stop.load(Ordering::SeqCst) {
-            let polled = super::poll_batch(&consumer, &self.config.kafka, &mut batch, |m| {
+            let mut not_yet = None;
+            let outcome = match super::poll_batch(&consumer, &self.config.kafka, &mut batch, |m| {
                 let handled = self.process(m, &mut txn)?;
                 txn.poll();
                 Ok(handled)
-            })?;
-            if polled == Polled::Revoked {
-                // Positions of revoked partitions go back to their committed offsets.
-                txn.abort()?;
-                batch.clear();
-                continue;
+            }) {
+                Ok(Polled::Revoked) if batch.is_empty() && !txn.is_open() => Ok(()),
+                Ok(Polled::Revoked) => {
+                    // Revoked partitions resume from their committed offsets wherever they go;
+                    // those we keep go back to the start of the dropped batch.
+                    super::abort_and_rewind(
+                        STAGE,
+                        &consumer,
+                        &mut txn,
+                        &batch,
+                        &self.metrics,
+                        "partitions revoked",
+                    )
+                }
+                Ok(polled) => {
+                    if let Polled::NotYet(why) = polled {
+                        // What came before the record that must wait is committed now.
+                        not_yet = Some(why);
+                    }
+                    if batch.is_empty() {
+                        Ok(())
+                    } else {
+                        crate::fault::point("intake.produced");
+                        super::commit_batch(STAGE, &consumer, &mut txn, &batch, &self.metrics)
+                    }
+                }
+                Err(e) => Err(e.downcast::<TxnError>()?),
+            };
+            let outcome = match outcome {
+                Err(TxnError::Abort(why)) => {
+                    super::abort_and_rewind(STAGE, &consumer, &mut txn, &batch, &self.metrics, &why)
+                }
+                other => other,
+            };
+            if let Err(e) = outcome {
+                // Fenced or fatal: a new producer aborts what the old one left open, and the
+                // input resumes from what was committed.
+                tracing::warn!(stage = STAGE, error = %e, "making a new transactional producer");
+                drop(txn);
+                txn = self.producer()?;
+                super::rewind_to_committed(&consumer)?;
             }
-            if !batch.is_empty() {
-                super::commit_batch(STAGE, &consumer, &mut txn, &batch, &self.metrics)?;
-                batch.clear();
-            }
-            match polled {
-                Polled::NotYet(why) => {
+            batch.clear();
+            match not_yet {
+                Some(why) => {
                     self.metrics.waiting_for_registry(STAGE, &why);
                     backoff.wait(stop);
                 }
-                _ => backoff.reset(),
+                None => backoff.reset(),
             }
         }
-        if txn.is_open() {
-            txn.abort()?;
-        }
+        txn.abort()?;
         Ok(())
+    }
+
+    fn producer(&self) -> anyhow::Result<Transactional> {
+        let id = format!("rallypoint-intake-{}", self.config.kafka.instance_id);
+        Ok(Transactional::new(
+            &self.config,
+            &id,
+            self.topics.changelog(),
+        )?)
     }
 
     /// Routes one input record to the journal or the dead-letter topic, or leaves it for later

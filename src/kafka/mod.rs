@@ -105,21 +105,77 @@ pub fn client_config(config: &Config) -> ClientConfig {
 }
 
 /// Settings of a stage's consumer: manual, transactional offsets; committed input only.
+///
+/// Membership is static (`group.instance.id` from `kafka.instance_id`): a restarted instance
+/// rejoins under its old identity and gets its partitions back at once, instead of waiting
+/// for its previous session to expire. The cooperative-sticky assignor leaves partitions where
+/// they are when an instance joins, so a standing-by coordinator does not take the journal
+/// from an active one. `kafka.session_timeout` bounds how long a crashed instance's
+/// partitions wait before another instance takes them.
 pub fn consumer_config(config: &Config, group: &str) -> ClientConfig {
     let mut c = client_config(config);
+    let session = config.kafka.session_timeout;
+    let heartbeat = (session / 3).min(std::time::Duration::from_secs(1));
     c.set("group.id", config.name(group))
+        .set("group.instance.id", &config.kafka.instance_id)
+        .set("partition.assignment.strategy", "cooperative-sticky")
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("isolation.level", "read_committed")
         .set("auto.offset.reset", "earliest")
         .set("statistics.interval.ms", "5000")
         .set("topic.metadata.refresh.interval.ms", "5000")
-        .set("session.timeout.ms", "10000")
+        .set("session.timeout.ms", session.as_millis().to_string())
+        .set("heartbeat.interval.ms", heartbeat.as_millis().to_string())
         .set("max.poll.interval.ms", "60000")
         // A read_committed fetch that found only uncommitted records waits this long before the
         // broker answers again, even when the transaction commits meanwhile: keep it short.
         .set("fetch.wait.max.ms", "10");
     c
+}
+
+/// The stage's consumer failed fatally: librdkafka reports `FENCED_INSTANCE_ID` when another
+/// member joined with our static `group.instance.id`. That is usually this very process: after
+/// a broker outage longer than the session, librdkafka rejoins under the same identity and its
+/// older membership is fenced. The stage then starts over with a new consumer
+/// ([`run_again_when_consumer_lost`]).
+#[derive(Debug, thiserror::Error)]
+#[error("consumer lost its group membership for good: {0}")]
+pub struct ConsumerLost(pub String);
+
+/// How many times in [`LOST_WINDOW`] a stage starts over after [`ConsumerLost`] before it
+/// gives up: more means another process runs with the same `kafka.instance_id`.
+const LOST_LIMIT: usize = 3;
+const LOST_WINDOW: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Runs `body` (a stage: consumer, producer, loop) and runs it again when its consumer was
+/// lost, unless that happens too often or the process is stopping.
+pub fn run_again_when_consumer_lost(
+    stage: &str,
+    stop: &std::sync::atomic::AtomicBool,
+    status: &crate::status::StageStatus,
+    mut body: impl FnMut() -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let mut lost: std::collections::VecDeque<std::time::Instant> = Default::default();
+    loop {
+        let e = match body() {
+            Err(e) if e.is::<ConsumerLost>() => e,
+            other => return other,
+        };
+        if stop.load(std::sync::atomic::Ordering::SeqCst) {
+            return Ok(());
+        }
+        lost.retain(|t| t.elapsed() < LOST_WINDOW);
+        if lost.len() >= LOST_LIMIT {
+            return Err(e.context(format!(
+                "{stage}: consumer lost {LOST_LIMIT} times in {LOST_WINDOW:?}; does another process run with the same kafka.instance_id?"
+            )));
+        }
+        lost.push_back(std::time::Instant::now());
+        tracing::warn!(stage, error = %e, "starting the stage over with a new consumer");
+        status.set(crate::status::Phase::Starting);
+        std::thread::sleep(std::time::Duration::from_secs(1));
+    }
 }
 
 /// Runs a broker call until it succeeds or `patience` runs out. Right after topics are created,
@@ -173,6 +229,19 @@ impl BatchOffsets {
             .or_insert((offset, offset + 1));
     }
 
+    /// Takes back the last record of a partition: it will be read again.
+    pub fn unrecord(&mut self, topic: &str, partition: i32, offset: i64) {
+        let key = (topic.to_owned(), partition);
+        if let Some((first, next)) = self.parts.get_mut(&key) {
+            self.records = self.records.saturating_sub(1);
+            if *first >= offset {
+                self.parts.remove(&key);
+            } else {
+                *next = offset;
+            }
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.records == 0
     }
@@ -187,22 +256,27 @@ impl BatchOffsets {
         tpl
     }
 
-    /// Seeks the consumer back to the start of this batch, after an abort.
+    /// Seeks the consumer back to the start of this batch in every partition it still holds,
+    /// after an abort. A partition whose seek fails would be read on past the aborted records,
+    /// so a failure is an error.
     pub fn rewind<C: rdkafka::consumer::ConsumerContext>(
         &self,
         consumer: &rdkafka::consumer::BaseConsumer<C>,
-    ) {
+    ) -> rdkafka::error::KafkaResult<()> {
         use rdkafka::consumer::Consumer;
+        let held = consumer.assignment()?;
         for ((topic, partition), (first, _)) in &self.parts {
-            if let Err(e) = consumer.seek(
+            if held.find_partition(topic, *partition).is_none() {
+                continue;
+            }
+            consumer.seek(
                 topic,
                 *partition,
                 rdkafka::Offset::Offset(*first),
-                std::time::Duration::from_secs(5),
-            ) {
-                tracing::warn!(topic, partition, error = %e, "seek after abort failed");
-            }
+                std::time::Duration::from_secs(10),
+            )?;
         }
+        Ok(())
     }
 
     pub fn clear(&mut self) {
@@ -267,6 +341,9 @@ impl Backoff {
 /// records, `commit_interval` has passed, or — once it holds something — nothing more is ready.
 /// Committing as soon as the input is drained keeps latency low under light load; under heavy
 /// load batches fill up and commits stay infrequent.
+///
+/// A record joins the batch before it is handled, so that a failure while handling it rewinds
+/// to it too. A fatal consumer error ends the round with [`ConsumerLost`].
 pub fn poll_batch(
     consumer: &rdkafka::consumer::BaseConsumer<context::StageContext>,
     config: &crate::config::KafkaConfig,
@@ -287,10 +364,12 @@ pub fn poll_batch(
             left.min(std::time::Duration::from_millis(2))
         };
         match consumer.poll(wait) {
-            Some(Ok(m)) => match handle(&m)? {
-                Handled::Done => batch.record(m.topic(), m.partition(), m.offset()),
-                Handled::NotYet(why) => {
+            Some(Ok(m)) => {
+                // In the batch before it is handled: a failure while handling it rewinds to it.
+                batch.record(m.topic(), m.partition(), m.offset());
+                if let Handled::NotYet(why) = handle(&m)? {
                     // Read it again next round; records queued behind it are dropped by the seek.
+                    batch.unrecord(m.topic(), m.partition(), m.offset());
                     consumer
                         .seek(
                             m.topic(),
@@ -301,10 +380,11 @@ pub fn poll_batch(
                         .map_err(|e| anyhow::anyhow!("seeking back to a record to retry: {e}"))?;
                     return Ok(Polled::NotYet(why));
                 }
-            },
-            Some(Err(e)) => {
-                tracing::warn!(stage = consumer.context().stage, error = %e, "consumer error")
             }
+            Some(Err(e @ rdkafka::error::KafkaError::MessageConsumptionFatal(_))) => {
+                return Err(ConsumerLost(format!("{}: {e}", consumer.context().stage)).into())
+            }
+            Some(Err(e)) => consumer.context().consumer_error(&e),
             None if !batch.is_empty() => break,
             None => {}
         }
@@ -315,43 +395,81 @@ pub fn poll_batch(
     Ok(Polled::Ready)
 }
 
-/// Commits the open transaction with the batch's input offsets. Returns `true` when it
-/// committed (commit latency and records in are counted), `false` when it was aborted and the
-/// consumer rewound to re-read the batch; an error only when the producer cannot go on.
+/// Commits the open transaction with the batch's input offsets, and counts it.
 pub fn commit_batch(
     stage: &'static str,
     consumer: &rdkafka::consumer::BaseConsumer<context::StageContext>,
     txn: &mut txn::Transactional,
     batch: &BatchOffsets,
     metrics: &crate::telemetry::Metrics,
-) -> anyhow::Result<bool> {
-    use anyhow::Context;
+) -> Result<(), txn::TxnError> {
     use rdkafka::consumer::Consumer;
     let started = std::time::Instant::now();
     let group = consumer
         .group_metadata()
-        .context("no consumer group metadata")?;
-    match txn.commit(&batch.to_commit(), &group) {
-        Ok(()) => {
-            metrics
-                .commit_seconds
-                .with_label_values(&[stage])
-                .observe(started.elapsed().as_secs_f64());
-            metrics
-                .records_in
-                .with_label_values(&[stage])
-                .inc_by(batch.records as u64);
-            Ok(true)
-        }
-        Err(txn::TxnError::Aborted(why)) => {
-            tracing::warn!(stage, %why, records = batch.records, "transaction aborted; re-reading its input");
-            metrics.aborted.with_label_values(&[stage]).inc();
-            batch.rewind(consumer);
-            std::thread::sleep(std::time::Duration::from_millis(200));
-            Ok(false)
-        }
-        Err(fatal) => Err(fatal.into()),
+        .ok_or_else(|| txn::TxnError::Abort("no consumer group metadata yet".into()))?;
+    txn.commit(&batch.to_commit(), &group)?;
+    metrics
+        .commit_seconds
+        .with_label_values(&[stage])
+        .observe(started.elapsed().as_secs_f64());
+    metrics
+        .records_in
+        .with_label_values(&[stage])
+        .inc_by(batch.records as u64);
+    Ok(())
+}
+
+/// After an abortable error: aborts the transaction (if still open), counts it, and rewinds
+/// the consumer to the start of the batch to read it again. An error when the abort or the
+/// rewind cannot be done: the caller then recovers as from a fatal error.
+pub fn abort_and_rewind(
+    stage: &'static str,
+    consumer: &rdkafka::consumer::BaseConsumer<context::StageContext>,
+    txn: &mut txn::Transactional,
+    batch: &BatchOffsets,
+    metrics: &crate::telemetry::Metrics,
+    why: &str,
+) -> Result<(), txn::TxnError> {
+    tracing::warn!(stage, %why, records = batch.records, "transaction aborted; re-reading its input");
+    txn.abort()?;
+    metrics.aborted.with_label_values(&[stage]).inc();
+    batch
+        .rewind(consumer)
+        .map_err(|e| txn::TxnError::Fatal(format!("rewind after abort failed: {e}")))?;
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    Ok(())
+}
+
+/// Seeks every partition the consumer holds to its committed offset (the start when none is
+/// committed): where a new producer must resume after a fatal error, when the outcome of the
+/// last transaction is unknown. Reading `read_committed`, librdkafka asks the broker for
+/// stable offsets only, so a transaction still in doubt is settled first.
+pub fn rewind_to_committed(
+    consumer: &rdkafka::consumer::BaseConsumer<context::StageContext>,
+) -> anyhow::Result<()> {
+    use rdkafka::consumer::Consumer;
+    let wait = std::time::Duration::from_secs(10);
+    let committed = with_patience("reading committed offsets", txn::PATIENCE, || {
+        consumer.committed(wait)
+    })?;
+    for e in committed.elements() {
+        let offset = match e.offset() {
+            rdkafka::Offset::Offset(o) => rdkafka::Offset::Offset(o),
+            _ => rdkafka::Offset::Beginning,
+        };
+        with_patience("seeking to the committed offset", txn::PATIENCE, || {
+            consumer.seek(e.topic(), e.partition(), offset, wait)
+        })?;
+        tracing::info!(
+            stage = consumer.context().stage,
+            topic = e.topic(),
+            partition = e.partition(),
+            ?offset,
+            "resuming from the committed offset"
+        );
     }
+    Ok(())
 }
 
 /// Headers Rallypoint adds to journal records.

@@ -1,6 +1,9 @@
 //! Brings RocksDB up to the end of the changelog: from the offset it records (warm restart),
 //! or from the beginning when the state folder is new (cold rebuild). Run after
 //! `init_transactions`, so no transaction of ours is still open and the end is stable.
+//!
+//! A standing-by coordinator also [`Follower`]s the changelog as the active one commits, so
+//! that a takeover only has the last few records to restore.
 
 use std::time::{Duration, Instant};
 
@@ -14,24 +17,34 @@ use crate::store::RocksStore;
 use crate::telemetry::Metrics;
 
 const FLUSH_EVERY: usize = 10_000;
+/// How often a restore hands control back to its caller.
+const BETWEEN_EVERY: Duration = Duration::from_millis(200);
 /// How long to wait for the changelog to have a leader before giving up.
 const PATIENCE: Duration = Duration::from_secs(60);
 
-/// Returns how many changelog records were applied.
+/// A consumer of committed changelog records, outside any group.
+fn changelog_consumer(config: &Config, eof: bool) -> anyhow::Result<BaseConsumer> {
+    let mut c = super::client_config(config);
+    c.set("group.id", config.name("rallypoint-restore"))
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .set("enable.partition.eof", if eof { "true" } else { "false" });
+    c.create().context("creating the changelog consumer")
+}
+
+/// Returns how many changelog records were applied. `between` is called every
+/// [`BETWEEN_EVERY`] while records are read, so the caller can keep its group membership alive
+/// (poll its consumer) during a long rebuild.
 pub fn restore(
     config: &Config,
     topic: &str,
     store: &mut RocksStore,
     metrics: &Metrics,
+    mut between: impl FnMut(),
 ) -> anyhow::Result<u64> {
     let started = Instant::now();
     let from = store.changelog_next()?;
-    let mut c = super::client_config(config);
-    c.set("group.id", config.name("rallypoint-restore"))
-        .set("enable.auto.commit", "false")
-        .set("isolation.level", "read_committed")
-        .set("enable.partition.eof", "true");
-    let consumer: BaseConsumer = c.create().context("creating the restore consumer")?;
+    let consumer = changelog_consumer(config, true)?;
     let (_, end) = super::with_patience(&format!("reading the end of {topic}"), PATIENCE, || {
         consumer.fetch_watermarks(topic, 0, Duration::from_secs(10))
     })?;
@@ -45,8 +58,13 @@ pub fn restore(
     let mut pending: Vec<(Vec<u8>, Option<Vec<u8>>)> = Vec::new();
     let mut applied = 0u64;
     let mut next = from;
+    let mut called = Instant::now();
     loop {
-        match consumer.poll(Duration::from_secs(1)) {
+        if called.elapsed() >= BETWEEN_EVERY {
+            between();
+            called = Instant::now();
+        }
+        match consumer.poll(Duration::from_millis(100)) {
             Some(Ok(m)) => {
                 let Some(key) = m.key() else { continue };
                 pending.push((key.to_vec(), m.payload().map(<[u8]>::to_vec)));
@@ -54,6 +72,7 @@ pub fn restore(
                 if pending.len() >= FLUSH_EVERY {
                     applied += pending.len() as u64;
                     store.apply(pending.drain(..), next)?;
+                    crate::fault::point("restore.chunk");
                 }
             }
             Some(Err(KafkaError::PartitionEOF(_))) => break,
@@ -77,4 +96,46 @@ pub fn restore(
         "state restored from the changelog"
     );
     Ok(applied)
+}
+
+/// Applies committed changelog records to RocksDB as they arrive, from the offset the store
+/// records: what a standing-by coordinator does, so that its state stays close to the active
+/// one's and a takeover restores only the tail.
+pub struct Follower {
+    consumer: BaseConsumer,
+}
+
+impl Follower {
+    pub fn new(config: &Config, topic: &str, store: &RocksStore) -> anyhow::Result<Self> {
+        let consumer = changelog_consumer(config, false)?;
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(topic, 0, Offset::Offset(store.changelog_next()?))?;
+        consumer.assign(&tpl)?;
+        Ok(Self { consumer })
+    }
+
+    /// Applies, in one batch, what arrives within `wait` (up to [`FLUSH_EVERY`] records);
+    /// returns how many records were applied.
+    pub fn follow(&mut self, store: &mut RocksStore, wait: Duration) -> anyhow::Result<usize> {
+        let mut pending: Vec<(Vec<u8>, Option<Vec<u8>>)> = Vec::new();
+        let mut next = None;
+        let mut timeout = wait;
+        while pending.len() < FLUSH_EVERY {
+            match self.consumer.poll(timeout) {
+                Some(Ok(m)) => {
+                    next = Some(m.offset() + 1);
+                    if let Some(key) = m.key() {
+                        pending.push((key.to_vec(), m.payload().map(<[u8]>::to_vec)));
+                    }
+                }
+                Some(Err(e)) => tracing::debug!(error = %e, "changelog follower: consumer error"),
+                None => break,
+            }
+            timeout = Duration::ZERO;
+        }
+        let Some(next) = next else { return Ok(0) };
+        let applied = pending.len();
+        store.apply(pending, next)?;
+        Ok(applied)
+    }
 }

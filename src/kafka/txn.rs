@@ -1,11 +1,21 @@
 //! A transactional producer with a timeout on every call, and librdkafka's error classes
-//! turned into what the loop must do: retry, abort and rewind, or stop.
+//! turned into what the loop must do (see librdkafka's "Transactional producer" API docs):
+//!
+//! - **retriable** (e.g. a timeout while a broker restarts): call the same step again, with a
+//!   backoff, for up to [`PATIENCE`];
+//! - **requires abort**: abort the transaction, rewind the input to the start of the batch and
+//!   redo it ([`TxnError::Abort`]);
+//! - **fenced**: a newer producer with the same transactional id took over
+//!   ([`TxnError::Fenced`]); this one must never write again;
+//! - **fatal**: the producer cannot go on ([`TxnError::Fatal`]); the stage makes a new one,
+//!   whose `init_transactions` aborts whatever the old one left open, and rewinds its input to
+//!   the committed offsets.
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::ConsumerGroupMetadata;
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::message::OwnedHeaders;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{ClientConfig, TopicPartitionList};
@@ -13,14 +23,48 @@ use rdkafka::{ClientConfig, TopicPartitionList};
 use super::context::ProducerState;
 use crate::config::Config;
 
+/// How long a retriable error (a broker away, a coordinator moving) is retried before the
+/// producer is given up as fatal. Long enough to ride out a broker restart.
+pub const PATIENCE: Duration = Duration::from_secs(300);
+
 #[derive(Debug, thiserror::Error)]
 pub enum TxnError {
-    /// The transaction was aborted; re-read its input and try again.
+    /// The transaction must be (or was) aborted; rewind its input and redo it.
     #[error("transaction aborted: {0}")]
-    Aborted(String),
-    /// The producer cannot go on (fenced by a newer instance, or a fatal error).
+    Abort(String),
+    /// Another producer with our transactional id took over: this one is a zombie.
+    #[error("producer fenced: {0}")]
+    Fenced(String),
+    /// The producer cannot go on: make a new one.
     #[error("producer failed fatally: {0}")]
     Fatal(String),
+}
+
+/// What librdkafka says to do about an error.
+#[derive(Debug, PartialEq, Eq)]
+enum Class {
+    Retry,
+    Abort,
+    Fenced,
+    Fatal,
+}
+
+fn class(e: &KafkaError) -> Class {
+    match e {
+        KafkaError::Transaction(t) if t.code() == RDKafkaErrorCode::Fenced => Class::Fenced,
+        KafkaError::Transaction(t) if t.is_fatal() => Class::Fatal,
+        KafkaError::Transaction(t) if t.txn_requires_abort() => Class::Abort,
+        KafkaError::Transaction(t) if t.is_retriable() => Class::Retry,
+        _ => Class::Abort,
+    }
+}
+
+fn error(class: Class, e: &KafkaError) -> TxnError {
+    match class {
+        Class::Fenced => TxnError::Fenced(e.to_string()),
+        Class::Fatal => TxnError::Fatal(e.to_string()),
+        Class::Retry | Class::Abort => TxnError::Abort(e.to_string()),
+    }
 }
 
 pub struct Transactional {
@@ -31,7 +75,8 @@ pub struct Transactional {
 
 impl Transactional {
     /// Creates the producer and initialises transactions, fencing any older instance with the
-    /// same transactional id (and completing or aborting what it left open).
+    /// same transactional id (and completing or aborting what it left open). Waits out a broker
+    /// that is starting or away for up to [`PATIENCE`].
     pub fn new(
         config: &Config,
         transactional_id: &str,
@@ -48,23 +93,19 @@ impl Transactional {
         let producer: BaseProducer<ProducerState> = c
             .create_with_context(ProducerState::new(changelog_topic))
             .map_err(|e| TxnError::Fatal(e.to_string()))?;
-        let started = Instant::now();
-        loop {
-            match producer.init_transactions(timeout) {
-                Ok(()) => break,
-                // The broker may still be starting or loading its transaction log.
-                Err(e) if started.elapsed() < Duration::from_secs(120) && !is_fatal(&e) => {
-                    tracing::info!(error = %e, "init_transactions not ready yet, retrying");
-                    std::thread::sleep(Duration::from_millis(500));
-                }
-                Err(e) => return Err(TxnError::Fatal(e.to_string())),
-            }
-        }
-        Ok(Self {
+        let txn = Self {
             producer,
             timeout,
             open: false,
-        })
+        };
+        // Any error but a fatal one (the broker starting, loading its transaction log, a
+        // coordinator moving) is worth another try here.
+        txn.retry_on(
+            "init_transactions",
+            &[Class::Retry, Class::Abort],
+            |p, t| p.init_transactions(t),
+        )?;
+        Ok(txn)
     }
 
     pub fn state(&self) -> &ProducerState {
@@ -82,7 +123,7 @@ impl Transactional {
         if !self.open {
             self.producer
                 .begin_transaction()
-                .map_err(|e| classify(&e))?;
+                .map_err(|e| error(class(&e), &e))?;
             self.state()
                 .last_changelog_offset
                 .store(-1, Ordering::SeqCst);
@@ -100,7 +141,7 @@ impl Transactional {
                     record = r;
                     self.producer.poll(Duration::from_millis(10));
                 }
-                Err((e, _)) => return Err(classify(&e)),
+                Err((e, _)) => return Err(error(class(&e), &e)),
             }
         }
     }
@@ -114,37 +155,78 @@ impl Transactional {
         self.open
     }
 
-    /// Adds the consumed offsets (next to read) and commits. On an abortable error the
-    /// transaction is aborted before returning [`TxnError::Aborted`].
+    /// Adds the consumed offsets (next to read) and commits. Retriable errors are retried; on
+    /// an abortable one the transaction is aborted before [`TxnError::Abort`] is returned.
     pub fn commit(
         &mut self,
         offsets: &TopicPartitionList,
         group: &ConsumerGroupMetadata,
     ) -> Result<(), TxnError> {
-        let result = self
-            .drain()
-            .and_then(|()| {
-                self.producer
-                    .send_offsets_to_transaction(offsets, group, self.timeout)
-            })
-            .and_then(|()| self.producer.commit_transaction(self.timeout));
-        let result = match result {
-            Ok(()) if self.state().failed.load(Ordering::SeqCst) > 0 => {
-                Err(TxnError::Aborted("a record was not delivered".into()))
-            }
-            Ok(()) => Ok(()),
-            Err(e) => Err(classify(&e)),
-        };
+        let result = self.commit_steps(offsets, group);
         match result {
             Ok(()) => {
                 self.open = false;
                 Ok(())
             }
-            Err(TxnError::Aborted(why)) => {
+            Err(TxnError::Abort(why)) => {
                 self.abort()?;
-                Err(TxnError::Aborted(why))
+                Err(TxnError::Abort(why))
             }
-            Err(fatal) => Err(fatal),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn commit_steps(
+        &self,
+        offsets: &TopicPartitionList,
+        group: &ConsumerGroupMetadata,
+    ) -> Result<(), TxnError> {
+        self.drain().map_err(|e| error(Class::Abort, &e))?;
+        if self.state().failed.load(Ordering::SeqCst) > 0 {
+            return Err(TxnError::Abort("a record was not delivered".into()));
+        }
+        self.retry("send_offsets_to_transaction", |p, t| {
+            p.send_offsets_to_transaction(offsets, group, t)
+        })?;
+        crate::fault::point("offsets_sent");
+        self.retry("commit_transaction", |p, t| p.commit_transaction(t))
+    }
+
+    /// Runs one transactional call, again while librdkafka calls its error retriable.
+    fn retry(
+        &self,
+        what: &str,
+        call: impl Fn(&BaseProducer<ProducerState>, Duration) -> KafkaResult<()>,
+    ) -> Result<(), TxnError> {
+        self.retry_on(what, &[Class::Retry], call)
+    }
+
+    /// Runs one transactional call, again while its error is of one of the `again` classes.
+    fn retry_on(
+        &self,
+        what: &str,
+        again: &[Class],
+        call: impl Fn(&BaseProducer<ProducerState>, Duration) -> KafkaResult<()>,
+    ) -> Result<(), TxnError> {
+        let started = Instant::now();
+        let mut wait = Duration::from_millis(100);
+        loop {
+            match call(&self.producer, self.timeout) {
+                Ok(()) => return Ok(()),
+                Err(e) => match class(&e) {
+                    c if again.contains(&c) && started.elapsed() < PATIENCE => {
+                        tracing::warn!(error = %e, "{what}: retrying");
+                        std::thread::sleep(wait);
+                        wait = (wait * 2).min(Duration::from_secs(2));
+                    }
+                    c if again.contains(&c) => {
+                        return Err(TxnError::Fatal(format!(
+                            "{what}: still failing after {PATIENCE:?}: {e}"
+                        )))
+                    }
+                    other => return Err(error(other, &e)),
+                },
+            }
         }
     }
 
@@ -152,8 +234,10 @@ impl Transactional {
     ///
     /// `commit_transaction` flushes by itself, but rust-rdkafka's flush polls in steps of up to
     /// 100 ms that always run to their end, which put a floor of 100 ms under every commit.
-    fn drain(&self) -> rdkafka::error::KafkaResult<()> {
-        let deadline = Instant::now() + self.timeout;
+    /// While no broker answers, records fail once `transaction.timeout.ms` passes (librdkafka
+    /// bounds `message.timeout.ms` by it), so this returns within about that time.
+    fn drain(&self) -> KafkaResult<()> {
+        let deadline = Instant::now() + self.timeout + Duration::from_secs(5);
         while self.producer.in_flight_count() > 0 {
             if Instant::now() >= deadline {
                 return Err(KafkaError::Flush(RDKafkaErrorCode::OperationTimedOut));
@@ -163,29 +247,17 @@ impl Transactional {
         Ok(())
     }
 
+    /// Aborts the open transaction, if any; retries while the broker is away.
     pub fn abort(&mut self) -> Result<(), TxnError> {
         if !self.open {
             return Ok(());
         }
-        self.producer
-            .abort_transaction(self.timeout)
-            .map_err(|e| match classify(&e) {
-                TxnError::Aborted(why) => TxnError::Fatal(format!("abort failed: {why}")),
-                fatal => fatal,
+        self.retry("abort_transaction", |p, t| p.abort_transaction(t))
+            .map_err(|e| match e {
+                TxnError::Abort(why) => TxnError::Fatal(format!("abort failed: {why}")),
+                other => other,
             })?;
         self.open = false;
         Ok(())
-    }
-}
-
-fn is_fatal(e: &KafkaError) -> bool {
-    matches!(e, KafkaError::Transaction(t) if t.is_fatal())
-}
-
-/// librdkafka's documented classes: fatal → stop; requires abort or retriable → abort and redo.
-fn classify(e: &KafkaError) -> TxnError {
-    match e {
-        KafkaError::Transaction(t) if t.is_fatal() => TxnError::Fatal(e.to_string()),
-        _ => TxnError::Aborted(e.to_string()),
     }
 }

@@ -19,6 +19,19 @@ pub fn bootstrap() -> String {
     )
 }
 
+/// Links the binary cargo built for this test run into `dir`, so that the test runs it even
+/// if a later build (of another checkout sharing the target folder) replaces
+/// `target/release/rallypoint` meanwhile: cargo replaces that file, it does not rewrite it, so
+/// the link keeps the original. A copy where a link cannot be made.
+fn pin_binary(dir: &std::path::Path) -> PathBuf {
+    let built = std::path::Path::new(env!("CARGO_BIN_EXE_rallypoint"));
+    let pinned = dir.join("rallypoint");
+    if std::fs::hard_link(built, &pinned).is_err() {
+        std::fs::copy(built, &pinned).unwrap();
+    }
+    pinned
+}
+
 pub struct Harness {
     pub namespace: String,
     pub dir: tempfile::TempDir,
@@ -26,8 +39,29 @@ pub struct Harness {
     pub codec: Codec,
     /// The processor's HTTP port.
     pub http_port: u16,
+    /// The broker this harness works on.
+    pub bootstrap: String,
+    /// The binary under test, pinned (see [`pin_binary`]).
+    pub bin: PathBuf,
     producer: BaseProducer,
     child: Option<Child>,
+    nations: Vec<String>,
+    extra: String,
+    sections: String,
+}
+
+/// One more processor instance on the harness's topics: its own `kafka.instance_id`, state
+/// folder, HTTP port and log.
+pub struct Node {
+    pub instance: String,
+    bin: PathBuf,
+    pub config: PathBuf,
+    pub state: PathBuf,
+    pub http_port: u16,
+    log: PathBuf,
+    child: Option<Child>,
+    /// When the running process was started.
+    pub started: Option<Instant>,
 }
 
 /// A consumed record: key, value, and headers as (key, value) pairs.
@@ -47,40 +81,44 @@ impl Harness {
     /// As [`Harness::new`], with more TOML tables (other than kafka, state, http, topics)
     /// appended to the configuration.
     pub fn with_sections(name: &str, nations: &[&str], extra: &str, sections: &str) -> Self {
+        Self::on_broker(&bootstrap(), name, nations, extra, sections)
+    }
+
+    /// As [`Harness::with_sections`], on the broker at `bootstrap`.
+    pub fn on_broker(
+        bootstrap: &str,
+        name: &str,
+        nations: &[&str],
+        extra: &str,
+        sections: &str,
+    ) -> Self {
         let namespace = format!("{name}-{}", uuid::Uuid::new_v4().simple());
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("rallypoint.toml");
         let listen = free_port();
-        let nations = nations
-            .iter()
-            .map(|n| format!("\"{n}\""))
-            .collect::<Vec<_>>()
-            .join(", ");
-        std::fs::write(
-            &config,
-            format!(
-                "nations = [{nations}]\n[kafka]\nbootstrap_servers = \"{}\"\nnamespace = \"{namespace}\"\n{extra}\n\
-                 [state]\ndir = \"{}\"\n[http]\nlisten = \"127.0.0.1:{listen}\"\n[topics]\ninput_partitions = 2\n\
-                 output_partitions = 1\n{sections}\n",
-                bootstrap(),
-                dir.path().join("state").display()
-            ),
-        )
-        .unwrap();
         let producer: BaseProducer = ClientConfig::new()
-            .set("bootstrap.servers", bootstrap())
+            .set("bootstrap.servers", bootstrap)
             .set("enable.idempotence", "true")
+            .set("linger.ms", "5")
+            .set("queue.buffering.max.messages", "1000000")
             .create()
             .unwrap();
+        let bin = pin_binary(dir.path());
         let h = Self {
             namespace,
-            dir,
             config,
             codec: Codec::new().unwrap(),
             http_port: listen,
+            bootstrap: bootstrap.to_owned(),
+            bin,
             producer,
             child: None,
+            nations: nations.iter().map(|n| n.to_string()).collect(),
+            extra: extra.to_owned(),
+            sections: sections.to_owned(),
+            dir,
         };
+        h.write_config(&h.config, None, &h.dir.path().join("state"), listen);
         let out = h.command(&["topics", "create"]).output().unwrap();
         assert!(
             out.status.success(),
@@ -90,13 +128,97 @@ impl Harness {
         h
     }
 
+    /// Writes a configuration for this harness's topics; `instance`: a `kafka.instance_id`
+    /// other than the default.
+    fn write_config(
+        &self,
+        path: &std::path::Path,
+        instance: Option<&str>,
+        state: &std::path::Path,
+        port: u16,
+    ) {
+        let nations = self
+            .nations
+            .iter()
+            .map(|n| format!("\"{n}\""))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let instance = instance
+            .map(|i| format!("instance_id = \"{i}\"\n"))
+            .unwrap_or_default();
+        std::fs::write(
+            path,
+            format!(
+                "nations = [{nations}]\n[kafka]\nbootstrap_servers = \"{}\"\nnamespace = \"{}\"\n{instance}{}\n\
+                 [state]\ndir = \"{}\"\n[http]\nlisten = \"127.0.0.1:{port}\"\n[topics]\ninput_partitions = 2\n\
+                 output_partitions = 1\n{}\n",
+                self.bootstrap,
+                self.namespace,
+                self.extra,
+                state.display(),
+                self.sections,
+            ),
+        )
+        .unwrap();
+    }
+
+    /// Another processor instance on the same topics, not yet started.
+    pub fn node(&self, instance: &str) -> Node {
+        let config = self.dir.path().join(format!("rallypoint-{instance}.toml"));
+        let state = self.dir.path().join(format!("state-{instance}"));
+        let port = free_port();
+        self.write_config(&config, Some(instance), &state, port);
+        Node {
+            instance: instance.to_owned(),
+            bin: self.bin.clone(),
+            config,
+            state,
+            http_port: port,
+            log: self.dir.path().join(format!("run-{instance}.log")),
+            child: None,
+            started: None,
+        }
+    }
+
     pub fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_rallypoint"));
+        let mut c = Command::new(&self.bin);
         c.arg("--config")
             .arg(&self.config)
             .args(args)
             .env("RUST_LOG", "warn,rallypoint=info");
         c
+    }
+
+    /// Queues `e` on its input topic without waiting; [`Harness::flush`] waits for all.
+    pub fn queue(&self, e: &Event) {
+        let topic = self.topic(&format!(
+            "rrc.in.{}.{}",
+            e.envelope().nation,
+            e.stream().suffix()
+        ));
+        let value = self.codec.encode_event(e);
+        let mut record = BaseRecord::to(&topic)
+            .key(e.entity_id().as_bytes())
+            .payload(&value);
+        loop {
+            match self.producer.send(record) {
+                Ok(()) => return,
+                Err((
+                    rdkafka::error::KafkaError::MessageProduction(
+                        rdkafka::types::RDKafkaErrorCode::QueueFull,
+                    ),
+                    r,
+                )) => {
+                    record = r;
+                    self.producer.poll(Duration::from_millis(10));
+                }
+                Err((e, _)) => panic!("queueing an input event: {e}"),
+            }
+        }
+    }
+
+    pub fn flush(&self) {
+        self.producer.flush(Duration::from_secs(300)).unwrap();
     }
 
     pub fn topic(&self, base: &str) -> String {
@@ -181,7 +303,43 @@ impl Harness {
     /// Every committed record of partition 0..partitions of `topic`, read until `want` arrive or
     /// `timeout` passes.
     pub fn read(&self, base: &str, want: usize, timeout: Duration) -> Vec<Record> {
-        read_committed(&self.topic(base), want, timeout)
+        read_committed_at(&self.bootstrap, &self.topic(base), want, timeout)
+    }
+
+    /// Every committed record of `base` up to its end (all partitions).
+    pub fn read_all(&self, base: &str) -> Vec<Record> {
+        read_to_end(&self.bootstrap, &self.topic(base))
+    }
+
+    /// The next offset the coordinator will read from the journal, as committed.
+    pub fn coordinator_position(&self) -> i64 {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &self.bootstrap)
+            .set("group.id", self.topic("rallypoint-coordinator"))
+            .set("isolation.level", "read_committed")
+            .create()
+            .unwrap();
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition(&self.topic("rrc.internal.journal"), 0);
+        let committed = consumer
+            .committed_offsets(tpl, Duration::from_secs(30))
+            .unwrap();
+        match committed.elements()[0].offset() {
+            Offset::Offset(o) => o,
+            _ => 0,
+        }
+    }
+
+    /// The end of partition 0 of `base` (its high watermark).
+    pub fn end_offset(&self, base: &str) -> i64 {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &self.bootstrap)
+            .create()
+            .unwrap();
+        consumer
+            .fetch_watermarks(&self.topic(base), 0, Duration::from_secs(30))
+            .unwrap()
+            .1
     }
 }
 
@@ -212,9 +370,176 @@ impl Drop for Harness {
     }
 }
 
+impl Node {
+    pub fn start(&mut self) {
+        self.start_with(&[]);
+    }
+
+    /// Starts the processor with more environment variables (e.g. `RALLYPOINT_FAULT`).
+    pub fn start_with(&mut self, env: &[(&str, &str)]) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let mut c = Command::new(&self.bin);
+        c.arg("--config")
+            .arg(&self.config)
+            .arg("run")
+            .env("RUST_LOG", "warn,rallypoint=info")
+            .stdout(Stdio::null())
+            .stderr(log);
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        self.started = Some(Instant::now());
+        self.child = Some(c.spawn().unwrap());
+    }
+
+    /// SIGKILL: no shutdown hook, no last commit.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Whether the process is running (it has not exited by itself).
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| c.try_wait().unwrap().is_none())
+    }
+
+    /// Waits up to `timeout` for the process to exit by itself; its status if it did.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let started = Instant::now();
+        while started.elapsed() < timeout {
+            if let Some(c) = self.child.as_mut() {
+                if let Some(status) = c.try_wait().unwrap() {
+                    self.child = None;
+                    return Some(status);
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// (status, body) of `path`, or None while the server does not answer.
+    pub fn get(&self, path: &str) -> Option<(u16, String)> {
+        try_http_get(self.http_port, path).ok()
+    }
+
+    /// Waits until `/readyz` answers 200 with a body containing `want`; the time waited.
+    pub fn wait_readyz(&self, want: &str, timeout: Duration) -> Option<Duration> {
+        let started = Instant::now();
+        while started.elapsed() < timeout {
+            if let Some((200, body)) = self.get("/readyz") {
+                if body.contains(want) {
+                    return Some(started.elapsed());
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// The value of an unlabelled or single-series metric on `/metrics`, summed over series.
+    pub fn metric(&self, name: &str) -> Option<f64> {
+        let (_, body) = self.get("/metrics")?;
+        let values: Vec<f64> = body
+            .lines()
+            .filter(|l| {
+                l.strip_prefix(name)
+                    .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
+            .collect();
+        (!values.is_empty()).then(|| values.iter().sum())
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
 pub fn read_committed(topic: &str, want: usize, timeout: Duration) -> Vec<Record> {
+    read_committed_at(&bootstrap(), topic, want, timeout)
+}
+
+/// Every committed record of every partition of `topic`, up to each partition's end.
+pub fn read_to_end(bootstrap: &str, topic: &str) -> Vec<Record> {
     let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap())
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", format!("test-reader-{}", uuid::Uuid::new_v4()))
+        .set("isolation.level", "read_committed")
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .create()
+        .unwrap();
+    let partitions = partitions_of(&consumer, topic);
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&tpl).unwrap();
+    let mut at_end = std::collections::BTreeSet::new();
+    let mut out = Vec::new();
+    let started = Instant::now();
+    while at_end.len() < partitions as usize {
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "{topic}: not at its end after 5 minutes"
+        );
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => out.push(record(&m)),
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => {
+                at_end.insert(p);
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+fn record(m: &rdkafka::message::BorrowedMessage<'_>) -> Record {
+    use rdkafka::message::Headers;
+    let headers = m
+        .headers()
+        .map(|hs| {
+            hs.iter()
+                .map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec()))
+                .collect()
+        })
+        .unwrap_or_default();
+    Record {
+        key: m.key().map(<[u8]>::to_vec),
+        value: m.payload().unwrap_or_default().to_vec(),
+        headers,
+        offset: m.offset(),
+    }
+}
+
+pub fn read_committed_at(
+    bootstrap: &str,
+    topic: &str,
+    want: usize,
+    timeout: Duration,
+) -> Vec<Record> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
         .set("group.id", format!("test-reader-{}", uuid::Uuid::new_v4()))
         .set("isolation.level", "read_committed")
         .set("enable.auto.commit", "false")
@@ -231,21 +556,7 @@ pub fn read_committed(topic: &str, want: usize, timeout: Duration) -> Vec<Record
     let mut out = Vec::new();
     while out.len() < want && started.elapsed() < timeout {
         if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
-            use rdkafka::message::Headers;
-            let headers = m
-                .headers()
-                .map(|hs| {
-                    hs.iter()
-                        .map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec()))
-                        .collect()
-                })
-                .unwrap_or_default();
-            out.push(Record {
-                key: m.key().map(<[u8]>::to_vec),
-                value: m.payload().unwrap_or_default().to_vec(),
-                headers,
-                offset: m.offset(),
-            });
+            out.push(record(&m));
         }
     }
     out
@@ -304,4 +615,172 @@ pub fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// What [`assert_exactly_once`] found.
+pub struct Checked {
+    pub journaled: usize,
+    pub decisions: usize,
+    pub dead_letters: usize,
+}
+
+/// Asserts that every event of `sent` was journaled exactly once, and that the committed
+/// decision topics of `nations` and the coalition hold exactly, in order and byte for byte,
+/// what the pure core derives from the journal; and the dead-letter topic as many records as
+/// the fold rejects (`sent` holds valid events only, so intake rejects none).
+pub fn assert_exactly_once(h: &Harness, sent: &[Event], nations: &[&str]) -> Checked {
+    use rallypoint::codec::Format;
+    use rallypoint_core::decision::Audience;
+    use rallypoint_core::{apply, MemStore, Output};
+    use std::collections::{BTreeMap, BTreeSet};
+    let journal = h.read_all("rrc.internal.journal");
+    let events: Vec<Event> = journal
+        .iter()
+        .map(|r| h.codec.decode_event(&r.value).unwrap())
+        .collect();
+    let ids: Vec<&str> = events
+        .iter()
+        .map(|e| e.envelope().event_id.as_str())
+        .collect();
+    let unique: BTreeSet<&str> = ids.iter().copied().collect();
+    let want: BTreeSet<&str> = sent
+        .iter()
+        .map(|e| e.envelope().event_id.as_str())
+        .collect();
+    assert_eq!(ids.len(), unique.len(), "an input was journaled twice");
+    assert_eq!(unique.len(), want.len(), "every input journaled once");
+    assert!(unique == want, "the journal holds exactly the inputs sent");
+
+    let core = rallypoint::config::Config::load(Some(&h.config))
+        .expect("the test's configuration loads")
+        .core();
+    let mut pictures: Vec<Vec<u8>> = Vec::new();
+    let mut store = MemStore::new();
+    let mut expected: BTreeMap<String, Vec<Vec<u8>>> = BTreeMap::new();
+    let mut rejections = 0;
+    for e in &events {
+        for o in apply(&mut store, &core, e).unwrap() {
+            match o {
+                Output::Decision(routed) => {
+                    let topic = match &routed.audience {
+                        Audience::Nation(n) => format!("rrc.out.{n}.decisions"),
+                        Audience::Coalition => "rrc.out.coalition.decisions".into(),
+                    };
+                    expected
+                        .entry(topic)
+                        .or_default()
+                        .push(h.codec.encode_decision(&routed.decision, Format::Avro));
+                }
+                Output::Rejected(_) => rejections += 1,
+                Output::Picture(u) => pictures.push(h.codec.encode_picture(&u, Format::Avro)),
+            }
+        }
+    }
+    let mut decisions = 0;
+    let topics = nations
+        .iter()
+        .map(|n| format!("rrc.out.{n}.decisions"))
+        .chain(["rrc.out.coalition.decisions".to_string()]);
+    for topic in topics {
+        let want = expected.remove(&topic).unwrap_or_default();
+        let got: Vec<Vec<u8>> = h.read_all(&topic).into_iter().map(|r| r.value).collect();
+        assert_eq!(
+            got.len(),
+            want.len(),
+            "{topic}: as many decisions as the fold (none lost or repeated)"
+        );
+        assert!(got == want, "{topic}: decisions differ from the fold");
+        decisions += got.len();
+    }
+    assert!(
+        expected.is_empty(),
+        "decisions for other topics: {:?}",
+        expected.keys()
+    );
+    // The threat picture too: every record the fold implies, once (keys spread over
+    // partitions, so compared as a multiset).
+    let mut got: Vec<Vec<u8>> = h
+        .read_all("rrc.out.coalition.threat-picture")
+        .into_iter()
+        .map(|r| r.value)
+        .collect();
+    got.sort();
+    pictures.sort();
+    assert_eq!(
+        got.len(),
+        pictures.len(),
+        "threat-picture records: none lost or repeated"
+    );
+    assert!(
+        got == pictures,
+        "threat-picture records differ from the fold"
+    );
+    let dead_letters = h.read_all("rrc.dlq").len();
+    assert_eq!(
+        dead_letters, rejections,
+        "dead letters: none lost or repeated"
+    );
+    Checked {
+        journaled: events.len(),
+        decisions,
+        dead_letters,
+    }
+}
+
+/// Waits until the journal holds `events` records and the coordinator has committed its
+/// position past the last of them. Fails at once if one of `running` exits, and after 10
+/// minutes; with the nodes' logs.
+pub fn wait_until_processed(h: &Harness, events: usize, running: &mut [&mut Node]) {
+    let mut log = || {
+        let mut text = String::new();
+        for n in running.iter_mut() {
+            assert!(
+                n.is_running(),
+                "{} exited while the feed was processed\n{}",
+                n.instance,
+                n.log()
+            );
+            text.push_str(&format!("== {}\n{}", n.instance, n.log()));
+        }
+        text
+    };
+    let started = Instant::now();
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &h.bootstrap)
+        .set("group.id", format!("test-reader-{}", uuid::Uuid::new_v4()))
+        .set("isolation.level", "read_committed")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(&h.topic("rrc.internal.journal"), 0, Offset::Beginning)
+        .unwrap();
+    consumer.assign(&tpl).unwrap();
+    let mut journaled = 0;
+    let mut last = -1;
+    let mut checked = Instant::now();
+    while journaled < events {
+        if checked.elapsed() > Duration::from_secs(1) {
+            log();
+            checked = Instant::now();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(600),
+            "the journal holds {journaled} of {events} events after 10 minutes\n{}",
+            log()
+        );
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+            journaled += 1;
+            last = m.offset();
+        }
+    }
+    while h.coordinator_position() <= last {
+        log();
+        assert!(
+            started.elapsed() < Duration::from_secs(600),
+            "the coordinator did not reach the end of the journal\n{}",
+            log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
