@@ -12,6 +12,12 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use crate::event::{Indicator, IndicatorKind};
 
+/// Whether an indicator of this kind may link incidents into a campaign. A CVE names a
+/// vulnerability, not the attacker: unrelated actors exploit the same one, so it links nothing.
+pub fn links(kind: IndicatorKind) -> bool {
+    kind != IndicatorKind::Cve
+}
+
 /// The correlation key of an indicator, `<kind>:<normalized value>`, or `None` if malformed.
 pub fn key(i: &Indicator) -> Option<String> {
     let v = i.value.trim();

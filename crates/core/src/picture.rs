@@ -206,8 +206,9 @@ pub struct Tally {
     pub late: u32,
     pub by_priority: BTreeMap<Priority, u32>,
     pub by_class: BTreeMap<RsitClass, u32>,
-    /// Technique observations of non-RED incidents.
-    pub techniques: BTreeMap<String, u32>,
+    /// Technique observations of non-RED incidents: (technique code, count), sorted by code
+    /// (see [`technique_code`]); compact, as a tally is read and written on every event.
+    pub techniques: Vec<(u32, u32)>,
     /// Running totals only.
     pub open_incidents: i64,
     pub open_requests: i64,
@@ -327,10 +328,13 @@ pub fn publish(
     top: usize,
 ) -> ThreatPicture {
     let mut tactics: BTreeMap<String, u32> = BTreeMap::new();
-    for (technique, n) in &t.techniques {
-        for tactic in crate::attack::tactics(technique) {
+    let mut techniques: BTreeMap<String, u32> = BTreeMap::new();
+    for (code, n) in &t.techniques {
+        let technique = technique_name(*code);
+        for tactic in crate::attack::tactics(&technique) {
             *tactics.entry(tactic.to_owned()).or_default() += n;
         }
+        techniques.insert(technique, *n);
     }
     ThreatPicture {
         key: key.to_owned(),
@@ -344,7 +348,7 @@ pub fn publish(
         late_events: t.late as i64,
         by_priority: counts(t.by_priority.iter().map(|(k, v)| (serde_name(k), *v))),
         by_class: counts(t.by_class.iter().map(|(k, v)| (serde_name(k), *v))),
-        top_techniques: top_n(&t.techniques, top),
+        top_techniques: top_n(&techniques, top),
         top_tactics: top_n(&tactics, top),
         open_incidents: t.open_incidents,
         open_requests: t.open_requests,
@@ -358,6 +362,32 @@ pub fn publish(
                 committed: *committed,
             })
             .collect(),
+    }
+}
+
+/// `T1059` → 1_059_000, `T1059.001` → 1_059_001: an ATT&CK id as a number (validation has
+/// checked the form).
+pub fn technique_code(id: &str) -> Option<u32> {
+    let rest = id.strip_prefix('T')?;
+    let (base, sub) = rest.split_once('.').unwrap_or((rest, "0"));
+    Some(base.parse::<u32>().ok()? * 1_000 + sub.parse::<u32>().ok()?)
+}
+
+pub fn technique_name(code: u32) -> String {
+    match code % 1_000 {
+        0 => format!("T{:04}", code / 1_000),
+        sub => format!("T{:04}.{sub:03}", code / 1_000),
+    }
+}
+
+/// Counts one observation of `technique` in a tally's sorted list.
+pub fn count_technique(list: &mut Vec<(u32, u32)>, technique: &str) {
+    let Some(code) = technique_code(technique) else {
+        return;
+    };
+    match list.binary_search_by_key(&code, |(c, _)| *c) {
+        Ok(at) => list[at].1 += 1,
+        Err(at) => list.insert(at, (code, 1)),
     }
 }
 
@@ -412,6 +442,18 @@ mod tests {
             serde_name(&crate::event::Sector::DrinkingWater),
             "drinking_water"
         );
+    }
+
+    #[test]
+    fn technique_ids_round_trip_through_their_codes() {
+        for id in ["T1059", "T1059.001", "T0800", "T1486"] {
+            assert_eq!(technique_name(technique_code(id).unwrap()), id);
+        }
+        let mut list = Vec::new();
+        for t in ["T1486", "T1059.001", "T1486"] {
+            count_technique(&mut list, t);
+        }
+        assert_eq!(list, vec![(1_059_001, 1), (1_486_000, 2)]);
     }
 
     #[test]

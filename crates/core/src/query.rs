@@ -3,8 +3,6 @@
 //! coordinator answers from committed state. What they return is what the coordination cell
 //! may see: RED incidents show ids and capability only.
 
-use std::collections::{BTreeMap, BTreeSet};
-
 use serde::{Deserialize, Serialize};
 
 use crate::event::{Capability, Priority, Sector, Tlp};
@@ -68,60 +66,43 @@ pub fn scope_picture<S: Store + ?Sized>(
     Ok(out)
 }
 
-/// A campaign as published: nations of every member, ids and shared indicators of the
-/// non-RED ones only.
-pub fn campaign_record<S: Store + ?Sized>(
-    store: &S,
+/// At most this many incident ids and indicators are listed in a campaign record; the counts
+/// give the whole.
+pub const LIST_MAX: usize = 100;
+
+/// A campaign as published, from the figures the correlation keeps: the nations of every
+/// member; ids and linking indicators (reported by two or more) of the non-RED ones only,
+/// the first [`LIST_MAX`] of each.
+pub fn campaign_from_state(
     id: &str,
-    members: &[String],
+    state: &CampaignState,
     status: CampaignStatus,
     merged_into: Option<&str>,
     now: i64,
-) -> Result<Campaign, StoreError> {
-    let mut nations = BTreeSet::new();
-    let mut visible = Vec::new();
-    for m in members {
-        if let Some(i) = load::<Incident, S>(store, &incident_key(m))? {
-            nations.insert(i.nation.clone());
-            if i.tlp != Tlp::Red {
-                visible.push(m.clone());
-            }
-        }
-    }
-    // Indicators that link two or more of the visible incidents (RED ones add none, capped
-    // values link nothing).
-    let mut shared: BTreeMap<String, u32> = BTreeMap::new();
-    for m in &visible {
-        let keys: Vec<String> = load(store, &incident_indicators_key(m))?.unwrap_or_default();
-        for k in keys {
-            *shared.entry(k).or_default() += 1;
-        }
-    }
-    Ok(Campaign {
+) -> Campaign {
+    Campaign {
         campaign_id: id.to_owned(),
         status,
         merged_into: merged_into.map(str::to_owned),
         stream_time: now,
-        nations: nations.into_iter().collect(),
-        incident_count: members.len() as i64,
-        red_incidents: (members.len() - visible.len()) as i64,
-        incidents: visible,
-        indicators: linking(store, shared)?,
-    })
-}
-
-fn linking<S: Store + ?Sized>(
-    store: &S,
-    counts: BTreeMap<String, u32>,
-) -> Result<Vec<String>, StoreError> {
-    let mut out = Vec::new();
-    for (key, n) in counts {
-        let capped = load::<Posting, S>(store, &posting_key(&key))?.is_some_and(|p| p.capped);
-        if n >= 2 && !capped {
-            out.push(key);
-        }
+        nations: state.nations.keys().cloned().collect(),
+        incident_count: state.members.len() as i64,
+        red_incidents: state.red.len() as i64,
+        incidents: state
+            .members
+            .iter()
+            .filter(|m| state.red.binary_search(m).is_err())
+            .take(LIST_MAX)
+            .cloned()
+            .collect(),
+        indicators: state
+            .counts
+            .iter()
+            .filter(|(_, n)| **n >= 2)
+            .map(|(k, _)| k.clone())
+            .take(LIST_MAX)
+            .collect(),
     }
-    Ok(out)
 }
 
 /// Every campaign that spans two or more nations now.
@@ -134,14 +115,13 @@ pub fn active_campaigns<S: Store + ?Sized>(store: &S) -> Result<Vec<Campaign>, S
             continue;
         }
         let id = String::from_utf8_lossy(&key[2..]).into_owned();
-        out.push(campaign_record(
-            store,
+        out.push(campaign_from_state(
             &id,
-            &state.members,
+            &state,
             CampaignStatus::Active,
             None,
             now,
-        )?);
+        ));
     }
     Ok(out)
 }

@@ -232,7 +232,8 @@ pub struct Posting {
     pub seen: u64,
 }
 
-/// A campaign's members as the correlation keeps them.
+/// A campaign as the correlation keeps it: enough to publish it and to merge it with
+/// another without reading its members again.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CampaignState {
     /// Sorted incident ids; the first is the campaign id.
@@ -241,6 +242,12 @@ pub struct CampaignState {
     pub active: bool,
     /// The linking indicators it was last published with.
     pub indicators: Vec<String>,
+    /// Members per nation, RED ones included.
+    pub nations: std::collections::BTreeMap<String, u32>,
+    /// Sorted ids of its RED members.
+    pub red: Vec<String>,
+    /// Non-RED members reporting each indicator value below the cap.
+    pub counts: std::collections::BTreeMap<String, u32>,
 }
 
 /// Running counts of the correlation and the picture, for metrics.

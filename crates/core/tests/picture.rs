@@ -457,3 +457,20 @@ fn a_campaign_held_by_two_values_survives_a_third_being_capped_in_any_order() {
         );
     }
 }
+
+#[test]
+fn a_shared_cve_links_nothing_because_unrelated_actors_exploit_the_same_flaw() {
+    let mut w = world(hourly());
+    for (nation, id) in [("EST", "I1"), ("LVA", "I2")] {
+        let e = w.env(nation);
+        let mut ev = sample::incident(e, id, Tlp::Green, Priority::High);
+        if let Event::IncidentReported(r) = &mut ev {
+            r.indicators = vec![Indicator {
+                kind: IndicatorKind::Cve,
+                value: "CVE-2024-3400".into(),
+            }];
+        }
+        assert!(campaigns(&w.apply_all(&ev)).is_empty());
+    }
+    assert_eq!(stats(&w).indicator_values, 0);
+}

@@ -1,16 +1,23 @@
 //! Campaigns: incidents linked by a shared normalized indicator, transitively. A campaign that
 //! spans two or more nations is published (`CampaignDetected`, then `CampaignUpdated`).
 //!
-//! The result depends only on which incidents reported which indicators, never on their
+//! Observables link (addresses, domains, URLs, hashes, e-mail addresses); CVE ids do not
+//! (see [`indicator::links`]). The result depends only on which incidents reported which
+//! indicators, never on their
 //! order: a value reported by more incidents than the fan-out cap links none of them (so the
 //! cap does not pick winners by arrival), and a campaign is named after its smallest incident
-//! id. When a value reaches the cap, the campaigns it held together are recomputed and may
-//! split.
+//! id.
+//!
+//! Two paths keep the work small. The usual one: a new incident (or new values of one) joins
+//! the campaigns of the incidents it now shares a value with, and their kept figures (members,
+//! nations, indicator counts) are merged, the smaller into the larger; nothing is re-read per
+//! member. The rare one: a value reaches the cap, so the campaigns it held together are
+//! recomputed from their members' indicators and may split.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use super::{Fold, Output};
-use crate::event::Indicator;
+use crate::event::{Indicator, Tlp};
 use crate::indicator;
 use crate::picture::{CampaignStatus, PictureUpdate};
 use crate::query;
@@ -24,10 +31,16 @@ impl<S: Store> Fold<'_, '_, S> {
         incident_id: &str,
         indicators: &[Indicator],
     ) -> Result<(), StoreError> {
-        let keys: BTreeSet<String> = indicators.iter().filter_map(indicator::key).collect();
+        let keys: BTreeSet<String> = indicators
+            .iter()
+            .filter(|i| indicator::links(i.kind))
+            .filter_map(indicator::key)
+            .collect();
         let list_key = incident_indicators_key(incident_id);
         let mut mine: Vec<String> = self.st.load(&list_key)?.unwrap_or_default();
         let mut seeds = BTreeSet::from([incident_id.to_owned()]);
+        let mut linked = BTreeSet::new();
+        let mut live_keys = Vec::new();
         let cap = self.config.picture.fanout_cap as usize;
         let (mut new_values, mut newly_capped) = (0u64, 0u64);
         for key in keys {
@@ -48,6 +61,9 @@ impl<S: Store> Fold<'_, '_, S> {
                     seeds.extend(std::mem::take(&mut posting.incidents));
                     posting.capped = true;
                     newly_capped += 1;
+                } else {
+                    linked.extend(posting.incidents.iter().cloned());
+                    live_keys.push(key.clone());
                 }
             }
             self.st.save(&pkey, &posting);
@@ -60,11 +76,151 @@ impl<S: Store> Fold<'_, '_, S> {
                 s.capped_values += newly_capped;
             })?;
         }
-        self.recompute(seeds)
+        if newly_capped > 0 {
+            return self.recompute(seeds);
+        }
+        linked.remove(incident_id);
+        self.join_campaigns(incident_id, &linked, &live_keys)
     }
 
-    /// Recomputes the campaign of each seed incident and publishes what changed. A campaign
-    /// that lost members to another is recomputed too.
+    /// The usual path: `incident` joins the campaigns of `linked`, and its `new_keys` (below the
+    /// cap) count among the campaign's indicators.
+    fn join_campaigns(
+        &mut self,
+        incident: &str,
+        linked: &BTreeSet<String>,
+        new_keys: &[String],
+    ) -> Result<(), StoreError> {
+        let own = self.st.load::<String>(&membership_key(incident))?;
+        if linked.is_empty() && own.is_none() {
+            return Ok(()); // shares nothing yet: no campaign
+        }
+        let mut parts: BTreeMap<String, CampaignState> = BTreeMap::new();
+        let mut loose = Vec::new();
+        for x in linked.iter().map(String::as_str).chain([incident]) {
+            match self.st.load::<String>(&membership_key(x))? {
+                Some(id) => {
+                    if !parts.contains_key(&id) {
+                        let state = self.st.load(&campaign_key(&id))?.unwrap_or_default();
+                        parts.insert(id, state);
+                    }
+                }
+                None => loose.push(x.to_owned()),
+            }
+        }
+        // The largest campaign takes the others in: its figures are not rewritten.
+        let base_id = parts
+            .iter()
+            .max_by(|a, b| (a.1.members.len(), b.0).cmp(&(b.1.members.len(), a.0)))
+            .map(|(id, _)| id.clone());
+        let previous = base_id.as_ref().and_then(|id| parts.remove(id));
+        let mut state = previous.clone().unwrap_or_default();
+        let mut retired = Vec::new();
+        for (id, other) in parts {
+            merge_into(&mut state, &other);
+            retired.push((id, other));
+        }
+        for x in &loose {
+            self.add_member(&mut state, x)?;
+        }
+        if own.is_some() && !state.red.contains(&incident.to_owned()) {
+            for k in new_keys {
+                *state.counts.entry(k.clone()).or_default() += 1;
+            }
+        }
+        let id = state.members.first().cloned().unwrap_or_default();
+        if let Some(base) = &base_id {
+            if *base != id {
+                retired.push((base.clone(), previous.clone().unwrap_or_default()));
+            }
+        }
+        // Members whose campaign id changed point to the new one.
+        let mut moved: Vec<&String> = loose.iter().collect();
+        for (_, old) in &retired {
+            moved.extend(old.members.iter());
+        }
+        for m in moved {
+            self.st.save(&membership_key(m), &id);
+        }
+        for (old_id, old) in &retired {
+            self.st.remove(&campaign_key(old_id));
+            if old.active {
+                let record = query::campaign_from_state(
+                    old_id,
+                    old,
+                    CampaignStatus::Merged,
+                    Some(&id),
+                    self.now,
+                );
+                self.emit_campaign(record, false)?;
+            }
+        }
+        let previous = previous.filter(|_| base_id.as_deref() == Some(id.as_str()));
+        self.publish_state(&id, state, previous.as_ref())
+    }
+
+    /// Adds an incident that had no campaign: its nation, and its indicators below the cap.
+    fn add_member(&self, state: &mut CampaignState, id: &str) -> Result<(), StoreError> {
+        if let Err(at) = state.members.binary_search(&id.to_owned()) {
+            state.members.insert(at, id.to_owned());
+        }
+        let Some(incident) = self.st.incident(id)? else {
+            return Ok(());
+        };
+        *state.nations.entry(incident.nation.clone()).or_default() += 1;
+        if incident.tlp == Tlp::Red {
+            if let Err(at) = state.red.binary_search(&id.to_owned()) {
+                state.red.insert(at, id.to_owned());
+            }
+            return Ok(());
+        }
+        let keys: Vec<String> = self
+            .st
+            .load(&incident_indicators_key(id))?
+            .unwrap_or_default();
+        for k in keys {
+            let capped = self
+                .st
+                .load::<Posting>(&posting_key(&k))?
+                .is_some_and(|p| p.capped);
+            if !capped {
+                *state.counts.entry(k).or_default() += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Saves a campaign's state under `id` and publishes it if what it shows changed.
+    fn publish_state(
+        &mut self,
+        id: &str,
+        mut state: CampaignState,
+        previous: Option<&CampaignState>,
+    ) -> Result<(), StoreError> {
+        state.active = state.nations.len() >= 2;
+        let status = if state.active {
+            CampaignStatus::Active
+        } else {
+            CampaignStatus::Dissolved
+        };
+        let record = query::campaign_from_state(id, &state, status, None, self.now);
+        state.indicators = record.indicators.clone();
+        if previous == Some(&state) {
+            return Ok(());
+        }
+        let was_active = previous.is_some_and(|p| p.active);
+        let active = state.active;
+        self.st.save(&campaign_key(id), &state);
+        match (was_active, active) {
+            (false, true) => self.emit_campaign(record, true),
+            (true, _) => self.emit_campaign(record, false),
+            (false, false) => Ok(()),
+        }
+    }
+
+    /// The rare path: recomputes the campaign of each seed incident from its members'
+    /// indicators and publishes what changed. A campaign that lost members to another is
+    /// recomputed too.
     fn recompute(&mut self, seeds: BTreeSet<String>) -> Result<(), StoreError> {
         let mut done = BTreeSet::new();
         let mut queue: VecDeque<String> = seeds.into_iter().collect();
@@ -106,9 +262,9 @@ impl<S: Store> Fold<'_, '_, S> {
         Ok(members)
     }
 
-    /// Names the component after its smallest member, retires the campaigns its members were
-    /// in before, and publishes the campaign if it spans two or more nations (or no longer
-    /// does). Returns the ids of earlier campaigns that lost members and live on elsewhere.
+    /// Names a recomputed component after its smallest member, retires the campaigns its
+    /// members were in before, and publishes it. Returns the ids of earlier campaigns that
+    /// lost members and live on elsewhere.
     fn settle_campaign(&mut self, members: BTreeSet<String>) -> Result<Vec<String>, StoreError> {
         let id = members.first().cloned().unwrap_or_default();
         let mut before: BTreeSet<String> = BTreeSet::new();
@@ -126,50 +282,31 @@ impl<S: Store> Fold<'_, '_, S> {
             }
         }
         let previous: Option<CampaignState> = self.st.load(&campaign_key(&id))?;
-        let sorted: Vec<String> = members.iter().cloned().collect();
         if members.len() < 2 {
             self.st.remove(&membership_key(&id));
             if let Some(prev) = previous {
                 self.st.remove(&campaign_key(&id));
                 if prev.active {
-                    self.publish_campaign(&id, &sorted, CampaignStatus::Dissolved, None, false)?;
+                    let record = query::campaign_from_state(
+                        &id,
+                        &prev,
+                        CampaignStatus::Dissolved,
+                        None,
+                        self.now,
+                    );
+                    self.emit_campaign(record, false)?;
                 }
             }
             return Ok(split);
         }
-        let active = self.nations(&sorted)?.len() >= 2;
-        let record = query::campaign_record(
-            &*self.st.store,
-            &id,
-            &sorted,
-            if active {
-                CampaignStatus::Active
-            } else {
-                CampaignStatus::Dissolved
-            },
-            None,
-            self.now,
-        )?;
-        let state = CampaignState {
-            members: sorted.clone(),
-            active,
-            indicators: record.indicators.clone(),
-        };
-        if previous.as_ref() == Some(&state) {
-            return Ok(split);
-        }
+        let mut state = CampaignState::default();
         for m in &members {
+            self.add_member(&mut state, m)?;
             if self.st.load::<String>(&membership_key(m))?.as_deref() != Some(id.as_str()) {
                 self.st.save(&membership_key(m), &id);
             }
         }
-        let was_active = previous.as_ref().is_some_and(|p| p.active);
-        self.st.save(&campaign_key(&id), &state);
-        match (was_active, active) {
-            (false, true) => self.emit_campaign(record, true)?,
-            (true, _) => self.emit_campaign(record, false)?,
-            (false, false) => {}
-        }
+        self.publish_state(&id, state, previous.as_ref())?;
         Ok(split)
     }
 
@@ -180,39 +317,16 @@ impl<S: Store> Fold<'_, '_, S> {
         };
         self.st.remove(&campaign_key(old));
         if state.active {
-            self.publish_campaign(
+            let record = query::campaign_from_state(
                 old,
-                &state.members,
+                &state,
                 CampaignStatus::Merged,
                 Some(into),
-                false,
-            )?;
+                self.now,
+            );
+            self.emit_campaign(record, false)?;
         }
         Ok(())
-    }
-
-    /// Every nation with an incident among `members`.
-    fn nations(&self, members: &[String]) -> Result<BTreeSet<String>, StoreError> {
-        let mut nations = BTreeSet::new();
-        for m in members {
-            if let Some(i) = self.st.incident(m)? {
-                nations.insert(i.nation);
-            }
-        }
-        Ok(nations)
-    }
-
-    fn publish_campaign(
-        &mut self,
-        id: &str,
-        members: &[String],
-        status: CampaignStatus,
-        merged_into: Option<&str>,
-        detected: bool,
-    ) -> Result<(), StoreError> {
-        let campaign =
-            query::campaign_record(&*self.st.store, id, members, status, merged_into, self.now)?;
-        self.emit_campaign(campaign, detected)
     }
 
     /// Publishes a campaign record and keeps the count of active campaigns.
@@ -236,4 +350,23 @@ impl<S: Store> Fold<'_, '_, S> {
         }));
         Ok(())
     }
+}
+
+/// Adds campaign `other`'s figures to `state` (their members are disjoint).
+fn merge_into(state: &mut CampaignState, other: &CampaignState) {
+    state.members = merge_sorted(&state.members, &other.members);
+    state.red = merge_sorted(&state.red, &other.red);
+    for (n, c) in &other.nations {
+        *state.nations.entry(n.clone()).or_default() += c;
+    }
+    for (k, c) in &other.counts {
+        *state.counts.entry(k.clone()).or_default() += c;
+    }
+}
+
+fn merge_sorted(a: &[String], b: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = a.iter().chain(b).cloned().collect();
+    out.sort();
+    out.dedup();
+    out
 }

@@ -43,7 +43,7 @@ impl<S: Store> Fold<'_, '_, S> {
             *t.by_priority.entry(e.priority).or_default() += 1;
             *t.by_class.entry(e.rsit_class).or_default() += 1;
             for technique in techniques {
-                *t.techniques.entry(technique.clone()).or_default() += 1;
+                picture::count_technique(&mut t.techniques, technique);
             }
         })?;
         self.correlate(&e.incident_id, &e.indicators)?;
@@ -94,7 +94,7 @@ impl<S: Store> Fold<'_, '_, S> {
         if incident.tlp != Tlp::Red && !new_techniques.is_empty() {
             self.windows(&scopes, e.envelope.occurred_at, |t| {
                 for technique in &new_techniques {
-                    *t.techniques.entry(technique.clone()).or_default() += 1;
+                    picture::count_technique(&mut t.techniques, technique);
                 }
             })?;
         }
