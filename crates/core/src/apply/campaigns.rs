@@ -100,9 +100,9 @@ impl<S: Store> Fold<'_, '_, S> {
         for x in linked.iter().map(String::as_str).chain([incident]) {
             match self.st.load::<String>(&membership_key(x))? {
                 Some(id) => {
-                    if !parts.contains_key(&id) {
-                        let state = self.st.load(&campaign_key(&id))?.unwrap_or_default();
-                        parts.insert(id, state);
+                    if let std::collections::btree_map::Entry::Vacant(e) = parts.entry(id) {
+                        let state = self.st.load(&campaign_key(e.key()))?.unwrap_or_default();
+                        e.insert(state);
                     }
                 }
                 None => loose.push(x.to_owned()),
