@@ -19,9 +19,18 @@ fi
 scripts/install-deps.sh
 echo "== building (the first build compiles RocksDB and librdkafka: allow 30-40 minutes on 2 cores)"
 cargo build --release --bin rallypoint
+# A demo left by another version may hold state this one cannot read: start it afresh.
+version="$("$bin" --version)"
+if [[ -f "$run_dir/version" && "$(cat "$run_dir/version")" != "$version" ]]; then
+  echo "== the demo's broker and state were made by $(cat "$run_dir/version"); starting afresh for $version"
+  [[ -f "$run_dir/processor.pid" ]] && kill "$(cat "$run_dir/processor.pid")" 2>/dev/null || true
+  scripts/kafka-local.sh stop --clean
+  rm -rf "$run_dir"
+fi
 echo "== starting the local Kafka broker"
 bootstrap="$(scripts/kafka-local.sh start | tail -n1)"
 mkdir -p "$run_dir"
+echo "$version" >"$run_dir/version"
 export RALLYPOINT__KAFKA__BOOTSTRAP_SERVERS="$bootstrap"
 export RALLYPOINT__STATE__DIR="$run_dir/state"
 listen="${RALLYPOINT__HTTP__LISTEN:-127.0.0.1:9464}"

@@ -310,6 +310,11 @@ pub fn decode<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T, StoreE
     };
     match bytes.split_first() {
         Some((&FORMAT, body)) => postcard::from_bytes(body).map_err(|e| corrupt(e.to_string())),
+        Some((other, _)) if *other < FORMAT => Err(corrupt(format!(
+            "unknown format byte {other}: written by an older Rallypoint (state format {other}, \
+             this version reads {FORMAT}); start this version on a new kafka.namespace and \
+             state.dir, or remove the old topics and state"
+        ))),
         Some((other, _)) => Err(corrupt(format!("unknown format byte {other}"))),
         None => Err(corrupt("empty value".into())),
     }
