@@ -4,52 +4,17 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::Harness;
+use common::{Harness, LocalService};
 use rallypoint_core::sample;
 
 const NATIONS: [&str; 3] = ["EST", "LVA", "DEU"];
 
-/// A broker of its own, in a temporary folder; stopped and removed on drop.
-struct Broker {
-    dir: tempfile::TempDir,
-}
-
-impl Broker {
-    fn run(&self, args: &[&str]) -> String {
-        let out = Command::new("scripts/kafka-local.sh")
-            .args(args)
-            .env("KAFKA_LOCAL_DIR", self.dir.path().join("kafka"))
-            .env_remove("KAFKA_PORT")
-            .stderr(Stdio::inherit())
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "kafka-local.sh {args:?} failed");
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .last()
-            .unwrap_or_default()
-            .trim()
-            .to_owned()
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = Command::new("scripts/kafka-local.sh")
-            .args(["stop", "--clean"])
-            .env("KAFKA_LOCAL_DIR", self.dir.path().join("kafka"))
-            .output();
-    }
-}
-
 #[test]
 fn the_processor_rides_out_a_broker_restart_without_losing_or_repeating_anything() {
-    let broker = Broker {
-        dir: tempfile::tempdir().unwrap(),
-    };
+    // A broker of its own, stopped and removed on drop.
+    let broker = LocalService::new("kafka-local.sh", "KAFKA", &[]);
     let bootstrap = broker.run(&["start"]);
     let h = Harness::on_broker(
         &bootstrap,

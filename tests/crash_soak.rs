@@ -14,16 +14,12 @@
 
 mod common;
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::process::ExitStatusExt;
 use std::time::{Duration, Instant};
 
 use common::{Harness, Node};
-use rallypoint::codec::Format;
-use rallypoint_core::decision::Audience;
 use rallypoint_core::event::Event;
 use rallypoint_core::sample::{self, Clock};
-use rallypoint_core::{apply, MemStore, Output};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -243,87 +239,9 @@ fn the_processor_survives_kills_anywhere_without_losing_or_repeating_anything() 
     common::wait_until_processed(&h, sent.len(), &mut [&mut node]);
     node.kill();
 
-    // Every input event journaled exactly once.
-    let journal = h.read_all("rrc.internal.journal");
-    let events: Vec<Event> = journal
-        .iter()
-        .map(|r| h.codec.decode_event(&r.value).unwrap())
-        .collect();
-    let ids: Vec<&str> = events
-        .iter()
-        .map(|e| e.envelope().event_id.as_str())
-        .collect();
-    let unique: BTreeSet<&str> = ids.iter().copied().collect();
-    let expected_ids: BTreeSet<&str> = sent
-        .iter()
-        .map(|e| e.envelope().event_id.as_str())
-        .collect();
-    assert_eq!(ids.len(), unique.len(), "an input was journaled twice");
-    assert_eq!(unique, expected_ids, "every input journaled");
-
-    // The committed output equals the pure fold of the journal, topic by topic, byte for byte.
-    let core = rallypoint::config::Config::load(Some(&h.config))
-        .expect("the test's configuration loads")
-        .core();
-    let mut pictures: Vec<Vec<u8>> = Vec::new();
-    let mut store = MemStore::new();
-    let mut expected: BTreeMap<String, Vec<Vec<u8>>> = BTreeMap::new();
-    let mut rejections = 0;
-    for e in &events {
-        for o in apply(&mut store, &core, e).unwrap() {
-            match o {
-                Output::Decision(routed) => {
-                    let topic = match &routed.audience {
-                        Audience::Nation(n) => format!("rrc.out.{n}.decisions"),
-                        Audience::Coalition => "rrc.out.coalition.decisions".into(),
-                    };
-                    expected
-                        .entry(topic)
-                        .or_default()
-                        .push(h.codec.encode_decision(&routed.decision, Format::Avro));
-                }
-                Output::Rejected(_) => rejections += 1,
-                Output::Picture(u) => pictures.push(h.codec.encode_picture(&u, Format::Avro)),
-            }
-        }
-    }
-    let mut decisions = 0;
-    let topics: Vec<String> = NATIONS
-        .iter()
-        .map(|n| format!("rrc.out.{n}.decisions"))
-        .chain(["rrc.out.coalition.decisions".to_string()])
-        .collect();
-    for topic in &topics {
-        let want = expected.get(topic).cloned().unwrap_or_default();
-        let got: Vec<Vec<u8>> = h.read_all(topic).into_iter().map(|r| r.value).collect();
-        assert_eq!(
-            got.len(),
-            want.len(),
-            "{topic}: no decision lost or repeated"
-        );
-        assert!(got == want, "{topic}: decisions differ from the fold");
-        decisions += got.len();
-    }
-    // The threat picture: every record the fold implies, once (a multiset: keys spread over
-    // partitions).
-    let mut got: Vec<Vec<u8>> = h
-        .read_all("rrc.out.coalition.threat-picture")
-        .into_iter()
-        .map(|r| r.value)
-        .collect();
-    got.sort();
-    pictures.sort();
-    assert_eq!(
-        got.len(),
-        pictures.len(),
-        "threat-picture records: none lost or repeated"
-    );
-    assert!(
-        got == pictures,
-        "threat-picture records differ from the fold"
-    );
-    let dead = h.read_all("rrc.dlq").len();
-    assert_eq!(dead, rejections, "dead letters: none lost or repeated");
+    // Every input journaled exactly once; the committed output equals the pure fold of the
+    // journal, topic by topic, byte for byte.
+    let checked = common::assert_exactly_once(&h, &sent, &NATIONS);
 
     let random = runs
         .iter()
@@ -335,11 +253,11 @@ fn the_processor_survives_kills_anywhere_without_losing_or_repeating_anything() 
     println!(
         "feed: {} events, {} journaled once each; {} decisions on {} topics, {} threat-picture records and {} dead letters, equal to the fold",
         sent.len(),
-        events.len(),
-        decisions,
-        topics.len(),
-        pictures.len(),
-        dead
+        checked.journaled,
+        checked.decisions,
+        checked.topics,
+        checked.pictures,
+        checked.dead_letters
     );
     println!(
         "kills survived: {} ({} random SIGKILLs, {} kill points: {})",

@@ -10,11 +10,10 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use apache_avro::types::Value;
-use common::{Harness, Record};
+use common::{Harness, LocalService, Record};
 use rallypoint::codec::schemas::{compile_all, compile_released, Compiled};
 use rallypoint::config::SchemaRegistryConfig;
 use rallypoint::registry::{Client, RegistryError};
@@ -332,45 +331,23 @@ fn feeds_and_siems_speak_the_confluent_wire_format_with_ids_from_the_registry() 
 
 /// A registry of the test's own, so that it can be stopped: stopped and removed on drop.
 struct OwnRegistry {
-    dir: tempfile::TempDir,
+    service: LocalService,
     url: String,
 }
 
 impl OwnRegistry {
     fn start() -> Self {
-        let mut s = Self {
-            dir: tempfile::tempdir().unwrap(),
-            url: String::new(),
-        };
-        s.url = s.script("start");
-        s
+        let service = LocalService::new(
+            "schema-registry.sh",
+            "REGISTRY",
+            &[("REGISTRY_BOOTSTRAP", &common::bootstrap())],
+        );
+        let url = service.run(&["start"]);
+        Self { service, url }
     }
 
     fn script(&self, action: &str) -> String {
-        let out = Command::new("scripts/schema-registry.sh")
-            .arg(action)
-            .env("REGISTRY_LOCAL_DIR", self.dir.path().join("registry"))
-            .env("REGISTRY_BOOTSTRAP", common::bootstrap())
-            .env_remove("REGISTRY_PORT")
-            .stderr(Stdio::inherit())
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "schema-registry.sh {action} failed");
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .last()
-            .unwrap_or_default()
-            .trim()
-            .to_owned()
-    }
-}
-
-impl Drop for OwnRegistry {
-    fn drop(&mut self) {
-        let _ = Command::new("scripts/schema-registry.sh")
-            .args(["stop", "--clean"])
-            .env("REGISTRY_LOCAL_DIR", self.dir.path().join("registry"))
-            .output();
+        self.service.run(&[action])
     }
 }
 

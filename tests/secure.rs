@@ -6,6 +6,8 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use common::LocalService;
+
 use rallypoint::codec::Codec;
 use rallypoint_core::event::{Capability, Priority, Tlp};
 use rallypoint_core::sample::{self, Clock};
@@ -14,47 +16,24 @@ use rdkafka::ClientConfig;
 
 /// A broker of its own with a SASL_SSL listener, stopped and removed on drop.
 struct SecureBroker {
-    dir: tempfile::TempDir,
+    service: LocalService,
     plaintext: String,
     sasl_ssl: String,
 }
 
 impl SecureBroker {
     fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let out = Command::new("scripts/kafka-local.sh")
-            .arg("start")
-            .env("KAFKA_LOCAL_DIR", dir.path().join("kafka"))
-            .env("KAFKA_SASL_SSL", "1")
-            .env_remove("KAFKA_PORT")
-            .stderr(Stdio::inherit())
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "secure broker did not start");
-        let plaintext = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .last()
-            .unwrap()
-            .trim()
-            .to_owned();
-        let sasl_ssl = std::fs::read_to_string(dir.path().join("kafka/sasl_ssl_bootstrap"))
+        let service = LocalService::new("kafka-local.sh", "KAFKA", &[("KAFKA_SASL_SSL", "1")]);
+        let plaintext = service.run(&["start"]);
+        let sasl_ssl = std::fs::read_to_string(service.folder().join("sasl_ssl_bootstrap"))
             .unwrap()
             .trim()
             .to_owned();
         Self {
-            dir,
+            service,
             plaintext,
             sasl_ssl,
         }
-    }
-}
-
-impl Drop for SecureBroker {
-    fn drop(&mut self) {
-        let _ = Command::new("scripts/kafka-local.sh")
-            .args(["stop", "--clean"])
-            .env("KAFKA_LOCAL_DIR", self.dir.path().join("kafka"))
-            .output();
     }
 }
 
@@ -72,7 +51,7 @@ fn the_processor_works_over_sasl_ssl_with_scram() {
     let broker = SecureBroker::start();
     let work = tempfile::tempdir().unwrap();
     let config = work.path().join("rallypoint.toml");
-    let ca = broker.dir.path().join("kafka/tls/ca.crt");
+    let ca = broker.service.folder().join("tls/ca.crt");
     std::fs::write(
         &config,
         format!(

@@ -609,6 +609,64 @@ pub fn try_http_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
     Ok((status, body))
 }
 
+/// A service of the test's own, run by a script of `scripts/` (`kafka-local.sh`,
+/// `schema-registry.sh`) in a temporary folder: `<PREFIX>_LOCAL_DIR` names the folder, and
+/// `<PREFIX>_PORT` is cleared so that a free port is taken. Stopped and removed on drop.
+pub struct LocalService {
+    script: &'static str,
+    prefix: &'static str,
+    env: Vec<(&'static str, String)>,
+    dir: tempfile::TempDir,
+}
+
+impl LocalService {
+    /// `env`: more variables for every call of the script.
+    pub fn new(script: &'static str, prefix: &'static str, env: &[(&'static str, &str)]) -> Self {
+        Self {
+            script,
+            prefix,
+            env: env.iter().map(|(k, v)| (*k, (*v).to_owned())).collect(),
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    /// The service's working folder.
+    pub fn folder(&self) -> PathBuf {
+        self.dir.path().join(self.prefix.to_lowercase())
+    }
+
+    /// Runs `script <args>`; returns the last line it prints (the address, after `start`).
+    pub fn run(&self, args: &[&str]) -> String {
+        let out = self
+            .command(args)
+            .stderr(Stdio::inherit())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{} {args:?} failed", self.script);
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .last()
+            .unwrap_or_default()
+            .trim()
+            .to_owned()
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(format!("scripts/{}", self.script));
+        c.args(args)
+            .env(format!("{}_LOCAL_DIR", self.prefix), self.folder())
+            .env_remove(format!("{}_PORT", self.prefix))
+            .envs(self.env.iter().map(|(k, v)| (*k, v)));
+        c
+    }
+}
+
+impl Drop for LocalService {
+    fn drop(&mut self) {
+        let _ = self.command(&["stop", "--clean"]).output();
+    }
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -621,6 +679,9 @@ pub fn free_port() -> u16 {
 pub struct Checked {
     pub journaled: usize,
     pub decisions: usize,
+    /// Decision topics compared: each nation's and the coalition's.
+    pub topics: usize,
+    pub pictures: usize,
     pub dead_letters: usize,
 }
 
@@ -628,7 +689,11 @@ pub struct Checked {
 /// decision topics of `nations` and the coalition hold exactly, in order and byte for byte,
 /// what the pure core derives from the journal; and the dead-letter topic as many records as
 /// the fold rejects (`sent` holds valid events only, so intake rejects none).
-pub fn assert_exactly_once(h: &Harness, sent: &[Event], nations: &[&str]) -> Checked {
+pub fn assert_exactly_once(
+    h: &Harness,
+    sent: &[impl std::borrow::Borrow<Event>],
+    nations: &[&str],
+) -> Checked {
     use rallypoint::codec::Format;
     use rallypoint_core::decision::Audience;
     use rallypoint_core::{apply, MemStore, Output};
@@ -645,7 +710,7 @@ pub fn assert_exactly_once(h: &Harness, sent: &[Event], nations: &[&str]) -> Che
     let unique: BTreeSet<&str> = ids.iter().copied().collect();
     let want: BTreeSet<&str> = sent
         .iter()
-        .map(|e| e.envelope().event_id.as_str())
+        .map(|e| e.borrow().envelope().event_id.as_str())
         .collect();
     assert_eq!(ids.len(), unique.len(), "an input was journaled twice");
     assert_eq!(unique.len(), want.len(), "every input journaled once");
@@ -677,13 +742,14 @@ pub fn assert_exactly_once(h: &Harness, sent: &[Event], nations: &[&str]) -> Che
         }
     }
     let mut decisions = 0;
-    let topics = nations
+    let topics: Vec<String> = nations
         .iter()
         .map(|n| format!("rrc.out.{n}.decisions"))
-        .chain(["rrc.out.coalition.decisions".to_string()]);
-    for topic in topics {
-        let want = expected.remove(&topic).unwrap_or_default();
-        let got: Vec<Vec<u8>> = h.read_all(&topic).into_iter().map(|r| r.value).collect();
+        .chain(["rrc.out.coalition.decisions".to_string()])
+        .collect();
+    for topic in &topics {
+        let want = expected.remove(topic).unwrap_or_default();
+        let got: Vec<Vec<u8>> = h.read_all(topic).into_iter().map(|r| r.value).collect();
         assert_eq!(
             got.len(),
             want.len(),
@@ -723,6 +789,8 @@ pub fn assert_exactly_once(h: &Harness, sent: &[Event], nations: &[&str]) -> Che
     Checked {
         journaled: events.len(),
         decisions,
+        topics: topics.len(),
+        pictures: pictures.len(),
         dead_letters,
     }
 }
