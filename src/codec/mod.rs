@@ -340,13 +340,7 @@ impl Codec {
     /// Decodes a decision written by [`Codec::encode_decision`] (for tests, replay and tools).
     pub fn decode_decision(&self, bytes: &[u8]) -> Result<Decision, Rejection> {
         if detect(bytes) == Some(Framing::Json) {
-            let v: serde_json::Value =
-                serde_json::from_slice(bytes).map_err(|e| undecodable(e.to_string()))?;
-            let kind = v
-                .get("type")
-                .and_then(|t| t.as_str())
-                .unwrap_or_default()
-                .to_owned();
+            let (kind, v) = json_with_type(bytes)?;
             return decision_from(&kind, v);
         }
         let (name, value) = self.read_own(bytes)?;
@@ -372,32 +366,23 @@ impl Codec {
                     campaign: c.clone(),
                 },
             ),
-            (Format::Json, u) => {
-                let mut body = match u {
-                    PictureUpdate::Picture(p) => serde_json::to_value(p),
-                    PictureUpdate::CampaignDetected(c) | PictureUpdate::CampaignUpdated(c) => {
-                        serde_json::to_value(CampaignRecord {
-                            campaign: c.clone(),
-                        })
-                    }
-                }
-                .expect("picture records are plain data");
-                body["type"] = serde_json::Value::String(name.into());
-                serde_json::to_vec(&body).expect("a JSON value serializes")
-            }
+            (Format::Json, PictureUpdate::Picture(p)) => typed_json(p, name),
+            (
+                Format::Json,
+                PictureUpdate::CampaignDetected(c) | PictureUpdate::CampaignUpdated(c),
+            ) => typed_json(
+                &CampaignRecord {
+                    campaign: c.clone(),
+                },
+                name,
+            ),
         }
     }
 
     /// Decodes a record of the threat-picture topic (for tests, tools and the query API).
     pub fn decode_picture(&self, bytes: &[u8]) -> Result<PictureUpdate, Rejection> {
         if detect(bytes) == Some(Framing::Json) {
-            let v: serde_json::Value =
-                serde_json::from_slice(bytes).map_err(|e| undecodable(e.to_string()))?;
-            let kind = v
-                .get("type")
-                .and_then(|t| t.as_str())
-                .unwrap_or_default()
-                .to_owned();
+            let (kind, v) = json_with_type(bytes)?;
             return picture_from(&kind, v);
         }
         let (name, value) = self.read_own(bytes)?;
@@ -599,34 +584,49 @@ fn decode_json(bytes: &[u8]) -> Result<Event, Rejection> {
 
 /// An event as a JSON object with its `type`.
 pub fn event_json(e: &Event) -> Vec<u8> {
-    let body = match e {
-        Event::IncidentReported(e) => serde_json::to_value(e),
-        Event::IncidentUpdated(e) => serde_json::to_value(e),
-        Event::AssistanceRequested(e) => serde_json::to_value(e),
-        Event::IncidentClosed(e) => serde_json::to_value(e),
-        Event::AssetOffered(e) => serde_json::to_value(e),
-        Event::OfferUpdated(e) => serde_json::to_value(e),
-        Event::OfferWithdrawn(e) => serde_json::to_value(e),
-        Event::AssignmentAccepted(e) => serde_json::to_value(e),
-        Event::AssignmentDeclined(e) => serde_json::to_value(e),
-        Event::AssignmentCompleted(e) => serde_json::to_value(e),
-    };
-    let mut body = body.expect("events are plain data");
-    body["type"] = serde_json::Value::String(e.type_name().into());
-    serde_json::to_vec(&body).expect("a JSON value serializes")
+    let name = e.type_name();
+    match e {
+        Event::IncidentReported(e) => typed_json(e, name),
+        Event::IncidentUpdated(e) => typed_json(e, name),
+        Event::AssistanceRequested(e) => typed_json(e, name),
+        Event::IncidentClosed(e) => typed_json(e, name),
+        Event::AssetOffered(e) => typed_json(e, name),
+        Event::OfferUpdated(e) => typed_json(e, name),
+        Event::OfferWithdrawn(e) => typed_json(e, name),
+        Event::AssignmentAccepted(e) => typed_json(e, name),
+        Event::AssignmentDeclined(e) => typed_json(e, name),
+        Event::AssignmentCompleted(e) => typed_json(e, name),
+    }
 }
 
 /// A decision as a JSON object with its `type`.
 fn decision_json(d: &Decision) -> Vec<u8> {
-    let body = match d {
-        Decision::AssignmentProposed(d) => serde_json::to_value(d),
-        Decision::AssignmentConfirmed(d) => serde_json::to_value(d),
-        Decision::AssignmentCancelled(d) => serde_json::to_value(d),
-        Decision::AssistanceUnmet(d) => serde_json::to_value(d),
-    };
-    let mut body = body.expect("decisions are plain data");
-    body["type"] = serde_json::Value::String(d.type_name().into());
+    let name = d.type_name();
+    match d {
+        Decision::AssignmentProposed(d) => typed_json(d, name),
+        Decision::AssignmentConfirmed(d) => typed_json(d, name),
+        Decision::AssignmentCancelled(d) => typed_json(d, name),
+        Decision::AssistanceUnmet(d) => typed_json(d, name),
+    }
+}
+
+/// A record as a JSON object with a `type` field naming it.
+fn typed_json<T: Serialize>(record: &T, type_name: &str) -> Vec<u8> {
+    let mut body = serde_json::to_value(record).expect("records are plain data");
+    body["type"] = serde_json::Value::String(type_name.into());
     serde_json::to_vec(&body).expect("a JSON value serializes")
+}
+
+/// One of our own JSON records and the `type` it names (empty when it names none).
+fn json_with_type(bytes: &[u8]) -> Result<(String, serde_json::Value), Rejection> {
+    let v: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|e| undecodable(e.to_string()))?;
+    let kind = v
+        .get("type")
+        .and_then(|t| t.as_str())
+        .unwrap_or_default()
+        .to_owned();
+    Ok((kind, v))
 }
 
 /// One sample record of every schema, single-object encoded, for interoperability checks
