@@ -293,17 +293,9 @@ mod fuzz {
     }
 }
 
-/// A feed still on the last released schemas: its records decode, and fields added since take
-/// their defaults.
-#[test]
-fn a_record_written_with_the_released_schema_decodes_with_new_fields_defaulted() {
-    use rallypoint_core::event::Delivery;
-    let codec = Codec::new().unwrap();
-    let old = codec
-        .released
-        .iter()
-        .find(|c| c.name == "AssistanceRequested")
-        .expect("AssistanceRequested changed since the release");
+/// An `AssistanceRequested` and its Avro body as the released (v1) schema `old` writes it:
+/// without the `delivery` each need has gained since.
+fn released_request(old: &schemas::Compiled) -> (Event, Vec<u8>) {
     let mut c = Clock::new(1_800_000_000_000, 1_000);
     let event = sample::request(c.envelope("EST"), "R1", "I1", &[(Capability::IcsOt, 3)]);
     let mut json = serde_json::to_value(match &event {
@@ -315,8 +307,26 @@ fn a_record_written_with_the_released_schema_decodes_with_new_fields_defaulted()
         need.as_object_mut().unwrap().remove("delivery");
     }
     let value = Value::from(json).resolve(&old.expanded).unwrap();
+    (
+        event,
+        apache_avro::to_avro_datum(&old.expanded, value).unwrap(),
+    )
+}
+
+/// A feed still on the last released schemas: its records decode, and fields added since take
+/// their defaults.
+#[test]
+fn a_record_written_with_the_released_schema_decodes_with_new_fields_defaulted() {
+    use rallypoint_core::event::Delivery;
+    let codec = Codec::new().unwrap();
+    let old = codec
+        .released
+        .iter()
+        .find(|c| c.name == "AssistanceRequested")
+        .expect("AssistanceRequested changed since the release");
+    let (event, body) = released_request(old);
     let mut bytes = old.header().to_vec();
-    bytes.extend(apache_avro::to_avro_datum(&old.expanded, value).unwrap());
+    bytes.extend(body);
     assert_ne!(
         old.fingerprint,
         codec.compiled("AssistanceRequested").fingerprint
@@ -422,18 +432,7 @@ fn a_registry_id_of_the_released_version_is_read_and_resolved() {
         codec.learn_registry_schema(8, Some(&old.json)),
         Learnt::OtherVersion("AssistanceRequested")
     );
-    let mut c = Clock::new(1_800_000_000_000, 1_000);
-    let event = sample::request(c.envelope("EST"), "R1", "I1", &[(Capability::IcsOt, 3)]);
-    let mut json = serde_json::to_value(match &event {
-        Event::AssistanceRequested(r) => r,
-        _ => unreachable!(),
-    })
-    .unwrap();
-    for need in json["needs"].as_array_mut().unwrap() {
-        need.as_object_mut().unwrap().remove("delivery");
-    }
-    let value = Value::from(json).resolve(&old.expanded).unwrap();
-    let body = apache_avro::to_avro_datum(&old.expanded, value).unwrap();
+    let (event, body) = released_request(old);
     assert_eq!(codec.decode_event(&framed(8, &body)).unwrap(), event);
 }
 
