@@ -228,10 +228,6 @@ impl Store for RocksStore {
         let _ = self.apply([(key.to_vec(), None)], self.changelog_next().unwrap_or(0));
     }
 
-    fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<KeyValue>, StoreError> {
-        self.scan_page(prefix, None, usize::MAX)
-    }
-
     fn scan_page(
         &self,
         prefix: &[u8],

@@ -25,8 +25,11 @@ pub trait Store {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
     fn put(&mut self, key: &[u8], value: Vec<u8>);
     fn delete(&mut self, key: &[u8]);
-    /// Every live key starting with `prefix`, ascending.
-    fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<KeyValue>, StoreError>;
+    /// Every live key starting with `prefix`, ascending: one unlimited page, unless a store
+    /// has a better way.
+    fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<KeyValue>, StoreError> {
+        self.scan_page(prefix, None, usize::MAX)
+    }
 
     /// Up to `limit` live keys starting with `prefix` and greater than `after`, ascending. Fewer
     /// than `limit` means the prefix is exhausted.
@@ -104,10 +107,6 @@ impl Store for MemStore {
 
     fn delete(&mut self, key: &[u8]) {
         self.map.remove(key);
-    }
-
-    fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<KeyValue>, StoreError> {
-        self.scan_page(prefix, None, usize::MAX)
     }
 
     fn scan_page(
