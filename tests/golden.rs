@@ -15,7 +15,7 @@ use std::path::PathBuf;
 
 use rallypoint::codec::{Codec, Format};
 use rallypoint::store::RocksStore;
-use rallypoint_core::decision::{Audience, Decision};
+use rallypoint_core::decision::Audience;
 use rallypoint_core::event::Event;
 use rallypoint_core::sample;
 use rallypoint_core::store::Overlay;
@@ -60,35 +60,10 @@ fn audience(a: &Audience) -> String {
 /// Records a journal: the sample stream, with every proposal answered in turn (accept,
 /// decline, silence, accept then complete) as the fold makes it.
 fn record_journal() -> Vec<Event> {
-    let mut store = MemStore::new();
-    let mut clock = sample::Clock::new(0, 1);
-    let mut journal = Vec::new();
-    let mut queue: std::collections::VecDeque<Event> =
-        sample::stream(&NATIONS, 300, 20_261_128).into();
-    let mut k = 0u32;
-    while let Some(e) = queue.pop_front() {
-        clock.now = clock.now.max(e.envelope().reported_at);
-        for o in apply(&mut store, &config(), &e).unwrap() {
-            let Output::Decision(r) = o else { continue };
-            let (Decision::AssignmentProposed(p), Audience::Coalition) = (&r.decision, &r.audience)
-            else {
-                continue;
-            };
-            k += 1;
-            let env = clock.envelope(&p.provider_nation);
-            match k % 4 {
-                0 => queue.push_back(sample::accepted(env, &p.assignment_id)),
-                1 => queue.push_back(sample::declined(env, &p.assignment_id)),
-                2 => {}
-                _ => {
-                    queue.push_back(sample::accepted(env, &p.assignment_id));
-                    let env = clock.envelope(&p.provider_nation);
-                    queue.push_back(sample::completed(env, &p.assignment_id));
-                }
-            }
-        }
-        journal.push(e);
-    }
+    let events = sample::stream(&NATIONS, 300, 20_261_128);
+    let (journal, _) =
+        sample::fold_with_answers(&mut MemStore::new(), &config(), events, |k| (k % 4) as u8)
+            .unwrap();
     journal
 }
 

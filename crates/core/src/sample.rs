@@ -1,7 +1,10 @@
 //! Small builders of valid events, for tests, benchmarks and the simulator. Each returns an
 //! event that passes [`crate::validate`]; callers change the fields they care about.
 
+use crate::decision::{Audience, Decision};
 use crate::event::*;
+use crate::store::{Store, StoreError};
+use crate::{apply, CoreConfig, Output};
 
 /// A clock for building events: `reported_at` of the next event, moving on by `step_ms`.
 #[derive(Clone, Debug)]
@@ -281,6 +284,65 @@ pub fn stream(nations: &[&str], n: usize, seed: u64) -> Vec<Event> {
     }
     out.truncate(n);
     out
+}
+
+/// How a provider answers a proposal in a generated run: by code 0 to 3, accept, decline, stay
+/// silent (the deadline passes), or accept and later report the work completed.
+pub fn answer(
+    queue: &mut std::collections::VecDeque<Event>,
+    clock: &mut Clock,
+    provider: &str,
+    assignment: &str,
+    code: u8,
+) {
+    let env = clock.envelope(provider);
+    match code % 4 {
+        0 => queue.push_back(accepted(env, assignment)),
+        1 => queue.push_back(declined(env, assignment)),
+        2 => {}
+        _ => {
+            queue.push_back(accepted(env, assignment));
+            let env = clock.envelope(provider);
+            queue.push_back(completed(env, assignment));
+        }
+    }
+}
+
+/// Folds `events` into `store`, answering the k-th proposal (counted from 1) with
+/// [`answer`] code `code(k)`, in the stream's own time: some answers arrive in time, and
+/// silence times out. Returns every event applied, in order (a journal), and every output.
+pub fn fold_with_answers<S: Store>(
+    store: &mut S,
+    config: &CoreConfig,
+    events: Vec<Event>,
+    mut code: impl FnMut(usize) -> u8,
+) -> Result<(Vec<Event>, Vec<Output>), StoreError> {
+    let mut clock = Clock::new(0, 1);
+    let mut k = 0;
+    let mut queue: std::collections::VecDeque<Event> = events.into();
+    let (mut journal, mut outputs) = (Vec::new(), Vec::new());
+    while let Some(e) = queue.pop_front() {
+        clock.now = clock.now.max(e.envelope().reported_at);
+        for o in apply(store, config, &e)? {
+            if let Output::Decision(r) = &o {
+                if let (Decision::AssignmentProposed(p), Audience::Coalition) =
+                    (&r.decision, &r.audience)
+                {
+                    k += 1;
+                    answer(
+                        &mut queue,
+                        &mut clock,
+                        &p.provider_nation,
+                        &p.assignment_id,
+                        code(k),
+                    );
+                }
+            }
+            outputs.push(o);
+        }
+        journal.push(e);
+    }
+    Ok((journal, outputs))
 }
 
 /// A small, fixed pseudo-random generator: the same seed gives the same stream everywhere.

@@ -3,12 +3,12 @@
 
 use proptest::prelude::*;
 use rallypoint_core::decision::{Audience, Decision};
-use rallypoint_core::event::{Event, Tlp};
+use rallypoint_core::event::Tlp;
 use rallypoint_core::rules::{self, NeedContext};
 use rallypoint_core::sample;
 use rallypoint_core::state::{Offer, Request, State};
 use rallypoint_core::store::Store;
-use rallypoint_core::{apply, CoreConfig, MemStore, Output};
+use rallypoint_core::{CoreConfig, MemStore, Output};
 
 const NATIONS: [&str; 5] = ["EST", "LVA", "LTU", "POL", "DEU"];
 
@@ -20,35 +20,11 @@ fn run(seed: u64, n: usize, answers: &[u8]) -> (MemStore, Vec<Output>) {
         acceptance_timeout_ms: 20_000,
         ..CoreConfig::default()
     };
-    let mut outputs = Vec::new();
-    // Answers follow the stream's own time, so some arrive in time and silence times out.
-    let mut clock = sample::Clock::new(0, 1);
-    let mut k = 0;
-    let mut queue: std::collections::VecDeque<Event> = sample::stream(&NATIONS, n, seed).into();
-    while let Some(e) = queue.pop_front() {
-        clock.now = clock.now.max(e.envelope().reported_at);
-        for o in apply(&mut store, &config, &e).unwrap() {
-            if let Output::Decision(r) = &o {
-                if let (Decision::AssignmentProposed(p), Audience::Coalition) =
-                    (&r.decision, &r.audience)
-                {
-                    k += 1;
-                    let env = clock.envelope(&p.provider_nation);
-                    match answers.get(k % answers.len().max(1)).copied().unwrap_or(0) % 4 {
-                        0 => queue.push_back(sample::accepted(env, &p.assignment_id)),
-                        1 => queue.push_back(sample::declined(env, &p.assignment_id)),
-                        2 => {}
-                        _ => {
-                            queue.push_back(sample::accepted(env, &p.assignment_id));
-                            let env = clock.envelope(&p.provider_nation);
-                            queue.push_back(sample::completed(env, &p.assignment_id));
-                        }
-                    }
-                }
-            }
-            outputs.push(o);
-        }
-    }
+    let events = sample::stream(&NATIONS, n, seed);
+    let (_, outputs) = sample::fold_with_answers(&mut store, &config, events, |k| {
+        answers.get(k % answers.len().max(1)).copied().unwrap_or(0)
+    })
+    .unwrap();
     (store, outputs)
 }
 
