@@ -108,31 +108,48 @@ impl<S: Store> Fold<'_, '_, S> {
                 None => loose.push(x.to_owned()),
             }
         }
-        // The largest campaign takes the others in: its figures are not rewritten.
+        // The campaign is named after its smallest member.
+        let id = parts
+            .values()
+            .filter_map(|p| p.members.first())
+            .chain(&loose)
+            .min()
+            .cloned()
+            .unwrap_or_default();
+        // The largest campaign takes the others in: its figures are not copied.
         let base_id = parts
             .iter()
             .max_by(|a, b| (a.1.members.len(), b.0).cmp(&(b.1.members.len(), a.0)))
             .map(|(id, _)| id.clone());
-        let previous = base_id.as_ref().and_then(|id| parts.remove(id));
-        let mut state = previous.clone().unwrap_or_default();
+        let base = base_id.as_ref().and_then(|b| parts.remove(b));
+        let was_active = base.as_ref().is_some_and(|b| b.active);
+        // Rare: a smaller campaign or a new incident has the smallest id, and the base is
+        // retired under its old name.
+        let renamed = match (&base_id, &base) {
+            (Some(base_id), Some(base)) if *base_id != id => Some((base_id.clone(), base.clone())),
+            _ => None,
+        };
+        let keeps_name = renamed.is_none();
         let mut retired = Vec::new();
-        for (id, other) in parts {
+        let mut state = base.unwrap_or_default();
+        let merged = !parts.is_empty();
+        for (old_id, other) in parts {
             merge_into(&mut state, &other);
-            retired.push((id, other));
+            retired.push((old_id, other));
         }
+        retired.extend(renamed);
         for x in &loose {
             self.add_member(&mut state, x)?;
         }
-        if own.is_some() && !state.red.contains(&incident.to_owned()) {
+        let counted =
+            own.is_some() && !new_keys.is_empty() && !state.red.contains(&incident.to_owned());
+        if counted {
             for k in new_keys {
                 *state.counts.entry(k.clone()).or_default() += 1;
             }
         }
-        let id = state.members.first().cloned().unwrap_or_default();
-        if let Some(base) = &base_id {
-            if *base != id {
-                retired.push((base.clone(), previous.clone().unwrap_or_default()));
-            }
+        if !merged && loose.is_empty() && !counted {
+            return Ok(()); // nothing new: the campaign stands as it is
         }
         // Members whose campaign id changed point to the new one.
         let mut moved: Vec<&String> = loose.iter().collect();
@@ -155,8 +172,8 @@ impl<S: Store> Fold<'_, '_, S> {
                 self.emit_campaign(record, false)?;
             }
         }
-        let previous = previous.filter(|_| base_id.as_deref() == Some(id.as_str()));
-        self.publish_state(&id, state, previous.as_ref())
+        let record = self.settle_figures(&id, &mut state);
+        self.save_and_publish(&id, state, record, keeps_name && was_active)
     }
 
     /// Adds an incident that had no campaign: its nation, and its indicators below the cap.
@@ -190,25 +207,28 @@ impl<S: Store> Fold<'_, '_, S> {
         Ok(())
     }
 
-    /// Saves a campaign's state under `id` and publishes it if what it shows changed.
-    fn publish_state(
-        &mut self,
-        id: &str,
-        mut state: CampaignState,
-        previous: Option<&CampaignState>,
-    ) -> Result<(), StoreError> {
+    /// The figures `state` publishes: whether it is active, and its linking indicators.
+    fn settle_figures(&self, id: &str, state: &mut CampaignState) -> crate::picture::Campaign {
         state.active = state.nations.len() >= 2;
         let status = if state.active {
             CampaignStatus::Active
         } else {
             CampaignStatus::Dissolved
         };
-        let record = query::campaign_from_state(id, &state, status, None, self.now);
+        let record = query::campaign_from_state(id, state, status, None, self.now);
         state.indicators = record.indicators.clone();
-        if previous == Some(&state) {
-            return Ok(());
-        }
-        let was_active = previous.is_some_and(|p| p.active);
+        record
+    }
+
+    /// Saves a changed campaign's state under `id` and publishes its `record`: detected when
+    /// it becomes active, updated while it was (`was_active`).
+    fn save_and_publish(
+        &mut self,
+        id: &str,
+        state: CampaignState,
+        record: crate::picture::Campaign,
+        was_active: bool,
+    ) -> Result<(), StoreError> {
         let active = state.active;
         self.st.save(&campaign_key(id), &state);
         match (was_active, active) {
@@ -306,7 +326,12 @@ impl<S: Store> Fold<'_, '_, S> {
                 self.st.save(&membership_key(m), &id);
             }
         }
-        self.publish_state(&id, state, previous.as_ref())?;
+        let record = self.settle_figures(&id, &mut state);
+        if previous.as_ref() == Some(&state) {
+            return Ok(split);
+        }
+        let was_active = previous.is_some_and(|p| p.active);
+        self.save_and_publish(&id, state, record, was_active)?;
         Ok(split)
     }
 
