@@ -474,3 +474,56 @@ fn a_shared_cve_links_nothing_because_unrelated_actors_exploit_the_same_flaw() {
     }
     assert_eq!(stats(&w).indicator_values, 0);
 }
+
+#[test]
+fn joining_a_larger_campaign_keeps_the_smaller_id_and_merges_only_the_other() {
+    let mut w = world(PictureConfig {
+        fanout_cap: 10,
+        ..hourly()
+    });
+    report(&mut w, "EST", "I-a", Tlp::Green, T0, &["x.example"]);
+    report(&mut w, "LVA", "I-b", Tlp::Green, T0, &["x.example"]);
+    for (nation, id) in [("POL", "I-m"), ("LTU", "I-n"), ("DEU", "I-o")] {
+        report(&mut w, nation, id, Tlp::Green, T0, &["y.example"]);
+    }
+    let out = report(
+        &mut w,
+        "FIN",
+        "I-z",
+        Tlp::Green,
+        T0,
+        &["x.example", "y.example"],
+    );
+    let seen: Vec<(&str, String, CampaignStatus, Option<String>, i64)> = campaigns(&out)
+        .into_iter()
+        .map(|(kind, c)| {
+            (
+                kind,
+                c.campaign_id,
+                c.status,
+                c.merged_into,
+                c.incident_count,
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            (
+                "CampaignUpdated",
+                "I-m".to_string(),
+                CampaignStatus::Merged,
+                Some("I-a".to_string()),
+                3
+            ),
+            (
+                "CampaignUpdated",
+                "I-a".to_string(),
+                CampaignStatus::Active,
+                None,
+                6
+            ),
+        ]
+    );
+    assert_eq!(stats(&w).active_campaigns, 1);
+}

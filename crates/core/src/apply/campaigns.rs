@@ -129,13 +129,21 @@ impl<S: Store> Fold<'_, '_, S> {
             (Some(base_id), Some(base)) if *base_id != id => Some((base_id.clone(), base.clone())),
             _ => None,
         };
-        let keeps_name = renamed.is_none();
+        // Whether the campaign that already bears the name was active: its record is updated,
+        // not detected again.
+        let name_was_active = match &renamed {
+            None => was_active,
+            Some(_) => parts.get(&id).is_some_and(|p| p.active),
+        };
         let mut retired = Vec::new();
         let mut state = base.unwrap_or_default();
         let merged = !parts.is_empty();
         for (old_id, other) in parts {
             merge_into(&mut state, &other);
-            retired.push((old_id, other));
+            // The one that bears the name lives on as the joined campaign.
+            if old_id != id {
+                retired.push((old_id, other));
+            }
         }
         retired.extend(renamed);
         for x in &loose {
@@ -173,7 +181,7 @@ impl<S: Store> Fold<'_, '_, S> {
             }
         }
         let record = self.settle_figures(&id, &mut state);
-        self.save_and_publish(&id, state, record, keeps_name && was_active)
+        self.save_and_publish(&id, state, record, name_was_active)
     }
 
     /// Adds an incident that had no campaign: its nation, and its indicators below the cap.
