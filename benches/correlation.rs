@@ -14,8 +14,8 @@ use std::time::Instant;
 use rallypoint::store::RocksStore;
 use rallypoint_core::event::{Event, Indicator, IndicatorKind, Priority, Tlp};
 use rallypoint_core::sample::{self, Clock};
-use rallypoint_core::state::{decode, PictureStats, PICTURE_STATS};
-use rallypoint_core::store::{Overlay, Store};
+use rallypoint_core::state::{read, PictureStats, PICTURE_STATS};
+use rallypoint_core::store::Overlay;
 use rallypoint_core::{apply, CoreConfig};
 
 const PER_INCIDENT: usize = 10;
@@ -112,11 +112,7 @@ fn main() {
                 .expect("RocksDB writes");
             let done = (n + 1) * PER_INCIDENT;
             let rate = (incidents / 4 * PER_INCIDENT) as f64 / quarter.elapsed().as_secs_f64();
-            let stats: PictureStats = store
-                .get(PICTURE_STATS)
-                .unwrap()
-                .map(|b| decode(PICTURE_STATS, &b).unwrap())
-                .unwrap_or_default();
+            let stats: PictureStats = read(&store, PICTURE_STATS).unwrap().unwrap_or_default();
             println!(
                 "{done:>10} {rate:>12.0} {:>11} MiB {:>8} MiB {:>10} {:>9} {:>8}",
                 dir_bytes(state.path()) / (1 << 20),

@@ -7,7 +7,7 @@
 use prometheus::{IntCounter, IntGauge, IntGaugeVec, Opts, Registry};
 use rallypoint_core::event::{Capability, Priority};
 use rallypoint_core::picture::{serde_name, Tally};
-use rallypoint_core::state::{decode, total_key, PictureStats, PICTURE_STATS};
+use rallypoint_core::state::{read, total_key, PictureStats, PICTURE_STATS};
 use rallypoint_core::store::{Store, StoreError};
 
 #[derive(Clone)]
@@ -30,16 +30,6 @@ fn register<T: prometheus::core::Collector + Clone + 'static>(reg: &Registry, m:
 
 fn gauge(reg: &Registry, name: &str, help: &str) -> IntGauge {
     register(reg, IntGauge::new(name, help).expect("valid metric"))
-}
-
-fn load<T: serde::de::DeserializeOwned, S: Store + ?Sized>(
-    store: &S,
-    key: &[u8],
-) -> Result<Option<T>, StoreError> {
-    match store.get(key)? {
-        Some(bytes) if !bytes.is_empty() => decode(key, &bytes).map(Some),
-        _ => Ok(None),
-    }
 }
 
 impl MissionGauges {
@@ -104,7 +94,7 @@ impl MissionGauges {
 
     /// Reads the figures from the coordinator's committed state.
     pub fn observe<S: Store + ?Sized>(&self, store: &S) -> Result<(), StoreError> {
-        let alliance: Tally = load(store, &total_key("alliance"))?.unwrap_or_default();
+        let alliance: Tally = read(store, &total_key("alliance"))?.unwrap_or_default();
         self.open_requests.set(alliance.open_requests);
         self.unmet_needs.set(alliance.unmet_needs);
         for c in Capability::ALL {
@@ -126,12 +116,12 @@ impl MissionGauges {
         ] {
             let name = serde_name(&p);
             let t: Tally =
-                load(store, &total_key(&format!("priority:{name}")))?.unwrap_or_default();
+                read(store, &total_key(&format!("priority:{name}")))?.unwrap_or_default();
             self.open_incidents
                 .with_label_values(&[&name])
                 .set(t.open_incidents);
         }
-        let stats: PictureStats = load(store, PICTURE_STATS)?.unwrap_or_default();
+        let stats: PictureStats = read(store, PICTURE_STATS)?.unwrap_or_default();
         self.campaigns.set(stats.active_campaigns);
         self.indicator_values.set(stats.indicator_values as i64);
         self.capped.set(stats.capped_values as i64);

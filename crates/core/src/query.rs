@@ -10,20 +10,6 @@ use crate::picture::{self, Campaign, CampaignStatus, Tally, ThreatPicture};
 use crate::state::*;
 use crate::store::{Store, StoreError};
 
-fn load<T: serde::de::DeserializeOwned, S: Store + ?Sized>(
-    store: &S,
-    key: &[u8],
-) -> Result<Option<T>, StoreError> {
-    match store.get(key)? {
-        Some(bytes) if !bytes.is_empty() => decode(key, &bytes).map(Some),
-        _ => Ok(None),
-    }
-}
-
-fn stream_time<S: Store + ?Sized>(store: &S) -> Result<i64, StoreError> {
-    Ok(load(store, b"m/stream_time")?.unwrap_or(0))
-}
-
 /// The running total and the open windows of one scope, e.g. `alliance` or `nation:EST`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ScopePicture {
@@ -158,13 +144,13 @@ pub fn open_requests<S: Store + ?Sized>(
     let mut out = Vec::new();
     for (key, _) in store.scan_prefix(OPEN_REQUESTS)? {
         let id = String::from_utf8_lossy(&key[OPEN_REQUESTS.len()..]).into_owned();
-        let Some(r) = load::<Request, S>(store, &request_key(&id))? else {
+        let Some(r) = read::<Request, S>(store, &request_key(&id))? else {
             continue;
         };
         if nation.is_some_and(|n| n != r.nation) {
             continue;
         }
-        let Some(i) = load::<Incident, S>(store, &incident_key(&r.incident_id))? else {
+        let Some(i) = read::<Incident, S>(store, &incident_key(&r.incident_id))? else {
             continue;
         };
         let red = i.tlp == Tlp::Red;

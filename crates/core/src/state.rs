@@ -320,6 +320,22 @@ pub fn decode<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T, StoreE
     }
 }
 
+/// The typed value under `key`, for readers that hold the store only to read it.
+pub fn read<T: DeserializeOwned, S: Store + ?Sized>(
+    store: &S,
+    key: &[u8],
+) -> Result<Option<T>, StoreError> {
+    match store.get(key)? {
+        Some(bytes) => decode(key, &bytes).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// Stream time as the fold last set it (0 before the first event).
+pub fn stream_time<S: Store + ?Sized>(store: &S) -> Result<i64, StoreError> {
+    Ok(read(store, STREAM_TIME)?.unwrap_or(0))
+}
+
 /// Typed access to the coordinator's state.
 pub struct State<'s, S: Store> {
     pub store: &'s mut S,
@@ -331,10 +347,7 @@ impl<'s, S: Store> State<'s, S> {
     }
 
     pub fn load<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StoreError> {
-        match self.store.get(key)? {
-            Some(bytes) => decode(key, &bytes).map(Some),
-            None => Ok(None),
-        }
+        read(&*self.store, key)
     }
 
     pub fn save<T: Serialize>(&mut self, key: &[u8], value: &T) {
@@ -354,7 +367,7 @@ impl<'s, S: Store> State<'s, S> {
     }
 
     pub fn stream_time(&self) -> Result<i64, StoreError> {
-        Ok(self.load(STREAM_TIME)?.unwrap_or(0))
+        stream_time(&*self.store)
     }
 
     pub fn set_stream_time(&mut self, t: i64) {

@@ -95,11 +95,9 @@ fn report(
 }
 
 fn stats(w: &World) -> PictureStats {
-    let bytes = w.store.get(PICTURE_STATS).unwrap().unwrap_or_default();
-    if bytes.is_empty() {
-        return PictureStats::default();
-    }
-    rallypoint_core::state::decode(PICTURE_STATS, &bytes).unwrap()
+    rallypoint_core::state::read(&w.store, PICTURE_STATS)
+        .unwrap()
+        .unwrap_or_default()
 }
 
 #[test]
@@ -262,11 +260,10 @@ fn a_value_past_the_fanout_cap_links_nothing_and_the_campaign_it_made_dissolves(
     );
     // A fifth incident is counted but stored nowhere else.
     report(&mut w, "DEU", "I5", Tlp::Green, T0, &["cdn.example"]);
-    let posting: rallypoint_core::state::Posting = rallypoint_core::state::decode(
-        b"x/",
-        &w.store.get(b"x/domain:cdn.example").unwrap().unwrap(),
-    )
-    .unwrap();
+    let posting: rallypoint_core::state::Posting =
+        rallypoint_core::state::read(&w.store, b"x/domain:cdn.example")
+            .unwrap()
+            .unwrap();
     assert!(posting.capped && posting.incidents.is_empty());
     assert_eq!(posting.seen, 5);
 }
