@@ -287,13 +287,7 @@ impl Coordinator {
             }
             Err(e) => Err(e.downcast::<TxnError>()?),
         };
-        match not_yet {
-            Some(why) => {
-                self.metrics.waiting_for_registry(STAGE, &why);
-                backoff.wait(stop);
-            }
-            None => backoff.reset(),
-        }
+        backoff.after_round(not_yet, STAGE, &self.metrics, stop);
         let outcome = match outcome {
             Err(TxnError::Abort(why)) => {
                 super::abort_and_rewind(STAGE, consumer, txn, batch, &self.metrics, &why)

@@ -113,13 +113,7 @@ impl Intake {
                 super::rewind_to_committed(&consumer)?;
             }
             batch.clear();
-            match not_yet {
-                Some(why) => {
-                    self.metrics.waiting_for_registry(STAGE, &why);
-                    backoff.wait(stop);
-                }
-                None => backoff.reset(),
-            }
+            backoff.after_round(not_yet, STAGE, &self.metrics, stop);
         }
         txn.abort()?;
         Ok(())

@@ -335,6 +335,24 @@ impl Backoff {
     pub fn reset(&mut self) {
         self.next = Self::FIRST;
     }
+
+    /// After a round: waits if a record could not be handled yet (counting why), and starts
+    /// the pauses over once everything could.
+    pub fn after_round(
+        &mut self,
+        not_yet: Option<String>,
+        stage: &str,
+        metrics: &crate::telemetry::Metrics,
+        stop: &std::sync::atomic::AtomicBool,
+    ) {
+        match not_yet {
+            Some(why) => {
+                metrics.waiting_for_registry(stage, &why);
+                self.wait(stop);
+            }
+            None => self.reset(),
+        }
+    }
 }
 
 /// Polls records into `batch` and hands each to `handle`, until the batch holds `max_batch`
