@@ -28,12 +28,13 @@ impl<S: Store> Fold<'_, '_, S> {
         t: i64,
         change: impl Fn(&mut Tally),
     ) -> Result<(), StoreError> {
+        // The configuration outlives the fold: no copy of the sizes per event.
         let cfg = &self.config.picture;
-        let (sizes, lateness) = (cfg.windows_ms.clone(), cfg.allowed_lateness_ms);
+        let (sizes, lateness) = (&cfg.windows_ms, cfg.allowed_lateness_ms);
         let mut late = false;
         for scope in scopes {
             let mut late_here = false;
-            for &size in &sizes {
+            for &size in sizes {
                 let start = window_start(t, size);
                 let end = start.saturating_add(size);
                 if !window_open(end, lateness, self.now) {
