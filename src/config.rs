@@ -66,7 +66,17 @@ pub struct KafkaConfig {
     /// instance: the failover time after a crash. A restart of the same instance takes its
     /// partitions back at once (static membership), whatever this is.
     pub session_timeout: Duration,
+    pub guarantee: Guarantee,
     pub security: KafkaSecurity,
+}
+
+/// What survives a crash, named as in Kafka Streams' `processing.guarantee`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Guarantee {
+    /// Outputs, changelog and input offsets commit in one transaction: each input counts once.
+    ExactlyOnce,
+    /// Outputs are acknowledged before the input offsets commit: a crash may repeat a batch.
+    AtLeastOnce,
 }
 
 /// How clients authenticate to the brokers and protect the connection.
@@ -148,6 +158,7 @@ const KEYS: &[&str] = &[
     "kafka.commit_interval",
     "kafka.max_batch",
     "kafka.session_timeout",
+    "kafka.processing_guarantee",
     "kafka.security_protocol",
     "kafka.sasl_mechanism",
     "kafka.sasl_username",
@@ -294,6 +305,7 @@ impl Reader {
             commit_interval: self.duration("kafka.commit_interval"),
             max_batch: self.positive("kafka.max_batch") as usize,
             session_timeout: self.duration("kafka.session_timeout"),
+            guarantee: self.guarantee(),
             security: KafkaSecurity {
                 protocol: self.get("kafka.security_protocol"),
                 sasl_mechanism: self.get("kafka.sasl_mechanism"),
@@ -366,6 +378,19 @@ impl Reader {
             "avro" => Format::Avro,
             "json" => Format::Json,
             other => self.fail_with(key, &format!("{other:?} is not avro or json"), Format::Avro),
+        }
+    }
+
+    fn guarantee(&mut self) -> Guarantee {
+        let key = "kafka.processing_guarantee";
+        match self.get::<String>(key).as_str() {
+            "exactly_once_v2" => Guarantee::ExactlyOnce,
+            "at_least_once" => Guarantee::AtLeastOnce,
+            other => self.fail_with(
+                key,
+                &format!("{other:?} is not exactly_once_v2 or at_least_once"),
+                Guarantee::ExactlyOnce,
+            ),
         }
     }
 
@@ -606,13 +631,14 @@ mod tests {
     fn the_embedded_defaults_are_valid() {
         let c = load("").unwrap();
         assert_eq!(c.topics.decisions_format, Format::Avro);
+        assert_eq!(c.kafka.guarantee, Guarantee::ExactlyOnce);
         assert!(!c.nations.is_empty());
     }
 
     #[test]
     fn every_bad_value_is_listed_at_once() {
         let err = load(
-            "nations = [\"est\"]\n[kafka]\ncommit_interval = \"soon\"\nmax_batch = 0\nsession_timeout = \"100ms\"\n[http]\nlisten = \"nowhere\"\n[topics]\ndecisions_format = \"xml\"\ncolour = 3\n",
+            "nations = [\"est\"]\n[kafka]\ncommit_interval = \"soon\"\nmax_batch = 0\nsession_timeout = \"100ms\"\nprocessing_guarantee = \"exactly_once\"\n[http]\nlisten = \"nowhere\"\n[topics]\ndecisions_format = \"xml\"\ncolour = 3\n",
         )
         .unwrap_err();
         let text = err.to_string();
@@ -621,6 +647,7 @@ mod tests {
             "kafka.commit_interval",
             "kafka.max_batch",
             "kafka.session_timeout",
+            "kafka.processing_guarantee",
             "http.listen",
             "xml",
             "topics.colour: unknown setting",

@@ -79,7 +79,22 @@ fn three_nations_get_exactly_the_expected_decisions_each_once() {
             (Capability::IncidentResponse, 1),
         ],
     );
-    let proposed = decisions(&h.codec, &h.read("rrc.out.coalition.decisions", 2, WAIT));
+    let asked_at = rallypoint::kafka::now_ms();
+    let proposals = h.read("rrc.out.coalition.decisions", 2, WAIT);
+    // Each decision names when the input that led to it was written: the request, just now.
+    for r in &proposals {
+        let input_ts: i64 = r
+            .headers
+            .iter()
+            .find(|(k, _)| k == "rp.input_ts")
+            .and_then(|(_, v)| std::str::from_utf8(v).ok()?.parse().ok())
+            .expect("an rp.input_ts header in epoch milliseconds");
+        assert!(
+            (asked_at - 10_000..=rallypoint::kafka::now_ms()).contains(&input_ts),
+            "rp.input_ts {input_ts} is not the request's write time (about {asked_at})"
+        );
+    }
+    let proposed = decisions(&h.codec, &proposals);
     assert_eq!(
         summary(&proposed),
         pairs(&[("AssignmentProposed", "DEU"), ("AssignmentProposed", "LVA")]),
@@ -321,4 +336,49 @@ fn the_metrics_endpoint_passes_promtool_and_counts_what_happened() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+#[test]
+fn at_least_once_works_without_transactions() {
+    let mut h = Harness::new(
+        "alos",
+        &["EST", "DEU"],
+        "processing_guarantee = \"at_least_once\"",
+    );
+    h.start();
+    let mut clock = Clock::new(rallypoint::kafka::now_ms() - 60_000, 10);
+    h.send(&sample::offer(
+        clock.envelope("DEU"),
+        "O-DEU",
+        Capability::Forensics,
+        1,
+    ));
+    h.ask_for_help(
+        &mut clock,
+        ("EST", "I1", "R1"),
+        (Tlp::Amber, Priority::Severe),
+        &[(Capability::Forensics, 1)],
+    );
+    let proposed = decisions(&h.codec, &h.read("rrc.out.coalition.decisions", 1, WAIT));
+    assert_eq!(
+        summary(&proposed),
+        pairs(&[("AssignmentProposed", "DEU")]),
+        "\n{}",
+        h.log()
+    );
+    // No transaction markers: the journal's offsets follow one another.
+    let journal = h.read("rrc.internal.journal", 3, WAIT);
+    let offsets: Vec<i64> = journal.iter().map(|r| r.offset).collect();
+    assert_eq!(offsets, vec![0, 1, 2], "\n{}", h.log());
+    // The stages commit their input offsets with the consumer instead.
+    let deadline = std::time::Instant::now() + WAIT;
+    while h.coordinator_position() != Some(3) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the coordinator committed {:?}, not 3\n{}",
+            h.coordinator_position(),
+            h.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }

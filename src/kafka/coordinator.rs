@@ -1,6 +1,7 @@
 //! Coordinator: folds the journal into state with the pure core and publishes what it decides.
 //!
-//! Per batch: apply each journal event into an in-memory overlay over RocksDB, produce the
+//! Per batch: apply each journal event into an in-memory overlay over RocksDB (the picture's
+//! tallies held decoded until the batch ends, then written into it), produce the
 //! decisions, dead letters and the overlay as changelog records, commit them with the journal
 //! offset in one transaction, and only then write the overlay to RocksDB with the changelog
 //! offset it reaches. An abort drops the overlay and rewinds the journal: RocksDB never holds
@@ -24,8 +25,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use rallypoint_core::decision::{Audience, Routed};
+use rallypoint_core::picture::Tallies;
 use rallypoint_core::store::Overlay;
-use rallypoint_core::{apply, CoreConfig, Output};
+use rallypoint_core::{apply_with, CoreConfig, Output};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
 
@@ -59,6 +61,8 @@ pub struct Coordinator {
 #[derive(Default)]
 struct Pending {
     overlay: Overlay,
+    /// The picture's tallies the batch changed, decoded; into the overlay before the commit.
+    tallies: Tallies,
     input_timestamps: Vec<i64>,
     decisions: Vec<&'static str>,
 }
@@ -332,30 +336,44 @@ impl Coordinator {
                 return Ok(Handled::Done);
             }
         };
-        let outputs = apply(&mut pending.overlay.over(store), &self.core, &event)?;
+        let outputs = apply_with(
+            &mut pending.overlay.over(store),
+            &mut pending.tallies,
+            &self.core,
+            &event,
+        )?;
+        let input_ts = input_timestamp(m);
+        let stamp = input_ts.map(|ts| ts.to_string());
         let mut decided = false;
         for output in outputs {
             match output {
                 Output::Decision(routed) => {
-                    self.publish(&routed, txn)?;
+                    self.publish(&routed, stamp.as_deref(), txn)?;
                     if routed.audience == Audience::Coalition {
                         pending.decisions.push(routed.decision.type_name());
                     }
                     decided = true;
                 }
                 Output::Rejected(rejection) => self.dead_letter(m, &rejection, txn)?,
-                Output::Picture(update) => self.publish_picture(&update, txn)?,
+                Output::Picture(update) => self.publish_picture(&update, stamp.as_deref(), txn)?,
             }
         }
         if decided {
-            if let Some(ts) = input_timestamp(m) {
+            if let Some(ts) = input_ts {
                 pending.input_timestamps.push(ts);
             }
         }
         Ok(Handled::Done)
     }
 
-    fn publish(&self, routed: &Routed, txn: &mut Transactional) -> Result<(), TxnError> {
+    /// Sends a decision; `input_ts` is the timestamp of the input record that led to it (the
+    /// `rp.input_ts` header, in epoch milliseconds), for consumers that trace latency.
+    fn publish(
+        &self,
+        routed: &Routed,
+        input_ts: Option<&str>,
+        txn: &mut Transactional,
+    ) -> Result<(), TxnError> {
         let topic = match &routed.audience {
             Audience::Nation(n) => self.topics.decisions(n),
             Audience::Coalition => self.topics.coalition_decisions(),
@@ -372,6 +390,10 @@ impl Coordinator {
             .insert(Header {
                 key: "rp.decision_id",
                 value: Some(&d.header().decision_id),
+            })
+            .insert(Header {
+                key: HDR_INPUT_TS,
+                value: input_ts,
             });
         txn.send(
             &topic,
@@ -389,15 +411,21 @@ impl Coordinator {
     fn publish_picture(
         &self,
         update: &rallypoint_core::picture::PictureUpdate,
+        input_ts: Option<&str>,
         txn: &mut Transactional,
     ) -> Result<(), TxnError> {
         let value = self
             .codec()
             .encode_picture(update, self.config.topics.decisions_format);
-        let headers = OwnedHeaders::new().insert(Header {
-            key: "rp.type",
-            value: Some(update.type_name()),
-        });
+        let headers = OwnedHeaders::new()
+            .insert(Header {
+                key: "rp.type",
+                value: Some(update.type_name()),
+            })
+            .insert(Header {
+                key: HDR_INPUT_TS,
+                value: input_ts,
+            });
         txn.send(
             &self.topics.threat_picture(),
             Some(update.key().as_bytes()),
@@ -430,6 +458,7 @@ impl Coordinator {
         mut pending: Pending,
     ) -> Result<(), TxnError> {
         let changelog = self.topics.changelog();
+        pending.tallies.flush(&mut pending.overlay.over(store));
         for (key, value) in pending.overlay.iter() {
             txn.send(&changelog, Some(key), value.as_deref(), None)?;
         }

@@ -421,12 +421,8 @@ pub fn commit_batch(
     batch: &BatchOffsets,
     metrics: &crate::telemetry::Metrics,
 ) -> Result<(), txn::TxnError> {
-    use rdkafka::consumer::Consumer;
     let started = std::time::Instant::now();
-    let group = consumer
-        .group_metadata()
-        .ok_or_else(|| txn::TxnError::Abort("no consumer group metadata yet".into()))?;
-    txn.commit(&batch.to_commit(), &group)?;
+    txn.commit(&batch.to_commit(), consumer)?;
     metrics
         .commit_seconds
         .with_label_values(&[stage])

@@ -14,14 +14,14 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::ConsumerGroupMetadata;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::message::OwnedHeaders;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{ClientConfig, TopicPartitionList};
 
-use super::context::ProducerState;
-use crate::config::Config;
+use super::context::{ProducerState, StageContext};
+use crate::config::{Config, Guarantee};
 
 /// How long a retriable error (a broker away, a coordinator moving) is retried before the
 /// producer is given up as fatal. Long enough to ride out a broker restart.
@@ -67,9 +67,13 @@ fn error(class: Class, e: &KafkaError) -> TxnError {
     }
 }
 
+/// A stage's producer. Under `exactly_once_v2` every batch is one transaction; under
+/// `at_least_once` the same calls send without one (an idempotent producer), and a commit
+/// waits for every record's acknowledgement before the consumer commits the input offsets.
 pub struct Transactional {
     producer: BaseProducer<ProducerState>,
     timeout: Duration,
+    exactly_once: bool,
     open: bool,
 }
 
@@ -83,10 +87,16 @@ impl Transactional {
         changelog_topic: String,
     ) -> Result<Self, TxnError> {
         let timeout = config.kafka.transaction_timeout;
+        let exactly_once = config.kafka.guarantee == Guarantee::ExactlyOnce;
         let mut c: ClientConfig = super::client_config(config);
-        c.set("transactional.id", config.name(transactional_id))
-            .set("transaction.timeout.ms", timeout.as_millis().to_string())
-            .set("linger.ms", "5")
+        if exactly_once {
+            c.set("transactional.id", config.name(transactional_id))
+                .set("transaction.timeout.ms", timeout.as_millis().to_string());
+        } else {
+            c.set("enable.idempotence", "true")
+                .set("message.timeout.ms", timeout.as_millis().to_string());
+        }
+        c.set("linger.ms", "5")
             .set("compression.type", "lz4")
             .set("queue.buffering.max.messages", "500000")
             .set("message.max.bytes", "16777216");
@@ -96,8 +106,12 @@ impl Transactional {
         let txn = Self {
             producer,
             timeout,
+            exactly_once,
             open: false,
         };
+        if !exactly_once {
+            return Ok(txn);
+        }
         // Any error but a fatal one (the broker starting, loading its transaction log, a
         // coordinator moving) is worth another try here.
         txn.retry_on(
@@ -121,9 +135,11 @@ impl Transactional {
         headers: Option<OwnedHeaders>,
     ) -> Result<(), TxnError> {
         if !self.open {
-            self.producer
-                .begin_transaction()
-                .map_err(|e| error(class(&e), &e))?;
+            if self.exactly_once {
+                self.producer
+                    .begin_transaction()
+                    .map_err(|e| error(class(&e), &e))?;
+            }
             self.state()
                 .last_changelog_offset
                 .store(-1, Ordering::SeqCst);
@@ -160,9 +176,13 @@ impl Transactional {
     pub fn commit(
         &mut self,
         offsets: &TopicPartitionList,
-        group: &ConsumerGroupMetadata,
+        consumer: &BaseConsumer<StageContext>,
     ) -> Result<(), TxnError> {
-        let result = self.commit_steps(offsets, group);
+        let result = if self.exactly_once {
+            self.commit_steps(offsets, consumer)
+        } else {
+            self.acknowledge_and_commit(offsets, consumer)
+        };
         match result {
             Ok(()) => {
                 self.open = false;
@@ -179,17 +199,39 @@ impl Transactional {
     fn commit_steps(
         &self,
         offsets: &TopicPartitionList,
-        group: &ConsumerGroupMetadata,
+        consumer: &BaseConsumer<StageContext>,
     ) -> Result<(), TxnError> {
+        let group = consumer
+            .group_metadata()
+            .ok_or_else(|| TxnError::Abort("no consumer group metadata yet".into()))?;
+        self.delivered()?;
+        self.retry("send_offsets_to_transaction", |p, t| {
+            p.send_offsets_to_transaction(offsets, &group, t)
+        })?;
+        crate::fault::point("offsets_sent");
+        self.retry("commit_transaction", |p, t| p.commit_transaction(t))
+    }
+
+    /// At least once: every record acknowledged, then the input offsets committed. A record
+    /// that failed, or a commit that failed, makes the stage read the batch again.
+    fn acknowledge_and_commit(
+        &self,
+        offsets: &TopicPartitionList,
+        consumer: &BaseConsumer<StageContext>,
+    ) -> Result<(), TxnError> {
+        self.delivered()?;
+        consumer
+            .commit(offsets, CommitMode::Sync)
+            .map_err(|e| TxnError::Abort(format!("committing the input offsets: {e}")))
+    }
+
+    /// Waits for every queued record; an error when one was not delivered.
+    fn delivered(&self) -> Result<(), TxnError> {
         self.drain().map_err(|e| error(Class::Abort, &e))?;
         if self.state().failed.load(Ordering::SeqCst) > 0 {
             return Err(TxnError::Abort("a record was not delivered".into()));
         }
-        self.retry("send_offsets_to_transaction", |p, t| {
-            p.send_offsets_to_transaction(offsets, group, t)
-        })?;
-        crate::fault::point("offsets_sent");
-        self.retry("commit_transaction", |p, t| p.commit_transaction(t))
+        Ok(())
     }
 
     /// Runs one transactional call, again while librdkafka calls its error retriable.
@@ -242,7 +284,9 @@ impl Transactional {
             if Instant::now() >= deadline {
                 return Err(KafkaError::Flush(RDKafkaErrorCode::OperationTimedOut));
             }
-            self.producer.poll(Duration::from_millis(1));
+            // Returns as soon as a delivery report is served: the timeout only bounds a
+            // wait in which nothing arrives.
+            self.producer.poll(Duration::from_millis(10));
         }
         Ok(())
     }
@@ -250,6 +294,11 @@ impl Transactional {
     /// Aborts the open transaction, if any; retries while the broker is away.
     pub fn abort(&mut self) -> Result<(), TxnError> {
         if !self.open {
+            return Ok(());
+        }
+        if !self.exactly_once {
+            // What was sent stays sent: the batch is read and sent again.
+            self.open = false;
             return Ok(());
         }
         self.retry("abort_transaction", |p, t| p.abort_transaction(t))

@@ -1,8 +1,9 @@
 //! The fold's throughput on the in-memory store: `cargo bench -p rallypoint-core --bench core`.
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use rallypoint_core::picture::Tallies;
 use rallypoint_core::sample;
-use rallypoint_core::{apply, CoreConfig, MemStore};
+use rallypoint_core::{apply, apply_with, CoreConfig, MemStore};
 
 fn fold(c: &mut Criterion) {
     let nations = ["EST", "LVA", "LTU", "POL", "DEU", "FRA", "NLD", "FIN"];
@@ -17,6 +18,25 @@ fn fold(c: &mut Criterion) {
             |mut store| {
                 for e in &events {
                     apply(&mut store, &config, e).expect("the in-memory store does not fail");
+                }
+                store
+            },
+            BatchSize::LargeInput,
+        )
+    });
+    // As the coordinator folds: one transaction's events share the decoded picture tallies,
+    // written to the store once per batch.
+    group.bench_function("mixed_stream_20k_events_in_batches_of_500", |b| {
+        b.iter_batched(
+            MemStore::new,
+            |mut store| {
+                let mut tallies = Tallies::default();
+                for batch in events.chunks(500) {
+                    for e in batch {
+                        apply_with(&mut store, &mut tallies, &config, e)
+                            .expect("the in-memory store does not fail");
+                    }
+                    tallies.flush(&mut store);
                 }
                 store
             },

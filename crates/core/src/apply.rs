@@ -29,6 +29,7 @@ use crate::decision::{
     AssignmentCancelled, CancelReason, Decision, DecisionHeader, IncidentDetails, Subject,
 };
 use crate::event::*;
+use crate::picture::Tallies;
 use crate::rank;
 use crate::reject::{RejectReason, Rejection};
 use crate::state::*;
@@ -70,9 +71,25 @@ pub fn apply<S: Store>(
     config: &CoreConfig,
     event: &Event,
 ) -> Result<Vec<Output>, StoreError> {
+    let mut tallies = Tallies::default();
+    let outputs = apply_with(store, &mut tallies, config, event)?;
+    tallies.flush(store);
+    Ok(outputs)
+}
+
+/// [`apply`], with the picture's tallies held decoded in `tallies` across events: the same
+/// state and outputs once [`Tallies::flush`] has written them to `store`, which must happen
+/// before anything else reads the store, and only then.
+pub fn apply_with<S: Store>(
+    store: &mut S,
+    tallies: &mut Tallies,
+    config: &CoreConfig,
+    event: &Event,
+) -> Result<Vec<Output>, StoreError> {
     let env = event.envelope();
     let mut fold = Fold {
         st: State::new(store),
+        tallies,
         config,
         cause: &env.event_id,
         now: 0,
@@ -80,7 +97,7 @@ pub fn apply<S: Store>(
         outputs: Vec::new(),
         supply: BTreeMap::new(),
         fresh: BTreeMap::new(),
-        touched: BTreeMap::new(),
+        touched: BTreeSet::new(),
     };
     let seen = seen_key(&env.event_id);
     if fold.st.contains(&seen)? {
@@ -109,6 +126,7 @@ fn reject(reason: RejectReason, detail: String) -> Handled {
 
 struct Fold<'a, 's, S: Store> {
     st: State<'s, S>,
+    tallies: &'s mut Tallies,
     config: &'a CoreConfig,
     cause: &'a str,
     now: i64,
@@ -118,9 +136,9 @@ struct Fold<'a, 's, S: Store> {
     supply: BTreeMap<Capability, BTreeSet<String>>,
     /// Needs whose missing units grew (new, or reopened by a cancel), by capability.
     fresh: BTreeMap<Capability, BTreeSet<(String, usize)>>,
-    /// Picture tallies changed by this event, held here until it ends: each is read and
-    /// written once per event, then published or scheduled.
-    touched: BTreeMap<Vec<u8>, crate::picture::Tally>,
+    /// Keys of the picture tallies this event changed: once it ends, each is published or
+    /// scheduled.
+    touched: BTreeSet<Vec<u8>>,
 }
 
 impl<S: Store> Fold<'_, '_, S> {

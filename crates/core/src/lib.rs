@@ -35,7 +35,7 @@ pub mod store;
 pub mod tlp;
 pub mod validate;
 
-pub use apply::{apply, CoreConfig, Output};
+pub use apply::{apply, apply_with, CoreConfig, Output};
 pub use event::Event;
 pub use reject::{RejectReason, Rejection};
 pub use store::{MemStore, Store};

@@ -4,11 +4,12 @@
 use proptest::prelude::*;
 use rallypoint_core::decision::{Audience, Decision};
 use rallypoint_core::event::Tlp;
+use rallypoint_core::picture::Tallies;
 use rallypoint_core::rules::{self, NeedContext};
 use rallypoint_core::sample;
 use rallypoint_core::state::{Offer, Request, State};
 use rallypoint_core::store::Store;
-use rallypoint_core::{CoreConfig, MemStore, Output};
+use rallypoint_core::{apply_with, CoreConfig, MemStore, Output};
 
 const NATIONS: [&str; 5] = ["EST", "LVA", "LTU", "POL", "DEU"];
 
@@ -128,6 +129,46 @@ proptest! {
                 }
             }
         }
+    }
+
+    /// The coordinator folds a transaction's events with one [`Tallies`] and flushes it
+    /// before the commit: the same state and outputs as flushing after every event.
+    #[test]
+    fn batches_sharing_their_tallies_give_the_same_state_and_outputs(
+        seed in any::<u64>(),
+        n in 20usize..150,
+        batch in 1usize..80,
+    ) {
+        // Short windows and interval (the sample events happen a minute before they are
+        // reported): windows close and publications wait.
+        let config = CoreConfig {
+            acceptance_timeout_ms: 20_000,
+            picture: rallypoint_core::picture::PictureConfig {
+                windows_ms: vec![5_000, 20_000],
+                allowed_lateness_ms: 62_000,
+                emit_interval_ms: 3_000,
+                ..Default::default()
+            },
+        };
+        let mut one_by_one = MemStore::new();
+        let (journal, expected) = sample::fold_with_answers(
+            &mut one_by_one,
+            &config,
+            sample::stream(&NATIONS, n, seed),
+            |k| (k % 4) as u8,
+        )
+        .unwrap();
+        let mut batched = MemStore::new();
+        let mut tallies = Tallies::default();
+        let mut outputs = Vec::new();
+        for events in journal.chunks(batch) {
+            for e in events {
+                outputs.extend(apply_with(&mut batched, &mut tallies, &config, e).unwrap());
+            }
+            tallies.flush(&mut batched);
+        }
+        prop_assert_eq!(outputs, expected);
+        prop_assert!(one_by_one.iter().eq(batched.iter()), "the states differ");
     }
 
     #[test]

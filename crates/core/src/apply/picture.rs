@@ -1,7 +1,7 @@
 //! The threat picture's tallies: updated by the handlers, published at most once per interval
 //! of stream time per key, and dropped once their window has closed. See [`crate::picture`].
 
-use super::{Fold, Output};
+use super::{CoreConfig, Fold, Output};
 use crate::event::Capability;
 use crate::picture::{self, nation_scope, window_open, window_start, PictureUpdate, Tally};
 use crate::state::*;
@@ -42,7 +42,7 @@ impl<S: Store> Fold<'_, '_, S> {
                     continue;
                 }
                 let key = window_key(scope, size, start);
-                if !self.touched.contains_key(&key) && !self.st.contains(&key)? {
+                if !self.tallies.contains(&*self.st.store, &key)? {
                     let closing = end.saturating_add(lateness);
                     self.st.mark(&timed(CLOSING, closing, tally_id(&key)));
                 }
@@ -89,14 +89,8 @@ impl<S: Store> Fold<'_, '_, S> {
     }
 
     fn tally(&mut self, key: Vec<u8>, change: &impl Fn(&mut Tally)) -> Result<(), StoreError> {
-        let t = match self.touched.entry(key) {
-            std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
-            std::collections::btree_map::Entry::Vacant(e) => {
-                let loaded = self.st.load(e.key())?.unwrap_or_default();
-                e.insert(loaded)
-            }
-        };
-        change(t);
+        change(self.tallies.entry(&*self.st.store, &key)?);
+        self.touched.insert(key);
         Ok(())
     }
 
@@ -104,9 +98,9 @@ impl<S: Store> Fold<'_, '_, S> {
     /// ago: then it is scheduled for when the interval has passed.
     pub(super) fn publish_touched(&mut self) -> Result<(), StoreError> {
         let interval = self.config.picture.emit_interval_ms;
-        for (key, mut t) in std::mem::take(&mut self.touched) {
+        for key in std::mem::take(&mut self.touched) {
+            let t = self.tallies.entry(&*self.st.store, &key)?;
             if t.scheduled.is_some() {
-                self.st.save(&key, &t);
                 continue;
             }
             match t.last_emitted.map(|last| last.saturating_add(interval)) {
@@ -115,11 +109,11 @@ impl<S: Store> Fold<'_, '_, S> {
                     self.st.mark(&timed(PUBLISH, due, tally_id(&key)));
                 }
                 _ => {
-                    self.emit_tally(&key, &t);
+                    self.outputs
+                        .extend(tally_output(&key, t, self.now, self.config));
                     t.last_emitted = Some(self.now);
                 }
             }
-            self.st.save(&key, &t);
         }
         Ok(())
     }
@@ -129,50 +123,49 @@ impl<S: Store> Fold<'_, '_, S> {
     pub(super) fn picture_due(&mut self) -> Result<(), StoreError> {
         for id in self.due(PUBLISH)? {
             let key = [TALLIES, id.as_bytes()].concat();
-            if let Some(mut t) = self.st.load::<Tally>(&key)? {
+            if let Some(t) = self.tallies.existing(&*self.st.store, &key)? {
                 if let Some(at) = t.scheduled.take() {
                     self.st.remove(&timed(PUBLISH, at, &id));
                 }
-                self.emit_tally(&key, &t);
+                self.outputs
+                    .extend(tally_output(&key, t, self.now, self.config));
                 t.last_emitted = Some(self.now);
-                self.st.save(&key, &t);
             }
         }
         let closing: Vec<(i64, String)> = self.due_with_time(CLOSING)?;
         for (at, id) in closing {
             let key = [TALLIES, id.as_bytes()].concat();
             self.st.remove(&timed(CLOSING, at, &id));
-            if let Some(t) = self.st.load::<Tally>(&key)? {
+            if let Some(t) = self.tallies.existing(&*self.st.store, &key)? {
                 if let Some(due) = t.scheduled {
                     self.st.remove(&timed(PUBLISH, due, &id));
-                    self.emit_tally(&key, &t);
+                    self.outputs
+                        .extend(tally_output(&key, t, self.now, self.config));
                 }
-                self.st.remove(&key);
+                self.tallies.remove(&key);
             }
         }
         Ok(())
     }
+}
 
-    fn emit_tally(&mut self, key: &[u8], t: &Tally) {
-        let Some((scope, size, start)) = parse_tally_key(key) else {
-            return;
-        };
-        let published = if size == 0 {
-            format!("{scope}/total")
-        } else {
-            format!("{scope}/{size}/{start}")
-        };
-        let record = picture::publish(
-            &published,
-            &scope,
-            (size, start),
-            self.now,
-            t,
-            self.config.picture.top,
-        );
-        self.outputs
-            .push(Output::Picture(PictureUpdate::Picture(record)));
-    }
+/// The publication of the tally at `key`, as of stream time `now`.
+fn tally_output(key: &[u8], t: &Tally, now: i64, config: &CoreConfig) -> Option<Output> {
+    let (scope, size, start) = parse_tally_key(key)?;
+    let published = if size == 0 {
+        format!("{scope}/total")
+    } else {
+        format!("{scope}/{size}/{start}")
+    };
+    let record = picture::publish(
+        &published,
+        &scope,
+        (size, start),
+        now,
+        t,
+        config.picture.top,
+    );
+    Some(Output::Picture(PictureUpdate::Picture(record)))
 }
 
 /// A tally key without its `p/` prefix: how the time indexes name it.

@@ -1,0 +1,1032 @@
+//! End to end against a real Kafka broker on this machine: `scripts/bench.sh e2e` (or
+//! `cargo bench --bench e2e`, with the broker's jars already cached).
+//!
+//! For each processing guarantee (`exactly_once_v2`, then `at_least_once`) it runs the
+//! processor as its own process on fresh topics and state, feeds it the simulated multi-nation
+//! feed (`rallypoint simulate`, all Avro, offer desks answering proposals) and measures:
+//!
+//! - **the maximum**: a backlog of `E2E_BACKLOG` feed events (default 100,000) waits in the
+//!   input topics when the processor starts; the events/s it journals and applies from its
+//!   first to its last (the coordinator's `rallypoint_records_in_total`). Without a feed
+//!   running at the same time, the processor has the machine to itself but for the broker;
+//! - **fixed offered loads** (`E2E_LOADS`, shares of the exactly-once maximum, the same
+//!   events/s for both guarantees): the events/s applied, and the latency from each input
+//!   record's timestamp to the moment a `read_committed` consumer holds a decision it led to
+//!   (the decision's `rp.input_ts` header), as p50, p99 and p99.9;
+//! - peak RSS (VmHWM) of the processor and its state (keys, bytes on disk) after every run;
+//! - **growth**: exactly-once at half the maximum for `E2E_GROWTH_SECONDS`; peak RSS when the
+//!   state held a tenth of its final keys and at the end;
+//! - **warm restart**: SIGTERM, start again on the same state, time until `/readyz` answers.
+//!
+//! It writes `report.json` and `report.svg` (a chart) to `E2E_OUT` (default
+//! `target/rallypoint-bench/e2e`). `E2E_SECONDS` sets each run's feed time (default 20).
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rallypoint::config::Config;
+use rallypoint::kafka::{now_ms, Topics};
+use rallypoint::simulate;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Headers;
+use rdkafka::{ClientConfig, Message};
+use serde::Serialize;
+
+const NATIONS: [&str; 8] = ["EST", "LVA", "LTU", "POL", "DEU", "FRA", "NLD", "FIN"];
+/// Seconds of each feed not measured: the processor warming up.
+const WARM_UP: f64 = 3.0;
+
+fn env_or<T: std::str::FromStr>(key: &str, default: T) -> T {
+    std::env::var(key)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// The local broker (`scripts/kafka-local.sh`) in a folder of its own, removed on drop.
+struct Broker {
+    dir: tempfile::TempDir,
+    bootstrap: String,
+}
+
+impl Broker {
+    fn start() -> Self {
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let mut b = Self {
+            dir,
+            bootstrap: String::new(),
+        };
+        b.bootstrap = b.script(&["start"]);
+        b
+    }
+
+    fn script(&self, args: &[&str]) -> String {
+        let out = Command::new("scripts/kafka-local.sh")
+            .args(args)
+            .env("KAFKA_LOCAL_DIR", self.dir.path().join("kafka"))
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("scripts/kafka-local.sh runs");
+        assert!(out.status.success(), "kafka-local.sh {args:?} failed");
+        let text = String::from_utf8_lossy(&out.stdout);
+        text.lines().last().unwrap_or_default().trim().to_owned()
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = Command::new("scripts/kafka-local.sh")
+            .args(["stop", "--clean"])
+            .env("KAFKA_LOCAL_DIR", self.dir.path().join("kafka"))
+            .output();
+    }
+}
+
+/// One processor process with its config file, state folder and HTTP port.
+struct Processor {
+    child: Option<Child>,
+    config: PathBuf,
+    state: PathBuf,
+    port: u16,
+}
+
+impl Processor {
+    fn new(work: &Path, bootstrap: &str, namespace: &str, guarantee: &str) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let state = work.join(namespace).join("state");
+        let config = work.join(namespace).join("rallypoint.toml");
+        std::fs::create_dir_all(config.parent().expect("a folder")).expect("a run folder");
+        let nations = NATIONS.map(|n| format!("\"{n}\"")).join(", ");
+        std::fs::write(
+            &config,
+            format!(
+                "nations = [{nations}]\n\
+                 [kafka]\nbootstrap_servers = \"{bootstrap}\"\nnamespace = \"{namespace}\"\n\
+                 instance_id = \"bench\"\nprocessing_guarantee = \"{guarantee}\"\n\
+                 [state]\ndir = \"{}\"\n[http]\nlisten = \"127.0.0.1:{port}\"\n\
+                 [log]\nlevel = \"warn\"\n",
+                state.display()
+            ),
+        )
+        .expect("the config file");
+        Self {
+            child: None,
+            config,
+            state,
+            port,
+        }
+    }
+
+    fn config(&self) -> Config {
+        Config::load(Some(&self.config)).expect("the bench config is valid")
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        // RALLYPOINT_BIN: another build to measure (e.g. the one before a change).
+        let bin = std::env::var("RALLYPOINT_BIN")
+            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_rallypoint").to_owned());
+        let mut c = Command::new(bin);
+        c.arg("--config").arg(&self.config).args(args);
+        c
+    }
+
+    /// Starts the processor; returns how long it took to answer `/readyz`.
+    fn start(&mut self) -> Duration {
+        let log = std::fs::File::create(self.config.with_extension("log")).expect("a log file");
+        let started = Instant::now();
+        self.child = Some(
+            self.command(&["run"])
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .expect("the processor starts"),
+        );
+        while self.get("/readyz").is_none_or(|(status, _)| status != 200) {
+            assert!(
+                started.elapsed() < Duration::from_secs(120),
+                "not ready after 2 minutes: see {}",
+                self.config.with_extension("log").display()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        started.elapsed()
+    }
+
+    /// SIGTERM, then waits for the process to end.
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn get(&self, path: &str) -> Option<(u16, String)> {
+        let url = format!("http://127.0.0.1:{}{path}", self.port);
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(5)))
+            .build()
+            .into();
+        let mut response = agent.get(&url).call().ok()?;
+        let status = response.status().as_u16();
+        Some((status, response.body_mut().read_to_string().ok()?))
+    }
+
+    /// The sum of every series of metric `name` whose labels contain `labels`.
+    fn metric(&self, name: &str, labels: &str) -> f64 {
+        let Some((_, body)) = self.get("/metrics") else {
+            return f64::NAN;
+        };
+        body.lines()
+            .filter(|l| {
+                l.strip_prefix(name)
+                    .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
+                    && l.contains(labels)
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
+    fn applied(&self) -> f64 {
+        self.metric("rallypoint_records_in_total", "stage=\"coordinator\"")
+    }
+
+    /// A `/proc/<pid>/status` figure in MiB (VmRSS, VmHWM).
+    fn memory_mib(&self, field: &str) -> f64 {
+        let Some(child) = &self.child else {
+            return f64::NAN;
+        };
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+            .map_or(f64::NAN, |kib| kib / 1024.0)
+    }
+
+    fn state_mib(&self) -> f64 {
+        fn size(p: &Path) -> u64 {
+            std::fs::read_dir(p)
+                .map(|entries| {
+                    entries
+                        .flatten()
+                        .map(|e| match e.metadata() {
+                            Ok(m) if m.is_dir() => size(&e.path()),
+                            Ok(m) => m.len(),
+                            Err(_) => 0,
+                        })
+                        .sum()
+                })
+                .unwrap_or(0)
+        }
+        size(&self.state) as f64 / (1024.0 * 1024.0)
+    }
+}
+
+impl Drop for Processor {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Reads every decision topic `read_committed` and keeps, per decision, the time from its
+/// input's timestamp to its arrival here, in milliseconds.
+struct LatencyReader {
+    stop: Arc<AtomicBool>,
+    samples: Arc<Mutex<Vec<u32>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl LatencyReader {
+    fn start(config: &Config) -> Self {
+        let topics = Topics::new(config);
+        let mut names: Vec<String> = NATIONS.iter().map(|n| topics.decisions(n)).collect();
+        names.push(topics.coalition_decisions());
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &config.kafka.bootstrap_servers)
+            .set(
+                "group.id",
+                format!("bench-latency-{}", uuid::Uuid::new_v4()),
+            )
+            .set("isolation.level", "read_committed")
+            .set("auto.offset.reset", "earliest")
+            .set("enable.auto.commit", "false")
+            .set("fetch.wait.max.ms", "5")
+            .create()
+            .expect("a consumer");
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        consumer.subscribe(&refs).expect("subscribed");
+        let stop = Arc::new(AtomicBool::new(false));
+        let samples = Arc::new(Mutex::new(Vec::new()));
+        let thread = {
+            let (stop, samples) = (stop.clone(), samples.clone());
+            std::thread::spawn(move || {
+                let mut local = Vec::with_capacity(4096);
+                while !stop.load(Ordering::Relaxed) {
+                    if let Some(Ok(m)) = consumer.poll(Duration::from_millis(50)) {
+                        let now = now_ms();
+                        let input_ts = m.headers().and_then(|hs| {
+                            let h = hs.iter().find(|h| h.key == "rp.input_ts")?;
+                            std::str::from_utf8(h.value?).ok()?.parse::<i64>().ok()
+                        });
+                        if let Some(ts) = input_ts {
+                            local.push((now - ts).clamp(0, u32::MAX as i64) as u32);
+                        }
+                    }
+                    if local.len() >= 4096 {
+                        samples.lock().expect("samples").append(&mut local);
+                    }
+                }
+                samples.lock().expect("samples").append(&mut local);
+            })
+        };
+        // Joined the group and assigned before the feed starts.
+        std::thread::sleep(Duration::from_secs(4));
+        Self {
+            stop,
+            samples,
+            thread: Some(thread),
+        }
+    }
+
+    fn finish(mut self) -> Vec<u32> {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        std::mem::take(&mut *self.samples.lock().expect("samples"))
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+struct Latency {
+    samples: usize,
+    p50_ms: u32,
+    p99_ms: u32,
+    p999_ms: u32,
+    max_ms: u32,
+}
+
+fn latency(mut ms: Vec<u32>) -> Option<Latency> {
+    if ms.is_empty() {
+        return None;
+    }
+    ms.sort_unstable();
+    let at = |q: f64| ms[((ms.len() as f64 * q).ceil() as usize).clamp(1, ms.len()) - 1];
+    Some(Latency {
+        samples: ms.len(),
+        p50_ms: at(0.50),
+        p99_ms: at(0.99),
+        p999_ms: at(0.999),
+        max_ms: *ms.last().expect("not empty"),
+    })
+}
+
+#[derive(Clone, Debug, Serialize)]
+struct Run {
+    guarantee: &'static str,
+    /// Offered feed events/s; `None`: the maximum, from a backlog.
+    offered_per_s: Option<f64>,
+    feed_seconds: f64,
+    feed_events: u64,
+    /// Input events (feed and offer desks' answers) the coordinator applied per second, once
+    /// warm.
+    applied_per_s: f64,
+    /// Seconds the coordinator went on applying after the feed ended: about 0 when it kept up.
+    behind_seconds: f64,
+    latency: Option<Latency>,
+    peak_rss_mib: f64,
+    state_keys: f64,
+    state_mib: f64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+struct Growth {
+    guarantee: &'static str,
+    offered_per_s: f64,
+    feed_seconds: f64,
+    /// (state keys, peak RSS MiB) sampled every half second.
+    samples: Vec<(f64, f64)>,
+    keys_at_tenth: f64,
+    peak_rss_mib_at_tenth: f64,
+    keys_at_end: f64,
+    peak_rss_mib_at_end: f64,
+    /// Peak RSS at the end over peak RSS at a tenth of the state, minus one.
+    growth_share: f64,
+    warm_restart_seconds: f64,
+}
+
+#[derive(Debug, Serialize)]
+struct Report {
+    machine: Machine,
+    runs: Vec<Run>,
+    growth: Option<Growth>,
+    targets: Vec<Target>,
+}
+
+#[derive(Debug, Serialize)]
+struct Machine {
+    cpu: String,
+    cores: usize,
+    memory_gib: f64,
+    kernel: String,
+    broker: String,
+    date: String,
+}
+
+#[derive(Debug, Serialize)]
+struct Target {
+    name: &'static str,
+    goal: String,
+    measured: String,
+    met: bool,
+}
+
+struct Bench {
+    broker: Broker,
+    work: tempfile::TempDir,
+    seconds: f64,
+    runs: usize,
+}
+
+impl Bench {
+    /// A fresh processor on topics of its own, not started yet.
+    fn processor(&mut self, guarantee: &'static str) -> Processor {
+        self.runs += 1;
+        let namespace = format!("b{}", self.runs);
+        let p = Processor::new(
+            self.work.path(),
+            &self.broker.bootstrap,
+            &namespace,
+            guarantee,
+        );
+        let created = p.command(&["topics", "create"]).output().expect("topics");
+        assert!(created.status.success(), "topics create failed");
+        p
+    }
+
+    /// The maximum: `backlog` feed events wait in the input topics; the processor starts and
+    /// works through them.
+    fn max(&mut self, guarantee: &'static str, backlog: u64) -> Run {
+        let mut p = self.processor(guarantee);
+        let opts = simulate::Options {
+            count: Some(backlog),
+            duration: None,
+            ..options(0.0)
+        };
+        let fed = simulate::run(&p.config(), &opts).expect("the feed ran");
+        p.start();
+        let mut samples: Vec<(Instant, f64)> = Vec::new();
+        let mut still = Instant::now();
+        loop {
+            let n = p.applied();
+            let at = Instant::now();
+            if samples.last().is_none_or(|(_, last)| n > *last) {
+                still = at;
+                samples.push((at, n));
+            }
+            if n >= fed.events as f64 && still.elapsed() > Duration::from_secs(2)
+                || still.elapsed() > Duration::from_secs(30)
+            {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let first = samples
+            .iter()
+            .find(|(_, n)| *n > 0.0)
+            .copied()
+            .unwrap_or((Instant::now(), 0.0));
+        let (last_at, last_n) = samples.last().copied().unwrap_or(first);
+        let seconds = (last_at - first.0).as_secs_f64().max(1e-3);
+        let run = Run {
+            guarantee,
+            offered_per_s: None,
+            feed_seconds: fed.seconds,
+            feed_events: fed.events,
+            applied_per_s: (last_n - first.1) / seconds,
+            behind_seconds: 0.0,
+            latency: None,
+            peak_rss_mib: p.memory_mib("VmHWM"),
+            state_keys: p.metric("rallypoint_state_keys", ""),
+            state_mib: p.state_mib(),
+        };
+        p.stop();
+        println!("{}", describe(&run));
+        run
+    }
+
+    /// A fixed load: the feed at `rate` events/s for the run's seconds.
+    fn run(&mut self, guarantee: &'static str, rate: f64) -> Run {
+        let mut p = self.processor(guarantee);
+        p.start();
+        let config = p.config();
+        let reader = LatencyReader::start(&config);
+        let seconds = self.seconds;
+        let feed = feed(config, rate, seconds);
+        std::thread::sleep(Duration::from_secs_f64(WARM_UP));
+        let (t0, n0) = (Instant::now(), p.applied());
+        std::thread::sleep(Duration::from_secs_f64(seconds - WARM_UP));
+        let (t1, n1) = (Instant::now(), p.applied());
+        let report = feed.join().expect("the feed thread").expect("the feed ran");
+        let ended = Instant::now();
+        let applied_per_s = (n1 - n0) / (t1 - t0).as_secs_f64();
+        // Let the decisions of what was fed arrive (at most 30 s more).
+        let mut last = (Instant::now(), p.applied());
+        while last.0.elapsed() < Duration::from_secs(1) && ended.elapsed() < Duration::from_secs(30)
+        {
+            std::thread::sleep(Duration::from_millis(200));
+            let n = p.applied();
+            if n != last.1 {
+                last = (Instant::now(), n);
+            }
+        }
+        let latency = latency(reader.finish());
+        let run = Run {
+            guarantee,
+            offered_per_s: Some(rate),
+            feed_seconds: report.seconds,
+            feed_events: report.events,
+            applied_per_s,
+            behind_seconds: last.0.saturating_duration_since(ended).as_secs_f64(),
+            latency,
+            peak_rss_mib: p.memory_mib("VmHWM"),
+            state_keys: p.metric("rallypoint_state_keys", ""),
+            state_mib: p.state_mib(),
+        };
+        p.stop();
+        println!("{}", describe(&run));
+        run
+    }
+
+    /// State growing under a steady load, then a warm restart on that state.
+    fn growth(&mut self, rate: f64, seconds: f64) -> Growth {
+        let guarantee = "exactly_once_v2";
+        let mut p = self.processor(guarantee);
+        p.start();
+        let feed = feed(p.config(), rate, seconds);
+        let mut samples = Vec::new();
+        while !feed.is_finished() {
+            samples.push((p.metric("rallypoint_state_keys", ""), p.memory_mib("VmHWM")));
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        feed.join().expect("the feed thread").expect("the feed ran");
+        std::thread::sleep(Duration::from_secs(3));
+        samples.push((p.metric("rallypoint_state_keys", ""), p.memory_mib("VmHWM")));
+        let (keys_at_end, peak_at_end) = *samples.last().expect("samples");
+        let (keys_at_tenth, peak_at_tenth) = samples
+            .iter()
+            .copied()
+            .find(|(keys, _)| *keys >= keys_at_end / 10.0)
+            .expect("the last sample qualifies");
+        p.stop();
+        let warm_restart = p.start();
+        p.stop();
+        let g = Growth {
+            guarantee,
+            offered_per_s: rate,
+            feed_seconds: seconds,
+            samples,
+            keys_at_tenth,
+            peak_rss_mib_at_tenth: peak_at_tenth,
+            keys_at_end,
+            peak_rss_mib_at_end: peak_at_end,
+            growth_share: peak_at_end / peak_at_tenth - 1.0,
+            warm_restart_seconds: warm_restart.as_secs_f64(),
+        };
+        println!(
+            "growth: {:.0} → {:.0} state keys, peak RSS {:.0} → {:.0} MiB ({:+.0} %); warm restart ready in {:.2} s",
+            g.keys_at_tenth,
+            g.keys_at_end,
+            g.peak_rss_mib_at_tenth,
+            g.peak_rss_mib_at_end,
+            g.growth_share * 100.0,
+            g.warm_restart_seconds
+        );
+        g
+    }
+}
+
+/// The simulated feed on a thread of its own.
+fn feed(
+    config: Config,
+    rate: f64,
+    seconds: f64,
+) -> std::thread::JoinHandle<anyhow::Result<simulate::Report>> {
+    let opts = simulate::Options {
+        duration: Some(Duration::from_secs_f64(seconds)),
+        ..options(rate)
+    };
+    std::thread::spawn(move || simulate::run(&config, &opts))
+}
+
+/// The feed: eight nations, all Avro, offer desks accepting 85 % of proposals.
+fn options(rate: f64) -> simulate::Options {
+    simulate::Options {
+        rate,
+        count: None,
+        duration: None,
+        nations: NATIONS.map(str::to_owned).to_vec(),
+        json_share: 0.0,
+        accept_share: 0.85,
+        seed: 7,
+        progress: false,
+    }
+}
+
+fn describe(r: &Run) -> String {
+    let offered = r
+        .offered_per_s
+        .map_or("max".to_owned(), |o| format!("{o:.0}/s"));
+    let latency = r
+        .latency
+        .as_ref()
+        .map_or("latency not measured".to_owned(), |l| {
+            format!(
+                "p50 {} ms, p99 {} ms, p99.9 {} ms ({} decisions)",
+                l.p50_ms, l.p99_ms, l.p999_ms, l.samples
+            )
+        });
+    format!(
+        "{:<16} offered {:>9}: applied {:>8.0} events/s ({:.1} s behind at the end); {latency}; peak RSS {:.0} MiB; state {:.0} keys, {:.1} MiB",
+        r.guarantee,
+        offered,
+        r.applied_per_s,
+        r.behind_seconds,
+        r.peak_rss_mib,
+        r.state_keys,
+        r.state_mib
+    )
+}
+
+fn machine(broker: &Broker) -> Machine {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let cpu = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name")?.split(':').nth(1))
+        .unwrap_or("unknown")
+        .trim()
+        .to_owned();
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let memory_gib = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kib| kib / (1024.0 * 1024.0));
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .unwrap_or_default()
+        .trim()
+        .to_owned();
+    let date = Command::new("date")
+        .args(["-u", "+%Y-%m-%dT%H:%M:%SZ"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default();
+    let version = std::fs::read_to_string(broker.dir.path().join("kafka/kafka-version"))
+        .map(|v| v.trim().to_owned())
+        .unwrap_or_else(|_| "4.x".into());
+    Machine {
+        cpu,
+        cores: std::thread::available_parallelism().map_or(0, |n| n.get()),
+        memory_gib,
+        kernel,
+        broker: format!("Apache Kafka {version}, single node, same machine, loopback"),
+        date,
+    }
+}
+
+fn targets(runs: &[Run], growth: Option<&Growth>) -> Vec<Target> {
+    let max = |g: &str| {
+        runs.iter()
+            .filter(|r| r.guarantee == g)
+            .map(|r| r.applied_per_s)
+            .fold(0.0, f64::max)
+    };
+    let (eos, alos) = (max("exactly_once_v2"), max("at_least_once"));
+    let mut out = vec![
+        Target {
+            name: "end-to-end throughput, exactly once",
+            goal: "≥ 50,000 events/s".into(),
+            measured: format!("{eos:.0} events/s"),
+            met: eos >= 50_000.0,
+        },
+        Target {
+            name: "exactly once vs at least once",
+            goal: "≥ 85 %".into(),
+            measured: format!(
+                "{:.0} % ({eos:.0} / {alos:.0} events/s)",
+                100.0 * eos / alos
+            ),
+            met: eos >= 0.85 * alos,
+        },
+    ];
+    // The fixed load nearest half the exactly-once maximum.
+    if let Some(half) = runs
+        .iter()
+        .filter(|r| r.guarantee == "exactly_once_v2" && r.offered_per_s.is_some())
+        .min_by(|a, b| {
+            let d = |r: &Run| (r.offered_per_s.unwrap_or(0.0) - eos / 2.0).abs();
+            d(a).total_cmp(&d(b))
+        })
+    {
+        let p99 = half.latency.as_ref().map_or(u32::MAX, |l| l.p99_ms);
+        out.push(Target {
+            name: "p99 latency at half the maximum load",
+            goal: "≤ 250 ms".into(),
+            measured: format!(
+                "{p99} ms at {:.0} events/s",
+                half.offered_per_s.unwrap_or(0.0)
+            ),
+            met: p99 <= 250,
+        });
+    }
+    if let Some(g) = growth {
+        out.push(Target {
+            name: "warm restart",
+            goal: "≤ 5 s".into(),
+            measured: format!("{:.2} s to ready", g.warm_restart_seconds),
+            met: g.warm_restart_seconds <= 5.0,
+        });
+        out.push(Target {
+            name: "peak memory when state grows tenfold",
+            goal: "within 10 %".into(),
+            measured: format!(
+                "{:+.0} % ({:.0} → {:.0} MiB while keys grew {:.0} → {:.0})",
+                g.growth_share * 100.0,
+                g.peak_rss_mib_at_tenth,
+                g.peak_rss_mib_at_end,
+                g.keys_at_tenth,
+                g.keys_at_end
+            ),
+            met: g.growth_share <= 0.10,
+        });
+    }
+    out
+}
+
+/// Two panels: events/s applied against offered, and latency quantiles against offered.
+fn chart(report: &Report) -> String {
+    const W: f64 = 1000.0;
+    const H: f64 = 540.0;
+    let mut svg = String::new();
+    let _ = write!(
+        svg,
+        r##"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" font-family="sans-serif" font-size="12">
+<rect width="100%" height="100%" fill="white"/>
+<text x="20" y="24" font-size="15" font-weight="bold">Rallypoint end to end: {} ({} cores), {}</text>
+"##,
+        report.machine.cpu, report.machine.cores, report.machine.date
+    );
+    let fixed: Vec<&Run> = report
+        .runs
+        .iter()
+        .filter(|r| r.offered_per_s.is_some())
+        .collect();
+    let x_max = fixed
+        .iter()
+        .filter_map(|r| r.offered_per_s)
+        .fold(1.0, f64::max)
+        * 1.1;
+    let y_max = report
+        .runs
+        .iter()
+        .map(|r| r.applied_per_s)
+        .fold(x_max, f64::max)
+        * 1.05;
+    let series = [
+        ("exactly_once_v2", "#1f6fb4", "exactly once"),
+        ("at_least_once", "#e07b00", "at least once"),
+    ];
+    // Left: throughput.
+    let (lx, ly, pw, ph) = (70.0, 60.0, 380.0, 320.0);
+    axes(&mut svg, lx, ly, pw, ph, x_max, y_max, false);
+    let _ = write!(
+        svg,
+        r##"<text x="{}" y="{}" text-anchor="middle">offered events/s</text>
+<text x="{}" y="{}" text-anchor="middle" transform="rotate(-90 {} {})">applied events/s</text>
+<text x="{lx}" y="{}" font-weight="bold">Throughput (dashed: offered; flat lines: each maximum)</text>
+<line x1="{lx}" y1="{}" x2="{}" y2="{}" stroke="#999" stroke-dasharray="4 4"/>
+"##,
+        lx + pw / 2.0,
+        ly + ph + 36.0,
+        lx - 52.0,
+        ly + ph / 2.0,
+        lx - 52.0,
+        ly + ph / 2.0,
+        ly - 10.0,
+        ly + ph,
+        lx + pw * (y_max.min(x_max) / x_max),
+        ly + ph - ph * (y_max.min(x_max) / y_max),
+    );
+    for (g, colour, _) in series {
+        let points: Vec<(f64, f64)> = fixed
+            .iter()
+            .filter(|r| r.guarantee == g)
+            .map(|r| (r.offered_per_s.unwrap_or(0.0), r.applied_per_s))
+            .collect();
+        line(&mut svg, &points, colour, |(x, y)| {
+            (lx + pw * x / x_max, ly + ph - ph * y / y_max)
+        });
+        if let Some(m) = report
+            .runs
+            .iter()
+            .find(|r| r.guarantee == g && r.offered_per_s.is_none())
+        {
+            let y = ly + ph - ph * m.applied_per_s / y_max;
+            let _ = writeln!(
+                svg,
+                r##"<line x1="{lx}" y1="{y:.1}" x2="{}" y2="{y:.1}" stroke="{colour}" stroke-width="1" opacity="0.6"/>"##,
+                lx + pw
+            );
+        }
+    }
+    // Right: latency, log scale.
+    let (rx, ry) = (560.0, 60.0);
+    let l_max = fixed
+        .iter()
+        .filter_map(|r| r.latency.as_ref().map(|l| l.p999_ms))
+        .max()
+        .unwrap_or(1000)
+        .max(300) as f64
+        * 1.5;
+    axes(&mut svg, rx, ry, pw, ph, x_max, l_max, true);
+    let log_y = |ms: f64| ry + ph - ph * (ms.max(1.0).log10() / l_max.log10());
+    let _ = write!(
+        svg,
+        r##"<text x="{}" y="{}" text-anchor="middle">offered events/s</text>
+<text x="{}" y="{}" text-anchor="middle" transform="rotate(-90 {} {})">input → read_committed decision (ms)</text>
+<text x="{rx}" y="{}" font-weight="bold">Latency p50 · p99 - - p99.9 ··· (red: 250 ms)</text>
+<line x1="{rx}" y1="{:.1}" x2="{}" y2="{:.1}" stroke="#c00" stroke-dasharray="2 3"/>
+"##,
+        rx + pw / 2.0,
+        ry + ph + 36.0,
+        rx - 52.0,
+        ry + ph / 2.0,
+        rx - 52.0,
+        ry + ph / 2.0,
+        ry - 10.0,
+        log_y(250.0),
+        rx + pw,
+        log_y(250.0),
+    );
+    for (g, colour, _) in series {
+        for (q, dash) in [(0, ""), (1, "6 4"), (2, "2 3")] {
+            let points: Vec<(f64, f64)> = fixed
+                .iter()
+                .filter(|r| r.guarantee == g)
+                .filter_map(|r| {
+                    let l = r.latency.as_ref()?;
+                    let ms = [l.p50_ms, l.p99_ms, l.p999_ms][q] as f64;
+                    Some((r.offered_per_s.unwrap_or(0.0), ms))
+                })
+                .collect();
+            let mut path = String::new();
+            line(&mut path, &points, colour, |(x, y)| {
+                (rx + pw * x / x_max, log_y(y))
+            });
+            svg.push_str(&path.replace(
+                "<polyline ",
+                &format!("<polyline stroke-dasharray=\"{dash}\" "),
+            ));
+        }
+    }
+    // Legend and targets.
+    let mut y = 440.0;
+    for (i, (_, colour, name)) in series.iter().enumerate() {
+        let x = 70.0 + 160.0 * i as f64;
+        let _ = writeln!(
+            svg,
+            r##"<rect x="{x}" y="{}" width="14" height="4" fill="{colour}"/><text x="{}" y="{y}">{name}</text>"##,
+            y - 5.0,
+            x + 20.0
+        );
+    }
+    for t in &report.targets {
+        y += 16.0;
+        let _ = writeln!(
+            svg,
+            r##"<text x="70" y="{y}" fill="{}">{} {}: {} (target {})</text>"##,
+            if t.met { "#2a7d2a" } else { "#b00" },
+            if t.met { "✓" } else { "✗" },
+            escape(t.name),
+            escape(&t.measured),
+            escape(&t.goal)
+        );
+    }
+    svg.push_str("</svg>\n");
+    svg
+}
+
+#[allow(clippy::too_many_arguments)]
+fn axes(svg: &mut String, x: f64, y: f64, w: f64, h: f64, x_max: f64, y_max: f64, log: bool) {
+    let _ = writeln!(
+        svg,
+        r##"<rect x="{x}" y="{y}" width="{w}" height="{h}" fill="none" stroke="#333"/>"##
+    );
+    for i in 0..=4 {
+        let v = x_max * i as f64 / 4.0;
+        let px = x + w * i as f64 / 4.0;
+        let _ = writeln!(
+            svg,
+            r##"<text x="{px:.1}" y="{}" text-anchor="middle">{}</text>"##,
+            y + h + 16.0,
+            thousands(v)
+        );
+    }
+    let ticks: Vec<f64> = if log {
+        [1.0, 10.0, 100.0, 1000.0, 10_000.0, 100_000.0]
+            .into_iter()
+            .filter(|t| *t <= y_max)
+            .collect()
+    } else {
+        (0..=4).map(|i| y_max * i as f64 / 4.0).collect()
+    };
+    for t in ticks {
+        let py = if log {
+            y + h - h * (t.log10() / y_max.log10())
+        } else {
+            y + h - h * t / y_max
+        };
+        let _ = writeln!(
+            svg,
+            r##"<line x1="{x}" y1="{py:.1}" x2="{}" y2="{py:.1}" stroke="#eee"/><text x="{}" y="{:.1}" text-anchor="end">{}</text>"##,
+            x + w,
+            x - 4.0,
+            py + 4.0,
+            thousands(t)
+        );
+    }
+}
+
+fn line(
+    svg: &mut String,
+    points: &[(f64, f64)],
+    colour: &str,
+    at: impl Fn((f64, f64)) -> (f64, f64),
+) {
+    let coords: Vec<String> = points
+        .iter()
+        .map(|p| {
+            let (x, y) = at(*p);
+            format!("{x:.1},{y:.1}")
+        })
+        .collect();
+    let _ = writeln!(
+        svg,
+        r##"<polyline points="{}" fill="none" stroke="{colour}" stroke-width="2"/>"##,
+        coords.join(" ")
+    );
+    for c in coords {
+        let (x, y) = c.split_once(',').unwrap_or(("0", "0"));
+        let _ = writeln!(
+            svg,
+            r##"<circle cx="{x}" cy="{y}" r="3" fill="{colour}"/>"##
+        );
+    }
+}
+
+fn thousands(v: f64) -> String {
+    if v >= 1000.0 {
+        let k = format!("{:.1}", v / 1000.0);
+        format!("{}k", k.trim_end_matches(".0"))
+    } else {
+        format!("{v:.0}")
+    }
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; a filter that names something else skips this harness.
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
+    if args
+        .iter()
+        .any(|a| !a.starts_with('-') && !"e2e".contains(a.as_str()))
+    {
+        return;
+    }
+    let out = PathBuf::from(
+        std::env::var("E2E_OUT").unwrap_or_else(|_| "target/rallypoint-bench/e2e".into()),
+    );
+    let seconds: f64 = env_or("E2E_SECONDS", 20.0_f64).max(WARM_UP + 2.0);
+    let growth_seconds: f64 = env_or("E2E_GROWTH_SECONDS", 60.0);
+    let loads: Vec<f64> = std::env::var("E2E_LOADS")
+        .unwrap_or_else(|_| "0.25,0.5,0.75,1.0".into())
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+    let mut bench = Bench {
+        broker: Broker::start(),
+        work: tempfile::tempdir().expect("a temporary folder"),
+        seconds,
+        runs: 0,
+    };
+    let backlog: u64 = env_or("E2E_BACKLOG", 100_000);
+    let mut runs = vec![
+        bench.max("exactly_once_v2", backlog),
+        bench.max("at_least_once", backlog),
+    ];
+    let eos_max = runs[0].applied_per_s;
+    for share in &loads {
+        let rate = (eos_max * share).round().max(10.0);
+        for g in ["exactly_once_v2", "at_least_once"] {
+            runs.push(bench.run(g, rate));
+        }
+    }
+    let growth = (growth_seconds > 0.0).then(|| bench.growth(eos_max / 2.0, growth_seconds));
+    let report = Report {
+        machine: machine(&bench.broker),
+        targets: targets(&runs, growth.as_ref()),
+        runs,
+        growth,
+    };
+    for t in &report.targets {
+        println!(
+            "{} {}: {} (target {})",
+            if t.met { "met    " } else { "NOT met" },
+            t.name,
+            t.measured,
+            t.goal
+        );
+    }
+    std::fs::create_dir_all(&out).expect("the report folder");
+    std::fs::write(
+        out.join("report.json"),
+        serde_json::to_string_pretty(&report).expect("JSON"),
+    )
+    .expect("report.json");
+    std::fs::write(out.join("report.svg"), chart(&report)).expect("report.svg");
+    println!(
+        "report: {}, chart: {}",
+        out.join("report.json").display(),
+        out.join("report.svg").display()
+    );
+}
