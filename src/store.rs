@@ -12,7 +12,13 @@
 //! scanned on every event and churn (keys come and go as work opens and closes), and RocksDB
 //! iterators over freshly deleted keys must step over every tombstone. Their size follows the
 //! open work, not the history, so the mirror stays small while the entities stay on disk.
+//!
+//! Values read or written lately (the open requests, incidents and offers every matching round
+//! reads) are kept in a bounded [`HotValues`] cache: a hash lookup instead of a search of the
+//! memtables and files for each of the dozen reads an event makes.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::path::Path;
 
 use rallypoint_core::state::INDEX_PREFIXES;
@@ -28,6 +34,50 @@ pub struct RocksStore {
     db: DB,
     /// Exactly the committed keys under [`INDEX_PREFIXES`].
     indexes: MemStore,
+    hot: RefCell<HotValues>,
+}
+
+/// Committed values of recently read or written keys, in two generations of at most half
+/// [`HOT_VALUE_BYTES`] each: new entries go to the young one; when it is full it becomes the
+/// old one and the previous old one is dropped; a hit in the old one moves to the young one.
+/// So what is used keeps its place, and the cache never holds more than its bound.
+#[derive(Default)]
+struct HotValues {
+    young: HashMap<Vec<u8>, Vec<u8>>,
+    old: HashMap<Vec<u8>, Vec<u8>>,
+    young_bytes: usize,
+}
+
+/// The bound of [`HotValues`], taken from what the block cache would otherwise hold.
+const HOT_VALUE_BYTES: usize = 32 << 20;
+/// What a cache entry costs besides its key and value (hash table slot, two allocations).
+const ENTRY_OVERHEAD: usize = 64;
+
+impl HotValues {
+    fn get(&mut self, key: &[u8]) -> Option<Vec<u8>> {
+        if let Some(v) = self.young.get(key) {
+            return Some(v.clone());
+        }
+        let (key, value) = self.old.remove_entry(key)?;
+        self.insert(key, value.clone());
+        Some(value)
+    }
+
+    fn insert(&mut self, key: Vec<u8>, value: Vec<u8>) {
+        let size = key.len() + value.len() + ENTRY_OVERHEAD;
+        if self.young_bytes + size > HOT_VALUE_BYTES / 2 {
+            self.old = std::mem::take(&mut self.young);
+            self.young_bytes = 0;
+        }
+        // A replaced value stays counted until the next turn: the bound holds regardless.
+        self.young_bytes += size;
+        self.young.insert(key, value);
+    }
+
+    fn forget(&mut self, key: &[u8]) {
+        self.young.remove(key);
+        self.old.remove(key);
+    }
 }
 
 fn is_index(key: &[u8]) -> bool {
@@ -38,8 +88,9 @@ fn backend(e: rocksdb::Error) -> StoreError {
     StoreError::Backend(e.into_string())
 }
 
-/// The block cache's bound: data, index and filter blocks share it.
-const BLOCK_CACHE_BYTES: usize = 64 << 20;
+/// The block cache's bound: data, index and filter blocks share it. With [`HOT_VALUE_BYTES`],
+/// 64 MiB of caches.
+const BLOCK_CACHE_BYTES: usize = 32 << 20;
 const WRITE_BUFFER_BYTES: usize = 16 << 20;
 
 impl RocksStore {
@@ -63,6 +114,7 @@ impl RocksStore {
         let mut store = Self {
             db,
             indexes: MemStore::new(),
+            hot: RefCell::new(HotValues::default()),
         };
         for prefix in INDEX_PREFIXES {
             for (k, v) in store.scan_disk(prefix, None, usize::MAX)? {
@@ -121,14 +173,11 @@ impl RocksStore {
         changelog_next: i64,
     ) -> Result<(), StoreError> {
         let mut batch = WriteBatch::default();
-        let mut index_changes = Vec::new();
-        for (k, v) in changes {
-            match &v {
-                Some(v) => batch.put(&k, v),
-                None => batch.delete(&k),
-            }
-            if is_index(&k) {
-                index_changes.push((k, v));
+        let changes: Vec<(Vec<u8>, Option<Vec<u8>>)> = changes.into_iter().collect();
+        for (k, v) in &changes {
+            match v {
+                Some(v) => batch.put(k, v),
+                None => batch.delete(k),
             }
         }
         batch.put(CHANGELOG_NEXT, changelog_next.to_be_bytes());
@@ -136,10 +185,13 @@ impl RocksStore {
         let mut opts = WriteOptions::default();
         opts.set_sync(false);
         self.db.write_opt(batch, &opts).map_err(backend)?;
-        for (k, v) in index_changes {
+        let hot = self.hot.get_mut();
+        for (k, v) in changes {
             match v {
-                Some(v) => self.indexes.put(&k, v),
-                None => self.indexes.delete(&k),
+                Some(v) if is_index(&k) => self.indexes.put(&k, v),
+                None if is_index(&k) => self.indexes.delete(&k),
+                Some(v) => hot.insert(k, v),
+                None => hot.forget(&k),
             }
         }
         Ok(())
@@ -213,7 +265,14 @@ impl Store for RocksStore {
         if is_index(key) {
             return self.indexes.get(key);
         }
-        self.db.get(key).map_err(backend)
+        if let Some(v) = self.hot.borrow_mut().get(key) {
+            return Ok(Some(v));
+        }
+        let value = self.db.get(key).map_err(backend)?;
+        if let Some(v) = &value {
+            self.hot.borrow_mut().insert(key.to_vec(), v.clone());
+        }
+        Ok(value)
     }
 
     /// Direct writes bypass the overlay and the changelog: only for tests of this store.
@@ -245,6 +304,54 @@ impl Store for RocksStore {
 mod tests {
     use super::*;
     use rallypoint_core::store::Overlay;
+
+    #[test]
+    fn reads_see_the_latest_committed_value_through_the_hot_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = RocksStore::open(dir.path()).unwrap();
+        store
+            .apply([(b"r/1".to_vec(), Some(b"one".to_vec()))], 1)
+            .unwrap();
+        assert_eq!(store.get(b"r/1").unwrap().as_deref(), Some(&b"one"[..]));
+        store
+            .apply([(b"r/1".to_vec(), Some(b"uno".to_vec()))], 2)
+            .unwrap();
+        assert_eq!(store.get(b"r/1").unwrap().as_deref(), Some(&b"uno"[..]));
+        store.apply([(b"r/1".to_vec(), None)], 3).unwrap();
+        assert_eq!(store.get(b"r/1").unwrap(), None);
+        // After a reopen (an empty cache), from RocksDB.
+        store
+            .apply([(b"r/2".to_vec(), Some(b"two".to_vec()))], 4)
+            .unwrap();
+        drop(store);
+        let store = RocksStore::open(dir.path()).unwrap();
+        assert_eq!(store.get(b"r/2").unwrap().as_deref(), Some(&b"two"[..]));
+        assert_eq!(store.get(b"r/1").unwrap(), None);
+    }
+
+    #[test]
+    fn the_hot_cache_keeps_its_bound_and_what_is_used() {
+        let mut hot = HotValues::default();
+        let value = vec![7u8; 4096];
+        hot.insert(b"kept".to_vec(), value.clone());
+        for i in 0..40_000u32 {
+            hot.insert(format!("k/{i}").into_bytes(), value.clone());
+            // Used all along: it moves to the young generation before the old one goes.
+            assert!(hot.get(b"kept").is_some(), "lost after {i} inserts");
+            if i % 500 != 0 {
+                continue;
+            }
+            let bytes: usize = hot
+                .young
+                .iter()
+                .chain(hot.old.iter())
+                .map(|(k, v)| k.len() + v.len() + ENTRY_OVERHEAD)
+                .sum();
+            assert!(bytes <= HOT_VALUE_BYTES, "{bytes} bytes held");
+        }
+        // 160 MiB went in: the first ones are gone.
+        assert!(hot.get(b"k/0").is_none());
+    }
 
     #[test]
     fn overlay_changes_reach_rocksdb_only_when_applied_with_their_offset() {

@@ -353,6 +353,12 @@ fn at_least_once_works_without_transactions() {
         Capability::Forensics,
         1,
     ));
+    assert_eq!(
+        h.read("rrc.internal.journal", 1, WAIT).len(),
+        1,
+        "the offer journaled first\n{}",
+        h.log()
+    );
     h.ask_for_help(
         &mut clock,
         ("EST", "I1", "R1"),

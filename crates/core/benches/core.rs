@@ -1,5 +1,9 @@
 //! The fold's throughput on the in-memory store: `cargo bench -p rallypoint-core --bench core`.
 
+// The allocator the processor runs with (src/main.rs).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use rallypoint_core::picture::Tallies;
 use rallypoint_core::sample;

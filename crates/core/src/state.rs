@@ -130,41 +130,66 @@ pub struct Assignment {
     pub respond_by: i64,
 }
 
+/// `parts` one after the other. Keys are built many times per event: this costs a fraction of
+/// `format!`.
+fn key(parts: &[&[u8]]) -> Vec<u8> {
+    parts.concat()
+}
+
+/// `v` as 16 lowercase hex digits, as `format!("{v:016x}")`.
+fn hex16(v: u64) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    for (i, digit) in out.iter_mut().enumerate() {
+        *digit = b"0123456789abcdef"[((v >> (60 - 4 * i)) & 0xf) as usize];
+    }
+    out
+}
+
 pub fn incident_key(id: &str) -> Vec<u8> {
-    format!("i/{id}").into_bytes()
+    key(&[b"i/", id.as_bytes()])
 }
 
 pub fn request_key(id: &str) -> Vec<u8> {
-    format!("r/{id}").into_bytes()
+    key(&[b"r/", id.as_bytes()])
 }
 
 pub fn offer_key(id: &str) -> Vec<u8> {
-    format!("o/{id}").into_bytes()
+    key(&[b"o/", id.as_bytes()])
 }
 
 pub fn assignment_key(id: &str) -> Vec<u8> {
-    format!("a/{id}").into_bytes()
+    key(&[b"a/", id.as_bytes()])
 }
 
 pub fn seen_key(event_id: &str) -> Vec<u8> {
-    format!("e/{event_id}").into_bytes()
+    key(&[b"e/", event_id.as_bytes()])
 }
 
 pub fn offers_prefix(c: Capability) -> Vec<u8> {
-    format!("c/{}/", c.as_str()).into_bytes()
+    key(&[b"c/", c.as_str().as_bytes(), b"/"])
 }
 
 pub fn offer_index_key(c: Capability, offer_id: &str) -> Vec<u8> {
-    format!("c/{}/{offer_id}", c.as_str()).into_bytes()
+    key(&[b"c/", c.as_str().as_bytes(), b"/", offer_id.as_bytes()])
 }
 
 pub fn waiting_prefix(c: Capability) -> Vec<u8> {
-    format!("w/{}/", c.as_str()).into_bytes()
+    key(&[b"w/", c.as_str().as_bytes(), b"/"])
 }
 
 /// Waiting-need key: ascending order is best rank first (see [`crate::rank`]).
 pub fn waiting_key(c: Capability, rank: &str, request_id: &str, need: u8) -> Vec<u8> {
-    format!("w/{}/{rank}/{request_id}/{need:03}", c.as_str()).into_bytes()
+    let need = [b'0' + need / 100, b'0' + need / 10 % 10, b'0' + need % 10];
+    key(&[
+        b"w/",
+        c.as_str().as_bytes(),
+        b"/",
+        rank.as_bytes(),
+        b"/",
+        request_id.as_bytes(),
+        b"/",
+        &need,
+    ])
 }
 
 pub const DEADLINES: &[u8] = b"d/";
@@ -185,11 +210,12 @@ pub fn timed(prefix: &[u8], at: i64, id: &str) -> Vec<u8> {
 }
 
 pub fn total_key(scope: &str) -> Vec<u8> {
-    format!("p/{scope}/t").into_bytes()
+    key(&[b"p/", scope.as_bytes(), b"/t"])
 }
 
 pub fn window_key(scope: &str, size: i64, start: i64) -> Vec<u8> {
-    format!("p/{scope}/w/{:016x}/{:016x}", size.max(0), start.max(0)).into_bytes()
+    let (size, start) = (hex16(size.max(0) as u64), hex16(start.max(0) as u64));
+    key(&[b"p/", scope.as_bytes(), b"/w/", &size, b"/", &start])
 }
 
 /// (scope, window size, window start) of a tally key; size 0 for a running total.
@@ -206,19 +232,19 @@ pub fn parse_tally_key(key: &[u8]) -> Option<(String, i64, i64)> {
 }
 
 pub fn posting_key(indicator: &str) -> Vec<u8> {
-    format!("x/{indicator}").into_bytes()
+    key(&[b"x/", indicator.as_bytes()])
 }
 
 pub fn incident_indicators_key(incident: &str) -> Vec<u8> {
-    format!("v/{incident}").into_bytes()
+    key(&[b"v/", incident.as_bytes()])
 }
 
 pub fn membership_key(incident: &str) -> Vec<u8> {
-    format!("g/{incident}").into_bytes()
+    key(&[b"g/", incident.as_bytes()])
 }
 
 pub fn campaign_key(id: &str) -> Vec<u8> {
-    format!("k/{id}").into_bytes()
+    key(&[b"k/", id.as_bytes()])
 }
 
 /// The incidents one indicator value links. Past the fan-out cap the list is dropped and the
@@ -277,9 +303,7 @@ pub fn opening_key(at: i64, offer_id: &str) -> Vec<u8> {
 
 fn timed_key(prefix: &[u8], at: i64, id: &str) -> Vec<u8> {
     // Stream times are validated positive, so hex of the u64 sorts numerically.
-    let mut key = prefix.to_vec();
-    key.extend_from_slice(format!("{:016x}/{id}", at.max(0) as u64).as_bytes());
-    key
+    key(&[prefix, &hex16(at.max(0) as u64), b"/", id.as_bytes()])
 }
 
 /// Parses the time out of a `d/` or `t/` key.
@@ -436,6 +460,38 @@ mod tests {
         let late = deadline_key(1_700_000_000_001, "A-1");
         assert!(early < late);
         assert_eq!(deadline_of(&early), Some(1_700_000_000_000));
+    }
+
+    /// The keys of states written by earlier versions: built without `format!` now, the same
+    /// bytes.
+    #[test]
+    fn keys_are_the_bytes_earlier_versions_wrote() {
+        for (t, id) in [
+            (0i64, "A"),
+            (1_800_000_000_123, "A-1/x"),
+            (-5, ""),
+            (i64::MAX, "é"),
+        ] {
+            let hex = format!("{:016x}", t.max(0) as u64);
+            assert_eq!(deadline_key(t, id), format!("d/{hex}/{id}").into_bytes());
+            assert_eq!(opening_key(t, id), format!("t/{hex}/{id}").into_bytes());
+            assert_eq!(
+                window_key(id, t, t / 2),
+                format!("p/{id}/w/{hex}/{:016x}", (t / 2).max(0)).into_bytes()
+            );
+        }
+        for need in [0u8, 7, 42, 255] {
+            assert_eq!(
+                waiting_key(Capability::IcsOt, "1:2", "R-1", need),
+                format!("w/{}/1:2/R-1/{need:03}", Capability::IcsOt.as_str()).into_bytes()
+            );
+        }
+        assert_eq!(total_key("nation/EST"), b"p/nation/EST/t".to_vec());
+        assert_eq!(seen_key("e1"), b"e/e1".to_vec());
+        assert_eq!(
+            offer_index_key(Capability::Forensics, "O-1"),
+            format!("c/{}/O-1", Capability::Forensics.as_str()).into_bytes()
+        );
     }
 
     #[test]
