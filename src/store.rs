@@ -109,6 +109,9 @@ impl RocksStore {
         opts.set_block_based_table_factory(&table);
         // Two memtables of this size at most: with the block cache, the bound on memory.
         opts.set_write_buffer_size(WRITE_BUFFER_BYTES);
+        // The same for the memtables: a new event id is looked up on every event, and missed.
+        opts.set_memtable_whole_key_filtering(true);
+        opts.set_memtable_prefix_bloom_ratio(0.02);
         opts.set_max_write_buffer_number(2);
         let db = DB::open(&opts, dir).map_err(backend)?;
         let mut store = Self {
