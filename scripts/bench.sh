@@ -9,7 +9,7 @@
 #         report.svg to E2E_OUT (default benches/results), and prints each target met or not.
 #   all   both (the default)
 #
-# E2E_SECONDS, E2E_LOADS, E2E_BACKLOG, E2E_GROWTH_SECONDS tune the e2e runs (see benches/e2e.rs).
+# E2E_SECONDS, E2E_LOADS, E2E_BACKLOG, E2E_GROWTH_BASE tune the e2e runs (see benches/e2e.rs).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 what="${1:-all}"
