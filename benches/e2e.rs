@@ -379,7 +379,34 @@ struct Growth {
     /// Peak RSS at the end over peak RSS at a tenth of the state, minus one.
     growth_share: f64,
     state_mib_at_end: f64,
+    memory_at_tenth: Memory,
+    memory_at_end: Memory,
     warm_restart_seconds: f64,
+}
+
+/// Where the processor's memory goes, from its metrics, in MiB (index keys as a count).
+#[derive(Clone, Debug, Serialize)]
+struct Memory {
+    rss_mib: f64,
+    block_cache_mib: f64,
+    memtables_mib: f64,
+    table_readers_mib: f64,
+    hot_cache_mib: f64,
+    index_keys: f64,
+}
+
+impl Memory {
+    fn of(p: &Processor) -> Self {
+        let mib = |name: &str| p.metric(name, "") / (1024.0 * 1024.0);
+        Self {
+            rss_mib: p.memory_mib("VmRSS"),
+            block_cache_mib: mib("rallypoint_rocksdb_block_cache_usage_bytes"),
+            memtables_mib: mib("rallypoint_rocksdb_memtable_bytes"),
+            table_readers_mib: mib("rallypoint_rocksdb_table_readers_bytes"),
+            hot_cache_mib: mib("rallypoint_state_hot_cache_bytes"),
+            index_keys: p.metric("rallypoint_state_index_keys", ""),
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -561,6 +588,7 @@ impl Bench {
             )
         };
         let (keys_at_tenth, peak_at_tenth, applied) = wait_for(&p, fed.events as f64);
+        let memory_at_tenth = Memory::of(&p);
         let more = simulate::run(
             &p.config(),
             &simulate::Options {
@@ -571,6 +599,7 @@ impl Bench {
         )
         .expect("the feed ran");
         let (keys_at_end, peak_at_end, _) = wait_for(&p, applied + more.events as f64);
+        let memory_at_end = Memory::of(&p);
         p.stop();
         let warm_restart = p.start();
         p.stop();
@@ -585,6 +614,8 @@ impl Bench {
             peak_rss_mib_at_end: peak_at_end,
             growth_share: peak_at_end / peak_at_tenth - 1.0,
             state_mib_at_end: p.state_mib(),
+            memory_at_tenth,
+            memory_at_end,
             warm_restart_seconds: warm_restart.as_secs_f64(),
         };
         println!(
@@ -596,6 +627,10 @@ impl Bench {
             g.peak_rss_mib_at_end,
             g.growth_share * 100.0,
             g.warm_restart_seconds
+        );
+        println!(
+            "  memory at a tenth: {:?}\n  memory at the end: {:?}",
+            g.memory_at_tenth, g.memory_at_end
         );
         g
     }

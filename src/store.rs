@@ -74,6 +74,15 @@ impl HotValues {
         self.young.insert(key, value);
     }
 
+    /// What the entries cost, about.
+    fn bytes(&self) -> usize {
+        self.young
+            .iter()
+            .chain(self.old.iter())
+            .map(|(k, v)| k.len() + v.len() + ENTRY_OVERHEAD)
+            .sum()
+    }
+
     fn forget(&mut self, key: &[u8]) {
         self.young.remove(key);
         self.old.remove(key);
@@ -219,6 +228,10 @@ impl RocksStore {
             delayed_write_rate: int("rocksdb.actual-delayed-write-rate"),
             write_delays: stall_count(&stalls, "total-delays"),
             write_stops: stall_count(&stalls, "total-stops"),
+            memtable_bytes: int("rocksdb.cur-size-all-mem-tables"),
+            table_readers_bytes: int("rocksdb.estimate-table-readers-mem"),
+            index_keys: self.indexes.len() as u64,
+            hot_value_bytes: self.hot.borrow().bytes() as u64,
         }
     }
 
@@ -249,6 +262,15 @@ pub struct StoreFigures {
     pub write_delays: u64,
     /// Times writes were stopped since the store was opened.
     pub write_stops: u64,
+    /// Bytes of the memtables (at most two of 16 MiB).
+    pub memtable_bytes: u64,
+    /// Bytes the SST files' readers hold outside the block cache (bloom filters, indexes):
+    /// memory that grows with the state on disk.
+    pub table_readers_bytes: u64,
+    /// Keys of the open-work indexes, kept in memory: they grow with the open work.
+    pub index_keys: u64,
+    /// Bytes of the hot committed values cache (bounded).
+    pub hot_value_bytes: u64,
 }
 
 /// `key`'s count in the `rocksdb.cf-write-stall-stats` text, which reads
@@ -344,12 +366,7 @@ mod tests {
             if i % 500 != 0 {
                 continue;
             }
-            let bytes: usize = hot
-                .young
-                .iter()
-                .chain(hot.old.iter())
-                .map(|(k, v)| k.len() + v.len() + ENTRY_OVERHEAD)
-                .sum();
+            let bytes = hot.bytes();
             assert!(bytes <= HOT_VALUE_BYTES, "{bytes} bytes held");
         }
         // 160 MiB went in: the first ones are gone.

@@ -207,6 +207,10 @@ fn prometheus_scrapes_the_processor_and_counts_exactly_the_records_fed() {
         "rallypoint_rocksdb_live_sst_bytes",
         "rallypoint_rocksdb_write_stopped",
         "rallypoint_rocksdb_delayed_write_rate_bytes_per_second",
+        "rallypoint_rocksdb_memtable_bytes",
+        "rallypoint_rocksdb_table_readers_bytes",
+        "rallypoint_state_index_keys",
+        "rallypoint_state_hot_cache_bytes",
     ] {
         let q = format!(r#"{gauge}{{job="rallypoint", store="coordinator"}}"#);
         assert!(prom.query_one(&q).is_some(), "{q} is not scraped");

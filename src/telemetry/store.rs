@@ -15,6 +15,10 @@ pub struct StoreGauges {
     write_stopped: IntGaugeVec,
     delayed_write_rate: IntGaugeVec,
     write_stalls: IntCounterVec,
+    memtables: IntGaugeVec,
+    table_readers: IntGaugeVec,
+    index_keys: IntGaugeVec,
+    hot_values: IntGaugeVec,
 }
 
 fn gauge(reg: &Registry, name: &str, help: &str) -> IntGaugeVec {
@@ -69,6 +73,28 @@ impl StoreGauges {
                 "The rate RocksDB limits writes to while it delays them; 0 when it does not.",
             ),
             write_stalls,
+            memtables: gauge(
+                reg,
+                "rallypoint_rocksdb_memtable_bytes",
+                "Bytes of the state store's memtables (bounded).",
+            ),
+            table_readers: gauge(
+                reg,
+                "rallypoint_rocksdb_table_readers_bytes",
+                "Bytes RocksDB's SST readers hold outside the block cache (bloom filters, \
+                 indexes); grows with the state on disk.",
+            ),
+            index_keys: gauge(
+                reg,
+                "rallypoint_state_index_keys",
+                "Keys of the open-work indexes (waiting needs, free offers, deadlines, \
+                 schedules), kept in memory.",
+            ),
+            hot_values: gauge(
+                reg,
+                "rallypoint_state_hot_cache_bytes",
+                "Bytes of the cache of recently used committed state values (bounded).",
+            ),
         }
     }
 
@@ -85,6 +111,10 @@ impl StoreGauges {
         set(&self.live_sst, f.live_sst_bytes);
         set(&self.write_stopped, u64::from(f.write_stopped));
         set(&self.delayed_write_rate, f.delayed_write_rate);
+        set(&self.memtables, f.memtable_bytes);
+        set(&self.table_readers, f.table_readers_bytes);
+        set(&self.index_keys, f.index_keys);
+        set(&self.hot_values, f.hot_value_bytes);
         for (condition, count) in [("delayed", f.write_delays), ("stopped", f.write_stops)] {
             let c = self.write_stalls.with_label_values(&[store, condition]);
             c.inc_by(count.saturating_sub(c.get()));
@@ -126,7 +156,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = written_store(dir.path(), 5_000);
         store.flush().unwrap();
-        // Reads from an SST file go through the block cache.
+        // Reopened, with the hot values cache empty: reads from an SST file go through the
+        // block cache (and then into the hot cache).
+        drop(store);
+        let store = RocksStore::open(dir.path()).unwrap();
         assert_eq!(store.get(b"k/004321").unwrap(), Some(vec![7u8; 100]));
         let reg = Registry::new();
         let gauges = StoreGauges::register(&reg);
@@ -141,6 +174,15 @@ mod tests {
         let cache = of("rallypoint_rocksdb_block_cache_usage_bytes").unwrap();
         assert!(cache > 0.0 && cache < 64.0 * 1024.0 * 1024.0, "{cache}");
         assert_eq!(of("rallypoint_rocksdb_pending_compaction_bytes"), Some(0.0));
+        let readers = of("rallypoint_rocksdb_table_readers_bytes").unwrap();
+        assert!(readers > 0.0 && readers < 1_000_000.0, "{readers}");
+        let hot = of("rallypoint_state_hot_cache_bytes").unwrap();
+        assert!(
+            (100.0..10_000.0).contains(&hot),
+            "one value read: {hot} bytes"
+        );
+        assert_eq!(of("rallypoint_state_index_keys"), Some(0.0));
+        assert!(of("rallypoint_rocksdb_memtable_bytes").is_some());
         assert_eq!(of("rallypoint_rocksdb_write_stopped"), Some(0.0));
         assert_eq!(
             of("rallypoint_rocksdb_delayed_write_rate_bytes_per_second"),
