@@ -131,8 +131,8 @@ pub fn consumer_config(config: &Config, group: &str) -> ClientConfig {
         // A read_committed fetch that found only uncommitted records waits this long before the
         // broker answers again, even when the transaction commits meanwhile: keep it short.
         .set("fetch.wait.max.ms", "10")
-        // What librdkafka fetches ahead, per partition (64 MiB by default): bounded, so that a
-        // backlog in the input costs little memory.
+        // What librdkafka fetches ahead into the consumer's queue (64 MiB by default):
+        // bounded, so that a backlog in the input costs little memory.
         .set("queued.max.messages.kbytes", "4096");
     c
 }
