@@ -46,6 +46,8 @@ struct HotValues {
     young: HashMap<Vec<u8>, Vec<u8>>,
     old: HashMap<Vec<u8>, Vec<u8>>,
     young_bytes: usize,
+    /// What the old generation counted when it turned old.
+    old_bytes: usize,
 }
 
 /// The bound of [`HotValues`], taken from what the block cache would otherwise hold.
@@ -67,14 +69,21 @@ impl HotValues {
         let size = key.len() + value.len() + ENTRY_OVERHEAD;
         if self.young_bytes + size > HOT_VALUE_BYTES / 2 {
             self.old = std::mem::take(&mut self.young);
-            self.young_bytes = 0;
+            self.old_bytes = std::mem::take(&mut self.young_bytes);
         }
         // A replaced value stays counted until the next turn: the bound holds regardless.
         self.young_bytes += size;
         self.young.insert(key, value);
     }
 
-    /// What the entries cost, about.
+    /// An upper bound of what the entries cost, kept as they come: what left a generation
+    /// stays counted until it turns. For the metrics, read every few seconds.
+    fn counted(&self) -> usize {
+        self.young_bytes + self.old_bytes
+    }
+
+    /// What the entries cost, about, entry by entry.
+    #[cfg(test)]
     fn bytes(&self) -> usize {
         self.young
             .iter()
@@ -231,7 +240,7 @@ impl RocksStore {
             memtable_bytes: int("rocksdb.cur-size-all-mem-tables"),
             table_readers_bytes: int("rocksdb.estimate-table-readers-mem"),
             index_keys: self.indexes.len() as u64,
-            hot_value_bytes: self.hot.borrow().bytes() as u64,
+            hot_value_bytes: self.hot.borrow().counted() as u64,
         }
     }
 
