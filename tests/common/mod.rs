@@ -484,21 +484,7 @@ pub fn read_committed(topic: &str, want: usize, timeout: Duration) -> Vec<Record
 
 /// Every committed record of every partition of `topic`, up to each partition's end.
 pub fn read_to_end(bootstrap: &str, topic: &str) -> Vec<Record> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", format!("test-reader-{}", uuid::Uuid::new_v4()))
-        .set("isolation.level", "read_committed")
-        .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "true")
-        .create()
-        .unwrap();
-    let partitions = partitions_of(&consumer, topic);
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..partitions {
-        tpl.add_partition_offset(topic, p, Offset::Beginning)
-            .unwrap();
-    }
-    consumer.assign(&tpl).unwrap();
+    let (consumer, partitions) = reader_from_start(bootstrap, topic, true);
     let mut at_end = std::collections::BTreeSet::new();
     let mut out = Vec::new();
     let started = Instant::now();
@@ -516,6 +502,27 @@ pub fn read_to_end(bootstrap: &str, topic: &str) -> Vec<Record> {
         }
     }
     out
+}
+
+/// A `read_committed` consumer of every partition of `topic` from its start, and how many
+/// partitions it has; `eof`: partition ends are reported.
+fn reader_from_start(bootstrap: &str, topic: &str, eof: bool) -> (BaseConsumer, i32) {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", format!("test-reader-{}", uuid::Uuid::new_v4()))
+        .set("isolation.level", "read_committed")
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", eof.to_string())
+        .create()
+        .unwrap();
+    let partitions = partitions_of(&consumer, topic);
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&tpl).unwrap();
+    (consumer, partitions)
 }
 
 fn record(m: &rdkafka::message::BorrowedMessage<'_>) -> Record {
@@ -542,20 +549,7 @@ pub fn read_committed_at(
     want: usize,
     timeout: Duration,
 ) -> Vec<Record> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", format!("test-reader-{}", uuid::Uuid::new_v4()))
-        .set("isolation.level", "read_committed")
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    let partitions = partitions_of(&consumer, topic);
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..partitions {
-        tpl.add_partition_offset(topic, p, Offset::Beginning)
-            .unwrap();
-    }
-    consumer.assign(&tpl).unwrap();
+    let (consumer, _) = reader_from_start(bootstrap, topic, false);
     let started = Instant::now();
     let mut out = Vec::new();
     while out.len() < want && started.elapsed() < timeout {
