@@ -10,7 +10,9 @@
 //!   first to its last (the coordinator's `rallypoint_records_in_total`). Without a feed
 //!   running at the same time, the processor has the machine to itself but for the broker;
 //! - **fixed offered loads** (`E2E_LOADS`, shares of the exactly-once maximum, the same
-//!   events/s for both guarantees): the events/s applied, and the latency from each input
+//!   events/s for both guarantees): input events offered are the feed's and the offer desks'
+//!   answers to decisions (about 1.2 per feed event), the unit of the maximum, so the feed
+//!   runs at the share over that ratio. It measures the events/s applied, and the latency from each input
 //!   record's timestamp to the moment a `read_committed` consumer of the coalition's decisions
 //!   holds a decision it led to (the decision's `rp.input_ts` header), as p50, p99 and p99.9;
 //! - peak RSS (VmHWM) of the processor and its state (keys, bytes on disk) after every run;
@@ -21,7 +23,8 @@
 //!
 //! A first, unmeasured run warms the broker's JVM up. It writes `report.json` and `report.svg`
 //! (a chart) to `E2E_OUT` (default `target/rallypoint-bench/e2e`; `scripts/bench.sh` passes
-//! `benches/results`). `E2E_SECONDS` sets each run's feed time (default 20).
+//! `benches/results`). `E2E_SECONDS` sets each run's feed time (default 20); `E2E_TRACE`, a
+//! folder, receives each fixed load's latency samples as CSV.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -258,7 +261,8 @@ impl Drop for Processor {
 /// measures them all, at half the cost to the machine under test.
 struct LatencyReader {
     stop: Arc<AtomicBool>,
-    samples: Arc<Mutex<Vec<u32>>>,
+    /// (input timestamp, milliseconds to arrival) of every decision read.
+    samples: Arc<Mutex<Vec<(i64, u32)>>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -294,7 +298,7 @@ impl LatencyReader {
                             std::str::from_utf8(h.value?).ok()?.parse::<i64>().ok()
                         });
                         if let Some(ts) = input_ts {
-                            local.push((now - ts).clamp(0, u32::MAX as i64) as u32);
+                            local.push((ts, (now - ts).clamp(0, u32::MAX as i64) as u32));
                         }
                     }
                     if local.len() >= 4096 {
@@ -313,7 +317,7 @@ impl LatencyReader {
         }
     }
 
-    fn finish(mut self) -> Vec<u32> {
+    fn finish(mut self) -> Vec<(i64, u32)> {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
@@ -349,7 +353,10 @@ fn latency(mut ms: Vec<u32>) -> Option<Latency> {
 #[derive(Clone, Debug, Serialize)]
 struct Run {
     guarantee: &'static str,
-    /// Offered feed events/s; `None`: the maximum, from a backlog.
+    /// The feed's own rate, events/s; `None`: the maximum, from a backlog.
+    feed_per_s: Option<f64>,
+    /// Input events offered per second: the feed's and the offer desks' answers to the
+    /// decisions (about 1.2 per feed event), in the unit of the maximum; `None`: the maximum.
     offered_per_s: Option<f64>,
     feed_seconds: f64,
     feed_events: u64,
@@ -493,6 +500,7 @@ impl Bench {
         let (last_at, last_n) = samples.last().copied().unwrap_or(first);
         let seconds = (last_at - first.0).as_secs_f64().max(1e-3);
         let measured = Measured {
+            feed_per_s: None,
             offered_per_s: None,
             applied_per_s: (last_n - first.1) / seconds,
             behind_seconds: 0.0,
@@ -501,7 +509,8 @@ impl Bench {
         finish(p, guarantee, &fed, measured)
     }
 
-    /// A fixed load: the feed at `rate` events/s for the run's seconds.
+    /// A fixed load: the feed at `rate` events/s for the run's seconds, the offer desks
+    /// answering.
     fn run(&mut self, guarantee: &'static str, rate: f64) -> Run {
         let mut p = self.processor(guarantee);
         p.start();
@@ -510,6 +519,7 @@ impl Bench {
         let seconds = self.seconds;
         let feed = feed(config, rate, seconds);
         std::thread::sleep(Duration::from_secs_f64(WARM_UP));
+        let warm_from_ms = now_ms();
         let (t0, n0) = (Instant::now(), p.applied());
         std::thread::sleep(Duration::from_secs_f64(seconds - WARM_UP));
         let (t1, n1) = (Instant::now(), p.applied());
@@ -527,10 +537,18 @@ impl Bench {
             }
         }
         let measured = Measured {
-            offered_per_s: Some(rate),
+            feed_per_s: Some(rate),
+            offered_per_s: Some((report.events + report.responses) as f64 / seconds),
             applied_per_s,
             behind_seconds: last.0.saturating_duration_since(ended).as_secs_f64(),
-            latency: latency(reader.finish()),
+            // Decisions on inputs of the warm-up do not count, as its events do not.
+            latency: latency(
+                trace(reader.finish(), guarantee, rate)
+                    .into_iter()
+                    .filter(|(ts, _)| *ts >= warm_from_ms)
+                    .map(|(_, ms)| ms)
+                    .collect(),
+            ),
         };
         finish(p, guarantee, &report, measured)
     }
@@ -621,6 +639,7 @@ impl Bench {
 
 /// What a run measured while it ran.
 struct Measured {
+    feed_per_s: Option<f64>,
     offered_per_s: Option<f64>,
     applied_per_s: f64,
     behind_seconds: f64,
@@ -631,6 +650,7 @@ struct Measured {
 fn finish(mut p: Processor, guarantee: &'static str, fed: &simulate::Report, m: Measured) -> Run {
     let run = Run {
         guarantee,
+        feed_per_s: m.feed_per_s,
         offered_per_s: m.offered_per_s,
         feed_seconds: fed.seconds,
         feed_events: fed.events,
@@ -780,8 +800,9 @@ fn targets(runs: &[Run], growth: Option<&Growth>) -> Vec<Target> {
             name: "p99 latency at half the maximum load",
             goal: "≤ 250 ms".into(),
             measured: format!(
-                "{p99} ms at {:.0} events/s",
-                half.offered_per_s.unwrap_or(0.0)
+                "{p99} ms at {:.0} input events/s offered ({:.0} applied)",
+                half.offered_per_s.unwrap_or(0.0),
+                half.applied_per_s
             ),
             met: p99 <= 250,
         });
@@ -848,7 +869,7 @@ fn chart(report: &Report) -> String {
     axes(&mut svg, lx, ly, pw, ph, x_max, y_max, false);
     let _ = write!(
         svg,
-        r##"<text x="{}" y="{}" text-anchor="middle">offered events/s</text>
+        r##"<text x="{}" y="{}" text-anchor="middle">offered input events/s (feed and answers)</text>
 <text x="{}" y="{}" text-anchor="middle" transform="rotate(-90 {} {})">applied events/s</text>
 <text x="{lx}" y="{}" font-weight="bold">Throughput (dashed: offered; flat lines: each maximum)</text>
 <line x1="{lx}" y1="{}" x2="{}" y2="{}" stroke="#999" stroke-dasharray="4 4"/>
@@ -895,7 +916,7 @@ fn chart(report: &Report) -> String {
     let log_y = |ms: f64| ry + ph - ph * (ms.max(1.0).log10() / l_max.log10());
     let _ = write!(
         svg,
-        r##"<text x="{}" y="{}" text-anchor="middle">offered events/s</text>
+        r##"<text x="{}" y="{}" text-anchor="middle">offered input events/s (feed and answers)</text>
 <text x="{}" y="{}" text-anchor="middle" transform="rotate(-90 {} {})">input → read_committed decision (ms)</text>
 <text x="{rx}" y="{}" font-weight="bold">Latency p50 · p99 - - p99.9 ··· (red: 250 ms)</text>
 <line x1="{rx}" y1="{:.1}" x2="{}" y2="{:.1}" stroke="#c00" stroke-dasharray="2 3"/>
@@ -1084,10 +1105,21 @@ fn main() {
         }
     }
     let eos_max = maximum(&runs, "exactly_once_v2");
+    // A load is a share of the maximum in input events; the offer desks add their answers to
+    // the feed's events. How many they add is learnt from the first, lightest load (a loaded
+    // machine answers fewer in time); 1.2 answers per feed event until then.
+    let mut inputs_per_feed_event = None;
     for share in &loads {
-        let rate = (eos_max * share).round().max(10.0);
+        let ratio = inputs_per_feed_event.unwrap_or(2.2);
+        let rate = (eos_max * share / ratio).round().max(10.0);
         for g in ["exactly_once_v2", "at_least_once"] {
-            runs.push(bench.run(g, rate));
+            let run = bench.run(g, rate);
+            if let (None, Some(offered), Some(feed)) =
+                (inputs_per_feed_event, run.offered_per_s, run.feed_per_s)
+            {
+                inputs_per_feed_event = Some(offered / feed);
+            }
+            runs.push(run);
         }
     }
     let growth = (growth_base > 0).then(|| bench.growth(growth_base));
@@ -1118,4 +1150,20 @@ fn main() {
         out.join("report.json").display(),
         out.join("report.svg").display()
     );
+}
+
+/// With `E2E_TRACE` set to a folder, writes a run's latency samples there as CSV (input
+/// timestamp in ms, latency in ms), to find when the slow ones came.
+fn trace(samples: Vec<(i64, u32)>, guarantee: &str, feed_per_s: f64) -> Vec<(i64, u32)> {
+    if let Ok(dir) = std::env::var("E2E_TRACE") {
+        let mut csv = String::from("input_ts_ms,latency_ms\n");
+        for (ts, ms) in &samples {
+            let _ = writeln!(csv, "{ts},{ms}");
+        }
+        let path = Path::new(&dir).join(format!("latency-{guarantee}-{feed_per_s:.0}.csv"));
+        if let Err(e) = std::fs::write(&path, csv) {
+            eprintln!("E2E_TRACE: cannot write {}: {e}", path.display());
+        }
+    }
+    samples
 }

@@ -45,6 +45,7 @@ pub struct Options {
 #[derive(Debug, Default)]
 pub struct Report {
     pub events: u64,
+    /// Events the offer desks sent: answers to proposals and completions.
     pub responses: u64,
     pub seconds: f64,
 }
@@ -434,6 +435,7 @@ fn respond(
             Ok(Decision::AssignmentConfirmed(c)) if feed.rng.random_bool(0.5) => {
                 let env = feed.envelope(&c.provider_nation);
                 sender.send(&sample::completed(env, &c.assignment_id))?;
+                answered.fetch_add(1, Ordering::SeqCst);
                 continue;
             }
             _ => continue,
