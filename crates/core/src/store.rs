@@ -195,7 +195,14 @@ impl<B: Store> Store for Layered<'_, B> {
     }
 
     fn delete(&mut self, key: &[u8]) {
-        self.overlay.changes.insert(key.to_vec(), None);
+        // A key the base does not hold needs no deletion, only to leave the pending changes:
+        // one made and removed within this batch (a time index's entries often are), or never
+        // there. Its owner then writes no tombstone for it to the changelog or to the base.
+        if let Ok(None) = self.base.get(key) {
+            self.overlay.changes.remove(key);
+        } else {
+            self.overlay.changes.insert(key.to_vec(), None);
+        }
     }
 
     fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<KeyValue>, StoreError> {
@@ -345,6 +352,13 @@ mod tests {
             }
             prop_assert_eq!(&paged, &expected.scan_prefix(b"b/").unwrap());
             prop_assert_eq!(view.scan_prefix(b"b/").unwrap(), paged);
+            for (p, i, _) in &changes {
+                prop_assert_eq!(view.get(&key(*p, *i)).unwrap(), expected.get(&key(*p, *i)).unwrap());
+            }
+            // Deletions pending only for keys the base holds: no needless tombstones.
+            for (k, change) in overlay.iter() {
+                prop_assert!(change.is_some() || base.get(k).unwrap().is_some());
+            }
         }
     }
 
