@@ -3,6 +3,7 @@
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 
 use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::producer::{DeliveryResult, ProducerContext};
 use rdkafka::{ClientContext, Statistics};
@@ -115,11 +116,13 @@ impl ConsumerContext for StageContext {
     }
 }
 
-/// Context of a transactional producer: tracks the changelog offsets it wrote, and failures.
+/// Context of a transactional producer: tracks the changelog offsets it wrote, failures, and
+/// whether it ever lost every broker connection.
 pub struct ProducerState {
     pub changelog_topic: String,
     pub last_changelog_offset: AtomicI64,
     pub failed: AtomicU64,
+    pub brokers_lost: AtomicBool,
 }
 
 impl ProducerState {
@@ -128,11 +131,19 @@ impl ProducerState {
             changelog_topic,
             last_changelog_offset: AtomicI64::new(-1),
             failed: AtomicU64::new(0),
+            brokers_lost: AtomicBool::new(false),
         }
     }
 }
 
-impl ClientContext for ProducerState {}
+impl ClientContext for ProducerState {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if let KafkaError::Global(RDKafkaErrorCode::AllBrokersDown) = error {
+            self.brokers_lost.store(true, Ordering::SeqCst);
+        }
+        tracing::error!("librdkafka: {error}: {reason}");
+    }
+}
 
 impl ProducerContext for ProducerState {
     type DeliveryOpaque = ();

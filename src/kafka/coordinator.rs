@@ -262,6 +262,14 @@ impl Coordinator {
         backoff: &mut Backoff,
         stop: &AtomicBool,
     ) -> anyhow::Result<Mode> {
+        if !active.txn.is_open() && active.txn.lost_all_brokers() {
+            // A new producer (see `Transactional::lost_all_brokers`), as after a failed one.
+            tracing::warn!(
+                stage = STAGE,
+                "every broker connection was lost: taking over again with a new producer"
+            );
+            return Ok(standby());
+        }
         let mut pending = Pending::default();
         let txn = &mut active.txn;
         let batch = &mut active.batch;

@@ -65,6 +65,15 @@ impl Intake {
         let mut batch = BatchOffsets::default();
         let mut backoff = Backoff::default();
         while !stop.load(Ordering::SeqCst) {
+            if !txn.is_open() && txn.lost_all_brokers() {
+                tracing::warn!(
+                    stage = STAGE,
+                    "every broker connection was lost: making a new transactional producer"
+                );
+                drop(txn);
+                txn = self.producer()?;
+                super::rewind_to_committed(&consumer)?;
+            }
             let mut not_yet = None;
             let outcome = match super::poll_batch(&consumer, &self.config.kafka, &mut batch, |m| {
                 let handled = self.process(m, &mut txn)?;

@@ -171,6 +171,19 @@ impl Transactional {
         self.open
     }
 
+    /// True once every broker connection was lost since this producer last committed (a broker
+    /// restart, a network cut). librdkafka may then keep a group coordinator that is gone and
+    /// wait in `send_offsets_to_transaction` past its timeout, until the broker drops the idle
+    /// connection ten minutes later (librdkafka #5456, #5511): the stages make a new producer
+    /// between transactions instead.
+    pub fn lost_all_brokers(&self) -> bool {
+        // Serve the queued error events first; each poll serves one.
+        for _ in 0..64 {
+            self.producer.poll(Duration::ZERO);
+        }
+        self.state().brokers_lost.load(Ordering::SeqCst)
+    }
+
     /// Adds the consumed offsets (next to read) and commits. Retriable errors are retried; on
     /// an abortable one the transaction is aborted before [`TxnError::Abort`] is returned.
     pub fn commit(
@@ -186,6 +199,9 @@ impl Transactional {
         match result {
             Ok(()) => {
                 self.open = false;
+                // This producer reaches the coordinators: a loss of every broker before now
+                // (librdkafka reports one as it starts, too) needs no new producer.
+                self.state().brokers_lost.store(false, Ordering::SeqCst);
                 Ok(())
             }
             Err(TxnError::Abort(why)) => {
