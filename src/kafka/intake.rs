@@ -66,13 +66,7 @@ impl Intake {
         let mut backoff = Backoff::default();
         while !stop.load(Ordering::SeqCst) {
             if !txn.is_open() && txn.lost_all_brokers() {
-                tracing::warn!(
-                    stage = STAGE,
-                    "every broker connection was lost: making a new transactional producer"
-                );
-                drop(txn);
-                txn = self.producer()?;
-                super::rewind_to_committed(&consumer)?;
+                txn = self.renew(txn, &consumer, &"every broker connection was lost")?;
             }
             let mut not_yet = None;
             let outcome = match super::poll_batch(&consumer, &self.config.kafka, &mut batch, |m| {
@@ -114,18 +108,29 @@ impl Intake {
                 other => other,
             };
             if let Err(e) = outcome {
-                // Fenced or fatal: a new producer aborts what the old one left open, and the
-                // input resumes from what was committed.
-                tracing::warn!(stage = STAGE, error = %e, "making a new transactional producer");
-                drop(txn);
-                txn = self.producer()?;
-                super::rewind_to_committed(&consumer)?;
+                // Fenced or fatal.
+                txn = self.renew(txn, &consumer, &e)?;
             }
             batch.clear();
             backoff.after_round(not_yet, STAGE, &self.metrics, stop);
         }
         txn.abort()?;
         Ok(())
+    }
+
+    /// A new producer in place of `old`: it aborts what the old one left open, and the input
+    /// resumes from what was committed.
+    fn renew(
+        &self,
+        old: Transactional,
+        consumer: &BaseConsumer<StageContext>,
+        why: &dyn std::fmt::Display,
+    ) -> anyhow::Result<Transactional> {
+        tracing::warn!(stage = STAGE, error = %why, "making a new transactional producer");
+        drop(old);
+        let txn = self.producer()?;
+        super::rewind_to_committed(consumer)?;
+        Ok(txn)
     }
 
     fn producer(&self) -> anyhow::Result<Transactional> {

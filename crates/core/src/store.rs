@@ -205,19 +205,6 @@ impl<B: Store> Store for Layered<'_, B> {
         }
     }
 
-    fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<KeyValue>, StoreError> {
-        let mut merged: BTreeMap<Vec<u8>, Vec<u8>> =
-            self.base.scan_prefix(prefix)?.into_iter().collect();
-        let pending = prefix_range(&self.overlay.changes, prefix, None);
-        for (k, change) in pending {
-            match change {
-                Some(v) => merged.insert(k.clone(), v.clone()),
-                None => merged.remove(k),
-            };
-        }
-        Ok(merged.into_iter().collect())
-    }
-
     fn scan_page(
         &self,
         prefix: &[u8],
@@ -232,7 +219,7 @@ impl<B: Store> Store for Layered<'_, B> {
         loop {
             let base = self.base.scan_page(prefix, cursor.as_deref(), base_limit)?;
             let exhausted = base.len() < base_limit;
-            base_limit = (base_limit * 4).clamp(limit, limit.max(1024));
+            base_limit = base_limit.saturating_mul(4).clamp(limit, limit.max(1024));
             // This base page covers keys up to its last one; the next page covers the rest.
             let upper = if exhausted {
                 None
