@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::message::OwnedHeaders;
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer, PurgeConfig};
 use rdkafka::{ClientConfig, TopicPartitionList};
 
 use super::context::{ProducerState, StageContext};
@@ -316,6 +316,15 @@ impl Transactional {
             // What was sent stays sent: the batch is read and sent again.
             self.open = false;
             return Ok(());
+        }
+        // librdkafka's abort waits until every outstanding record's delivery report is served,
+        // and only this thread serves them: a batch that failed while sending still has its
+        // records queued, and the abort would wait out its timeout again and again. Purge them
+        // and serve their reports first.
+        self.producer
+            .purge(PurgeConfig::default().queue().inflight());
+        if let Err(e) = self.drain() {
+            tracing::warn!(error = %e, "serving the purged records' reports before the abort");
         }
         self.retry("abort_transaction", |p, t| p.abort_transaction(t))
             .map_err(|e| match e {
