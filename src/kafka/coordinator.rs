@@ -263,12 +263,17 @@ impl Coordinator {
         stop: &AtomicBool,
     ) -> anyhow::Result<Mode> {
         if !active.txn.is_open() && active.txn.lost_all_brokers() {
-            // A new producer (see `Transactional::lost_all_brokers`), as after a failed one.
+            // A new producer (see `Transactional::lost_all_brokers`), as after being fenced: a
+            // new producer fences the holder, so a thawed zombie must first find out in one
+            // session that the journal is no longer its own.
             tracing::warn!(
                 stage = STAGE,
                 "every broker connection was lost: taking over again with a new producer"
             );
-            return Ok(standby());
+            return Ok(Mode::Standby {
+                follower: None,
+                since_fenced: Some(Instant::now()),
+            });
         }
         let mut pending = Pending::default();
         let txn = &mut active.txn;
