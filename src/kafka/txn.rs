@@ -319,10 +319,10 @@ impl Transactional {
         }
         // librdkafka's abort waits until every outstanding record's delivery report is served,
         // and only this thread serves them: a batch that failed while sending still has its
-        // records queued, and the abort would wait out its timeout again and again. Purge them
-        // and serve their reports first.
-        self.producer
-            .purge(PurgeConfig::default().queue().inflight());
+        // records queued, and the abort would wait out its timeout again and again. Purge the
+        // queued ones (as the abort itself does; those in flight are left to finish) and serve
+        // the reports first.
+        self.producer.purge(PurgeConfig::default().queue());
         if let Err(e) = self.drain() {
             tracing::warn!(error = %e, "serving the purged records' reports before the abort");
         }
