@@ -92,6 +92,7 @@ pub fn apply_with<S: Store>(
         tallies,
         config,
         cause: &env.event_id,
+        cause_nation: &env.nation,
         now: 0,
         decisions: 0,
         outputs: Vec::new(),
@@ -129,6 +130,8 @@ struct Fold<'a, 's, S: Store> {
     tallies: &'s mut Tallies,
     config: &'a CoreConfig,
     cause: &'a str,
+    /// The nation that sent the event: the only nation that sees its id in decisions.
+    cause_nation: &'a str,
     now: i64,
     decisions: u32,
     outputs: Vec<Output>,
@@ -219,8 +222,7 @@ impl<S: Store> Fold<'_, '_, S> {
             offer.assignments.retain(|a| a != id);
             self.mark_supply(offer.capability, &offer.offer_id);
             self.st.put_offer(&offer);
-            self.st
-                .mark(&offer_index_key(offer.capability, &offer.offer_id));
+            self.index_offer(&offer);
         }
         let subject = self.subject_of(&asg.request_id, asg.need)?;
         if let Some(mut request) = self.st.request(&asg.request_id)? {
@@ -292,6 +294,22 @@ impl<S: Store> Fold<'_, '_, S> {
         Ok(())
     }
 
+    /// Lists an offer among those with free capacity (matched) or among the full ones (only
+    /// counted in rationales); returns whether it has free capacity.
+    fn index_offer(&mut self, offer: &Offer) -> bool {
+        let free = offer_index_key(offer.capability, &offer.offer_id);
+        let full = full_offer_key(offer.capability, &offer.offer_id);
+        let has_free = offer.remaining() > 0;
+        if has_free {
+            self.st.remove(&full);
+            self.st.mark(&free);
+        } else {
+            self.st.remove(&free);
+            self.st.mark(&full);
+        }
+        has_free
+    }
+
     fn mark_supply(&mut self, c: Capability, offer_id: &str) {
         self.supply
             .entry(c)
@@ -326,8 +344,11 @@ impl<S: Store> Fold<'_, '_, S> {
     }
 
     fn emit(&mut self, decision: Decision) {
-        self.outputs
-            .extend(tlp::route(decision).into_iter().map(Output::Decision));
+        self.outputs.extend(
+            tlp::route(decision, self.cause_nation)
+                .into_iter()
+                .map(Output::Decision),
+        );
     }
 }
 

@@ -9,7 +9,8 @@ use crate::event::{Capability, Priority, RsitClass, Sector, Tlp};
 /// Identity of a decision: deterministic, derived from the journal event that caused it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DecisionHeader {
-    /// `<cause_event_id>.<n>`: unique, and the same on every replay.
+    /// `<cause_event_id>.<n>`: unique, and the same on every replay. A nation sees the cause
+    /// under an id of its own unless it sent that event (see [`crate::tlp`]).
     pub decision_id: String,
     pub cause_event_id: String,
     /// Stream time when the decision was taken (ms since the epoch).
@@ -143,6 +144,15 @@ impl Decision {
             Decision::AssignmentConfirmed(d) => &d.header,
             Decision::AssignmentCancelled(d) => &d.header,
             Decision::AssistanceUnmet(d) => &d.header,
+        }
+    }
+
+    pub(crate) fn header_mut(&mut self) -> &mut DecisionHeader {
+        match self {
+            Decision::AssignmentProposed(d) => &mut d.header,
+            Decision::AssignmentConfirmed(d) => &mut d.header,
+            Decision::AssignmentCancelled(d) => &mut d.header,
+            Decision::AssistanceUnmet(d) => &mut d.header,
         }
     }
 

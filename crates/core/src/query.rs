@@ -60,14 +60,13 @@ pub const LIST_MAX: usize = 100;
 /// member; ids and linking indicators (reported by two or more) of the non-RED ones only,
 /// the first [`LIST_MAX`] of each.
 pub fn campaign_from_state(
-    id: &str,
     state: &CampaignState,
     status: CampaignStatus,
     merged_into: Option<&str>,
     now: i64,
 ) -> Campaign {
     Campaign {
-        campaign_id: id.to_owned(),
+        campaign_id: state.public.clone().unwrap_or_default(),
         status,
         merged_into: merged_into.map(str::to_owned),
         stream_time: now,
@@ -100,15 +99,14 @@ pub fn active_campaigns<S: Store + ?Sized>(store: &S) -> Result<Vec<Campaign>, S
         if !state.active {
             continue;
         }
-        let id = String::from_utf8_lossy(&key[2..]).into_owned();
         out.push(campaign_from_state(
-            &id,
             &state,
             CampaignStatus::Active,
             None,
             now,
         ));
     }
+    out.sort_by(|a, b| a.campaign_id.cmp(&b.campaign_id));
     Ok(out)
 }
 

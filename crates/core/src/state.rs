@@ -27,7 +27,8 @@ use crate::event::{Capability, Delivery, Impact, Priority, RsitClass, Sector, Tl
 use crate::store::{Store, StoreError};
 
 /// 2: needs carry a delivery preference, offers their sector expertise and delivery.
-const FORMAT: u8 = 2;
+/// 3: campaigns carry the public id they are published under.
+const FORMAT: u8 = 3;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Incident {
@@ -173,6 +174,16 @@ pub fn offer_index_key(c: Capability, offer_id: &str) -> Vec<u8> {
     key(&[b"c/", c.as_str().as_bytes(), b"/", offer_id.as_bytes()])
 }
 
+pub fn full_offers_prefix(c: Capability) -> Vec<u8> {
+    key(&[b"f/", c.as_str().as_bytes(), b"/"])
+}
+
+/// An offer with no free capacity left: not matched, but counted in rationales as excluded by
+/// `no_remaining_capacity`.
+pub fn full_offer_key(c: Capability, offer_id: &str) -> Vec<u8> {
+    key(&[b"f/", c.as_str().as_bytes(), b"/", offer_id.as_bytes()])
+}
+
 pub fn waiting_prefix(c: Capability) -> Vec<u8> {
     key(&[b"w/", c.as_str().as_bytes(), b"/"])
 }
@@ -197,7 +208,7 @@ pub const DEADLINES: &[u8] = b"d/";
 /// The index keyspaces: small (their size follows the open work — waiting needs, offers with
 /// free capacity, pending proposals — not the history) and scanned on every event. A store
 /// may keep them in memory; the entities and the seen event ids stay on disk.
-pub const INDEX_PREFIXES: [&[u8]; 6] = [b"c/", b"w/", DEADLINES, OPENINGS, PUBLISH, CLOSING];
+pub const INDEX_PREFIXES: [&[u8]; 7] = [b"c/", b"f/", b"w/", DEADLINES, OPENINGS, PUBLISH, CLOSING];
 
 pub const OPENINGS: &[u8] = b"t/";
 pub const PUBLISH: &[u8] = b"q/";
@@ -262,7 +273,8 @@ pub struct Posting {
 /// another without reading its members again.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CampaignState {
-    /// Sorted incident ids; the first is the campaign id.
+    /// Sorted incident ids; the first is the campaign's internal id (its state key), which
+    /// never leaves the coordinator.
     pub members: Vec<String>,
     /// Whether it was last published as active (spanning two or more nations).
     pub active: bool,
@@ -274,6 +286,9 @@ pub struct CampaignState {
     pub red: Vec<String>,
     /// Non-RED members reporting each indicator value below the cap.
     pub counts: std::collections::BTreeMap<String, u32>,
+    /// The id it is published under (`C-000001`, …), given when it is first published: a
+    /// number in order of detection, so it reveals nothing of its incidents.
+    pub public: Option<String>,
 }
 
 /// Running counts of the correlation and the picture, for metrics.
@@ -319,6 +334,7 @@ pub fn timed_id(key: &[u8]) -> String {
 
 const STREAM_TIME: &[u8] = b"m/stream_time";
 const SEQ: &[u8] = b"m/seq";
+const CAMPAIGN_SEQ: &[u8] = b"m/campaign_seq";
 
 pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     let mut out = vec![FORMAT];
@@ -403,6 +419,27 @@ impl<'s, S: Store> State<'s, S> {
         let next = self.load::<u64>(SEQ)?.unwrap_or(0) + 1;
         self.save(SEQ, &next);
         Ok(next)
+    }
+
+    /// Whether `id` names an assignment that was made and has ended: assignment ids are
+    /// `A-<seq>` from [`State::next_seq`], and an ended one leaves the state.
+    pub fn assignment_ended(&self, id: &str) -> Result<bool, StoreError> {
+        let Some(n) = id
+            .strip_prefix("A-")
+            .filter(|n| n.len() >= 8 && n.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|n| n.parse::<u64>().ok())
+        else {
+            return Ok(false);
+        };
+        let issued = self.load::<u64>(SEQ)?.unwrap_or(0);
+        Ok(n >= 1 && n <= issued && !self.contains(&assignment_key(id))?)
+    }
+
+    /// The next public campaign id: `C-000001`, `C-000002`, … in order of first publication.
+    pub fn next_campaign_id(&mut self) -> Result<String, StoreError> {
+        let next = self.load::<u64>(CAMPAIGN_SEQ)?.unwrap_or(0) + 1;
+        self.save(CAMPAIGN_SEQ, &next);
+        Ok(format!("C-{next:06}"))
     }
 
     pub fn incident(&self, id: &str) -> Result<Option<Incident>, StoreError> {

@@ -9,6 +9,12 @@
 //!
 //! A decision only ever goes to the requester, the helping nation it names and the cell, so no
 //! other nation receives anything.
+//!
+//! Identifiers follow the same rule. A decision's id names the event that caused it, and that
+//! event may be another nation's (a closure of a RED incident frees capacity that a proposal
+//! then uses). The cell sees the causing event's id; a nation sees it only for its own events,
+//! and otherwise an id derived from the cause and the nation ([`audience_cause_id`]): stable
+//! across replays, the same for every decision of one cause, and telling nothing of the event.
 
 use crate::decision::{Audience, Decision, Routed};
 use crate::event::Tlp;
@@ -55,29 +61,74 @@ pub fn redact(mut decision: Decision, visibility: Visibility) -> Decision {
 }
 
 /// The decision for each audience entitled to it, each redacted to what it may see, in a fixed
-/// order: requester, helper, cell.
-pub fn route(decision: Decision) -> Vec<Routed> {
+/// order: requester, helper, cell. `cause_nation` sent the event that caused it.
+pub fn route(decision: Decision, cause_nation: &str) -> Vec<Routed> {
     let tlp = decision.subject().tlp;
     let requester = decision.subject().requester_nation.clone();
     let mut routed = Vec::with_capacity(3);
+    routed.push(for_nation(
+        decision.clone(),
+        requester,
+        Visibility::Full,
+        cause_nation,
+    ));
     if let Some(helper) = decision.provider().map(str::to_owned) {
-        routed.push(Routed {
-            audience: Audience::Nation(helper),
-            decision: redact(decision.clone(), visibility(tlp, Role::Helper)),
-        });
+        let seen = visibility(tlp, Role::Helper);
+        routed.push(for_nation(decision.clone(), helper, seen, cause_nation));
     }
     routed.push(Routed {
         audience: Audience::Coalition,
-        decision: redact(decision.clone(), visibility(tlp, Role::Cell)),
+        decision: redact(decision, visibility(tlp, Role::Cell)),
     });
-    routed.insert(
-        0,
-        Routed {
-            audience: Audience::Nation(requester),
-            decision,
-        },
-    );
     routed
+}
+
+/// `decision` as `nation` may see it: redacted, and with the causing event's id replaced
+/// unless `nation` sent that event.
+fn for_nation(decision: Decision, nation: String, seen: Visibility, cause_nation: &str) -> Routed {
+    let mut decision = redact(decision, seen);
+    if nation != cause_nation {
+        let header = decision.header_mut();
+        let cause = audience_cause_id(&nation, &header.cause_event_id);
+        let n = header
+            .decision_id
+            .rsplit_once('.')
+            .map_or("1", |(_, n)| n)
+            .to_owned();
+        header.decision_id = format!("{cause}.{n}");
+        header.cause_event_id = cause;
+    }
+    Routed {
+        audience: Audience::Nation(nation),
+        decision,
+    }
+}
+
+/// The id under which `nation` sees the event `cause` that another nation sent: the first 128
+/// bits of SHA-256 over a fixed label, the nation and the event id, written as a UUID (version
+/// 8). Event ids are UUIDs (intake refuses others), so the digest cannot be turned back into
+/// the event id, and two nations see unrelated ids for the same event.
+pub fn audience_cause_id(nation: &str, cause: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(b"rallypoint/decision-cause/v1\0");
+    h.update(nation.as_bytes());
+    h.update(b"\0");
+    h.update(cause.as_bytes());
+    let d = h.finalize();
+    let mut b = [0u8; 16];
+    b.copy_from_slice(&d[..16]);
+    b[6] = (b[6] & 0x0f) | 0x80; // version 8: custom
+    b[8] = (b[8] & 0x3f) | 0x80; // RFC 9562 variant
+    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..]
+    )
 }
 
 #[cfg(test)]

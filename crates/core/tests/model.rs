@@ -172,7 +172,11 @@ fn a_completed_assignment_frees_its_units_and_its_need_stays_covered() {
     assert!(out.is_empty(), "completed help is not cancelled: {out:?}");
     let e = w.env("DEU");
     let again = w.apply(&sample::completed(e, "A-00000001"));
-    assert_eq!(rejection(&again), Some(RejectReason::UnknownEntity));
+    // It existed and has ended: a state that does not allow the event, not an unknown id.
+    assert_eq!(rejection(&again), Some(RejectReason::WrongState));
+    let e = w.env("DEU");
+    let never = w.apply(&sample::completed(e, "A-00000099"));
+    assert_eq!(rejection(&never), Some(RejectReason::UnknownEntity));
 }
 
 /// Two requests wait; one offer arrives. Who gets it, with or without a re-assessment that
@@ -361,4 +365,115 @@ fn the_rationale_gives_the_score_its_criteria_and_each_rules_exclusions() {
     );
     assert_eq!(r.score, 16 * 1_000 + 300 + 50 * 2 + 50);
     assert_eq!(unmet(&out), vec![("R-I1".to_string(), 1)]);
+}
+
+/// The rationale of `out`'s first decision of type `kind` seen by the cell.
+fn cell_rationale(out: &[Output], kind: &str) -> rallypoint_core::decision::Rationale {
+    out.iter()
+        .find_map(|o| match o {
+            Output::Decision(r) if r.audience == rallypoint_core::decision::Audience::Coalition => {
+                match &r.decision {
+                    Decision::AssignmentProposed(p) if kind == "proposed" => p.rationale.clone(),
+                    Decision::AssistanceUnmet(u) if kind == "unmet" => u.rationale.clone(),
+                    _ => None,
+                }
+            }
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no {kind} rationale in {out:?}"))
+}
+
+fn documented_score(r: &rallypoint_core::decision::Rationale) -> i64 {
+    let weight = |name: &str| match name {
+        "priority_weight" => 1_000,
+        "essential_entity" => 300,
+        "cross_border" => 200,
+        "impact" => 2,
+        "own_measures" => 1,
+        other => panic!("undocumented criterion {other}"),
+    };
+    r.criteria.iter().map(|c| c.value * weight(&c.name)).sum()
+}
+
+#[test]
+fn a_rationale_score_is_the_weighted_sum_of_its_criteria_whatever_the_units() {
+    let mut w = World::new();
+    w.offer("DEU", "O1", Capability::Forensics, 5);
+    let out = w.hit("EST", "I1", Tlp::Green, Capability::Forensics, 2);
+    let proposed = cell_rationale(&out, "proposed");
+    assert_eq!(proposed.score, documented_score(&proposed));
+    // Two units missing, none offered: the announcement's score is the same sum.
+    let out = w.hit("LVA", "I2", Tlp::Green, Capability::IcsOt, 2);
+    let unmet = cell_rationale(&out, "unmet");
+    assert_eq!(unmet.score, documented_score(&unmet));
+    assert!(unmet.score > 0);
+}
+
+#[test]
+fn a_full_offer_is_counted_as_excluded_by_no_remaining_capacity() {
+    let mut w = World::new();
+    w.offer("LVA", "O-full", Capability::Forensics, 1);
+    w.hit("EST", "I1", Tlp::Green, Capability::Forensics, 1);
+    // O-full is now fully proposed; a second request of the same capability finds nothing.
+    let out = w.hit("LTU", "I2", Tlp::Green, Capability::Forensics, 2);
+    let unmet = cell_rationale(&out, "unmet");
+    assert_eq!(unmet.candidates, 0);
+    let counted: Vec<(&str, i32)> = unmet
+        .excluded
+        .iter()
+        .map(|r| (r.rule.as_str(), r.excluded))
+        .collect();
+    assert_eq!(counted, vec![("no_remaining_capacity", 1)], "{unmet:?}");
+    // New supply of another nation: the round considers only it, yet the rationale still
+    // counts the full offer, and an offer of the requester's own nation as self-help.
+    w.offer("LTU", "O-own", Capability::Forensics, 3);
+    let out = w.offer("DEU", "O-new", Capability::Forensics, 1);
+    let proposed = cell_rationale(&out, "proposed");
+    let counted: Vec<(&str, i32)> = proposed
+        .excluded
+        .iter()
+        .map(|r| (r.rule.as_str(), r.excluded))
+        .collect();
+    assert_eq!(
+        counted,
+        vec![("no_remaining_capacity", 1), ("self_help", 1)],
+        "{proposed:?}"
+    );
+    assert_eq!(proposed.candidates, 1);
+}
+
+#[test]
+fn a_nation_sees_another_nations_event_id_only_as_an_id_of_its_own() {
+    let mut w = World::new();
+    w.offer("DEU", "O1", Capability::Forensics, 1);
+    w.hit("EST", "I1", Tlp::Green, Capability::Forensics, 1);
+    w.hit("LVA", "I2", Tlp::Green, Capability::Forensics, 1);
+    // EST closes its incident: the freed unit goes to LVA. The cause is EST's event.
+    let e = w.env("EST");
+    let closing = e.event_id.clone();
+    let out = w.apply(&sample::closed(e, "I1"));
+    let mut seen = std::collections::BTreeMap::new();
+    for o in &out {
+        if let Output::Decision(r) = o {
+            let h = r.decision.header();
+            assert!(h.decision_id.starts_with(&format!("{}.", h.cause_event_id)));
+            seen.entry(format!("{:?}", r.audience))
+                .or_insert_with(Vec::new)
+                .push(h.cause_event_id.clone());
+        }
+    }
+    assert!(seen["Coalition"].iter().all(|c| *c == closing), "{seen:?}");
+    assert!(
+        seen[r#"Nation("EST")"#].iter().all(|c| *c == closing),
+        "EST sent it"
+    );
+    for n in ["DEU", "LVA"] {
+        let ids = &seen[&format!("Nation({n:?})")];
+        assert!(
+            ids.iter().all(|c| *c != closing),
+            "{n} learns EST's event id: {seen:?}"
+        );
+        assert_eq!(ids[0], rallypoint_core::tlp::audience_cause_id(n, &closing));
+    }
+    assert_ne!(seen[r#"Nation("DEU")"#][0], seen[r#"Nation("LVA")"#][0]);
 }

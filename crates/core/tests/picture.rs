@@ -232,7 +232,10 @@ fn shared_indicators_link_incidents_of_two_nations_into_one_campaign() {
     assert_eq!(cs.len(), 1, "{cs:?}");
     let (kind, c) = &cs[0];
     assert_eq!(*kind, "CampaignDetected");
-    assert_eq!(c.campaign_id, "I-a", "named after its smallest incident id");
+    assert_eq!(
+        c.campaign_id, "C-000001",
+        "numbered in order of detection, never named after an incident"
+    );
     assert_eq!(c.nations, vec!["EST", "LVA"]);
     assert_eq!(c.incidents, vec!["I-a", "I-b", "I-c"]);
     assert_eq!(c.indicators, vec!["domain:c2.example.net"]);
@@ -336,17 +339,27 @@ fn end_state(
             latest.insert(c.campaign_id.clone(), c);
         }
     }
-    latest.retain(|_, c| c.status == CampaignStatus::Active);
+    // Public ids number campaigns in order of detection, which depends on arrival order:
+    // what must not is which incidents form which campaign, and its figures.
+    let latest = latest
+        .into_values()
+        .filter(|c| c.status == CampaignStatus::Active)
+        .map(|mut c| {
+            assert!(c.campaign_id.starts_with("C-"), "{c:?}");
+            c.campaign_id.clear();
+            (c.incidents.join(","), c)
+        })
+        .collect();
     let state = w
         .store
         .scan_prefix(b"k/")
         .unwrap()
         .into_iter()
         .map(|(k, v)| {
-            (
-                String::from_utf8(k.clone()).unwrap(),
-                rallypoint_core::state::decode(&k, &v).unwrap(),
-            )
+            let mut state: CampaignState = rallypoint_core::state::decode(&k, &v).unwrap();
+            assert!(state.public.is_some() || !state.active, "{state:?}");
+            state.public = None;
+            (String::from_utf8(k.clone()).unwrap(), state)
         })
         .collect();
     (state, latest, stats(&w).capped_values)
@@ -440,17 +453,23 @@ fn a_campaign_held_by_two_values_survives_a_third_being_capped_in_any_order() {
     }
     for order in orders {
         let mut w = world(hourly());
-        let mut last: BTreeMap<String, CampaignStatus> = BTreeMap::new();
+        let mut last: BTreeMap<String, Campaign> = BTreeMap::new();
         for &i in &order {
             let (n, id, tlp, values) = reports[i];
             for (_, c) in campaigns(&report(&mut w, n, id, tlp, T0, values)) {
-                last.insert(c.campaign_id, c.status);
+                last.insert(c.campaign_id.clone(), c);
             }
         }
+        let holding: Vec<&Campaign> = last
+            .values()
+            .filter(|c| c.status == CampaignStatus::Active)
+            .filter(|c| c.incidents.iter().any(|i| i == "I-est"))
+            .collect();
+        assert_eq!(holding.len(), 1, "order {order:?}: {last:?}");
         assert_eq!(
-            last.get("I-est"),
-            Some(&CampaignStatus::Active),
-            "order {order:?}: {last:?}"
+            holding[0].incidents,
+            vec!["I-est", "I-lva", "I-pol"],
+            "order {order:?}"
         );
     }
 }
@@ -473,7 +492,7 @@ fn a_shared_cve_links_nothing_because_unrelated_actors_exploit_the_same_flaw() {
 }
 
 #[test]
-fn joining_a_larger_campaign_keeps_the_smaller_id_and_merges_only_the_other() {
+fn joining_a_larger_campaign_keeps_the_older_id_and_merges_only_the_other() {
     let mut w = world(PictureConfig {
         fanout_cap: 10,
         ..hourly()
@@ -508,14 +527,14 @@ fn joining_a_larger_campaign_keeps_the_smaller_id_and_merges_only_the_other() {
         vec![
             (
                 "CampaignUpdated",
-                "I-m".to_string(),
+                "C-000002".to_string(),
                 CampaignStatus::Merged,
-                Some("I-a".to_string()),
+                Some("C-000001".to_string()),
                 3
             ),
             (
                 "CampaignUpdated",
-                "I-a".to_string(),
+                "C-000001".to_string(),
                 CampaignStatus::Active,
                 None,
                 6
@@ -523,4 +542,90 @@ fn joining_a_larger_campaign_keeps_the_smaller_id_and_merges_only_the_other() {
         ]
     );
     assert_eq!(stats(&w).active_campaigns, 1);
+}
+
+/// Every campaign record of `out`, checked: its id, its key and what it merged into name no
+/// incident, and no RED incident is listed.
+fn published(out: &[Output], red: &[&str]) -> Vec<(&'static str, String, CampaignStatus)> {
+    let mut seen = Vec::new();
+    for o in out {
+        let Output::Picture(p) = o else { continue };
+        if let PictureUpdate::CampaignDetected(c) | PictureUpdate::CampaignUpdated(c) = p {
+            assert!(c.campaign_id.starts_with("C-"), "{c:?}");
+            assert_eq!(p.key(), format!("campaign/{}", c.campaign_id));
+            assert!(c.merged_into.as_deref().is_none_or(|m| m.starts_with("C-")));
+            for r in red {
+                assert!(!c.incidents.iter().any(|i| i == r), "{r} listed: {c:?}");
+            }
+            seen.push((p.type_name(), c.campaign_id.clone(), c.status));
+        }
+    }
+    seen
+}
+
+#[test]
+fn a_red_incident_with_the_smallest_id_never_names_a_campaign() {
+    let mut w = world(hourly());
+    report(&mut w, "EST", "I-a-red", Tlp::Red, T0, &["c2.example.net"]);
+    let out = report(&mut w, "LVA", "I-b", Tlp::Green, T0, &["c2.example.net"]);
+    assert_eq!(
+        published(&out, &["I-a-red"]),
+        vec![(
+            "CampaignDetected",
+            "C-000001".into(),
+            CampaignStatus::Active
+        )]
+    );
+    // Only RED incidents of two nations: published, and named after none of them.
+    let mut w = world(hourly());
+    report(&mut w, "EST", "I-r1", Tlp::Red, T0, &["x.example"]);
+    let out = report(&mut w, "LVA", "I-r2", Tlp::Red, T0, &["x.example"]);
+    let seen = published(&out, &["I-r1", "I-r2"]);
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    let (_, c) = campaigns(&out).pop().unwrap();
+    assert_eq!((c.incident_count, c.red_incidents), (2, 2));
+    assert!(c.incidents.is_empty() && c.indicators.is_empty());
+}
+
+#[test]
+fn a_red_bridge_with_a_smaller_id_joins_a_campaign_without_merging_or_renaming_it() {
+    let mut w = world(PictureConfig {
+        fanout_cap: 10,
+        ..hourly()
+    });
+    report(&mut w, "EST", "I-m", Tlp::Green, T0, &["x.example"]);
+    let out = report(&mut w, "LVA", "I-n", Tlp::Green, T0, &["x.example"]);
+    assert_eq!(published(&out, &[])[0].1, "C-000001");
+    // A later RED incident with a smaller id joins: the campaign is updated, not merged into
+    // a campaign named after it, nor detected again.
+    let out = report(&mut w, "LTU", "I-a", Tlp::Red, T0, &["x.example"]);
+    assert_eq!(
+        published(&out, &["I-a"]),
+        vec![("CampaignUpdated", "C-000001".into(), CampaignStatus::Active)]
+    );
+    // So does a non-RED one with a smaller id.
+    let out = report(&mut w, "POL", "I-0", Tlp::Green, T0, &["x.example"]);
+    assert_eq!(
+        published(&out, &["I-a"]),
+        vec![("CampaignUpdated", "C-000001".into(), CampaignStatus::Active)]
+    );
+    assert_eq!(stats(&w).active_campaigns, 1);
+}
+
+#[test]
+fn a_campaign_split_by_the_fanout_cap_dissolves_under_its_own_id_not_a_red_one() {
+    let mut w = world(hourly()); // cap 3
+    report(&mut w, "EST", "I1-red", Tlp::Red, T0, &["cdn.example"]);
+    let out = report(&mut w, "LVA", "I2", Tlp::Green, T0, &["cdn.example"]);
+    assert_eq!(published(&out, &["I1-red"])[0].1, "C-000001");
+    report(&mut w, "LTU", "I3", Tlp::Green, T0, &["cdn.example"]);
+    let out = report(&mut w, "POL", "I4", Tlp::Green, T0, &["cdn.example"]);
+    assert_eq!(
+        published(&out, &["I1-red"]),
+        vec![(
+            "CampaignUpdated",
+            "C-000001".into(),
+            CampaignStatus::Dissolved
+        )]
+    );
 }

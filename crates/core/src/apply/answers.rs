@@ -71,9 +71,13 @@ impl<S: Store> Fold<'_, '_, S> {
         expected: AssignmentStatus,
     ) -> Result<Result<Assignment, Rejection>, StoreError> {
         Ok(match self.st.assignment(id)? {
+            None if self.st.assignment_ended(id)? => Err(Rejection::new(
+                RejectReason::WrongState,
+                format!("assignment {id} has ended (cancelled, timed out or completed)"),
+            )),
             None => Err(Rejection::new(
                 RejectReason::UnknownEntity,
-                format!("no open assignment {id}"),
+                format!("no assignment {id}"),
             )),
             Some(a) if a.provider != env.nation => Err(Rejection::new(
                 RejectReason::NotOwner,

@@ -108,7 +108,8 @@ impl<S: Store> Fold<'_, '_, S> {
                 None => loose.push(x.to_owned()),
             }
         }
-        // The campaign is named after its smallest member.
+        // Internally a campaign is keyed by its smallest member; that key never leaves the
+        // coordinator.
         let id = parts
             .values()
             .filter_map(|p| p.members.first())
@@ -116,36 +117,43 @@ impl<S: Store> Fold<'_, '_, S> {
             .min()
             .cloned()
             .unwrap_or_default();
+        // It is published under the oldest public id of its parts (none: a new one once it
+        // spans two nations), so joining never renames what the cell already knows.
+        let public = oldest_public(parts.values());
+        let public_was_active = held_active(parts.values(), &public);
         // The largest campaign takes the others in: its figures are not copied.
         let base_id = parts
             .iter()
             .max_by(|a, b| (a.1.members.len(), b.0).cmp(&(b.1.members.len(), a.0)))
             .map(|(id, _)| id.clone());
         let base = base_id.as_ref().and_then(|b| parts.remove(b));
-        let was_active = base.as_ref().is_some_and(|b| b.active);
-        // Rare: a smaller campaign or a new incident has the smallest id, and the base is
-        // retired under its old name.
+        // Rare: a smaller campaign or a new incident has the smallest id, and the base's state
+        // moves to that key.
         let renamed = match (&base_id, &base) {
             (Some(base_id), Some(base)) if *base_id != id => Some((base_id.clone(), base.clone())),
             _ => None,
         };
-        // Whether the campaign that already bears the name was active: its record is updated,
-        // not detected again.
-        let name_was_active = match &renamed {
-            None => was_active,
-            Some(_) => parts.get(&id).is_some_and(|p| p.active),
-        };
+        // Active parts published under another id than the joined one's are merged into it.
+        let merged_records: Vec<_> = base
+            .iter()
+            .chain(parts.values())
+            .filter(|p| p.active && p.public != public)
+            .map(|p| {
+                query::campaign_from_state(p, CampaignStatus::Merged, public.as_deref(), self.now)
+            })
+            .collect();
         let mut retired = Vec::new();
         let mut state = base.unwrap_or_default();
         let merged = !parts.is_empty();
         for (old_id, other) in parts {
             merge_into(&mut state, &other);
-            // The one that bears the name lives on as the joined campaign.
+            // The one that bears the key lives on as the joined campaign.
             if old_id != id {
                 retired.push((old_id, other));
             }
         }
         retired.extend(renamed);
+        state.public = public;
         for x in &loose {
             self.add_member(&mut state, x)?;
         }
@@ -159,7 +167,7 @@ impl<S: Store> Fold<'_, '_, S> {
         if !merged && loose.is_empty() && !counted {
             return Ok(()); // nothing new: the campaign stands as it is
         }
-        // Members whose campaign id changed point to the new one.
+        // Members whose campaign key changed point to the new one.
         let mut moved: Vec<&String> = loose.iter().collect();
         for (_, old) in &retired {
             moved.extend(old.members.iter());
@@ -167,21 +175,14 @@ impl<S: Store> Fold<'_, '_, S> {
         for m in moved {
             self.st.save(&membership_key(m), &id);
         }
-        for (old_id, old) in &retired {
+        for (old_id, _) in &retired {
             self.st.remove(&campaign_key(old_id));
-            if old.active {
-                let record = query::campaign_from_state(
-                    old_id,
-                    old,
-                    CampaignStatus::Merged,
-                    Some(&id),
-                    self.now,
-                );
-                self.emit_campaign(record, false)?;
-            }
         }
-        let record = self.settle_figures(&id, &mut state);
-        self.save_and_publish(&id, state, record, name_was_active)
+        for record in merged_records {
+            self.emit_campaign(record, false)?;
+        }
+        let record = self.settle_figures(&mut state)?;
+        self.save_and_publish(&id, state, record, public_was_active)
     }
 
     /// Adds an incident that had no campaign: its nation, and its indicators below the cap.
@@ -215,17 +216,39 @@ impl<S: Store> Fold<'_, '_, S> {
         Ok(())
     }
 
-    /// The figures `state` publishes: whether it is active, and its linking indicators.
-    fn settle_figures(&self, id: &str, state: &mut CampaignState) -> crate::picture::Campaign {
+    /// The figures `state` publishes: whether it is active, and its linking indicators. A
+    /// campaign that spans two nations for the first time gets its public id here.
+    fn settle_figures(
+        &mut self,
+        state: &mut CampaignState,
+    ) -> Result<crate::picture::Campaign, StoreError> {
         state.active = state.nations.len() >= 2;
+        if state.active && state.public.is_none() {
+            state.public = Some(self.st.next_campaign_id()?);
+        }
         let status = if state.active {
             CampaignStatus::Active
         } else {
             CampaignStatus::Dissolved
         };
-        let record = query::campaign_from_state(id, state, status, None, self.now);
+        let record = query::campaign_from_state(state, status, None, self.now);
         state.indicators = record.indicators.clone();
-        record
+        Ok(record)
+    }
+
+    /// Publishes the active campaigns of `olds` as merged into `into`, all but the one that
+    /// goes on under that id.
+    fn publish_merged(
+        &mut self,
+        olds: &[CampaignState],
+        into: &Option<String>,
+    ) -> Result<(), StoreError> {
+        for old in olds.iter().filter(|o| o.active && o.public != *into) {
+            let record =
+                query::campaign_from_state(old, CampaignStatus::Merged, into.as_deref(), self.now);
+            self.emit_campaign(record, false)?;
+        }
+        Ok(())
     }
 
     /// Saves a changed campaign's state under `id` and publishes its `record`: detected when
@@ -290,9 +313,9 @@ impl<S: Store> Fold<'_, '_, S> {
         Ok(members)
     }
 
-    /// Names a recomputed component after its smallest member, retires the campaigns its
-    /// members were in before, and publishes it. Returns the ids of earlier campaigns that
-    /// lost members and live on elsewhere.
+    /// Keys a recomputed component by its smallest member, publishes it under the oldest
+    /// public id of the campaigns it takes in, and retires those. Returns the keys of earlier
+    /// campaigns that lost members and live on elsewhere.
     fn settle_campaign(&mut self, members: BTreeSet<String>) -> Result<Vec<String>, StoreError> {
         let id = members.first().cloned().unwrap_or_default();
         let mut before: BTreeSet<String> = BTreeSet::new();
@@ -301,22 +324,28 @@ impl<S: Store> Fold<'_, '_, S> {
                 before.insert(old);
             }
         }
+        // Campaigns keyed by a member of this component continue in it; the others keep
+        // their key (their smallest member is elsewhere) and are recomputed after.
         let mut split = Vec::new();
+        let mut olds = Vec::new();
         for old in before.iter().filter(|old| **old != id) {
-            if members.contains(old) {
-                self.merge(old, &id)?;
-            } else {
+            if !members.contains(old) {
                 split.push(old.clone());
+            } else if let Some(state) = self.st.load::<CampaignState>(&campaign_key(old))? {
+                self.st.remove(&campaign_key(old));
+                olds.push(state);
             }
         }
         let previous: Option<CampaignState> = self.st.load(&campaign_key(&id))?;
+        olds.extend(previous.clone());
+        let public = oldest_public(&olds);
+        let public_was_active = held_active(&olds, &public);
         if members.len() < 2 {
             self.st.remove(&membership_key(&id));
             if let Some(prev) = previous {
                 self.st.remove(&campaign_key(&id));
                 if prev.active {
                     let record = query::campaign_from_state(
-                        &id,
                         &prev,
                         CampaignStatus::Dissolved,
                         None,
@@ -327,39 +356,23 @@ impl<S: Store> Fold<'_, '_, S> {
             }
             return Ok(split);
         }
-        let mut state = CampaignState::default();
+        self.publish_merged(&olds, &public)?;
+        let mut state = CampaignState {
+            public,
+            ..CampaignState::default()
+        };
         for m in &members {
             self.add_member(&mut state, m)?;
             if self.st.load::<String>(&membership_key(m))?.as_deref() != Some(id.as_str()) {
                 self.st.save(&membership_key(m), &id);
             }
         }
-        let record = self.settle_figures(&id, &mut state);
+        let record = self.settle_figures(&mut state)?;
         if previous.as_ref() == Some(&state) {
             return Ok(split);
         }
-        let was_active = previous.is_some_and(|p| p.active);
-        self.save_and_publish(&id, state, record, was_active)?;
+        self.save_and_publish(&id, state, record, public_was_active)?;
         Ok(split)
-    }
-
-    /// Campaign `old` is now part of `into`'s: it is published as merged and forgotten.
-    fn merge(&mut self, old: &str, into: &str) -> Result<(), StoreError> {
-        let Some(state) = self.st.load::<CampaignState>(&campaign_key(old))? else {
-            return Ok(());
-        };
-        self.st.remove(&campaign_key(old));
-        if state.active {
-            let record = query::campaign_from_state(
-                old,
-                &state,
-                CampaignStatus::Merged,
-                Some(into),
-                self.now,
-            );
-            self.emit_campaign(record, false)?;
-        }
-        Ok(())
     }
 
     /// Publishes a campaign record and keeps the count of active campaigns.
@@ -383,6 +396,23 @@ impl<S: Store> Fold<'_, '_, S> {
         }));
         Ok(())
     }
+}
+
+/// The oldest public id among `parts`: numbers of one width grow in order.
+fn oldest_public<'a>(parts: impl IntoIterator<Item = &'a CampaignState>) -> Option<String> {
+    parts
+        .into_iter()
+        .filter_map(|p| p.public.as_ref())
+        .min_by(|a, b| (a.len(), a).cmp(&(b.len(), b)))
+        .cloned()
+}
+
+/// Whether the campaign published under `public` was active among `parts`.
+fn held_active<'a>(
+    parts: impl IntoIterator<Item = &'a CampaignState>,
+    public: &Option<String>,
+) -> bool {
+    public.is_some() && parts.into_iter().any(|p| p.active && p.public == *public)
 }
 
 /// Adds campaign `other`'s figures to `state` (their members are disjoint).

@@ -88,6 +88,8 @@ impl<S: Store> Fold<'_, '_, S> {
         self.st
             .remove(&offer_index_key(offer.capability, &offer.offer_id));
         self.st
+            .remove(&full_offer_key(offer.capability, &offer.offer_id));
+        self.st
             .remove(&opening_key(offer.opens_at(), &offer.offer_id));
         Ok(Ok(()))
     }
@@ -109,12 +111,9 @@ impl<S: Store> Fold<'_, '_, S> {
     /// Lists an offer with free capacity for matching: now if its window lets it be proposed
     /// at the current stream time, else from the stream time at which it will.
     pub(super) fn offer_available(&mut self, offer: &Offer) {
-        let index = offer_index_key(offer.capability, &offer.offer_id);
-        if offer.remaining() <= 0 {
-            self.st.remove(&index);
+        if !self.index_offer(offer) {
             return;
         }
-        self.st.mark(&index);
         if offer.opens_at() > self.now {
             self.st
                 .mark(&opening_key(offer.opens_at(), &offer.offer_id));

@@ -37,6 +37,13 @@ struct Taker {
     excluded: [i32; Rule::ALL.len()],
 }
 
+/// Live offers a round did not consider, for the rationales (see [`Fold::unseen_offers`]).
+#[derive(Default)]
+struct Unseen {
+    full: i32,
+    free: Vec<Offer>,
+}
+
 /// Needs are visited a page of the waiting index at a time.
 const PAGE: usize = 64;
 
@@ -81,11 +88,16 @@ impl<S: Store> Fold<'_, '_, S> {
         for (_, (incident, request, idx)) in rest {
             takers.push(self.join(incident, request, idx, &offers, &mut solver));
         }
+        let unseen = if takers.is_empty() {
+            Unseen::default()
+        } else {
+            self.unseen_offers(c, &offers, fresh.is_empty())?
+        };
         let before: Vec<i32> = offers.iter().map(|o| o.committed).collect();
         for taker in takers {
-            self.settle(taker, &mut offers, &solver)?;
+            self.settle(taker, &mut offers, &solver, &unseen)?;
         }
-        self.save_offers(c, &offers, &before);
+        self.save_offers(&offers, &before);
         Ok(())
     }
 
@@ -115,6 +127,41 @@ impl<S: Store> Fold<'_, '_, S> {
             self.st.remove(&offer_index_key(c, &o.offer_id));
         }
         Ok(live)
+    }
+
+    /// The live offers of capability `c` that the round did not consider, which rationales
+    /// count all the same: the full ones, and in a round of new supply only, the other offers
+    /// with free capacity. A full offer whose window has closed for good leaves the index on
+    /// the way.
+    fn unseen_offers(
+        &mut self,
+        c: Capability,
+        considered: &[Offer],
+        supply_only: bool,
+    ) -> Result<Unseen, StoreError> {
+        let mut unseen = Unseen::default();
+        let prefix = full_offers_prefix(c);
+        for (key, _) in self.st.store.scan_prefix(&prefix)? {
+            let id = std::str::from_utf8(&key[prefix.len()..]).unwrap_or_default();
+            match self.st.offer(id)? {
+                Some(o) if o.closes_at() >= self.now => unseen.full += 1,
+                _ => self.st.remove(&key),
+            }
+        }
+        if supply_only {
+            let seen: BTreeSet<&str> = considered.iter().map(|o| o.offer_id.as_str()).collect();
+            unseen.free = self
+                .st
+                .offers_of(c)?
+                .into_iter()
+                .filter(|o| {
+                    !seen.contains(o.offer_id.as_str())
+                        && o.remaining() > 0
+                        && o.closes_at() >= self.now
+                })
+                .collect();
+        }
+        Ok(unseen)
     }
 
     /// Waiting needs join best rank first, until the free capacity is planned.
@@ -224,10 +271,30 @@ impl<S: Store> Fold<'_, '_, S> {
         mut t: Taker,
         offers: &mut [Offer],
         solver: &Solver,
+        unseen: &Unseen,
     ) -> Result<(), StoreError> {
+        t.excluded[Rule::Capacity as usize] += unseen.full;
+        if !unseen.free.is_empty() {
+            let need = &t.request.needs[t.idx];
+            let ctx = NeedContext {
+                requester: &t.request.nation,
+                capability: need.capability,
+                tlp: t.incident.tlp,
+                refused_offers: &need.excluded_offers,
+                stream_time: self.now,
+            };
+            for o in &unseen.free {
+                match rules::check(o, &ctx) {
+                    Ok(()) => t.candidates += 1,
+                    Err(rule) => t.excluded[rule as usize] += 1,
+                }
+            }
+        }
+        // The score ranks the request: the documented weighted sum of its criteria, the same
+        // for every proposal and announcement about it, whatever the units.
         let (score, criteria) = rank::score(&t.incident, &t.request);
-        let rationale = |units: i32| Rationale {
-            score: score * units as i64,
+        let rationale = || Rationale {
+            score,
             criteria: criteria.clone(),
             candidates: t.candidates,
             excluded: Rule::ALL
@@ -273,7 +340,7 @@ impl<S: Store> Fold<'_, '_, S> {
                 provider_nation: asg.provider,
                 units,
                 respond_by: asg.respond_by,
-                rationale: Some(rationale(units)),
+                rationale: Some(rationale()),
             }));
         }
         let need = &mut t.request.needs[t.idx];
@@ -290,7 +357,7 @@ impl<S: Store> Fold<'_, '_, S> {
                 subject: subject(&t.incident, &t.request, t.idx),
                 units_requested,
                 units_missing: missing,
-                rationale: Some(rationale(missing)),
+                rationale: Some(rationale()),
             }));
         }
         if changed {
@@ -301,12 +368,12 @@ impl<S: Store> Fold<'_, '_, S> {
     }
 
     /// Writes offers whose commitment changed; an offer with nothing left leaves the index.
-    fn save_offers(&mut self, c: Capability, offers: &[Offer], before: &[i32]) {
+    fn save_offers(&mut self, offers: &[Offer], before: &[i32]) {
         for (offer, before) in offers.iter().zip(before) {
             if offer.committed != *before {
                 self.st.put_offer(offer);
                 if offer.remaining() <= 0 {
-                    self.st.remove(&offer_index_key(c, &offer.offer_id));
+                    self.index_offer(offer);
                 }
             }
         }
