@@ -7,6 +7,7 @@
 //! - [`store`]: RocksDB state, and the overlay that keeps uncommitted changes out of it
 //! - [`kafka`]: topics, the intake and coordinator stages, transactions
 //! - [`telemetry`]: Prometheus metrics and logs
+//! - [`gate`]: the audience gate, which frames every published view as a Kafka record
 //! - [`http`]: `/metrics`, `/healthz`, `/readyz` and the query API; [`status`]: what each
 //!   stage is doing (active, standing by, restoring)
 //! - [`config`]: layered, validated configuration
@@ -18,6 +19,7 @@ pub mod cli;
 pub mod codec;
 pub mod config;
 pub mod fault;
+pub mod gate;
 pub mod http;
 pub mod kafka;
 pub mod query;

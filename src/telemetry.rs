@@ -158,7 +158,17 @@ impl Metrics {
         self.dead_letters
             .with_label_values(&[stage, r.reason.as_str()])
             .inc();
-        tracing::warn!(stage, reason = r.reason.as_str(), detail = %r.detail, topic, partition, offset, "record rejected to the dead-letter topic");
+        // The detail may quote the record (an id, a field's value) and the record may be RED:
+        // it goes to the dead-letter record, which only operators read, and to debug logs.
+        tracing::warn!(
+            stage,
+            reason = r.reason.as_str(),
+            topic,
+            partition,
+            offset,
+            "record rejected to the dead-letter topic"
+        );
+        tracing::debug!(stage, detail = %r.detail, topic, partition, offset, "rejection detail");
     }
 }
 

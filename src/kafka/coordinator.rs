@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use rallypoint_core::decision::{Audience, Routed};
+use rallypoint_core::decision::Audience;
 use rallypoint_core::picture::Tallies;
 use rallypoint_core::store::Overlay;
 use rallypoint_core::{apply_with, CoreConfig, Output};
@@ -359,16 +359,37 @@ impl Coordinator {
         let stamp = input_ts.map(|ts| ts.to_string());
         let mut decided = false;
         for output in outputs {
+            if let Output::Rejected(rejection) = &output {
+                self.dead_letter(m, rejection, txn)?;
+                continue;
+            }
+            let record = crate::gate::record(
+                &output,
+                self.codec(),
+                self.config.topics.decisions_format,
+                &self.topics,
+                stamp.as_deref(),
+            );
+            if let Some(record) = record {
+                self.send(&record, txn)?;
+            }
             match output {
                 Output::Decision(routed) => {
-                    self.publish(&routed, stamp.as_deref(), txn)?;
+                    self.metrics
+                        .records_out
+                        .with_label_values(&[STAGE, "decision"])
+                        .inc();
                     if routed.audience == Audience::Coalition {
                         pending.decisions.push(routed.decision.type_name());
                     }
                     decided = true;
                 }
-                Output::Rejected(rejection) => self.dead_letter(m, &rejection, txn)?,
-                Output::Picture(update) => self.publish_picture(&update, stamp.as_deref(), txn)?,
+                Output::Picture(_) => self
+                    .metrics
+                    .records_out
+                    .with_label_values(&[STAGE, "picture"])
+                    .inc(),
+                Output::Rejected(_) => {}
             }
         }
         if decided {
@@ -379,77 +400,25 @@ impl Coordinator {
         Ok(Handled::Done)
     }
 
-    /// Sends a decision; `input_ts` is the timestamp of the input record that led to it (the
-    /// `rp.input_ts` header, in epoch milliseconds), for consumers that trace latency.
-    fn publish(
+    /// Sends a record the audience gate made.
+    fn send(
         &self,
-        routed: &Routed,
-        input_ts: Option<&str>,
+        record: &crate::gate::OutRecord,
         txn: &mut Transactional,
     ) -> Result<(), TxnError> {
-        let topic = match &routed.audience {
-            Audience::Nation(n) => self.topics.decisions(n),
-            Audience::Coalition => self.topics.coalition_decisions(),
-        };
-        let d = &routed.decision;
-        let value = self
-            .codec()
-            .encode_decision(d, self.config.topics.decisions_format);
-        let headers = OwnedHeaders::new()
-            .insert(Header {
-                key: "rp.type",
-                value: Some(d.type_name()),
-            })
-            .insert(Header {
-                key: "rp.decision_id",
-                value: Some(&d.header().decision_id),
-            })
-            .insert(Header {
-                key: HDR_INPUT_TS,
-                value: input_ts,
+        let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
+        for (key, value) in &record.headers {
+            headers = headers.insert(Header {
+                key,
+                value: value.as_deref(),
             });
+        }
         txn.send(
-            &topic,
-            Some(d.key().as_bytes()),
-            Some(&value),
+            &record.topic,
+            Some(record.key.as_bytes()),
+            Some(&record.value),
             Some(headers),
-        )?;
-        self.metrics
-            .records_out
-            .with_label_values(&[STAGE, "decision"])
-            .inc();
-        Ok(())
-    }
-
-    fn publish_picture(
-        &self,
-        update: &rallypoint_core::picture::PictureUpdate,
-        input_ts: Option<&str>,
-        txn: &mut Transactional,
-    ) -> Result<(), TxnError> {
-        let value = self
-            .codec()
-            .encode_picture(update, self.config.topics.decisions_format);
-        let headers = OwnedHeaders::new()
-            .insert(Header {
-                key: "rp.type",
-                value: Some(update.type_name()),
-            })
-            .insert(Header {
-                key: HDR_INPUT_TS,
-                value: input_ts,
-            });
-        txn.send(
-            &self.topics.threat_picture(),
-            Some(update.key().as_bytes()),
-            Some(&value),
-            Some(headers),
-        )?;
-        self.metrics
-            .records_out
-            .with_label_values(&[STAGE, "picture"])
-            .inc();
-        Ok(())
+        )
     }
 
     fn dead_letter(
