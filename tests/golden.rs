@@ -7,6 +7,9 @@
 //! RALLYPOINT_BLESS=1 cargo test --release --test golden
 //! ```
 //!
+//! That records the decisions again from the recorded journal. `RALLYPOINT_BLESS=journal`
+//! also records a new journal from today's sample stream.
+//!
 //! Files: records framed as a 4-byte big-endian length and the bytes. The journal holds Avro
 //! single-object events as intake writes them; the decisions file holds, per decision, its
 //! audience (`coalition` or a nation) and then its Avro bytes.
@@ -95,15 +98,22 @@ fn the_recorded_journal_replays_to_byte_identical_decisions() {
     let codec = Codec::new().unwrap();
     let journal_path = dir().join("journal.bin");
     let decisions_path = dir().join("decisions.bin");
-    if std::env::var_os("RALLYPOINT_BLESS").is_some() {
-        let mut journal = Vec::new();
-        for e in record_journal() {
-            frame(&mut journal, &codec.encode_event(&e));
+    match std::env::var("RALLYPOINT_BLESS").as_deref() {
+        Ok("journal") => {
+            let mut journal = Vec::new();
+            for e in record_journal() {
+                frame(&mut journal, &codec.encode_event(&e));
+            }
+            let decisions = fold(&codec, &unframe(&journal));
+            std::fs::create_dir_all(dir()).unwrap();
+            std::fs::write(&journal_path, &journal).unwrap();
+            std::fs::write(&decisions_path, &decisions).unwrap();
         }
-        let decisions = fold(&codec, &unframe(&journal));
-        std::fs::create_dir_all(dir()).unwrap();
-        std::fs::write(&journal_path, &journal).unwrap();
-        std::fs::write(&decisions_path, &decisions).unwrap();
+        Ok(_) => {
+            let journal = std::fs::read(&journal_path).expect("tests/golden/journal.bin");
+            std::fs::write(&decisions_path, fold(&codec, &unframe(&journal))).unwrap();
+        }
+        Err(_) => {}
     }
     let journal = unframe(&std::fs::read(&journal_path).expect("tests/golden/journal.bin"));
     let recorded = std::fs::read(&decisions_path).expect("tests/golden/decisions.bin");
