@@ -164,7 +164,7 @@ fn the_compacted_topic_holds_what_the_journal_implies_and_the_api_agrees() {
         .map(|c| (c.capability, c.offered))
         .collect();
     assert_eq!(offered, vec![(Capability::IcsOt, 2)]);
-    let campaign = match decode("campaign/I-est") {
+    let campaign = match decode("campaign/C-000001") {
         PictureUpdate::CampaignDetected(c) | PictureUpdate::CampaignUpdated(c) => c,
         other => panic!("{other:?}"),
     };
@@ -191,7 +191,7 @@ fn the_compacted_topic_holds_what_the_journal_implies_and_the_api_agrees() {
         std::thread::sleep(Duration::from_millis(200));
     };
     let campaigns: serde_json::Value = serde_json::from_str(&campaigns).unwrap();
-    assert_eq!(campaigns[0]["campaign_id"], "I-est");
+    assert_eq!(campaigns[0]["campaign_id"], "C-000001");
     let (status, body) = h.http_get("/api/v1/picture?scope=nation:EST");
     assert_eq!(status, 200, "{body}");
     let est: serde_json::Value = serde_json::from_str(&body).unwrap();
