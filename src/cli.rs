@@ -238,6 +238,24 @@ fn run(config: Config, role: Role) -> anyhow::Result<()> {
     ))?;
     // With a registry, each stage registers the schemas before it is ready.
     let schemas = Arc::new(Schemas::new(&config)?);
+    // Both listeners are bound, and the query API's certificate read, before any stage starts:
+    // a port taken or a bad certificate stops the process at once.
+    let rt = runtime()?;
+    let metrics_listener = rt
+        .block_on(tokio::net::TcpListener::bind(config.http_listen))
+        .map_err(|e| anyhow::anyhow!("http.listen {}: {e}", config.http_listen))?;
+    let query_listener = if config.query_api.enabled {
+        let q = &config.query_api;
+        let listener = std::net::TcpListener::bind(q.listen)
+            .map_err(|e| anyhow::anyhow!("query_api.listen {}: {e}", q.listen))?;
+        let tls = match &q.tls {
+            Some(files) => Some(rt.block_on(http::query_tls(files))?),
+            None => None,
+        };
+        Some((listener, tls))
+    } else {
+        None
+    };
     let stop = Arc::new(AtomicBool::new(false));
     let (failed_tx, failed_rx) = std::sync::mpsc::channel::<String>();
     crate::fault::announce();
@@ -268,20 +286,30 @@ fn run(config: Config, role: Role) -> anyhow::Result<()> {
         )?);
     }
     drop(failed_tx);
-    let rt = runtime()?;
     let state = AppState {
         registry,
         stages: ready,
         stage_ready: metrics.stage_ready.clone(),
-        query: query_client,
         stage_active: metrics.stage_active.clone(),
     };
-    let server_stop = stop.clone();
-    let server = rt.spawn(http::serve(config.http_listen, state, async move {
-        while !server_stop.load(Ordering::SeqCst) {
+    let stopped = |flag: Arc<AtomicBool>| async move {
+        while !flag.load(Ordering::SeqCst) {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-    }));
+    };
+    let server = rt.spawn(http::serve(metrics_listener, state, stopped(stop.clone())));
+    let query_server = query_listener.map(|(listener, tls)| {
+        let state = http::QueryState {
+            client: query_client,
+            tokens: Arc::new(crate::auth::Tokens::new(&config.query_api.tokens)),
+        };
+        rt.spawn(http::serve_query(
+            listener,
+            tls,
+            state,
+            stopped(stop.clone()),
+        ))
+    });
     let failure = rt.block_on(async {
         tokio::select! {
             _ = shutdown_signal() => None,
@@ -294,6 +322,11 @@ fn run(config: Config, role: Role) -> anyhow::Result<()> {
         let _ = s.join();
     }
     let _ = rt.block_on(server);
+    if let Some(q) = query_server {
+        if let Ok(Err(e)) = rt.block_on(q) {
+            tracing::error!(error = format!("{e:#}"), "query API");
+        }
+    }
     match failure {
         Some(why) => anyhow::bail!("{why}"),
         None => Ok(()),

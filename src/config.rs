@@ -22,6 +22,7 @@ pub struct Config {
     pub nations: Vec<String>,
     pub state_dir: PathBuf,
     pub http_listen: SocketAddr,
+    pub query_api: QueryApiConfig,
     pub topics: TopicsConfig,
     pub intake: IntakeConfig,
     pub coordinator: CoordinatorConfig,
@@ -93,6 +94,28 @@ pub struct KafkaSecurity {
     pub ssl_certificate_location: String,
     pub ssl_key_location: String,
 }
+
+/// The query API (`/api/v1/*`): off unless enabled, on a listener of its own, each request
+/// authenticated by the bearer token of its audience (see [`crate::auth`]).
+#[derive(Clone, Debug)]
+pub struct QueryApiConfig {
+    pub enabled: bool,
+    pub listen: SocketAddr,
+    /// PEM certificate chain and key; both set: served over TLS (rustls).
+    pub tls: Option<TlsFiles>,
+    /// One token per audience, from the environment only
+    /// (`RALLYPOINT__QUERY_API__TOKENS__CELL`, `RALLYPOINT__QUERY_API__TOKENS__EST`, ...).
+    pub tokens: Vec<(crate::auth::Audience, Secret)>,
+}
+
+#[derive(Clone, Debug)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// Shortest bearer token accepted: 32 characters, e.g. `openssl rand -hex 32` gives 64.
+pub const MIN_TOKEN_LEN: usize = 32;
 
 /// A value that never appears in logs or debug output.
 #[derive(Clone, Default, serde::Deserialize)]
@@ -169,6 +192,10 @@ const KEYS: &[&str] = &[
     "nations",
     "state.dir",
     "http.listen",
+    "query_api.enabled",
+    "query_api.listen",
+    "query_api.tls_cert",
+    "query_api.tls_key",
     "topics.input_partitions",
     "topics.output_partitions",
     "topics.replication_factor",
@@ -196,11 +223,29 @@ impl Config {
         Self::load_with_env(file, Environment::with_prefix("RALLYPOINT"))
     }
 
+    /// As [`Config::load`], with `vars` (`RALLYPOINT__SECTION__KEY` = value) in place of the
+    /// process's environment: for tools and tests that hold a configuration's secrets
+    /// themselves.
+    pub fn load_with_vars(
+        file: Option<&Path>,
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigErrors> {
+        let env = Environment::with_prefix("RALLYPOINT").source(Some(vars.into_iter().collect()));
+        Self::load_with_env(file, env)
+    }
+
     fn load_with_env(file: Option<&Path>, env: Environment) -> Result<Config, ConfigErrors> {
         let mut builder = Layers::builder().add_source(File::from_str(DEFAULTS, FileFormat::Toml));
         if let Some(path) = file {
             builder = builder.add_source(File::from(path).format(FileFormat::Toml).required(true));
         }
+        // Tokens are secrets: from the environment only, never from a file that is shared,
+        // rendered into a ConfigMap or checked in.
+        let tokens_in_file = builder
+            .build_cloned()
+            .ok()
+            .and_then(|files| files.get_table("query_api.tokens").ok())
+            .is_some_and(|t| !t.is_empty());
         let env = env
             .prefix_separator("__")
             .separator("__")
@@ -211,7 +256,11 @@ impl Config {
             .add_source(env)
             .build()
             .map_err(|e| ConfigErrors(vec![e.to_string()]))?;
-        Reader::new(layers).finish()
+        let mut reader = Reader::new(layers);
+        if tokens_in_file {
+            reader.errors.push("query_api.tokens: set the tokens through the environment (RALLYPOINT__QUERY_API__TOKENS__CELL, RALLYPOINT__QUERY_API__TOKENS__<NATION>), not in a file".into());
+        }
+        reader.finish()
     }
 }
 
@@ -289,6 +338,10 @@ impl Reader {
         let mut found = Vec::new();
         flatten("", table, &mut found);
         for key in found {
+            // One token per audience; the audiences are checked with the nations.
+            if key.starts_with("query_api.tokens.") {
+                continue;
+            }
             if !KEYS.contains(&key.as_str()) {
                 self.errors.push(format!("{key}: unknown setting"));
             }
@@ -320,6 +373,7 @@ impl Reader {
             nations: self.get("nations"),
             state_dir: self.get::<String>("state.dir").into(),
             http_listen: self.listen_addr("http.listen"),
+            query_api: self.query_api(),
             topics: TopicsConfig {
                 input_partitions: self.positive("topics.input_partitions") as i32,
                 output_partitions: self.positive("topics.output_partitions") as i32,
@@ -371,6 +425,60 @@ impl Reader {
                 fallback,
             )
         })
+    }
+
+    fn query_api(&mut self) -> QueryApiConfig {
+        let cert: String = self.get("query_api.tls_cert");
+        let key: String = self.get("query_api.tls_key");
+        let tls = match (cert.is_empty(), key.is_empty()) {
+            (true, true) => None,
+            (false, false) => Some(TlsFiles {
+                cert: cert.into(),
+                key: key.into(),
+            }),
+            _ => {
+                self.errors
+                    .push("query_api.tls_cert and query_api.tls_key go together".into());
+                for (key, path) in [("query_api.tls_cert", &cert), ("query_api.tls_key", &key)] {
+                    if !path.is_empty() && !Path::new(path).is_file() {
+                        self.errors
+                            .push(format!("{key}: {path:?} is not a readable file"));
+                    }
+                }
+                None
+            }
+        };
+        // Absent unless the environment sets one: the defaults hold no table.
+        let tokens: std::collections::BTreeMap<String, String> =
+            match self.layers.get("query_api.tokens") {
+                Ok(t) => t,
+                Err(config::ConfigError::NotFound(_)) => Default::default(),
+                Err(e) => self.fail_with(
+                    "query_api.tokens",
+                    &format!(
+                    "{e}: set one variable per audience, e.g. RALLYPOINT__QUERY_API__TOKENS__CELL"
+                ),
+                    Default::default(),
+                ),
+            };
+        QueryApiConfig {
+            enabled: self.get("query_api.enabled"),
+            listen: self.listen_addr("query_api.listen"),
+            tls,
+            // An empty variable is no token (as compose passes an unset one).
+            tokens: tokens
+                .into_iter()
+                .filter(|(_, token)| !token.is_empty())
+                .map(|(audience, token)| {
+                    let audience = if audience.eq_ignore_ascii_case("cell") {
+                        crate::auth::Audience::Cell
+                    } else {
+                        crate::auth::Audience::Nation(audience.to_ascii_uppercase())
+                    };
+                    (audience, Secret(token))
+                })
+                .collect(),
+        }
     }
 
     fn format(&mut self, key: &str) -> Format {
@@ -445,6 +553,7 @@ impl Reader {
         }
         self.security_checks(&c.kafka.security);
         self.registry_checks(&c.schema_registry);
+        self.query_api_checks(c);
         if c.nations.is_empty() {
             self.errors
                 .push("nations: list at least one member nation".into());
@@ -501,6 +610,89 @@ impl Reader {
                 "kafka.ssl_certificate_location and kafka.ssl_key_location go together".into(),
             );
         }
+    }
+}
+
+impl Reader {
+    fn query_api_checks(&mut self, c: &Config) {
+        let q = &c.query_api;
+        let mut seen: Vec<(&crate::auth::Audience, &str)> = Vec::new();
+        for (audience, token) in &q.tokens {
+            let name = audience.to_string();
+            if let crate::auth::Audience::Nation(n) = audience {
+                if !c.nations.contains(n) {
+                    self.errors.push(format!(
+                        "query_api.tokens.{name}: an audience is cell or one of the nations ({})",
+                        c.nations.join(", ")
+                    ));
+                }
+            }
+            let t = token.0.as_str();
+            if t.len() < MIN_TOKEN_LEN || !t.bytes().all(is_token68) {
+                self.errors.push(format!(
+                    "query_api.tokens.{name}: a token is at least {MIN_TOKEN_LEN} of A-Z a-z 0-9 - . _ ~ + / = (e.g. openssl rand -hex 32)"
+                ));
+            }
+            if let Some((other, _)) = seen.iter().find(|(_, s)| *s == t) {
+                self.errors.push(format!(
+                    "query_api.tokens.{name}: the same token as {other}'s; each audience needs its own"
+                ));
+            }
+            seen.push((audience, t));
+        }
+        if let Some(tls) = &q.tls {
+            check_pem(&mut self.errors, tls);
+        }
+        if !q.enabled {
+            return;
+        }
+        if q.tokens.is_empty() {
+            self.errors.push("query_api.enabled: the query API needs at least one token: RALLYPOINT__QUERY_API__TOKENS__CELL for the coordination cell, RALLYPOINT__QUERY_API__TOKENS__<NATION> for a nation".into());
+        }
+        let (a, b) = (q.listen, c.http_listen);
+        if a.port() != 0
+            && a.port() == b.port()
+            && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
+        {
+            self.errors.push(format!(
+                "query_api.listen: {a} is the metrics listener's (http.listen {b}); the query API needs a port of its own"
+            ));
+        }
+        let kafka_tls = matches!(c.kafka.security.protocol.as_str(), "ssl" | "sasl_ssl");
+        if kafka_tls && q.tls.is_none() && !a.ip().is_loopback() {
+            self.errors.push(format!(
+                "query_api.listen: {a} would carry the query API's tokens in clear while Kafka uses TLS (kafka.security_protocol = {}): set query_api.tls_cert and query_api.tls_key, or listen on a loopback address",
+                c.kafka.security.protocol
+            ));
+        }
+    }
+}
+
+/// The characters of a bearer token (RFC 6750 `b64token`).
+fn is_token68(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-._~+/=".contains(&b)
+}
+
+/// Reads the query API's certificate chain and key, as the server will: every problem listed.
+fn check_pem(errors: &mut Vec<String>, tls: &TlsFiles) {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    match CertificateDer::pem_file_iter(&tls.cert) {
+        Err(e) => errors.push(format!("query_api.tls_cert: {:?}: {e}", tls.cert)),
+        Ok(certs) => match certs.collect::<Result<Vec<_>, _>>() {
+            Ok(chain) if !chain.is_empty() => {}
+            Ok(_) => errors.push(format!(
+                "query_api.tls_cert: {:?} holds no PEM certificate",
+                tls.cert
+            )),
+            Err(e) => errors.push(format!("query_api.tls_cert: {:?}: {e}", tls.cert)),
+        },
+    }
+    if let Err(e) = PrivateKeyDer::from_pem_file(&tls.key) {
+        errors.push(format!(
+            "query_api.tls_key: {:?} holds no readable PEM private key ({e})",
+            tls.key
+        ));
     }
 }
 
@@ -728,6 +920,154 @@ mod tests {
         assert_eq!(c.schema_registry.url, "https://registry.example:8081");
         assert_eq!(c.schema_registry.username, "rallypoint");
         assert_eq!(c.schema_registry.password.0, "12345");
+    }
+
+    /// As `load`, with `vars` (without the prefix) as the environment.
+    fn load_env(toml: &str, vars: &[(&str, &str)]) -> Result<Config, ConfigErrors> {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(toml.as_bytes()).unwrap();
+        let env = Environment::with_prefix("RPTEST").source(Some(
+            vars.iter()
+                .map(|(k, v)| (format!("RPTEST__{k}"), v.to_string()))
+                .collect(),
+        ));
+        Config::load_with_env(Some(f.path()), env)
+    }
+
+    const CELL: &str = "cell-0123456789abcdef0123456789abcdef";
+    const EST: &str = "est-0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn the_query_api_is_off_by_default_on_a_loopback_port_of_its_own() {
+        let c = load("").unwrap();
+        assert!(!c.query_api.enabled);
+        assert_eq!(c.query_api.listen, "127.0.0.1:9465".parse().unwrap());
+        assert_ne!(c.query_api.listen, c.http_listen);
+        assert!(c.query_api.tls.is_none() && c.query_api.tokens.is_empty());
+    }
+
+    #[test]
+    fn the_query_api_tokens_come_from_the_environment_per_audience_and_never_print() {
+        let c = load_env(
+            "[query_api]\nenabled = true\n",
+            &[
+                ("QUERY_API__TOKENS__CELL", CELL),
+                ("QUERY_API__TOKENS__EST", EST),
+            ],
+        )
+        .unwrap();
+        assert!(c.query_api.enabled);
+        let mut tokens: Vec<(String, String)> = c
+            .query_api
+            .tokens
+            .iter()
+            .map(|(a, t)| (a.to_string(), t.0.clone()))
+            .collect();
+        tokens.sort();
+        assert_eq!(
+            tokens,
+            vec![("EST".into(), EST.into()), ("cell".into(), CELL.into())]
+        );
+        let debug = format!("{c:?}");
+        assert!(!debug.contains(CELL) && !debug.contains(EST), "{debug}");
+    }
+
+    #[test]
+    fn every_query_api_error_is_listed_at_once() {
+        let err = load_env(
+            "[kafka]\nsecurity_protocol = \"ssl\"\n[http]\nlisten = \"0.0.0.0:9464\"\n\
+             [query_api]\nenabled = true\nlisten = \"0.0.0.0:9464\"\ntls_cert = \"/nonexistent/api.crt\"\n",
+            &[
+                ("QUERY_API__TOKENS__CELL", "short"),
+                ("QUERY_API__TOKENS__XYZ", EST),
+                ("QUERY_API__TOKENS__EST", EST),
+                ("QUERY_API__TOKENS__LVA", "has spaces in it, which a bearer token cannot"),
+            ],
+        )
+        .unwrap_err();
+        let text = err.to_string();
+        for needle in [
+            "query_api.tls_cert and query_api.tls_key go together",
+            "/nonexistent/api.crt",
+            "query_api.listen: 0.0.0.0:9464 is the metrics listener's",
+            "in clear while Kafka uses TLS",
+            "query_api.tokens.cell: a token is at least 32",
+            "query_api.tokens.LVA: a token is at least 32",
+            "query_api.tokens.XYZ: an audience is cell or one of the nations",
+            "the same token as",
+        ] {
+            assert!(text.contains(needle), "{needle} missing from:\n{text}");
+        }
+        assert!(!text.contains(EST), "a token printed:\n{text}");
+        assert!(err.0.len() >= 8, "{text}");
+    }
+
+    #[test]
+    fn an_enabled_query_api_needs_a_token_and_tokens_never_come_from_a_file() {
+        let none = load("[query_api]\nenabled = true\n").unwrap_err();
+        assert!(
+            none.to_string().contains("needs at least one token"),
+            "{none}"
+        );
+        let file = load(&format!(
+            "[query_api]\nenabled = true\n[query_api.tokens]\ncell = \"{CELL}\"\n"
+        ))
+        .unwrap_err();
+        let text = file.to_string();
+        assert!(
+            text.contains("query_api.tokens: set the tokens through the environment"),
+            "{text}"
+        );
+        assert!(!text.contains(CELL), "{text}");
+    }
+
+    #[test]
+    fn beside_kafka_tls_the_query_api_needs_tls_off_loopback() {
+        let kafka_tls = "[kafka]\nsecurity_protocol = \"sasl_ssl\"\nsasl_username = \"rp\"\nsasl_password = \"pw\"\n";
+        let env = [("QUERY_API__TOKENS__CELL", CELL)];
+        let loopback = load_env(
+            &format!("{kafka_tls}[query_api]\nenabled = true\nlisten = \"127.0.0.1:9465\"\n"),
+            &env,
+        );
+        assert!(
+            loopback.is_ok(),
+            "loopback may go without TLS: {loopback:?}"
+        );
+        let open = format!("{kafka_tls}[query_api]\nenabled = true\nlisten = \"0.0.0.0:9465\"\n");
+        let err = load_env(&open, &env).unwrap_err();
+        assert!(
+            err.to_string().contains("in clear while Kafka uses TLS"),
+            "{err}"
+        );
+        // Plain Kafka: a plain API is the deployer's choice.
+        assert!(load_env(
+            "[query_api]\nenabled = true\nlisten = \"0.0.0.0:9465\"\n",
+            &env
+        )
+        .is_ok());
+
+        let dir = tempfile::tempdir().unwrap();
+        let made = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+        let (cert, key) = (dir.path().join("api.crt"), dir.path().join("api.key"));
+        std::fs::write(&cert, made.cert.pem()).unwrap();
+        std::fs::write(&key, made.signing_key.serialize_pem()).unwrap();
+        let tls = format!(
+            "tls_cert = \"{}\"\ntls_key = \"{}\"\n",
+            cert.display(),
+            key.display()
+        );
+        let c = load_env(&format!("{open}{tls}"), &env).unwrap();
+        assert!(c.query_api.tls.is_some());
+        // A key where the certificate goes, and the other way round: both listed.
+        let swapped = format!(
+            "{open}tls_cert = \"{}\"\ntls_key = \"{}\"\n",
+            key.display(),
+            cert.display()
+        );
+        let err = load_env(&swapped, &env).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("query_api.tls_cert:"), "{text}");
+        assert!(text.contains("query_api.tls_key:"), "{text}");
     }
 
     #[test]

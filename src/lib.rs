@@ -8,13 +8,15 @@
 //! - [`kafka`]: topics, the intake and coordinator stages, transactions
 //! - [`telemetry`]: Prometheus metrics and logs
 //! - [`gate`]: the audience gate, which frames every published view as a Kafka record
-//! - [`http`]: `/metrics`, `/healthz`, `/readyz` and the query API; [`status`]: what each
-//!   stage is doing (active, standing by, restoring)
+//! - [`http`]: `/metrics`, `/healthz`, `/readyz` on one listener, the query API on its own;
+//!   [`auth`]: who may ask the query API what; [`status`]: what each stage is doing (active,
+//!   standing by, restoring)
 //! - [`config`]: layered, validated configuration
 //! - [`fault`]: kill points for crash tests (empty unless built with `fault-injection`)
 //! - [`cli`]: the `rallypoint` subcommands, [`simulate`]: the multi-nation feed, and
 //!   [`replay`]: the auditor's check of emitted decisions against the journal
 
+pub mod auth;
 pub mod cli;
 pub mod codec;
 pub mod config;

@@ -2,23 +2,33 @@
 //! between batches from its committed state (it owns the RocksDB store, so nothing else reads
 //! it). An answer waits at most one batch (about `kafka.commit_interval`).
 //!
+//! The HTTP side, its listener and who may ask what, is [`crate::http`]'s `query_router`:
+//!
 //! - `GET /api/v1/picture?scope=alliance` (or `nation:EST`, `sector:energy`,
-//!   `rsit:malicious_code`, `priority:Severe`): the running total and the open windows
-//! - `GET /api/v1/campaigns`: campaigns that span two or more nations
-//! - `GET /api/v1/requests[?nation=EST]`: requests whose incident is open, with coverage
+//!   `rsit:malicious_code`, `priority:Severe`): the running total and the open windows (cell)
+//! - `GET /api/v1/campaigns`: campaigns that span two or more nations (cell)
+//! - `GET /api/v1/requests[?nation=EST]`: requests whose incident is open, with coverage,
+//!   redacted for the role that asks (the cell: every nation's; a nation: its own, in full)
 
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::time::Duration;
 
 use rallypoint_core::query;
 use rallypoint_core::store::{Store, StoreError};
+use rallypoint_core::tlp::Role;
 
 /// What the API can ask.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Query {
-    Picture { scope: String },
+    Picture {
+        scope: String,
+    },
     Campaigns,
-    Requests { nation: Option<String> },
+    /// `viewer`: whose redaction applies (TLP 2.0, [`rallypoint_core::tlp::visibility`]).
+    Requests {
+        nation: Option<String>,
+        viewer: Role,
+    },
 }
 
 /// A question and where its answer goes.
@@ -92,9 +102,10 @@ fn answer<S: Store + ?Sized>(
             store, scope, top,
         )?)),
         Query::Campaigns => json(serde_json::to_value(query::active_campaigns(store)?)),
-        Query::Requests { nation } => json(serde_json::to_value(query::open_requests(
+        Query::Requests { nation, viewer } => json(serde_json::to_value(query::open_requests(
             store,
             nation.as_deref(),
+            *viewer,
         )?)),
     })
 }

@@ -27,6 +27,7 @@ use rallypoint::kafka::Topics;
 use rallypoint::telemetry::Metrics;
 use rallypoint_core::decision::{Audience, Decision};
 use rallypoint_core::event::{Event, Indicator, IndicatorKind, Tlp};
+use rallypoint_core::tlp::Role;
 use rallypoint_core::{query, sample, CoreConfig, MemStore, Output};
 
 const NATIONS: [&str; 5] = ["EST", "LVA", "LTU", "POL", "DEU"];
@@ -336,7 +337,7 @@ fn sweep(seed: u64, n: usize, answers: &[u8], format: Format) -> Result<usize, S
         ),
         (
             Reader::CellDecisions,
-            json(&query::open_requests(&store, None).unwrap()),
+            json(&query::open_requests(&store, None, Role::Cell).unwrap()),
         ),
         (
             Reader::Picture,
@@ -354,7 +355,7 @@ fn sweep(seed: u64, n: usize, answers: &[u8], format: Format) -> Result<usize, S
                 nation: nation.into(),
                 helper_of: None,
             },
-            json(&query::open_requests(&store, Some(nation)).unwrap()),
+            json(&query::open_requests(&store, Some(nation), Role::Requester).unwrap()),
         ));
     }
     let mut text = Vec::new();

@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 
 use common::Harness;
 use rallypoint::codec::Format;
-use rallypoint::config::Config;
 use rallypoint_core::event::{Capability, Event, Indicator, IndicatorKind, Priority, Tlp};
 use rallypoint_core::picture::{CampaignStatus, PictureUpdate};
 use rallypoint_core::sample::{self, Clock};
@@ -42,11 +41,12 @@ fn metric(h: &Harness, name: &str) -> Option<f64> {
 
 #[test]
 fn the_compacted_topic_holds_what_the_journal_implies_and_the_api_agrees() {
-    let mut h = Harness::with_sections(
+    let mut h = Harness::with_query_api(
         "picture",
         &NATIONS,
         "",
         "[picture]\nemit_interval = \"2s\"\nfanout_cap = 3\n",
+        "",
     );
     h.start();
     let mut clock = Clock::new(rallypoint::kafka::now_ms() - 600_000, 700);
@@ -116,7 +116,7 @@ fn the_compacted_topic_holds_what_the_journal_implies_and_the_api_agrees() {
     assert_eq!(journal.len(), sent.len(), "{}", h.log());
 
     // Recompute from the journal with the processor's own settings.
-    let core = Config::load(Some(&h.config)).unwrap().core();
+    let core = h.load_config().core();
     let mut store = MemStore::new();
     let mut expected: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
     let mut records = 0;
@@ -177,39 +177,30 @@ fn the_compacted_topic_holds_what_the_journal_implies_and_the_api_agrees() {
         vec!["domain:c2.example.net", "domain:upd.example.org"]
     );
 
-    // The query API answers from the same state.
-    let started = Instant::now();
-    let campaigns = loop {
-        let (status, body) = h.http_get("/api/v1/campaigns");
-        if status == 200 {
-            break body;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "{status} {body}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    // The query API answers the cell from the same state.
+    let cell = Some("cell");
+    let (status, campaigns) = h.api_get_ready("/api/v1/campaigns", cell, Duration::from_secs(30));
+    assert_eq!(status, 200, "{campaigns}");
     let campaigns: serde_json::Value = serde_json::from_str(&campaigns).unwrap();
     assert_eq!(campaigns[0]["campaign_id"], "C-000001");
-    let (status, body) = h.http_get("/api/v1/picture?scope=nation:EST");
+    let (status, _, body) = h.api_get("/api/v1/picture?scope=nation:EST", cell);
     assert_eq!(status, 200, "{body}");
     let est: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(est["total"]["open_requests"], 1);
     assert_eq!(est["total"]["unmet_needs"], 1, "3 units asked, 2 offered");
     // The API answers from the live state, O-2 included.
-    let (_, body) = h.http_get("/api/v1/picture");
+    let (_, _, body) = h.api_get("/api/v1/picture", cell);
     let alliance: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(
         alliance["total"]["capacity"].as_array().map(Vec::len),
         Some(2),
         "{body}"
     );
-    let (_, body) = h.http_get("/api/v1/requests?nation=EST");
+    let (_, _, body) = h.api_get("/api/v1/requests?nation=EST", cell);
     let requests: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(requests[0]["request_id"], "R-est");
     assert_eq!(requests[0]["needs"][0]["missing"], 1);
-    let (status, _) = h.http_get("/api/v1/picture?scope=planet:earth");
+    let (status, _, _) = h.api_get("/api/v1/picture?scope=planet:earth", cell);
     assert_eq!(status, 400);
 
     // Metrics for ops, read from the coordinator's state every second.

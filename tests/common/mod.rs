@@ -37,8 +37,12 @@ pub struct Harness {
     pub dir: tempfile::TempDir,
     pub config: PathBuf,
     pub codec: Codec,
-    /// The processor's HTTP port.
+    /// The processor's HTTP port (metrics, health).
     pub http_port: u16,
+    /// The query API's port, and (audience, token) of each audience, when the harness enables
+    /// the API (see [`Harness::with_query_api`]).
+    pub query_port: u16,
+    pub tokens: Vec<(String, String)>,
     /// The broker this harness works on.
     pub bootstrap: String,
     /// The binary under test, pinned (see [`pin_binary`]).
@@ -84,6 +88,35 @@ impl Harness {
         Self::on_broker(&bootstrap(), name, nations, extra, sections)
     }
 
+    /// As [`Harness::with_sections`], with the query API enabled on a port of its own and a
+    /// token for the cell and each nation, given to every command through the environment;
+    /// `query_api`: more lines for the `[query_api]` section (e.g. TLS files).
+    pub fn with_query_api(
+        name: &str,
+        nations: &[&str],
+        extra: &str,
+        sections: &str,
+        query_api: &str,
+    ) -> Self {
+        let tokens = std::iter::once("cell")
+            .chain(nations.iter().copied())
+            .map(|a| {
+                (
+                    a.to_owned(),
+                    format!("{a}-{}", uuid::Uuid::new_v4().simple()),
+                )
+            })
+            .collect();
+        Self::build(
+            &bootstrap(),
+            name,
+            nations,
+            extra,
+            sections,
+            Some((query_api, tokens)),
+        )
+    }
+
     /// As [`Harness::with_sections`], on the broker at `bootstrap`.
     pub fn on_broker(
         bootstrap: &str,
@@ -91,6 +124,17 @@ impl Harness {
         nations: &[&str],
         extra: &str,
         sections: &str,
+    ) -> Self {
+        Self::build(bootstrap, name, nations, extra, sections, None)
+    }
+
+    fn build(
+        bootstrap: &str,
+        name: &str,
+        nations: &[&str],
+        extra: &str,
+        sections: &str,
+        query_api: Option<(&str, Vec<(String, String)>)>,
     ) -> Self {
         let namespace = format!("{name}-{}", uuid::Uuid::new_v4().simple());
         let dir = tempfile::tempdir().unwrap();
@@ -104,18 +148,30 @@ impl Harness {
             .create()
             .unwrap();
         let bin = pin_binary(dir.path());
+        let query_port = free_port();
+        let (sections, tokens) = match query_api {
+            Some((lines, tokens)) => (
+                format!(
+                    "{sections}\n[query_api]\nenabled = true\nlisten = \"127.0.0.1:{query_port}\"\n{lines}\n"
+                ),
+                tokens,
+            ),
+            None => (sections.to_owned(), Vec::new()),
+        };
         let h = Self {
             namespace,
             config,
             codec: Codec::new().unwrap(),
             http_port: listen,
+            query_port,
+            tokens,
             bootstrap: bootstrap.to_owned(),
             bin,
             producer,
             child: None,
             nations: nations.iter().map(|n| n.to_string()).collect(),
             extra: extra.to_owned(),
-            sections: sections.to_owned(),
+            sections,
             dir,
         };
         h.write_config(&h.config, None, &h.dir.path().join("state"), listen);
@@ -186,7 +242,87 @@ impl Harness {
             .arg(&self.config)
             .args(args)
             .env("RUST_LOG", "warn,rallypoint=info");
+        for (audience, token) in &self.tokens {
+            c.env(
+                format!(
+                    "RALLYPOINT__QUERY_API__TOKENS__{}",
+                    audience.to_ascii_uppercase()
+                ),
+                token,
+            );
+        }
         c
+    }
+
+    /// The configuration the processor runs with, tokens included.
+    pub fn load_config(&self) -> rallypoint::config::Config {
+        rallypoint::config::Config::load_with_vars(
+            Some(&self.config),
+            self.tokens.iter().map(|(audience, token)| {
+                (
+                    format!(
+                        "RALLYPOINT__QUERY_API__TOKENS__{}",
+                        audience.to_ascii_uppercase()
+                    ),
+                    token.clone(),
+                )
+            }),
+        )
+        .unwrap()
+    }
+
+    /// The token of `audience` (`cell` or a nation), with [`Harness::with_query_api`].
+    pub fn token(&self, audience: &str) -> &str {
+        &self
+            .tokens
+            .iter()
+            .find(|(a, _)| a == audience)
+            .unwrap_or_else(|| panic!("no token for {audience}"))
+            .1
+    }
+
+    /// GET `path` from the query API's plain-HTTP listener with `audience`'s bearer token (or
+    /// none): (status code, response head, body).
+    pub fn api_get(&self, path: &str, audience: Option<&str>) -> (u16, String, String) {
+        let auth = audience.map(|a| format!("Bearer {}", self.token(a)));
+        let headers: Vec<(&str, &str)> = auth
+            .as_deref()
+            .map(|v| vec![("Authorization", v)])
+            .unwrap_or_default();
+        http_request(self.query_port, path, &headers).unwrap()
+    }
+
+    /// As [`Harness::api_get`], retried until the answer is not 503 (the coordinator is still
+    /// starting) or `timeout` passes.
+    pub fn api_get_ready(
+        &self,
+        path: &str,
+        audience: Option<&str>,
+        timeout: Duration,
+    ) -> (u16, String) {
+        let started = Instant::now();
+        loop {
+            let answer = http_request(
+                self.query_port,
+                path,
+                &audience
+                    .map(|a| ("Authorization", format!("Bearer {}", self.token(a))))
+                    .iter()
+                    .map(|(k, v)| (*k, v.as_str()))
+                    .collect::<Vec<_>>(),
+            );
+            if let Ok((status, _, body)) = answer {
+                if status != 503 || started.elapsed() > timeout {
+                    return (status, body);
+                }
+            }
+            assert!(
+                started.elapsed() < timeout,
+                "the query API does not answer\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
     }
 
     /// Queues `e` on its input topic without waiting; [`Harness::flush`] waits for all.
@@ -590,9 +726,23 @@ pub fn http_get(port: u16, path: &str) -> (u16, String) {
 
 /// As [`http_get`], with an error while the server does not answer.
 pub fn try_http_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
+    http_request(port, path, &[]).map(|(status, _, body)| (status, body))
+}
+
+/// GET `path` over plain HTTP/1.0 with `headers`: (status, response head, body).
+pub fn http_request(
+    port: u16,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> std::io::Result<(u16, String, String)> {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
+    let mut request = format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n");
+    for (k, v) in headers {
+        request.push_str(&format!("{k}: {v}\r\n"));
+    }
+    request.push_str("\r\n");
+    s.write_all(request.as_bytes())?;
     let mut text = String::new();
     s.read_to_string(&mut text)?;
     let status = text
@@ -600,11 +750,11 @@ pub fn try_http_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
         .nth(1)
         .and_then(|c| c.parse().ok())
         .unwrap_or(0);
-    let body = text
+    let (head, body) = text
         .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    Ok((status, body))
+        .map(|(h, b)| (h.to_owned(), b.to_owned()))
+        .unwrap_or((text.clone(), String::new()));
+    Ok((status, head, body))
 }
 
 /// A service of the test's own, run by a script of `scripts/` (`kafka-local.sh`,
@@ -714,9 +864,7 @@ pub fn assert_exactly_once(
     assert_eq!(unique.len(), want.len(), "every input journaled once");
     assert!(unique == want, "the journal holds exactly the inputs sent");
 
-    let core = rallypoint::config::Config::load(Some(&h.config))
-        .expect("the test's configuration loads")
-        .core();
+    let core = h.load_config().core();
     let mut pictures: Vec<Vec<u8>> = Vec::new();
     let mut store = MemStore::new();
     let mut expected: BTreeMap<String, Vec<Vec<u8>>> = BTreeMap::new();

@@ -1,7 +1,9 @@
 //! Read-only views of the state for the query API: the picture of a scope, the active
 //! campaigns, the open requests. Each function only reads the [`Store`] it is given, so the
-//! coordinator answers from committed state. What they return is what the coordination cell
-//! may see: RED incidents show ids and capability only.
+//! coordinator answers from committed state. The picture and the campaigns are the coordination
+//! cell's views; the open requests are redacted for the role that asks, by the same TLP 2.0
+//! rules as the decisions ([`crate::tlp::visibility`]): the cell sees RED ids and capability
+//! only, the requesting nation sees its own requests in full.
 
 use serde::{Deserialize, Serialize};
 
@@ -9,6 +11,7 @@ use crate::event::{Capability, Priority, Sector, Tlp};
 use crate::picture::{self, Campaign, CampaignStatus, Tally, ThreatPicture};
 use crate::state::*;
 use crate::store::{Store, StoreError};
+use crate::tlp::{visibility, Role, Visibility};
 
 /// The running total and the open windows of one scope, e.g. `alliance` or `nation:EST`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -126,7 +129,7 @@ pub struct OpenRequest {
     pub incident_id: String,
     pub nation: String,
     pub tlp: Tlp,
-    /// Left out under RED.
+    /// Left out where the viewer may not see them (the cell, under RED).
     pub priority: Option<Priority>,
     pub sector: Option<Sector>,
     pub requested_at: i64,
@@ -134,10 +137,13 @@ pub struct OpenRequest {
     pub assignments: Vec<String>,
 }
 
-/// Open requests, of one nation or all, oldest first.
+/// Open requests, of one nation or all, oldest first, each redacted to what `viewer` may see
+/// of its incident: [`Role::Cell`] for the coordination cell, [`Role::Requester`] for a
+/// nation reading its own requests.
 pub fn open_requests<S: Store + ?Sized>(
     store: &S,
     nation: Option<&str>,
+    viewer: Role,
 ) -> Result<Vec<OpenRequest>, StoreError> {
     let mut out = Vec::new();
     for (key, _) in store.scan_prefix(OPEN_REQUESTS)? {
@@ -151,14 +157,14 @@ pub fn open_requests<S: Store + ?Sized>(
         let Some(i) = read::<Incident, S>(store, &incident_key(&r.incident_id))? else {
             continue;
         };
-        let red = i.tlp == Tlp::Red;
+        let need_to_act = visibility(i.tlp, viewer) >= Visibility::NeedToAct;
         out.push(OpenRequest {
             request_id: r.request_id.clone(),
             incident_id: r.incident_id.clone(),
             nation: r.nation.clone(),
             tlp: i.tlp,
-            priority: (!red).then_some(i.priority),
-            sector: (!red).then_some(i.sector),
+            priority: need_to_act.then_some(i.priority),
+            sector: need_to_act.then_some(i.sector),
             requested_at: r.reported_at,
             needs: r
                 .needs

@@ -15,6 +15,7 @@ use rallypoint_core::picture::{
 use rallypoint_core::sample;
 use rallypoint_core::state::{CampaignState, PictureStats, PICTURE_STATS};
 use rallypoint_core::store::Store;
+use rallypoint_core::tlp::Role;
 use rallypoint_core::{CoreConfig, Output};
 
 const H: i64 = 3_600_000;
@@ -386,15 +387,24 @@ fn the_query_views_show_open_requests_campaigns_and_a_scope_as_the_cell_may_see_
     w.hit("LTU", "I3", Tlp::Green, Capability::IcsOt, 1);
     let e = w.env("LTU");
     w.apply(&sample::closed(e, "I3"));
-    let open = query::open_requests(&w.store, None).unwrap();
+    let open = query::open_requests(&w.store, None, Role::Cell).unwrap();
     let ids: Vec<&str> = open.iter().map(|r| r.request_id.as_str()).collect();
     assert_eq!(ids, vec!["R-I1", "R-I2"]);
     assert_eq!(open[0].priority, None, "RED: ids and capability only");
+    assert_eq!(open[0].sector, None, "RED: ids and capability only");
+    assert_eq!(open[0].needs[0].capability, Capability::Forensics);
+    assert!(open[1].priority.is_some() && open[1].sector.is_some());
     assert_eq!(open[1].needs[0].missing, 1);
     assert_eq!(
-        query::open_requests(&w.store, Some("LVA")).unwrap().len(),
+        query::open_requests(&w.store, Some("LVA"), Role::Cell)
+            .unwrap()
+            .len(),
         1
     );
+    // The requester sees its own RED request in full.
+    let own = query::open_requests(&w.store, Some("EST"), Role::Requester).unwrap();
+    assert_eq!(own.len(), 1);
+    assert!(own[0].priority.is_some() && own[0].sector.is_some());
     report(&mut w, "EST", "I4", Tlp::Green, T0, &["c2.example.net"]);
     report(&mut w, "POL", "I5", Tlp::Green, T0, &["c2.example.net"]);
     // sample::incident reports 203.0.113.7 for I1-I3 too: that is a campaign of its own.

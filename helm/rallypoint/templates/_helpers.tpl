@@ -51,12 +51,22 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- define "rallypoint.configPath" -}}/etc/rallypoint/rallypoint.toml{{- end }}
 
 {{/*
-The configuration as TOML: .Values.config with the keys the chart owns (state.dir, http.listen)
-laid over it. Top-level values first, then one [section] per map. Strings, numbers, booleans
+The configuration as TOML: .Values.config with the keys the chart owns (state.dir, http.listen,
+and query_api when .Values.queryApi.enabled) laid over it. Top-level values first, then one [section] per map. Strings, numbers, booleans
 and lists of them are written as JSON, which is valid TOML for these types.
 */}}
 {{- define "rallypoint.toml" -}}
 {{- $owned := dict "state" (dict "dir" (include "rallypoint.stateDir" .)) "http" (dict "listen" (printf "0.0.0.0:%v" .Values.http.port)) }}
+{{- with .Values.queryApi }}
+{{- if .enabled }}
+{{- $api := dict "enabled" true "listen" (printf "0.0.0.0:%v" .port) }}
+{{- if .tls.existingSecret }}
+{{- $_ := set $api "tls_cert" (printf "%s/%s" .tls.mountPath .tls.certKey) }}
+{{- $_ := set $api "tls_key" (printf "%s/%s" .tls.mountPath .tls.keyKey) }}
+{{- end }}
+{{- $_ := set $owned "query_api" $api }}
+{{- end }}
+{{- end }}
 {{- $cfg := mergeOverwrite (deepCopy (.Values.config | default dict)) $owned -}}
 # Rendered by the Helm chart from .Values.config; see config/defaults.toml for every key.
 {{- range $key := keys $cfg | sortAlpha }}
@@ -76,6 +86,27 @@ and lists of them are written as JSON, which is valid TOML for these types.
 {{- fail (printf "config.%s.%s: nested tables are not Rallypoint settings" $section $key) }}
 {{- end }}
 {{ $key }} = {{ $value | toJson }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+Fails the render on a query API that Rallypoint would refuse, so that the mistake shows at
+`helm install`, not in a crash-looping pod.
+*/}}
+{{- define "rallypoint.checkQueryApi" -}}
+{{- with .Values.queryApi }}
+{{- if .enabled }}
+{{- if not .tokens.existingSecret }}
+{{- fail "queryApi.enabled needs queryApi.tokens.existingSecret: a Secret with a token per audience" }}
+{{- end }}
+{{- if not .tokens.audiences }}
+{{- fail "queryApi.tokens.audiences: list the audiences (cell, or a nation) whose token the Secret holds" }}
+{{- end }}
+{{- $protocol := (($.Values.config | default dict).kafka | default dict).security_protocol | default "plaintext" }}
+{{- if and (has $protocol (list "ssl" "sasl_ssl")) (not .tls.existingSecret) }}
+{{- fail (printf "Kafka uses TLS (config.kafka.security_protocol %s): set queryApi.tls.existingSecret, so that the query API's tokens do not cross the network in clear" $protocol) }}
 {{- end }}
 {{- end }}
 {{- end }}
