@@ -129,11 +129,14 @@ impl<'h> Feed<'h> {
     }
 }
 
+/// Writes an event's bytes in a framing.
+type Encode<'a> = Box<dyn Fn(&Event) -> Vec<u8> + 'a>;
+
 /// How a framing writes an event, and its prefix for entity ids.
 struct Framing<'a> {
     name: &'static str,
     prefix: &'static str,
-    encode: Box<dyn Fn(&Event) -> Vec<u8> + 'a>,
+    encode: Encode<'a>,
 }
 
 fn incidents(nation: &str) -> String {

@@ -54,8 +54,7 @@ impl RecordLimits {
             dlq: input
                 .saturating_mul(2)
                 .saturating_add(ENVELOPE)
-                .max(16 * 1024 * 1024)
-                .min(MOST),
+                .clamp(16 * 1024 * 1024, MOST),
         }
     }
 
