@@ -158,3 +158,69 @@ pub async fn create_topics(config: &Config) -> anyhow::Result<Vec<(String, bool)
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(max_record_bytes: usize) -> Config {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rallypoint.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "nations = [\"EST\", \"LVA\"]\n[intake]\nmax_record_bytes = {max_record_bytes}\n"
+            ),
+        )
+        .unwrap();
+        Config::load(Some(&path)).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn max_message_bytes(specs: &[Spec], name: &str) -> Option<usize> {
+        let spec = specs.iter().find(|s| s.name == name)?;
+        let (_, v) = spec
+            .configs
+            .iter()
+            .find(|(k, _)| *k == "max.message.bytes")?;
+        v.parse().ok()
+    }
+
+    #[test]
+    fn topics_take_an_oversized_input_and_a_carried_original_with_room_to_spare() {
+        let c = config(1024 * 1024);
+        let limits = RecordLimits::of(&c);
+        assert_eq!(
+            limits,
+            RecordLimits {
+                input: 2_162_688,
+                journal: 6_553_600,
+                dlq: 16_777_216,
+            }
+        );
+        let t = Topics::new(&c);
+        let specs = specs(&c);
+        for nation in ["EST", "LVA"] {
+            for stream in Stream::ALL {
+                assert_eq!(
+                    max_message_bytes(&specs, &t.input(nation, stream)),
+                    Some(limits.input)
+                );
+            }
+        }
+        assert_eq!(
+            max_message_bytes(&specs, &t.journal()),
+            Some(limits.journal)
+        );
+        assert_eq!(max_message_bytes(&specs, &t.dlq()), Some(limits.dlq));
+        assert_eq!(limits.producer(), limits.dlq);
+
+        // A larger limit raises the dead-letter topic's above its 16 MiB floor; a huge one
+        // stays within what librdkafka and the broker accept.
+        let big = RecordLimits::of(&config(10 * 1024 * 1024));
+        assert_eq!(big.input, 21_037_056);
+        assert_eq!(big.dlq, 42_139_648);
+        assert_eq!(big.producer(), big.journal);
+        let huge = RecordLimits::of(&config(1 << 40));
+        assert_eq!((huge.input, huge.journal, huge.dlq), (MOST, MOST, MOST));
+    }
+}
