@@ -14,8 +14,10 @@ use anyhow::Context;
 use rallypoint_core::decision::Audience;
 use rallypoint_core::store::Overlay;
 use rallypoint_core::{apply, Output};
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::ClientContext;
 use rdkafka::{Message, Offset, TopicPartitionList};
 
 use crate::config::Config;
@@ -153,6 +155,30 @@ fn committed_journal_offset(config: &Config, topics: &Topics) -> anyhow::Result<
     })
 }
 
+/// The context of the consumer that reads a topic to its end. With `enable.partition.eof`,
+/// librdkafka reports each partition's end as an error event, which rdkafka hands both to
+/// `poll` (where [`read_topic`] counts it) and to the context's `error` (whose default logs
+/// it at ERROR level): this context logs every error but that normal end.
+struct ReaderContext;
+
+/// Whether a client error is only the end of a partition reached.
+fn is_partition_end(error: &KafkaError) -> bool {
+    matches!(
+        error,
+        KafkaError::PartitionEOF(_) | KafkaError::Global(RDKafkaErrorCode::PartitionEOF)
+    )
+}
+
+impl ClientContext for ReaderContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if !is_partition_end(&error) {
+            tracing::error!("librdkafka: {error}: {reason}");
+        }
+    }
+}
+
+impl ConsumerContext for ReaderContext {}
+
 /// Every committed record of `topic` (all partitions), up to `end` on partition 0 if given,
 /// else up to the current end.
 fn read_topic(config: &Config, topic: &str, end: Option<i64>) -> anyhow::Result<Vec<Read>> {
@@ -161,7 +187,7 @@ fn read_topic(config: &Config, topic: &str, end: Option<i64>) -> anyhow::Result<
         .set("enable.auto.commit", "false")
         .set("isolation.level", "read_committed")
         .set("enable.partition.eof", "true");
-    let consumer: BaseConsumer = c.create()?;
+    let consumer: BaseConsumer<ReaderContext> = c.create_with_context(ReaderContext)?;
     let meta = consumer.fetch_metadata(Some(topic), Duration::from_secs(30))?;
     let Some(t) = meta.topics().first() else {
         anyhow::bail!("no metadata for {topic}")
@@ -209,4 +235,23 @@ fn read_topic(config: &Config, topic: &str, end: Option<i64>) -> anyhow::Result<
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_end_of_a_partition_is_no_error_but_other_errors_are() {
+        assert!(is_partition_end(&KafkaError::Global(
+            RDKafkaErrorCode::PartitionEOF
+        )));
+        assert!(is_partition_end(&KafkaError::PartitionEOF(3)));
+        assert!(!is_partition_end(&KafkaError::Global(
+            RDKafkaErrorCode::AllBrokersDown
+        )));
+        assert!(!is_partition_end(&KafkaError::Global(
+            RDKafkaErrorCode::UnknownTopicOrPartition
+        )));
+    }
 }

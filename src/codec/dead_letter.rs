@@ -26,3 +26,16 @@ pub struct DeadLetter {
     pub original_value: Vec<u8>,
     pub original_headers: Vec<Header>,
 }
+
+/// The schema of `DeadLetter.original_headers` (`array<rallypoint.Header>`), taken from the
+/// dead letter's own compiled schema, so that the two cannot drift apart.
+pub(super) fn headers_schema(dead_letter: &apache_avro::Schema) -> Option<apache_avro::Schema> {
+    match dead_letter {
+        apache_avro::Schema::Record(r) => r
+            .fields
+            .iter()
+            .find(|f| f.name == "original_headers")
+            .map(|f| f.schema.clone()),
+        _ => None,
+    }
+}

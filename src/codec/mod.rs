@@ -78,6 +78,8 @@ pub struct Codec {
     /// with it, then resolved to the current schema (new fields take their defaults).
     released: Vec<schemas::Compiled>,
     by_released_fingerprint: HashMap<[u8; 8], usize>,
+    /// `array<rallypoint.Header>`: how the journal carries a feed record's headers.
+    headers: Schema,
 }
 
 fn undecodable(detail: impl Into<String>) -> Rejection {
@@ -109,7 +111,13 @@ impl Codec {
             .enumerate()
             .map(|(i, c)| (c.fingerprint, i))
             .collect();
+        let headers = schemas
+            .iter()
+            .find(|c| c.name == "DeadLetter")
+            .and_then(|c| dead_letter::headers_schema(&c.expanded))
+            .ok_or_else(|| SchemaError::new("DeadLetter", "has no field original_headers"))?;
         Ok(Self {
+            headers,
             schemas,
             by_name,
             by_fingerprint,
@@ -391,6 +399,34 @@ impl Codec {
 
     pub fn encode_dead_letter(&self, dl: &DeadLetter) -> Vec<u8> {
         self.encode("DeadLetter", dl)
+    }
+
+    /// Kafka headers as the Avro binary of `array<rallypoint.Header>`, the type of
+    /// `DeadLetter.original_headers`, without framing: an empty list is one byte (`00`); each
+    /// header costs its key and value plus 3 to 4 bytes of lengths and union index.
+    pub fn encode_headers(&self, headers: &[Header]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(
+            1 + headers
+                .iter()
+                .map(|h| h.key.len() + h.value.as_ref().map_or(0, Vec::len) + 12)
+                .sum::<usize>(),
+        );
+        avro_body(&self.headers, &headers, &mut out);
+        out
+    }
+
+    /// Reads what [`Codec::encode_headers`] wrote; an error for anything else.
+    pub fn decode_headers(&self, bytes: &[u8]) -> Result<Vec<Header>, Rejection> {
+        let mut input = bytes;
+        let value = apache_avro::from_avro_datum(&self.headers, &mut input, None)
+            .map_err(|e| undecodable(format!("carried headers: {e}")))?;
+        if !input.is_empty() {
+            return Err(undecodable(format!(
+                "carried headers: {} bytes after the list",
+                input.len()
+            )));
+        }
+        from_value(&value).map_err(|e| undecodable(format!("carried headers: {e}")))
     }
 
     pub fn decode_dead_letter(&self, bytes: &[u8]) -> Result<DeadLetter, Rejection> {

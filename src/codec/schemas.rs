@@ -201,6 +201,15 @@ pub struct SchemaError {
     detail: String,
 }
 
+impl SchemaError {
+    pub(crate) fn new(name: &str, detail: impl Into<String>) -> Self {
+        Self {
+            name: name.to_owned(),
+            detail: detail.into(),
+        }
+    }
+}
+
 /// Compiles every schema of [`FILES`].
 pub fn compile_all() -> Result<Vec<Compiled>, SchemaError> {
     let library = library(COMMON)?;

@@ -14,7 +14,54 @@ use crate::config::Config;
 pub struct Spec {
     pub name: String,
     pub partitions: i32,
-    pub configs: Vec<(&'static str, &'static str)>,
+    pub configs: Vec<(&'static str, String)>,
+}
+
+/// Largest record each kind of topic accepts (its `max.message.bytes`, which the broker
+/// compares with a whole record batch), derived from `intake.max_record_bytes` so that the
+/// broker and intake agree:
+///
+/// - an input topic takes records up to twice `intake.max_record_bytes`, plus [`ENVELOPE`]
+///   for the key, headers and batch framing: a record over the intake limit (but under this)
+///   reaches intake and is dead-lettered as `oversized`, instead of being refused to the feed
+///   with no trace; beyond it the broker refuses it;
+/// - the journal takes a journal record that carries its feed record whole (see
+///   [`super::dead_letter`]): the event re-encoded, the original key, value and headers (the
+///   headers as Avro, at most 1.5 times their Kafka size): three input records;
+/// - the dead-letter topic takes a dead letter of the largest input record: its key, value and
+///   headers as Avro, with the reason, a bounded detail and the source (at least 16 MiB, as
+///   before).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecordLimits {
+    pub input: usize,
+    pub journal: usize,
+    pub dlq: usize,
+}
+
+/// Room for what is not the record's value: key, headers, batch framing, a dead letter's
+/// reason, detail and source.
+pub const ENVELOPE: usize = 64 * 1024;
+/// The most librdkafka's `message.max.bytes` allows, below the broker's `int` limit too.
+const MOST: usize = 1_000_000_000;
+
+impl RecordLimits {
+    pub fn of(config: &Config) -> Self {
+        let max = config.intake.max_record_bytes;
+        let input = max.saturating_mul(2).saturating_add(ENVELOPE).min(MOST);
+        Self {
+            input,
+            journal: input.saturating_mul(3).saturating_add(ENVELOPE).min(MOST),
+            dlq: input
+                .saturating_mul(2)
+                .saturating_add(ENVELOPE)
+                .clamp(16 * 1024 * 1024, MOST),
+        }
+    }
+
+    /// What a stage's producer must be let send: the largest of its topics' limits.
+    pub fn producer(&self) -> usize {
+        self.journal.max(self.dlq)
+    }
 }
 
 /// Every topic the configuration implies.
@@ -22,56 +69,64 @@ pub fn specs(config: &Config) -> Vec<Spec> {
     let t = Topics::new(config);
     let inputs = config.topics.input_partitions;
     let outputs = config.topics.output_partitions;
+    let limits = RecordLimits::of(config);
     let mut specs = Vec::new();
     for nation in &config.nations {
         for stream in Stream::ALL {
             specs.push(Spec {
                 name: t.input(nation, stream),
                 partitions: inputs,
-                configs: vec![("retention.ms", "604800000")],
+                configs: vec![
+                    ("retention.ms", "604800000".into()),
+                    ("max.message.bytes", limits.input.to_string()),
+                ],
             });
         }
         specs.push(Spec {
             name: t.decisions(nation),
             partitions: outputs,
-            configs: vec![("retention.ms", "2592000000")],
+            configs: vec![("retention.ms", "2592000000".into())],
         });
     }
     specs.push(Spec {
         name: t.coalition_decisions(),
         partitions: outputs,
-        configs: vec![("retention.ms", "2592000000")],
+        configs: vec![("retention.ms", "2592000000".into())],
     });
     specs.push(Spec {
         name: t.threat_picture(),
         partitions: outputs,
         configs: vec![
-            ("cleanup.policy", "compact"),
-            ("min.compaction.lag.ms", "60000"),
-            ("segment.ms", "3600000"),
+            ("cleanup.policy", "compact".into()),
+            ("min.compaction.lag.ms", "60000".into()),
+            ("segment.ms", "3600000".into()),
         ],
     });
     // The journal is the event store: one partition for a total order, kept for ever.
     specs.push(Spec {
         name: t.journal(),
         partitions: 1,
-        configs: vec![("retention.ms", "-1"), ("retention.bytes", "-1")],
+        configs: vec![
+            ("retention.ms", "-1".into()),
+            ("retention.bytes", "-1".into()),
+            ("max.message.bytes", limits.journal.to_string()),
+        ],
     });
     specs.push(Spec {
         name: t.changelog(),
         partitions: 1,
         configs: vec![
-            ("cleanup.policy", "compact"),
-            ("min.compaction.lag.ms", "60000"),
-            ("segment.ms", "3600000"),
+            ("cleanup.policy", "compact".into()),
+            ("min.compaction.lag.ms", "60000".into()),
+            ("segment.ms", "3600000".into()),
         ],
     });
     specs.push(Spec {
         name: t.dlq(),
         partitions: 1,
         configs: vec![
-            ("retention.ms", "2592000000"),
-            ("max.message.bytes", "16777216"),
+            ("retention.ms", "2592000000".into()),
+            ("max.message.bytes", limits.dlq.to_string()),
         ],
     });
     specs
@@ -102,4 +157,70 @@ pub async fn create_topics(config: &Config) -> anyhow::Result<Vec<(String, bool)
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(max_record_bytes: usize) -> Config {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rallypoint.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "nations = [\"EST\", \"LVA\"]\n[intake]\nmax_record_bytes = {max_record_bytes}\n"
+            ),
+        )
+        .unwrap();
+        Config::load(Some(&path)).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn max_message_bytes(specs: &[Spec], name: &str) -> Option<usize> {
+        let spec = specs.iter().find(|s| s.name == name)?;
+        let (_, v) = spec
+            .configs
+            .iter()
+            .find(|(k, _)| *k == "max.message.bytes")?;
+        v.parse().ok()
+    }
+
+    #[test]
+    fn topics_take_an_oversized_input_and_a_carried_original_with_room_to_spare() {
+        let c = config(1024 * 1024);
+        let limits = RecordLimits::of(&c);
+        assert_eq!(
+            limits,
+            RecordLimits {
+                input: 2_162_688,
+                journal: 6_553_600,
+                dlq: 16_777_216,
+            }
+        );
+        let t = Topics::new(&c);
+        let specs = specs(&c);
+        for nation in ["EST", "LVA"] {
+            for stream in Stream::ALL {
+                assert_eq!(
+                    max_message_bytes(&specs, &t.input(nation, stream)),
+                    Some(limits.input)
+                );
+            }
+        }
+        assert_eq!(
+            max_message_bytes(&specs, &t.journal()),
+            Some(limits.journal)
+        );
+        assert_eq!(max_message_bytes(&specs, &t.dlq()), Some(limits.dlq));
+        assert_eq!(limits.producer(), limits.dlq);
+
+        // A larger limit raises the dead-letter topic's above its 16 MiB floor; a huge one
+        // stays within what librdkafka and the broker accept.
+        let big = RecordLimits::of(&config(10 * 1024 * 1024));
+        assert_eq!(big.input, 21_037_056);
+        assert_eq!(big.dlq, 42_139_648);
+        assert_eq!(big.producer(), big.journal);
+        let huge = RecordLimits::of(&config(1 << 40));
+        assert_eq!((huge.input, huge.journal, huge.dlq), (MOST, MOST, MOST));
+    }
 }

@@ -32,6 +32,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
 
 use super::context::StageContext;
+use super::dead_letter::{self, Original};
 use super::restore::Follower;
 use super::txn::{Transactional, TxnError};
 use super::{Backoff, BatchOffsets, Handled, Polled, Topics, HDR_INPUT_TS};
@@ -428,7 +429,16 @@ impl Coordinator {
         txn: &mut Transactional,
     ) -> Result<(), TxnError> {
         let dlq = self.topics.dlq();
-        super::send_dead_letter(STAGE, self.codec(), &dlq, &self.metrics, txn, m, rejection)
+        let original = Original::carried(self.codec(), m);
+        dead_letter::send_dead_letter(
+            STAGE,
+            self.codec(),
+            &dlq,
+            &self.metrics,
+            txn,
+            &original,
+            rejection,
+        )
     }
 
     fn commit(

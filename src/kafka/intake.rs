@@ -9,11 +9,12 @@ use anyhow::Context;
 use rallypoint_core::validate::{self, Limits, Origin};
 use rallypoint_core::{Event, RejectReason, Rejection};
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{BorrowedMessage, Header, Message, OwnedHeaders};
+use rdkafka::message::{BorrowedMessage, Headers, Message, OwnedHeaders};
 
 use super::context::StageContext;
+use super::dead_letter::{self, Original};
 use super::txn::{Transactional, TxnError};
-use super::{Backoff, BatchOffsets, Handled, Polled, Topics, HDR_INPUT_TS, HDR_SOURCE};
+use super::{Backoff, BatchOffsets, Handled, Polled, Topics};
 use crate::config::Config;
 use crate::registry::Schemas;
 use crate::status::{Phase, StageStatus};
@@ -27,6 +28,8 @@ pub struct Intake {
     schemas: Arc<Schemas>,
     metrics: Metrics,
     limits: Limits,
+    /// The largest journal record the journal topic accepts.
+    max_journal_bytes: usize,
 }
 
 impl Intake {
@@ -36,6 +39,7 @@ impl Intake {
         };
         Self {
             topics: Topics::new(&config),
+            max_journal_bytes: super::admin::RecordLimits::of(&config).journal,
             config,
             schemas,
             metrics,
@@ -155,27 +159,30 @@ impl Intake {
                 return Ok(Handled::NotYet(e.to_string()));
             }
         }
-        match self.accept(m) {
-            Ok(event) => {
-                let source = format!("{}/{}/{}", m.topic(), m.partition(), m.offset());
-                let ts = m
-                    .timestamp()
-                    .to_millis()
-                    .unwrap_or_else(super::now_ms)
-                    .to_string();
-                let headers = OwnedHeaders::new()
-                    .insert(Header {
-                        key: HDR_SOURCE,
-                        value: Some(&source),
-                    })
-                    .insert(Header {
-                        key: HDR_INPUT_TS,
-                        value: Some(&ts),
-                    });
-                let value = self.schemas.codec().encode_event(&event);
+        let codec = self.schemas.codec();
+        let journaled = self.accept(m).and_then(|event| {
+            let key = event.entity_id().as_bytes().to_vec();
+            let value = codec.encode_event(&event);
+            let headers = dead_letter::journal_headers(codec, m, &key, &value);
+            // Only when the input topic accepts more than `topics create` sets: the journal
+            // could not take it, and the batch would be refused over and over.
+            let size = key.len() + value.len() + headers_size(&headers);
+            if size > self.max_journal_bytes {
+                return Err(Rejection::new(
+                    RejectReason::Oversized,
+                    format!(
+                        "its journal record would be {size} bytes, at most {} allowed",
+                        self.max_journal_bytes
+                    ),
+                ));
+            }
+            Ok((key, value, headers))
+        });
+        match journaled {
+            Ok((key, value, headers)) => {
                 txn.send(
                     &self.topics.journal(),
-                    Some(event.entity_id().as_bytes()),
+                    Some(&key),
                     Some(&value),
                     Some(headers),
                 )?;
@@ -186,13 +193,13 @@ impl Intake {
             }
             Err(rejection) => {
                 let dlq = self.topics.dlq();
-                super::send_dead_letter(
+                dead_letter::send_dead_letter(
                     STAGE,
-                    self.schemas.codec(),
+                    codec,
                     &dlq,
                     &self.metrics,
                     txn,
-                    m,
+                    &Original::consumed(m),
                     &rejection,
                 )?;
             }
@@ -222,4 +229,12 @@ impl Intake {
         validate::validate(&event, &origin, super::now_ms(), &self.limits)?;
         Ok(event)
     }
+}
+
+/// About what `headers` take in a record: keys, values and their lengths.
+fn headers_size(headers: &OwnedHeaders) -> usize {
+    headers
+        .iter()
+        .map(|h| h.key.len() + h.value.map_or(0, <[u8]>::len) + 10)
+        .sum()
 }

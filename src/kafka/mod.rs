@@ -6,6 +6,7 @@
 pub mod admin;
 pub mod context;
 pub mod coordinator;
+pub mod dead_letter;
 pub mod intake;
 pub mod restore;
 pub mod txn;
@@ -489,80 +490,4 @@ pub fn rewind_to_committed(
     Ok(())
 }
 
-/// Headers Rallypoint adds to journal records.
-pub const HDR_SOURCE: &str = "rp.source";
-pub const HDR_INPUT_TS: &str = "rp.input_ts";
-
-/// Sends the consumed record `m` to the dead-letter topic with `rejection` in the open
-/// transaction, and counts and logs it.
-pub fn send_dead_letter(
-    stage: &'static str,
-    codec: &crate::codec::Codec,
-    dlq: &str,
-    metrics: &crate::telemetry::Metrics,
-    txn: &mut txn::Transactional,
-    m: &rdkafka::message::BorrowedMessage<'_>,
-    rejection: &rallypoint_core::Rejection,
-) -> Result<(), txn::TxnError> {
-    use rdkafka::Message;
-    metrics.rejected(stage, rejection, m.topic(), m.partition(), m.offset());
-    let (value, headers) = dead_letter_record(codec, m, rejection);
-    txn.send(dlq, m.key(), Some(&value), Some(headers))?;
-    metrics.records_out.with_label_values(&[stage, "dlq"]).inc();
-    Ok(())
-}
-
-/// A dead-letter record for `rejection` of the consumed record `m`.
-fn dead_letter_record<M: rdkafka::Message>(
-    codec: &crate::codec::Codec,
-    m: &M,
-    rejection: &rallypoint_core::Rejection,
-) -> (Vec<u8>, rdkafka::message::OwnedHeaders) {
-    use rdkafka::message::{Header, Headers, OwnedHeaders};
-    let original_headers = m
-        .headers()
-        .map(|hs| {
-            hs.iter()
-                .map(|h| crate::codec::Header {
-                    key: h.key.to_owned(),
-                    value: h.value.map(<[u8]>::to_vec),
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    let dl = crate::codec::DeadLetter {
-        reason: rejection.reason.as_str().to_owned(),
-        detail: rejection.detail.clone(),
-        source_topic: m.topic().to_owned(),
-        source_partition: m.partition(),
-        source_offset: m.offset(),
-        source_timestamp: m.timestamp().to_millis(),
-        original_key: m.key().map(<[u8]>::to_vec),
-        original_value: m.payload().map(<[u8]>::to_vec).unwrap_or_default(),
-        original_headers,
-    };
-    let partition = m.partition().to_string();
-    let offset = m.offset().to_string();
-    let headers = OwnedHeaders::new()
-        .insert(Header {
-            key: "error.reason",
-            value: Some(rejection.reason.as_str()),
-        })
-        .insert(Header {
-            key: "error.detail",
-            value: Some(&rejection.detail),
-        })
-        .insert(Header {
-            key: "source.topic",
-            value: Some(m.topic()),
-        })
-        .insert(Header {
-            key: "source.partition",
-            value: Some(&partition),
-        })
-        .insert(Header {
-            key: "source.offset",
-            value: Some(&offset),
-        });
-    (codec.encode_dead_letter(&dl), headers)
-}
+pub use dead_letter::{HDR_INPUT_TS, HDR_SOURCE};

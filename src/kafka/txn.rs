@@ -99,7 +99,13 @@ impl Transactional {
         c.set("linger.ms", "5")
             .set("compression.type", "lz4")
             .set("queue.buffering.max.messages", "500000")
-            .set("message.max.bytes", "16777216");
+            // As large as the largest record of the journal or the dead-letter topic.
+            .set(
+                "message.max.bytes",
+                super::admin::RecordLimits::of(config)
+                    .producer()
+                    .to_string(),
+            );
         let producer: BaseProducer<ProducerState> = c
             .create_with_context(ProducerState::new(changelog_topic))
             .map_err(|e| TxnError::Fatal(e.to_string()))?;
