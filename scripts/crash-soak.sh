@@ -5,6 +5,9 @@
 # pure fold of the journal, with no duplicate and no gap (tests/crash_soak.rs). Prints the
 # kills survived and the restart timings. Stops by itself within SOAK_TIMEOUT (default 15m).
 #
+# Before the soak, tests/watchdog.rs makes a Kafka client call hang and checks that the
+# watchdog ends the process and that a restart then loses nothing.
+#
 # The kill points need the `fault-injection` cargo feature. It is built here and nowhere else;
 # afterwards the plain binary is put back, so the release binary the demo runs has none.
 #
@@ -35,7 +38,10 @@ if [[ -z "${RALLYPOINT_TEST_BOOTSTRAP:-}" ]]; then
   export RALLYPOINT_TEST_BOOTSTRAP
 fi
 echo "crash soak: $RALLYPOINT_SOAK_COUNT events, $RALLYPOINT_SOAK_KILLS random kills, seed $RALLYPOINT_SOAK_SEED, broker $RALLYPOINT_TEST_BOOTSTRAP"
-cargo build --release --features fault-injection --test crash_soak --quiet
+cargo build --release --features fault-injection --test crash_soak --test watchdog --quiet
+# First the watchdog: a Kafka client call made to hang ends the process with its own status,
+# and a restart loses and repeats nothing (tests/watchdog.rs, about a minute).
+cargo test --release --features fault-injection --test watchdog
 started=$SECONDS
 # In a process group of its own, so that a watchdog can end the test and the processors it
 # started, should the test's own deadlines fail to.

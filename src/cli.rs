@@ -291,6 +291,7 @@ fn run(config: Config, role: Role) -> anyhow::Result<()> {
         stages: ready,
         stage_ready: metrics.stage_ready.clone(),
         stage_active: metrics.stage_active.clone(),
+        client_call_wait: metrics.client_call_wait.clone(),
     };
     let stopped = |flag: Arc<AtomicBool>| async move {
         while !flag.load(Ordering::SeqCst) {

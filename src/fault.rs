@@ -15,6 +15,10 @@
 //! | `coordinator.committed` | transaction committed, RocksDB not yet written |
 //! | `coordinator.takeover` | producer initialised (others fenced), changelog not yet restored |
 //! | `restore.chunk` | a chunk of the changelog restored into RocksDB, more to come |
+//!
+//! `RALLYPOINT_FAULT=hang.<call>@<n>` instead makes the `n`-th blocking Kafka client call of
+//! that name (see [`crate::kafka::watchdog`]) never return, as a client that hangs would: the
+//! watchdog must end the process.
 
 /// Names every kill point (for the soak harness and the docs above).
 pub const POINTS: &[&str] = &[
@@ -33,6 +37,15 @@ pub fn point(_name: &'static str) {}
 #[cfg(feature = "fault-injection")]
 pub fn point(name: &'static str) {
     armed::reached(name);
+}
+
+#[cfg(not(feature = "fault-injection"))]
+#[inline(always)]
+pub fn hang(_call: &str) {}
+
+#[cfg(feature = "fault-injection")]
+pub fn hang(call: &str) {
+    armed::hang(call);
 }
 
 /// Logs a warning at start when the binary carries kill points.
@@ -69,6 +82,22 @@ mod armed {
             return;
         }
         eprintln!("fault injection: SIGKILL at {name} (hit {n})");
+        kill();
+    }
+
+    pub fn hang(call: &str) {
+        let Some((armed, n)) = armed() else { return };
+        if armed.strip_prefix("hang.") != Some(call) || HITS.fetch_add(1, Ordering::SeqCst) + 1 < *n
+        {
+            return;
+        }
+        eprintln!("fault injection: {call} hangs (hit {n})");
+        loop {
+            std::thread::sleep(std::time::Duration::from_secs(3600));
+        }
+    }
+
+    fn kill() {
         // SIGKILL, as the kernel or a supervisor would: no destructor, flush or exit hook runs.
         unsafe {
             libc::kill(libc::getpid(), libc::SIGKILL);

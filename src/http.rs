@@ -30,6 +30,7 @@ pub struct AppState {
     pub stage_ready: IntGaugeVec,
     /// 1 while a stage holds its input and processes it (0 when standing by).
     pub stage_active: IntGaugeVec,
+    pub client_call_wait: prometheus::Gauge,
 }
 
 /// What the query API's handlers share.
@@ -104,6 +105,8 @@ async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
             .with_label_values(&[stage])
             .set(i64::from(phase == Phase::Active));
     }
+    let waited = crate::kafka::watchdog::longest_wait().map_or(0.0, |(_, d)| d.as_secs_f64());
+    s.client_call_wait.set(waited);
     let mut body = Vec::new();
     let encoder = TextEncoder::new();
     if let Err(e) = encoder.encode(&s.registry.gather(), &mut body) {

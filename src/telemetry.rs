@@ -35,6 +35,8 @@ pub struct Metrics {
     pub stage_ready: IntGaugeVec,
     /// 1 while a stage holds its input and processes it; 0 while it stands by or starts.
     pub stage_active: IntGaugeVec,
+    /// Read from the watchdog when `/metrics` is scraped.
+    pub client_call_wait: prometheus::Gauge,
     pub restored_records: IntCounterVec,
     pub registry_unavailable: IntCounterVec,
 }
@@ -100,7 +102,16 @@ impl Metrics {
         .expect("valid metric");
         reg.register(Box::new(stage_active.clone()))
             .expect("registered once");
+        let client_call_wait = prometheus::Gauge::new(
+            "rallypoint_kafka_client_call_wait_seconds",
+            "How long the longest blocking Kafka client call now in flight has waited (0: none). \
+             Past the call's bound (its timeout + 30 s) the watchdog ends the process with status 70.",
+        )
+        .expect("valid metric");
+        reg.register(Box::new(client_call_wait.clone()))
+            .expect("registered once");
         Self {
+            client_call_wait,
             records_in: counter(
                 reg,
                 "rallypoint_records_in_total",

@@ -117,6 +117,12 @@ impl Coordinator {
             super::consumer_config(&self.config, "rallypoint-coordinator")
                 .create_with_context(StageContext::new(STAGE, self.metrics.clone()))
                 .context("creating the coordinator consumer")?;
+        // Closed under the watchdog when this function returns, however it returns.
+        let consumer = super::watchdog::Watched::new(
+            consumer,
+            "consumer_close",
+            self.config.kafka.session_timeout,
+        );
         consumer
             .subscribe(&[&self.topics.journal()])
             .context("subscribing to the journal")?;

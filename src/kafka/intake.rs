@@ -60,6 +60,12 @@ impl Intake {
             super::consumer_config(&self.config, "rallypoint-intake")
                 .create_with_context(StageContext::new(STAGE, self.metrics.clone()))
                 .context("creating the intake consumer")?;
+        // Closed under the watchdog when this function returns, however it returns.
+        let consumer = super::watchdog::Watched::new(
+            consumer,
+            "consumer_close",
+            self.config.kafka.session_timeout,
+        );
         consumer
             .subscribe(&[&self.topics.input_pattern()])
             .context("subscribing to input topics")?;

@@ -10,6 +10,7 @@ pub mod dead_letter;
 pub mod intake;
 pub mod restore;
 pub mod txn;
+pub mod watchdog;
 
 use rdkafka::ClientConfig;
 
@@ -182,7 +183,11 @@ pub fn run_again_when_consumer_lost(
     }
 }
 
-/// Runs a broker call until it succeeds or `patience` runs out. Right after topics are created,
+/// The longest timeout a stage gives one client call outside a transaction (reading offsets,
+/// seeking, watermarks, metadata): the watchdog's bound for them follows from it.
+pub const CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Runs a broker call until it succeeds or `patience` runs out, each try under the watchdog. Right after topics are created,
 /// or while a broker restarts, calls fail with errors such as NotLeaderForPartition that go
 /// away by themselves: a stage waits them out instead of failing.
 pub fn with_patience<T>(
@@ -193,7 +198,7 @@ pub fn with_patience<T>(
     let started = std::time::Instant::now();
     let mut wait = std::time::Duration::from_millis(100);
     loop {
-        match call() {
+        match watchdog::watch(what, CALL_TIMEOUT, &mut call) {
             Ok(v) => return Ok(v),
             Err(e) if started.elapsed() < patience => {
                 tracing::info!(error = %e, "{what}: not yet, retrying");
@@ -273,12 +278,10 @@ impl BatchOffsets {
             if held.find_partition(topic, *partition).is_none() {
                 continue;
             }
-            consumer.seek(
-                topic,
-                *partition,
-                rdkafka::Offset::Offset(*first),
-                std::time::Duration::from_secs(10),
-            )?;
+            let wait = std::time::Duration::from_secs(10);
+            watchdog::watch("seek", wait, || {
+                consumer.seek(topic, *partition, rdkafka::Offset::Offset(*first), wait)
+            })?;
         }
         Ok(())
     }
@@ -392,14 +395,12 @@ pub fn poll_batch(
                 if let Handled::NotYet(why) = handle(&m)? {
                     // Read it again next round; records queued behind it are dropped by the seek.
                     batch.unrecord(m.topic(), m.partition(), m.offset());
-                    consumer
-                        .seek(
-                            m.topic(),
-                            m.partition(),
-                            rdkafka::Offset::Offset(m.offset()),
-                            std::time::Duration::from_secs(5),
-                        )
-                        .map_err(|e| anyhow::anyhow!("seeking back to a record to retry: {e}"))?;
+                    let wait = std::time::Duration::from_secs(5);
+                    let at = rdkafka::Offset::Offset(m.offset());
+                    watchdog::watch("seek", wait, || {
+                        consumer.seek(m.topic(), m.partition(), at, wait)
+                    })
+                    .map_err(|e| anyhow::anyhow!("seeking back to a record to retry: {e}"))?;
                     return Ok(Polled::NotYet(why));
                 }
             }

@@ -11,6 +11,7 @@
 //!   whose `init_transactions` aborts whatever the old one left open, and rewinds its input to
 //!   the committed offsets.
 
+use std::mem::ManuallyDrop;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -21,6 +22,7 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer, PurgeConfig};
 use rdkafka::{ClientConfig, TopicPartitionList};
 
 use super::context::{ProducerState, StageContext};
+use super::watchdog;
 use crate::config::{Config, Guarantee};
 
 /// How long a retriable error (a broker away, a coordinator moving) is retried before the
@@ -71,7 +73,9 @@ fn error(class: Class, e: &KafkaError) -> TxnError {
 /// `at_least_once` the same calls send without one (an idempotent producer), and a commit
 /// waits for every record's acknowledgement before the consumer commits the input offsets.
 pub struct Transactional {
-    producer: BaseProducer<ProducerState>,
+    /// Destroyed under the watchdog (see the `Drop` impl): librdkafka's destroy waits for its
+    /// threads, and can wait as long as a hung call.
+    producer: ManuallyDrop<BaseProducer<ProducerState>>,
     timeout: Duration,
     exactly_once: bool,
     open: bool,
@@ -110,7 +114,7 @@ impl Transactional {
             .create_with_context(ProducerState::new(changelog_topic))
             .map_err(|e| TxnError::Fatal(e.to_string()))?;
         let txn = Self {
-            producer,
+            producer: ManuallyDrop::new(producer),
             timeout,
             exactly_once,
             open: false,
@@ -142,9 +146,10 @@ impl Transactional {
     ) -> Result<(), TxnError> {
         if !self.open {
             if self.exactly_once {
-                self.producer
-                    .begin_transaction()
-                    .map_err(|e| error(class(&e), &e))?;
+                watchdog::watch("begin_transaction", self.timeout, || {
+                    self.producer.begin_transaction()
+                })
+                .map_err(|e| error(class(&e), &e))?;
             }
             self.state()
                 .last_changelog_offset
@@ -242,9 +247,10 @@ impl Transactional {
         consumer: &BaseConsumer<StageContext>,
     ) -> Result<(), TxnError> {
         self.delivered()?;
-        consumer
-            .commit(offsets, CommitMode::Sync)
-            .map_err(|e| TxnError::Abort(format!("committing the input offsets: {e}")))
+        watchdog::watch("commit_offsets", self.timeout, || {
+            consumer.commit(offsets, CommitMode::Sync)
+        })
+        .map_err(|e| TxnError::Abort(format!("committing the input offsets: {e}")))
     }
 
     /// Waits for every queued record; an error when one was not delivered.
@@ -259,7 +265,7 @@ impl Transactional {
     /// Runs one transactional call, again while librdkafka calls its error retriable.
     fn retry(
         &self,
-        what: &str,
+        what: &'static str,
         call: impl Fn(&BaseProducer<ProducerState>, Duration) -> KafkaResult<()>,
     ) -> Result<(), TxnError> {
         self.retry_on(what, &[Class::Retry], call)
@@ -268,14 +274,14 @@ impl Transactional {
     /// Runs one transactional call, again while its error is of one of the `again` classes.
     fn retry_on(
         &self,
-        what: &str,
+        what: &'static str,
         again: &[Class],
         call: impl Fn(&BaseProducer<ProducerState>, Duration) -> KafkaResult<()>,
     ) -> Result<(), TxnError> {
         let started = Instant::now();
         let mut wait = Duration::from_millis(100);
         loop {
-            match call(&self.producer, self.timeout) {
+            match watchdog::watch(what, self.timeout, || call(&self.producer, self.timeout)) {
                 Ok(()) => return Ok(()),
                 Err(e) => match class(&e) {
                     c if again.contains(&c) && started.elapsed() < PATIENCE => {
@@ -301,7 +307,12 @@ impl Transactional {
     /// While no broker answers, records fail once `transaction.timeout.ms` passes (librdkafka
     /// bounds `message.timeout.ms` by it), so this returns within about that time.
     fn drain(&self) -> KafkaResult<()> {
-        let deadline = Instant::now() + self.timeout + Duration::from_secs(5);
+        let wait = self.timeout + Duration::from_secs(5);
+        watchdog::watch("flush", wait, || self.drain_within(wait))
+    }
+
+    fn drain_within(&self, wait: Duration) -> KafkaResult<()> {
+        let deadline = Instant::now() + wait;
         while self.producer.in_flight_count() > 0 {
             if Instant::now() >= deadline {
                 return Err(KafkaError::Flush(RDKafkaErrorCode::OperationTimedOut));
@@ -328,7 +339,9 @@ impl Transactional {
         // records queued, and the abort would wait out its timeout again and again. Purge the
         // queued ones (as the abort itself does; those in flight are left to finish) and serve
         // the reports first.
-        self.producer.purge(PurgeConfig::default().queue());
+        watchdog::watch("purge", self.timeout, || {
+            self.producer.purge(PurgeConfig::default().queue())
+        });
         if let Err(e) = self.drain() {
             tracing::warn!(error = %e, "serving the purged records' reports before the abort");
         }
@@ -339,5 +352,14 @@ impl Transactional {
             })?;
         self.open = false;
         Ok(())
+    }
+}
+
+impl Drop for Transactional {
+    fn drop(&mut self) {
+        watchdog::watch("producer_close", self.timeout, || {
+            // SAFETY: the producer is dropped once, here, and never used after.
+            unsafe { ManuallyDrop::drop(&mut self.producer) }
+        });
     }
 }
