@@ -83,6 +83,16 @@ fn mark(renamed: &Renamed, c: &mut BTreeMap<String, Owner>, id: &str, text: &str
     );
 }
 
+/// The incident a later event is about: a request, an update or a closure.
+fn incident_of(e: &mut Event) -> Option<&mut String> {
+    match e {
+        Event::AssistanceRequested(r) => Some(&mut r.incident_id),
+        Event::IncidentUpdated(u) => Some(&mut u.incident_id),
+        Event::IncidentClosed(c) => Some(&mut c.incident_id),
+        _ => None,
+    }
+}
+
 /// Renames every restricted incident and its request to canary ids, and plants canaries in
 /// each of its text fields and indicators.
 fn plant(events: Vec<Event>) -> Planted {
@@ -91,8 +101,8 @@ fn plant(events: Vec<Event>) -> Planted {
     let mut renamed: Renamed = BTreeMap::new();
     let mut out = Vec::with_capacity(events.len());
     for mut e in events {
-        match &mut e {
-            Event::IncidentReported(r) if r.tlp >= Tlp::AmberStrict => {
+        if let Event::IncidentReported(r) = &mut e {
+            if r.tlp >= Tlp::AmberStrict {
                 // Half of them sort before every other incident id, half after: a campaign
                 // then often has a restricted incident as its smallest member.
                 let first = if n % 2 == 0 { "!" } else { "~" };
@@ -102,70 +112,51 @@ fn plant(events: Vec<Event>) -> Planted {
                     (id.clone(), r.envelope.nation.clone(), r.tlp),
                 );
                 let old = std::mem::replace(&mut r.incident_id, id.clone());
-                mark(&renamed, &mut canaries, &old, &id, Kind::Id);
                 r.title = format!("title {}", canary(&mut n, "ti"));
-                mark(&renamed, &mut canaries, &old, &r.title, Kind::Content);
                 let technique = format!("T1{}", canary(&mut n, "te"));
-                mark(&renamed, &mut canaries, &old, &technique, Kind::Content);
-                r.techniques.push(technique);
+                r.techniques.push(technique.clone());
                 let domain = format!("{}.example", canary(&mut n, "do"));
-                mark(&renamed, &mut canaries, &old, &domain, Kind::Content);
                 r.indicators.push(Indicator {
                     kind: IndicatorKind::Domain,
-                    value: domain,
+                    value: domain.clone(),
                 });
-                mark(
-                    &renamed,
-                    &mut canaries,
-                    &old,
-                    &r.envelope.event_id,
-                    Kind::EventId,
-                );
+                for (text, kind) in [
+                    (id, Kind::Id),
+                    (r.title.clone(), Kind::Content),
+                    (technique, Kind::Content),
+                    (domain, Kind::Content),
+                    (r.envelope.event_id.clone(), Kind::EventId),
+                ] {
+                    mark(&renamed, &mut canaries, &old, &text, kind);
+                }
             }
-            Event::AssistanceRequested(r) if renamed.contains_key(&r.incident_id) => {
-                let old = r.incident_id.clone();
-                r.incident_id = renamed[&old].0.clone();
-                r.request_id = format!("R-{}", canary(&mut n, "rq"));
-                mark(&renamed, &mut canaries, &old, &r.request_id, Kind::Id);
-                mark(
-                    &renamed,
-                    &mut canaries,
-                    &old,
-                    &r.envelope.event_id,
-                    Kind::EventId,
-                );
+        } else if let Some(id) = incident_of(&mut e) {
+            // A later event about a restricted incident: renamed, its id a canary.
+            if let Some((new_id, _, _)) = renamed.get(id.as_str()) {
+                let old = std::mem::replace(id, new_id.clone());
+                let event_id = e.envelope().event_id.clone();
+                mark(&renamed, &mut canaries, &old, &event_id, Kind::EventId);
+                let (text, kind) = match &mut e {
+                    Event::AssistanceRequested(r) => {
+                        r.request_id = format!("R-{}", canary(&mut n, "rq"));
+                        (r.request_id.clone(), Kind::Id)
+                    }
+                    Event::IncidentUpdated(u) => {
+                        let domain = format!("{}.example", canary(&mut n, "up"));
+                        u.indicators.push(Indicator {
+                            kind: IndicatorKind::Domain,
+                            value: domain.clone(),
+                        });
+                        (domain, Kind::Content)
+                    }
+                    Event::IncidentClosed(c) => {
+                        c.resolution = format!("resolved {}", canary(&mut n, "re"));
+                        (c.resolution.clone(), Kind::Content)
+                    }
+                    _ => unreachable!("incident_of names these three"),
+                };
+                mark(&renamed, &mut canaries, &old, &text, kind);
             }
-            Event::IncidentUpdated(u) if renamed.contains_key(&u.incident_id) => {
-                let old = u.incident_id.clone();
-                u.incident_id = renamed[&old].0.clone();
-                let domain = format!("{}.example", canary(&mut n, "up"));
-                mark(&renamed, &mut canaries, &old, &domain, Kind::Content);
-                u.indicators.push(Indicator {
-                    kind: IndicatorKind::Domain,
-                    value: domain,
-                });
-                mark(
-                    &renamed,
-                    &mut canaries,
-                    &old,
-                    &u.envelope.event_id,
-                    Kind::EventId,
-                );
-            }
-            Event::IncidentClosed(c) if renamed.contains_key(&c.incident_id) => {
-                let old = c.incident_id.clone();
-                c.incident_id = renamed[&old].0.clone();
-                c.resolution = format!("resolved {}", canary(&mut n, "re"));
-                mark(&renamed, &mut canaries, &old, &c.resolution, Kind::Content);
-                mark(
-                    &renamed,
-                    &mut canaries,
-                    &old,
-                    &c.envelope.event_id,
-                    Kind::EventId,
-                );
-            }
-            _ => {}
         }
         out.push(e);
     }
