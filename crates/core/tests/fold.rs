@@ -132,6 +132,10 @@ fn a_proposal_not_answered_in_stream_time_is_cancelled_as_timed_out() {
             ("AssistanceUnmet", "R-I1".to_string()),
         ]
     );
+    // DEU accepts too late: the proposal has ended, which is a state, not an unknown id.
+    let e = w.env("DEU");
+    let late = w.apply(&sample::accepted(e, "A-00000001"));
+    assert_eq!(rejection(&late), Some(RejectReason::WrongState), "{late:?}");
 }
 
 #[test]
