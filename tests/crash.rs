@@ -118,4 +118,15 @@ fn a_killed_processor_restarts_without_losing_or_repeating_a_decision() {
         h.log().matches("coordinator running").count() >= 3,
         "the processor was restarted twice"
     );
+    // While they work, the stages say how far they are, every 5 s.
+    let log = h.log();
+    let progress: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("progress") && l.contains("committed="))
+        .collect();
+    assert!(!progress.is_empty(), "no progress line\n{log}");
+    for field in ["rate_per_s=", "lag=", "position="] {
+        assert!(progress[0].contains(field), "{}", progress[0]);
+    }
+    eprintln!("{}", progress[0]);
 }

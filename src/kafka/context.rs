@@ -20,7 +20,21 @@ pub struct StageContext {
     pub joined: AtomicBool,
     /// When (ms since the epoch) the next consumer error may be logged.
     next_error_log: AtomicI64,
+    /// Records between the stage's position and the end of its input, summed over the
+    /// partitions it holds (from the last statistics).
+    lag: AtomicI64,
+    progress: std::sync::Mutex<Progress>,
 }
+
+/// What a stage committed since its last progress line.
+struct Progress {
+    since: std::time::Instant,
+    records: u64,
+    total: u64,
+}
+
+/// How often a working stage logs its progress.
+const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl StageContext {
     pub fn new(stage: &'static str, metrics: Metrics) -> Self {
@@ -30,7 +44,40 @@ impl StageContext {
             revoked: AtomicBool::new(false),
             joined: AtomicBool::new(false),
             next_error_log: AtomicI64::new(0),
+            lag: AtomicI64::new(0),
+            progress: std::sync::Mutex::new(Progress {
+                since: std::time::Instant::now(),
+                records: 0,
+                total: 0,
+            }),
         }
+    }
+
+    /// Counts a committed batch; every [`PROGRESS_EVERY`] while the stage works, logs one
+    /// line at info with its position, rate and lag, so that a slow stage can be told from a
+    /// stuck one.
+    pub fn progress(&self, batch: &super::BatchOffsets) {
+        let mut p = self
+            .progress
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        p.records += batch.records as u64;
+        p.total += batch.records as u64;
+        let elapsed = p.since.elapsed();
+        if elapsed < PROGRESS_EVERY {
+            return;
+        }
+        let rate = (p.records as f64 / elapsed.as_secs_f64()).round() as u64;
+        tracing::info!(
+            stage = self.stage,
+            committed = p.total,
+            rate_per_s = rate,
+            lag = self.lag.load(Ordering::Relaxed),
+            position = %batch.position(),
+            "progress"
+        );
+        p.records = 0;
+        p.since = std::time::Instant::now();
     }
 
     pub fn take_revoked(&self) -> bool {
@@ -59,12 +106,14 @@ impl StageContext {
 
 impl ClientContext for StageContext {
     fn stats(&self, stats: Statistics) {
+        let mut total = 0;
         for (topic, t) in stats.topics {
             for (partition, p) in t.partitions {
                 // A partition this consumer no longer holds (another instance took it, or this
                 // one stands by) is not its lag: 0, rather than the last figure it had.
                 let lag = if p.desired { lag(&p) } else { Some(0) };
                 if let Some(lag) = lag.filter(|_| partition >= 0) {
+                    total += lag;
                     self.metrics
                         .consumer_lag
                         .with_label_values(&[self.stage, &topic, &partition.to_string()])
@@ -72,6 +121,7 @@ impl ClientContext for StageContext {
                 }
             }
         }
+        self.lag.store(total, Ordering::Relaxed);
     }
 }
 

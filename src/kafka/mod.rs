@@ -255,6 +255,21 @@ impl BatchOffsets {
         self.records == 0
     }
 
+    /// Where the batch leaves the stage, for the progress line: `topic/partition@next` of up
+    /// to three partitions, and how many more.
+    pub fn position(&self) -> String {
+        let mut parts: Vec<String> = self
+            .parts
+            .iter()
+            .take(3)
+            .map(|((t, p), (_, next))| format!("{t}/{p}@{next}"))
+            .collect();
+        if self.parts.len() > 3 {
+            parts.push(format!("+{} more", self.parts.len() - 3));
+        }
+        parts.join(" ")
+    }
+
     /// Next offsets to read: what `send_offsets_to_transaction` takes.
     pub fn to_commit(&self) -> rdkafka::TopicPartitionList {
         let mut tpl = rdkafka::TopicPartitionList::new();
@@ -436,6 +451,7 @@ pub fn commit_batch(
         .records_in
         .with_label_values(&[stage])
         .inc_by(batch.records as u64);
+    rdkafka::consumer::Consumer::context(consumer).progress(batch);
     Ok(())
 }
 
