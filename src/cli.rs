@@ -2,7 +2,6 @@
 
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,6 +18,7 @@ use crate::kafka::{admin, coordinator::Coordinator, intake::Intake, Topics};
 use crate::registry::Schemas;
 use crate::simulate;
 use crate::status::StageStatus;
+use crate::stop::Stop;
 use crate::telemetry::{self, Metrics};
 
 #[derive(Parser, Debug)]
@@ -256,9 +256,17 @@ fn run(config: Config, role: Role) -> anyhow::Result<()> {
     } else {
         None
     };
-    let stop = Arc::new(AtomicBool::new(false));
+    let stop = Stop::new();
     let (failed_tx, failed_rx) = std::sync::mpsc::channel::<String>();
     crate::fault::announce();
+    // A watchdog expiry of an earlier run is recorded in the state folder and counted now.
+    let expiries = config.state_dir.join("watchdog-expiries");
+    metrics
+        .lifecycle
+        .watchdog_expired_before(&crate::kafka::watchdog::take_recorded_expiries(&expiries));
+    if std::fs::create_dir_all(&config.state_dir).is_ok() {
+        crate::kafka::watchdog::record_expiries_in(expiries);
+    }
     let mut ready = Vec::new();
     let mut stages = Vec::new();
     if matches!(role, Role::All | Role::Intake) {
@@ -292,12 +300,10 @@ fn run(config: Config, role: Role) -> anyhow::Result<()> {
         stage_ready: metrics.stage_ready.clone(),
         stage_active: metrics.stage_active.clone(),
         client_call_wait: metrics.client_call_wait.clone(),
+        lifecycle: metrics.lifecycle.clone(),
+        watchdog_bound: crate::kafka::watchdog::bound(&config.kafka),
     };
-    let stopped = |flag: Arc<AtomicBool>| async move {
-        while !flag.load(Ordering::SeqCst) {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    };
+    let stopped = |stop: Stop| async move { stop.stopped().await };
     let server = rt.spawn(http::serve(metrics_listener, state, stopped(stop.clone())));
     let query_server = query_listener.map(|(listener, tls)| {
         let state = http::QueryState {
@@ -318,7 +324,7 @@ fn run(config: Config, role: Role) -> anyhow::Result<()> {
         }
     });
     tracing::info!("stopping: finishing open transactions");
-    stop.store(true, Ordering::SeqCst);
+    stop.stop();
     for s in stages {
         let _ = s.join();
     }
@@ -334,12 +340,15 @@ fn run(config: Config, role: Role) -> anyhow::Result<()> {
     }
 }
 
-type StageFn = dyn FnOnce(&AtomicBool, &StageStatus) -> anyhow::Result<()> + Send;
+type StageFn = dyn FnOnce(&Stop, &StageStatus) -> anyhow::Result<()> + Send;
 
+/// Runs a stage on a thread named after it. A stage that fails tells `failed`, and the process
+/// stops; one that ends with an error after the stop was asked for only logs it (it was cut
+/// short while recovering, and the next start resumes from the last commit).
 fn spawn_stage(
     name: &'static str,
-    body: impl FnOnce(&AtomicBool, &StageStatus) -> anyhow::Result<()> + Send + 'static,
-    stop: &Arc<AtomicBool>,
+    body: impl FnOnce(&Stop, &StageStatus) -> anyhow::Result<()> + Send + 'static,
+    stop: &Stop,
     ready: &mut Vec<(&'static str, Arc<StageStatus>)>,
     failed: std::sync::mpsc::Sender<String>,
 ) -> anyhow::Result<std::thread::JoinHandle<()>> {
@@ -350,9 +359,22 @@ fn spawn_stage(
     Ok(std::thread::Builder::new()
         .name(name.into())
         .spawn(move || {
-            if let Err(e) = body(&stop, &flag) {
-                tracing::error!(stage = name, error = format!("{e:#}"), "stage failed");
-                let _ = failed.send(format!("{name} failed: {e:#}"));
+            crate::kafka::watchdog::enlist();
+            let result = body(&stop, &flag);
+            crate::kafka::watchdog::retire();
+            match result {
+                Err(e) if stop.is_stopped() => {
+                    tracing::warn!(
+                        stage = name,
+                        error = format!("{e:#}"),
+                        "stage stopped while recovering"
+                    );
+                }
+                Err(e) => {
+                    tracing::error!(stage = name, error = format!("{e:#}"), "stage failed");
+                    let _ = failed.send(format!("{name} failed: {e:#}"));
+                }
+                Ok(()) => {}
             }
         })?)
 }

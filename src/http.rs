@@ -31,6 +31,9 @@ pub struct AppState {
     /// 1 while a stage holds its input and processes it (0 when standing by).
     pub stage_active: IntGaugeVec,
     pub client_call_wait: prometheus::Gauge,
+    pub lifecycle: crate::telemetry::Lifecycle,
+    /// The watchdog's bound for the configured timeouts.
+    pub watchdog_bound: std::time::Duration,
 }
 
 /// What the query API's handlers share.
@@ -107,6 +110,7 @@ async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
     }
     let waited = crate::kafka::watchdog::longest_wait().map_or(0.0, |(_, d)| d.as_secs_f64());
     s.client_call_wait.set(waited);
+    s.lifecycle.observe_watchdog(s.watchdog_bound);
     let mut body = Vec::new();
     let encoder = TextEncoder::new();
     if let Err(e) = encoder.encode(&s.registry.gather(), &mut body) {

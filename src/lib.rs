@@ -11,7 +11,7 @@
 //! - [`http`]: `/metrics`, `/healthz`, `/readyz` on one listener, the query API on its own;
 //!   [`auth`]: who may ask the query API what; [`status`]: what each stage is doing (active,
 //!   standing by, restoring)
-//! - [`config`]: layered, validated configuration
+//! - [`config`]: layered, validated configuration; [`stop`]: stopping by signal
 //! - [`fault`]: kill points for crash tests (empty unless built with `fault-injection`)
 //! - [`cli`]: the `rallypoint` subcommands, [`simulate`]: the multi-nation feed, and
 //!   [`replay`]: the auditor's check of emitted decisions against the journal
@@ -29,5 +29,6 @@ pub mod registry;
 pub mod replay;
 pub mod simulate;
 pub mod status;
+pub mod stop;
 pub mod store;
 pub mod telemetry;

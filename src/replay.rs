@@ -23,6 +23,7 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 use crate::config::Config;
 use crate::kafka::Topics;
 use crate::registry::Schemas;
+use crate::stop::Stop;
 use crate::store::RocksStore;
 
 /// One record read back: its key, value and offset.
@@ -145,10 +146,12 @@ fn committed_journal_offset(config: &Config, topics: &Topics) -> anyhow::Result<
     let consumer: BaseConsumer = c.create()?;
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition(&topics.journal(), 0);
-    let committed =
-        crate::kafka::with_patience("reading the coordinator's journal offset", PATIENCE, || {
-            consumer.committed_offsets(tpl.clone(), Duration::from_secs(10))
-        })?;
+    let committed = crate::kafka::with_patience(
+        "reading the coordinator's journal offset",
+        PATIENCE,
+        &Stop::new(),
+        || consumer.committed_offsets(tpl.clone(), Duration::from_secs(10)),
+    )?;
     Ok(match committed.elements().first().map(|e| e.offset()) {
         Some(Offset::Offset(o)) => o,
         _ => 0,
@@ -199,10 +202,12 @@ fn read_topic(config: &Config, topic: &str, end: Option<i64>) -> anyhow::Result<
     let mut tpl = TopicPartitionList::new();
     let mut open = 0;
     for p in 0..partitions {
-        let (low, high) =
-            crate::kafka::with_patience(&format!("reading the ends of {topic}"), PATIENCE, || {
-                consumer.fetch_watermarks(topic, p, Duration::from_secs(10))
-            })?;
+        let (low, high) = crate::kafka::with_patience(
+            &format!("reading the ends of {topic}"),
+            PATIENCE,
+            &Stop::new(),
+            || consumer.fetch_watermarks(topic, p, Duration::from_secs(10)),
+        )?;
         let stop = end.filter(|_| p == 0).unwrap_or(high).min(high);
         if stop > low {
             tpl.add_partition_offset(topic, p, Offset::Beginning)?;

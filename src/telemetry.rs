@@ -2,9 +2,11 @@
 //! their own); names follow `rallypoint_<name>_<unit>` and label values are bounded sets
 //! (stage, reject reason, decision type, topic and partition of our own topics, store).
 
+mod lifecycle;
 mod mission;
 mod store;
 
+pub use lifecycle::{Lifecycle, Renewal};
 pub use mission::MissionGauges;
 pub use store::StoreGauges;
 
@@ -39,6 +41,8 @@ pub struct Metrics {
     pub client_call_wait: prometheus::Gauge,
     pub restored_records: IntCounterVec,
     pub registry_unavailable: IntCounterVec,
+    /// Fencings, new producers and consumers, take-overs, the watchdog.
+    pub lifecycle: Lifecycle,
 }
 
 fn counter(reg: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -161,6 +165,7 @@ impl Metrics {
             mission: MissionGauges::register(reg),
             stage_ready,
             stage_active,
+            lifecycle: Lifecycle::register(reg).expect("lifecycle metrics registered once"),
         }
     }
 

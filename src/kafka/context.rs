@@ -2,11 +2,13 @@
 
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 
-use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, RebalanceProtocol};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::producer::{DeliveryResult, ProducerContext};
+use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Statistics};
+use rdkafka::{Offset, TopicPartitionList};
 
 use crate::telemetry::Metrics;
 
@@ -24,6 +26,11 @@ pub struct StageContext {
     /// partitions it holds (from the last statistics).
     lag: AtomicI64,
     progress: std::sync::Mutex<Progress>,
+    /// Set when librdkafka reports every broker connection down; taken by [`Self::lost`].
+    brokers_lost: AtomicBool,
+    /// A topic whose partitions are assigned at their end, not at the group's committed
+    /// offset: the stage seeks them itself (see [`Self::positions_own`]).
+    own_positions: Option<String>,
 }
 
 /// What a stage committed since its last progress line.
@@ -50,6 +57,26 @@ impl StageContext {
                 records: 0,
                 total: 0,
             }),
+            brokers_lost: AtomicBool::new(false),
+            own_positions: None,
+        }
+    }
+
+    /// The stage keeps its own position in `topic` (the coordinator, in its state): when the
+    /// group assigns `topic`'s partitions, they start at the end, and the group's committed
+    /// offset is never fetched, so a broker that cannot answer it (see
+    /// `coordinator::JOURNAL_NEXT`) does not hold the stage up. The stage seeks before it reads.
+    pub fn positions_own(mut self, topic: String) -> Self {
+        self.own_positions = Some(topic);
+        self
+    }
+
+    /// The consumer lost its membership for good (see [`super::ConsumerLost`]); whether every
+    /// broker connection was down since the last loss, which explains it.
+    pub fn lost(&self, e: &KafkaError) -> super::ConsumerLost {
+        super::ConsumerLost {
+            why: format!("{}: {e}", self.stage),
+            after_outage: self.brokers_lost.swap(false, Ordering::SeqCst),
         }
     }
 
@@ -105,6 +132,14 @@ impl StageContext {
 }
 
 impl ClientContext for StageContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if let KafkaError::Global(RDKafkaErrorCode::AllBrokersDown) = error {
+            self.brokers_lost.store(true, Ordering::SeqCst);
+        }
+        tracing::debug!(stage = self.stage, reason, "librdkafka client error");
+        self.consumer_error(&error);
+    }
+
     fn stats(&self, stats: Statistics) {
         let mut total = 0;
         for (topic, t) in stats.topics {
@@ -143,6 +178,50 @@ fn lag(p: &rdkafka::statistics::Partition) -> Option<i64> {
 }
 
 impl ConsumerContext for StageContext {
+    /// As rust-rdkafka's own, but a topic whose positions the stage keeps is assigned at its
+    /// end (see [`StageContext::positions_own`]).
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        let assign = err == RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS;
+        if assign {
+            if let Some(topic) = &self.own_positions {
+                let partitions: Vec<i32> = tpl
+                    .elements_for_topic(topic)
+                    .iter()
+                    .map(|e| e.partition())
+                    .collect();
+                for p in partitions {
+                    // A partition the list holds: cannot fail.
+                    let _ = tpl.set_partition_offset(topic, p, Offset::End);
+                }
+            }
+        }
+        let rebalance = match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => Rebalance::Assign(tpl),
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => Rebalance::Revoke(tpl),
+            other => Rebalance::Error(KafkaError::Rebalance(other.into())),
+        };
+        self.pre_rebalance(consumer, &rebalance);
+        let cooperative = matches!(
+            consumer.rebalance_protocol(),
+            RebalanceProtocol::Cooperative
+        );
+        let done = match (assign, cooperative) {
+            (true, true) => consumer.incremental_assign(tpl),
+            (true, false) => consumer.assign(tpl),
+            (false, true) => consumer.incremental_unassign(tpl),
+            (false, false) => consumer.unassign(),
+        };
+        if let Err(e) = done {
+            tracing::error!(stage = self.stage, error = %e, "applying a rebalance failed");
+        }
+        self.post_rebalance(consumer, &rebalance);
+    }
+
     fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(tpl) = rebalance {
             tracing::info!(
@@ -173,6 +252,10 @@ pub struct ProducerState {
     pub last_changelog_offset: AtomicI64,
     pub failed: AtomicU64,
     pub brokers_lost: AtomicBool,
+    /// When (ms since the epoch) the next client error may be logged, and how many were
+    /// not logged since the last one.
+    next_error_log: AtomicI64,
+    unlogged_errors: AtomicU64,
 }
 
 impl ProducerState {
@@ -182,6 +265,8 @@ impl ProducerState {
             last_changelog_offset: AtomicI64::new(-1),
             failed: AtomicU64::new(0),
             brokers_lost: AtomicBool::new(false),
+            next_error_log: AtomicI64::new(0),
+            unlogged_errors: AtomicU64::new(0),
         }
     }
 }
@@ -191,7 +276,21 @@ impl ClientContext for ProducerState {
         if let KafkaError::Global(RDKafkaErrorCode::AllBrokersDown) = error {
             self.brokers_lost.store(true, Ordering::SeqCst);
         }
-        tracing::error!("librdkafka: {error}: {reason}");
+        // While a broker is away librdkafka reports the same error for every connection
+        // attempt: one line every 5 s, with how many were left out.
+        let now = super::now_ms();
+        let due = self.next_error_log.load(Ordering::SeqCst);
+        if now >= due
+            && self
+                .next_error_log
+                .compare_exchange(due, now + 5000, Ordering::SeqCst, Ordering::SeqCst)
+                .is_ok()
+        {
+            let unlogged = self.unlogged_errors.swap(0, Ordering::SeqCst);
+            tracing::error!(unlogged, "librdkafka: {error}: {reason}");
+        } else {
+            self.unlogged_errors.fetch_add(1, Ordering::SeqCst);
+        }
     }
 }
 

@@ -18,7 +18,7 @@
 //! failed producer takes the same path, so every recovery ends in the same known state.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::Receiver;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use rallypoint_core::decision::Audience;
 use rallypoint_core::picture::Tallies;
-use rallypoint_core::store::Overlay;
+use rallypoint_core::store::{Overlay, Store};
 use rallypoint_core::{apply_with, CoreConfig, Output};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
@@ -41,10 +41,21 @@ use crate::config::Config;
 use crate::query::Asked;
 use crate::registry::Schemas;
 use crate::status::{Phase, StageStatus};
+use crate::stop::Stop;
 use crate::store::RocksStore;
-use crate::telemetry::Metrics;
+use crate::telemetry::{Metrics, Renewal};
 
 const STAGE: &str = "coordinator";
+
+/// The state key of the next journal offset to read, written with every batch's changelog
+/// records, so that it commits in the same transaction as the decisions. A take-over resumes
+/// the journal from it, and needs nothing from the consumer group: the group's committed offset
+/// is written too (for lag tools), but a broker can leave it unreadable. A transaction whose
+/// offset commit never got its marker (seen after broker SIGKILLs) makes every `read_committed`
+/// offset fetch of the group fail with UNSTABLE_OFFSET_COMMIT for good. The changelog is the
+/// truth; the group's offset is read only when the state holds no position yet (a state written
+/// before this key existed).
+pub const JOURNAL_NEXT: &[u8] = b"p/journal_next";
 /// How often RocksDB's figures are read into the metrics: a few property reads, no data.
 const FIGURES_EVERY: Duration = Duration::from_secs(1);
 
@@ -102,20 +113,25 @@ impl Coordinator {
         self.schemas.codec()
     }
 
-    pub fn run(&self, stop: &AtomicBool, status: &StageStatus) -> anyhow::Result<()> {
+    pub fn run(&self, stop: &Stop, status: &StageStatus) -> anyhow::Result<()> {
         if !self.schemas.register_patiently(STAGE, stop)? {
             return Ok(());
         }
-        super::run_again_when_consumer_lost(STAGE, stop, status, || self.serve(stop, status))
+        super::run_again_when_consumer_lost(STAGE, stop, status, &self.metrics.lifecycle, || {
+            self.serve(stop, status)
+        })
     }
 
-    fn serve(&self, stop: &AtomicBool, status: &StageStatus) -> anyhow::Result<()> {
+    fn serve(&self, stop: &Stop, status: &StageStatus) -> anyhow::Result<()> {
         status.set(Phase::Starting);
         let mut store =
             RocksStore::open(&self.state_path()).context("opening the RocksDB state")?;
         let consumer: BaseConsumer<StageContext> =
             super::consumer_config(&self.config, "rallypoint-coordinator")
-                .create_with_context(StageContext::new(STAGE, self.metrics.clone()))
+                .create_with_context(
+                    StageContext::new(STAGE, self.metrics.clone())
+                        .positions_own(self.topics.journal()),
+                )
                 .context("creating the coordinator consumer")?;
         // Closed under the watchdog when this function returns, however it returns.
         let consumer = super::watchdog::Watched::new(
@@ -133,7 +149,8 @@ impl Coordinator {
             since_fenced: None,
         };
         let mut backoff = Backoff::default();
-        while !stop.load(Ordering::SeqCst) {
+        while !stop.is_stopped() {
+            super::watchdog::beat();
             if figures_read.elapsed() >= FIGURES_EVERY {
                 self.observe(&store);
                 figures_read = Instant::now();
@@ -145,7 +162,7 @@ impl Coordinator {
                 Mode::Standby {
                     follower,
                     since_fenced,
-                } => self.stand_by(&consumer, &mut store, status, follower, since_fenced)?,
+                } => self.stand_by(&consumer, &mut store, status, follower, since_fenced, stop)?,
                 Mode::Active(active) => {
                     self.work(&consumer, &mut store, active, &mut backoff, stop)?
                 }
@@ -166,11 +183,12 @@ impl Coordinator {
         status: &StageStatus,
         follower: Option<Follower>,
         since_fenced: Option<Instant>,
+        stop: &Stop,
     ) -> anyhow::Result<Mode> {
         // A record here means the journal was assigned; it is read again after the takeover.
         if let Some(Err(e)) = consumer.poll(Duration::from_millis(50)) {
             if let rdkafka::error::KafkaError::MessageConsumptionFatal(_) = e {
-                return Err(super::ConsumerLost(format!("{STAGE}: {e}")).into());
+                return Err(consumer.context().lost(&e).into());
             }
             consumer.context().consumer_error(&e);
         }
@@ -180,7 +198,7 @@ impl Coordinator {
         let patient = since_fenced.is_none_or(|t| t.elapsed() >= self.config.kafka.session_timeout);
         if self.holds_journal(consumer)? && patient {
             drop(follower);
-            return self.take_over(consumer, store, status);
+            return self.take_over(consumer, store, status, stop);
         }
         if consumer.context().has_joined() {
             status.set(Phase::Standby);
@@ -212,6 +230,7 @@ impl Coordinator {
         consumer: &BaseConsumer<StageContext>,
         store: &mut RocksStore,
         status: &StageStatus,
+        stop: &Stop,
     ) -> anyhow::Result<Mode> {
         let started = Instant::now();
         status.set(Phase::Restoring);
@@ -222,6 +241,7 @@ impl Coordinator {
             &self.config,
             "rallypoint-coordinator",
             self.topics.changelog(),
+            stop,
         )?;
         crate::fault::point("coordinator.takeover");
         let restored = super::restore::restore(
@@ -229,6 +249,7 @@ impl Coordinator {
             &self.topics.changelog(),
             store,
             &self.metrics,
+            stop,
             || {
                 // Keep the membership alive; the journal is paused, so nothing is returned.
                 let _ = consumer.poll(Duration::ZERO);
@@ -244,9 +265,11 @@ impl Coordinator {
                 since_fenced: None,
             });
         }
-        consumer.resume(&consumer.assignment()?)?;
-        super::rewind_to_committed(consumer)?;
+        self.resume_journal(consumer, store, stop)?;
         status.set(Phase::Active);
+        self.metrics
+            .lifecycle
+            .took_over(started.elapsed().as_secs_f64());
         tracing::info!(
             stage = STAGE,
             restored,
@@ -260,6 +283,36 @@ impl Coordinator {
         }))
     }
 
+    /// Seeks the journal to the position the restored state holds (or, for a state without
+    /// one, to the group's committed offset), and resumes it.
+    fn resume_journal(
+        &self,
+        consumer: &BaseConsumer<StageContext>,
+        store: &RocksStore,
+        stop: &Stop,
+    ) -> anyhow::Result<()> {
+        let journal = self.topics.journal();
+        let held = consumer.assignment()?;
+        consumer.resume(&held)?;
+        let Some(next) = journal_next(store)? else {
+            return super::rewind_to_committed(consumer, stop);
+        };
+        let wait = Duration::from_secs(10);
+        super::with_patience(
+            "seeking the journal to the state's position",
+            super::txn::PATIENCE,
+            stop,
+            || consumer.seek(&journal, 0, rdkafka::Offset::Offset(next), wait),
+        )?;
+        tracing::info!(
+            stage = STAGE,
+            topic = %journal,
+            offset = next,
+            "resuming the journal from the state's position"
+        );
+        Ok(())
+    }
+
     /// One batch as the active coordinator: poll, apply, commit, then write RocksDB.
     fn work(
         &self,
@@ -267,15 +320,16 @@ impl Coordinator {
         store: &mut RocksStore,
         mut active: Active,
         backoff: &mut Backoff,
-        stop: &AtomicBool,
+        stop: &Stop,
     ) -> anyhow::Result<Mode> {
         if !active.txn.is_open() && active.txn.lost_all_brokers() {
             // A new producer (see `Transactional::lost_all_brokers`), as after being fenced: a
             // new producer fences the holder, so a thawed zombie must first find out in one
             // session that the journal is no longer its own.
-            tracing::warn!(
-                stage = STAGE,
-                "every broker connection was lost: taking over again with a new producer"
+            self.metrics.lifecycle.producer_renewed(
+                STAGE,
+                Renewal::BrokersLost,
+                &"every broker connection was lost: taking over again",
             );
             return Ok(Mode::Standby {
                 follower: None,
@@ -320,8 +374,9 @@ impl Coordinator {
         };
         match outcome {
             Ok(()) => Ok(Mode::Active(active)),
-            Err(TxnError::Fenced(why)) => {
-                tracing::warn!(stage = STAGE, %why, "fenced by another coordinator: standing by");
+            Err(e @ TxnError::Fenced(_)) => {
+                self.metrics.lifecycle.fenced(STAGE, &e);
+                tracing::warn!(stage = STAGE, "fenced by another coordinator: standing by");
                 Ok(Mode::Standby {
                     follower: None,
                     since_fenced: Some(Instant::now()),
@@ -330,7 +385,10 @@ impl Coordinator {
             Err(e) => {
                 // The producer is lost and the last commit's outcome unknown: take over again
                 // (new producer, restore, committed offset), which settles both.
-                tracing::warn!(stage = STAGE, error = %e, "producer failed: taking over again");
+                self.metrics
+                    .lifecycle
+                    .producer_renewed(STAGE, Renewal::Failed, &e);
+                tracing::warn!(stage = STAGE, "producer failed: taking over again");
                 Ok(standby())
             }
         }
@@ -457,6 +515,12 @@ impl Coordinator {
     ) -> Result<(), TxnError> {
         let changelog = self.topics.changelog();
         pending.tallies.flush(&mut pending.overlay.over(store));
+        if let Some(next) = batch.next(&self.topics.journal(), 0) {
+            pending
+                .overlay
+                .over(store)
+                .put(JOURNAL_NEXT, next.to_be_bytes().to_vec());
+        }
         for (key, value) in pending.overlay.iter() {
             txn.send(&changelog, Some(key), value.as_deref(), None)?;
         }
@@ -519,6 +583,22 @@ enum Mode {
 struct Active {
     txn: Transactional,
     batch: BatchOffsets,
+}
+
+/// The next journal offset the state holds ([`JOURNAL_NEXT`]), if any.
+pub fn journal_next<S: rallypoint_core::store::Store + ?Sized>(
+    store: &S,
+) -> anyhow::Result<Option<i64>> {
+    let Some(bytes) = store.get(JOURNAL_NEXT)? else {
+        return Ok(None);
+    };
+    let bytes: [u8; 8] = bytes.as_slice().try_into().map_err(|_| {
+        anyhow::anyhow!(
+            "the state's journal position is {} bytes, not 8",
+            bytes.len()
+        )
+    })?;
+    Ok(Some(i64::from_be_bytes(bytes)))
 }
 
 fn input_timestamp(m: &BorrowedMessage<'_>) -> Option<i64> {

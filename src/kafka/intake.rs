@@ -2,7 +2,6 @@
 //! records go to the dead-letter topic. Journal records, dead letters and input offsets commit
 //! in one transaction per batch. Stateless: instances share the input partitions.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -18,7 +17,8 @@ use super::{Backoff, BatchOffsets, Handled, Polled, Topics};
 use crate::config::Config;
 use crate::registry::Schemas;
 use crate::status::{Phase, StageStatus};
-use crate::telemetry::Metrics;
+use crate::stop::Stop;
+use crate::telemetry::{Metrics, Renewal};
 
 const STAGE: &str = "intake";
 
@@ -48,14 +48,16 @@ impl Intake {
     }
 
     /// Runs until `stop` is set; returns an error only when it cannot go on.
-    pub fn run(&self, stop: &AtomicBool, status: &StageStatus) -> anyhow::Result<()> {
+    pub fn run(&self, stop: &Stop, status: &StageStatus) -> anyhow::Result<()> {
         if !self.schemas.register_patiently(STAGE, stop)? {
             return Ok(());
         }
-        super::run_again_when_consumer_lost(STAGE, stop, status, || self.serve(stop, status))
+        super::run_again_when_consumer_lost(STAGE, stop, status, &self.metrics.lifecycle, || {
+            self.serve(stop, status)
+        })
     }
 
-    fn serve(&self, stop: &AtomicBool, status: &StageStatus) -> anyhow::Result<()> {
+    fn serve(&self, stop: &Stop, status: &StageStatus) -> anyhow::Result<()> {
         let consumer: BaseConsumer<StageContext> =
             super::consumer_config(&self.config, "rallypoint-intake")
                 .create_with_context(StageContext::new(STAGE, self.metrics.clone()))
@@ -69,14 +71,21 @@ impl Intake {
         consumer
             .subscribe(&[&self.topics.input_pattern()])
             .context("subscribing to input topics")?;
-        let mut txn = self.producer()?;
+        let mut txn = self.producer(stop)?;
         status.set(Phase::Active);
         tracing::info!(pattern = %self.topics.input_pattern(), "intake running");
         let mut batch = BatchOffsets::default();
         let mut backoff = Backoff::default();
-        while !stop.load(Ordering::SeqCst) {
+        while !stop.is_stopped() {
+            super::watchdog::beat();
             if !txn.is_open() && txn.lost_all_brokers() {
-                txn = self.renew(txn, &consumer, &"every broker connection was lost")?;
+                txn = self.renew(
+                    txn,
+                    &consumer,
+                    Renewal::BrokersLost,
+                    &"every broker connection was lost",
+                    stop,
+                )?;
             }
             let mut not_yet = None;
             let outcome = match super::poll_batch(&consumer, &self.config.kafka, &mut batch, |m| {
@@ -118,8 +127,16 @@ impl Intake {
                 other => other,
             };
             if let Err(e) = outcome {
-                // Fenced or fatal.
-                txn = self.renew(txn, &consumer, &e)?;
+                let reason = if let TxnError::Fenced(_) = e {
+                    self.metrics.lifecycle.fenced(STAGE, &e);
+                    Renewal::Fenced
+                } else {
+                    Renewal::Failed
+                };
+                if stop.is_stopped() {
+                    break;
+                }
+                txn = self.renew(txn, &consumer, reason, &e, stop)?;
             }
             batch.clear();
             backoff.after_round(not_yet, STAGE, &self.metrics, stop);
@@ -134,21 +151,24 @@ impl Intake {
         &self,
         old: Transactional,
         consumer: &BaseConsumer<StageContext>,
+        reason: Renewal,
         why: &dyn std::fmt::Display,
+        stop: &Stop,
     ) -> anyhow::Result<Transactional> {
-        tracing::warn!(stage = STAGE, error = %why, "making a new transactional producer");
+        self.metrics.lifecycle.producer_renewed(STAGE, reason, why);
         drop(old);
-        let txn = self.producer()?;
-        super::rewind_to_committed(consumer)?;
+        let txn = self.producer(stop)?;
+        super::rewind_to_committed(consumer, stop)?;
         Ok(txn)
     }
 
-    fn producer(&self) -> anyhow::Result<Transactional> {
+    fn producer(&self, stop: &Stop) -> anyhow::Result<Transactional> {
         let id = format!("rallypoint-intake-{}", self.config.kafka.instance_id);
         Ok(Transactional::new(
             &self.config,
             &id,
             self.topics.changelog(),
+            stop,
         )?)
     }
 

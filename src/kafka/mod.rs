@@ -15,6 +15,7 @@ pub mod watchdog;
 use rdkafka::ClientConfig;
 
 use crate::config::Config;
+use crate::stop::Stop;
 
 /// Names of every topic Rallypoint reads or writes, under the configured namespace.
 #[derive(Clone, Debug)]
@@ -145,8 +146,14 @@ pub fn consumer_config(config: &Config, group: &str) -> ClientConfig {
 /// older membership is fenced. The stage then starts over with a new consumer
 /// ([`run_again_when_consumer_lost`]).
 #[derive(Debug, thiserror::Error)]
-#[error("consumer lost its group membership for good: {0}")]
-pub struct ConsumerLost(pub String);
+#[error("consumer lost its group membership for good: {why}")]
+pub struct ConsumerLost {
+    pub why: String,
+    /// Every broker connection was down since the last loss: the outage explains the loss
+    /// (the broker forgot the membership or fenced its older self), so it does not count
+    /// toward [`LOST_LIMIT`].
+    pub after_outage: bool,
+}
 
 /// How many times in [`LOST_WINDOW`] a stage starts over after [`ConsumerLost`] before it
 /// gives up: more means another process runs with the same `kafka.instance_id`.
@@ -157,8 +164,9 @@ const LOST_WINDOW: std::time::Duration = std::time::Duration::from_secs(600);
 /// lost, unless that happens too often or the process is stopping.
 pub fn run_again_when_consumer_lost(
     stage: &str,
-    stop: &std::sync::atomic::AtomicBool,
+    stop: &Stop,
     status: &crate::status::StageStatus,
+    lifecycle: &crate::telemetry::Lifecycle,
     mut body: impl FnMut() -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
     let mut lost: std::collections::VecDeque<std::time::Instant> = Default::default();
@@ -167,8 +175,16 @@ pub fn run_again_when_consumer_lost(
             Err(e) if e.is::<ConsumerLost>() => e,
             other => return other,
         };
-        if stop.load(std::sync::atomic::Ordering::SeqCst) {
+        if stop.is_stopped() {
             return Ok(());
+        }
+        lifecycle.consumer_lost(stage, &e);
+        if e.downcast_ref::<ConsumerLost>()
+            .is_some_and(|l| l.after_outage)
+        {
+            status.set(crate::status::Phase::Starting);
+            stop.sleep(std::time::Duration::from_secs(1));
+            continue;
         }
         lost.retain(|t| t.elapsed() < LOST_WINDOW);
         if lost.len() >= LOST_LIMIT {
@@ -177,9 +193,8 @@ pub fn run_again_when_consumer_lost(
             )));
         }
         lost.push_back(std::time::Instant::now());
-        tracing::warn!(stage, error = %e, "starting the stage over with a new consumer");
         status.set(crate::status::Phase::Starting);
-        std::thread::sleep(std::time::Duration::from_secs(1));
+        stop.sleep(std::time::Duration::from_secs(1));
     }
 }
 
@@ -193,6 +208,7 @@ pub const CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30)
 pub fn with_patience<T>(
     what: &str,
     patience: std::time::Duration,
+    stop: &Stop,
     mut call: impl FnMut() -> rdkafka::error::KafkaResult<T>,
 ) -> anyhow::Result<T> {
     let started = std::time::Instant::now();
@@ -202,7 +218,9 @@ pub fn with_patience<T>(
             Ok(v) => return Ok(v),
             Err(e) if started.elapsed() < patience => {
                 tracing::info!(error = %e, "{what}: not yet, retrying");
-                std::thread::sleep(wait);
+                if stop.sleep(wait) {
+                    anyhow::bail!("{what}: stopping ({e})");
+                }
                 wait = (wait * 2).min(std::time::Duration::from_secs(2));
             }
             Err(e) => {
@@ -268,6 +286,13 @@ impl BatchOffsets {
             parts.push(format!("+{} more", self.parts.len() - 3));
         }
         parts.join(" ")
+    }
+
+    /// The next offset to read in one partition, if the batch read from it.
+    pub fn next(&self, topic: &str, partition: i32) -> Option<i64> {
+        self.parts
+            .get(&(topic.to_owned(), partition))
+            .map(|(_, next)| *next)
     }
 
     /// Next offsets to read: what `send_offsets_to_transaction` takes.
@@ -345,12 +370,9 @@ impl Backoff {
     const FIRST: std::time::Duration = std::time::Duration::from_millis(200);
     const MOST: std::time::Duration = std::time::Duration::from_secs(10);
 
-    /// Sleeps the next pause, in slices, returning early once `stop` is set.
-    pub fn wait(&mut self, stop: &std::sync::atomic::AtomicBool) {
-        let until = std::time::Instant::now() + self.next;
-        while std::time::Instant::now() < until && !stop.load(std::sync::atomic::Ordering::SeqCst) {
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
+    /// Sleeps the next pause, returning early once `stop` is set.
+    pub fn wait(&mut self, stop: &Stop) {
+        stop.sleep(self.next);
         self.next = (self.next * 2).min(Self::MOST);
     }
 
@@ -365,7 +387,7 @@ impl Backoff {
         not_yet: Option<String>,
         stage: &str,
         metrics: &crate::telemetry::Metrics,
-        stop: &std::sync::atomic::AtomicBool,
+        stop: &Stop,
     ) {
         match not_yet {
             Some(why) => {
@@ -420,7 +442,7 @@ pub fn poll_batch(
                 }
             }
             Some(Err(e @ rdkafka::error::KafkaError::MessageConsumptionFatal(_))) => {
-                return Err(ConsumerLost(format!("{}: {e}", consumer.context().stage)).into())
+                return Err(consumer.context().lost(&e).into())
             }
             Some(Err(e)) => consumer.context().consumer_error(&e),
             None if !batch.is_empty() => break,
@@ -482,10 +504,11 @@ pub fn abort_and_rewind(
 /// stable offsets only, so a transaction still in doubt is settled first.
 pub fn rewind_to_committed(
     consumer: &rdkafka::consumer::BaseConsumer<context::StageContext>,
+    stop: &Stop,
 ) -> anyhow::Result<()> {
     use rdkafka::consumer::Consumer;
     let wait = std::time::Duration::from_secs(10);
-    let committed = with_patience("reading committed offsets", txn::PATIENCE, || {
+    let committed = with_patience("reading committed offsets", txn::PATIENCE, stop, || {
         consumer.committed(wait)
     })?;
     for e in committed.elements() {
@@ -493,9 +516,12 @@ pub fn rewind_to_committed(
             rdkafka::Offset::Offset(o) => rdkafka::Offset::Offset(o),
             _ => rdkafka::Offset::Beginning,
         };
-        with_patience("seeking to the committed offset", txn::PATIENCE, || {
-            consumer.seek(e.topic(), e.partition(), offset, wait)
-        })?;
+        with_patience(
+            "seeking to the committed offset",
+            txn::PATIENCE,
+            stop,
+            || consumer.seek(e.topic(), e.partition(), offset, wait),
+        )?;
         tracing::info!(
             stage = consumer.context().stage,
             topic = e.topic(),

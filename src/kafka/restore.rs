@@ -13,6 +13,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::{Message, Offset, TopicPartitionList};
 
 use crate::config::Config;
+use crate::stop::Stop;
 use crate::store::RocksStore;
 use crate::telemetry::Metrics;
 
@@ -40,14 +41,22 @@ pub fn restore(
     topic: &str,
     store: &mut RocksStore,
     metrics: &Metrics,
+    stop: &Stop,
     mut between: impl FnMut(),
 ) -> anyhow::Result<u64> {
     let started = Instant::now();
     let from = store.changelog_next()?;
-    let consumer = changelog_consumer(config, true)?;
-    let (_, end) = super::with_patience(&format!("reading the end of {topic}"), PATIENCE, || {
-        consumer.fetch_watermarks(topic, 0, Duration::from_secs(10))
-    })?;
+    let consumer = super::watchdog::Watched::new(
+        changelog_consumer(config, true)?,
+        "consumer_close",
+        super::CALL_TIMEOUT,
+    );
+    let (_, end) = super::with_patience(
+        &format!("reading the end of {topic}"),
+        PATIENCE,
+        stop,
+        || consumer.fetch_watermarks(topic, 0, Duration::from_secs(10)),
+    )?;
     if from >= end {
         tracing::info!(from, end, "state is up to date with the changelog");
         return Ok(0);
@@ -59,13 +68,24 @@ pub fn restore(
     let mut applied = 0u64;
     let mut next = from;
     let mut called = Instant::now();
+    let mut progressed = Instant::now();
     loop {
         if called.elapsed() >= BETWEEN_EVERY {
+            super::watchdog::beat();
             between();
             called = Instant::now();
+            if stop.is_stopped() {
+                anyhow::bail!("changelog restore: stopping at offset {next} of {end}");
+            }
+            if progressed.elapsed() >= PATIENCE {
+                anyhow::bail!(
+                    "changelog restore: nothing read for {PATIENCE:?} at offset {next} of {end}"
+                );
+            }
         }
         match consumer.poll(Duration::from_millis(100)) {
             Some(Ok(m)) => {
+                progressed = Instant::now();
                 let Some(key) = m.key() else { continue };
                 pending.push((key.to_vec(), m.payload().map(<[u8]>::to_vec)));
                 next = m.offset() + 1;
@@ -102,7 +122,7 @@ pub fn restore(
 /// records: what a standing-by coordinator does, so that its state stays close to the active
 /// one's and a takeover restores only the tail.
 pub struct Follower {
-    consumer: BaseConsumer,
+    consumer: super::watchdog::Watched<BaseConsumer>,
 }
 
 impl Follower {
@@ -111,7 +131,13 @@ impl Follower {
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition_offset(topic, 0, Offset::Offset(store.changelog_next()?))?;
         consumer.assign(&tpl)?;
-        Ok(Self { consumer })
+        Ok(Self {
+            consumer: super::watchdog::Watched::new(
+                consumer,
+                "consumer_close",
+                super::CALL_TIMEOUT,
+            ),
+        })
     }
 
     /// Applies, in one batch, what arrives within `wait` (up to [`FLUSH_EVERY`] records);

@@ -24,6 +24,7 @@ use rdkafka::{ClientConfig, TopicPartitionList};
 use super::context::{ProducerState, StageContext};
 use super::watchdog;
 use crate::config::{Config, Guarantee};
+use crate::stop::Stop;
 
 /// How long a retriable error (a broker away, a coordinator moving) is retried before the
 /// producer is given up as fatal. Long enough to ride out a broker restart.
@@ -79,6 +80,8 @@ pub struct Transactional {
     timeout: Duration,
     exactly_once: bool,
     open: bool,
+    /// Retries end once the process stops.
+    stop: Stop,
 }
 
 impl Transactional {
@@ -89,6 +92,7 @@ impl Transactional {
         config: &Config,
         transactional_id: &str,
         changelog_topic: String,
+        stop: &Stop,
     ) -> Result<Self, TxnError> {
         let timeout = config.kafka.transaction_timeout;
         let exactly_once = config.kafka.guarantee == Guarantee::ExactlyOnce;
@@ -118,6 +122,7 @@ impl Transactional {
             timeout,
             exactly_once,
             open: false,
+            stop: stop.clone(),
         };
         if !exactly_once {
             return Ok(txn);
@@ -286,7 +291,9 @@ impl Transactional {
                 Err(e) => match class(&e) {
                     c if again.contains(&c) && started.elapsed() < PATIENCE => {
                         tracing::warn!(error = %e, "{what}: retrying");
-                        std::thread::sleep(wait);
+                        if self.stop.sleep(wait) {
+                            return Err(TxnError::Fatal(format!("{what}: stopping ({e})")));
+                        }
                         wait = (wait * 2).min(Duration::from_secs(2));
                     }
                     c if again.contains(&c) => {

@@ -13,8 +13,10 @@
 //! anywhere: outputs, changelog and input offsets commit in one transaction, and a restart
 //! resumes from the last commit (see the README's "Restarts and failover").
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::mem::ManuallyDrop;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
@@ -40,16 +42,91 @@ struct InFlight {
 static IN_FLIGHT: Mutex<Vec<InFlight>> = Mutex::new(Vec::new());
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 static MONITOR: OnceLock<()> = OnceLock::new();
+/// Each stage thread's last sign of life (see [`beat`]).
+static LIFE: Mutex<BTreeMap<String, Instant>> = Mutex::new(BTreeMap::new());
+/// Where an expiry is recorded before the process exits (see [`record_expiries_in`]).
+static RECORD: OnceLock<PathBuf> = OnceLock::new();
+
+/// The longest a stage can sit in one client call before the watchdog ends the process: the
+/// longest timeout any watched call is given (delivery reports wait `transaction_timeout` +
+/// 5 s; a consumer closes within `session_timeout`; reads of offsets, seeks and metadata
+/// within [`crate::kafka::CALL_TIMEOUT`]), plus [`GRACE`].
+pub fn bound(config: &crate::config::KafkaConfig) -> Duration {
+    config
+        .transaction_timeout
+        .saturating_add(Duration::from_secs(5))
+        .max(config.session_timeout)
+        .max(crate::kafka::CALL_TIMEOUT)
+        .saturating_add(GRACE)
+}
+
+/// Marks the calling thread as a stage whose silence is measured (see [`silences`]), until
+/// [`retire`]. The thread's name names the stage.
+pub fn enlist() {
+    life().insert(thread_name(), Instant::now());
+}
+
+/// The calling stage thread has ended: its silence is no longer measured.
+pub fn retire() {
+    life().remove(&thread_name());
+}
+
+/// A sign of life from the calling stage thread: its loop went round, a retry was made, a
+/// client call began or returned. A thread that was not [`enlist`]ed is ignored.
+pub fn beat() {
+    let name = thread_name();
+    if let Some(t) = life().get_mut(&name) {
+        *t = Instant::now();
+    }
+}
+
+/// How long each stage has been silent: since its last [`beat`]. Past [`bound`] a working
+/// stage is stuck somewhere the watchdog does not see (for the metrics and their alert).
+pub fn silences() -> Vec<(String, Duration)> {
+    let now = Instant::now();
+    life()
+        .iter()
+        .map(|(stage, t)| (stage.clone(), now.saturating_duration_since(*t)))
+        .collect()
+}
+
+/// Makes an expiry leave a line (the call's name) in `path` before the process exits, for
+/// the next start to count ([`take_recorded_expiries`]).
+pub fn record_expiries_in(path: PathBuf) {
+    let _ = RECORD.set(path);
+}
+
+/// The calls whose expiry ended earlier runs, as recorded in `path`; the record is removed.
+pub fn take_recorded_expiries(path: &std::path::Path) -> Vec<String> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Vec::new();
+    };
+    let _ = std::fs::remove_file(path);
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+fn thread_name() -> String {
+    std::thread::current()
+        .name()
+        .unwrap_or("unnamed")
+        .to_owned()
+}
+
+fn life() -> std::sync::MutexGuard<'static, BTreeMap<String, Instant>> {
+    LIFE.lock().unwrap_or_else(PoisonError::into_inner)
+}
 
 /// Runs the blocking client call `f`, named `call`, which was given `timeout`: if it has not
 /// returned `timeout` + [`GRACE`] after it began, the process exits with [`EXIT_CODE`].
 pub fn watch<T>(call: &str, timeout: Duration, f: impl FnOnce() -> T) -> T {
     start_monitor();
+    beat();
     let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-    let thread = std::thread::current()
-        .name()
-        .unwrap_or("unnamed")
-        .to_owned();
+    let thread = thread_name();
     lock().push(InFlight {
         id,
         thread,
@@ -104,6 +181,7 @@ struct Done(u64);
 impl Drop for Done {
     fn drop(&mut self) {
         lock().retain(|c| c.id != self.0);
+        beat();
     }
 }
 
@@ -160,6 +238,14 @@ fn expire(c: &InFlight) -> ! {
         c.call,
         c.bound.as_secs()
     );
+    if let Some(path) = RECORD.get() {
+        let line = format!("{}\n", c.call);
+        let _ = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .and_then(|mut f| f.write_all(line.as_bytes()));
+    }
     let _ = std::io::stderr().flush();
     let _ = std::io::stdout().flush();
     // SAFETY: _exit ends the process at once; nothing after it runs.
@@ -201,5 +287,57 @@ mod tests {
         });
         assert_eq!(got, 7);
         assert!(!lock().iter().any(|c| c.call == "test_call"));
+    }
+
+    #[test]
+    fn an_enlisted_stage_is_silent_since_its_last_sign_of_life() {
+        let t = std::thread::Builder::new()
+            .name("silence-test-stage".into())
+            .spawn(|| {
+                let silent = || {
+                    silences()
+                        .into_iter()
+                        .find(|(s, _)| s == "silence-test-stage")
+                        .map(|(_, d)| d)
+                };
+                assert_eq!(silent(), None, "not measured before it enlists");
+                enlist();
+                std::thread::sleep(Duration::from_millis(60));
+                assert!(silent().unwrap() >= Duration::from_millis(60));
+                // A watched call is a sign of life, at its start and at its end.
+                watch("silence_call", Duration::from_secs(5), || {
+                    std::thread::sleep(Duration::from_millis(30))
+                });
+                assert!(silent().unwrap() < Duration::from_millis(30));
+                retire();
+                assert_eq!(silent(), None);
+            })
+            .unwrap();
+        t.join().unwrap();
+    }
+
+    #[test]
+    fn recorded_expiries_are_read_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("expiries");
+        assert!(take_recorded_expiries(&path).is_empty());
+        std::fs::write(&path, "commit_transaction\nflush\n").unwrap();
+        assert_eq!(
+            take_recorded_expiries(&path),
+            vec!["commit_transaction".to_owned(), "flush".to_owned()]
+        );
+        assert!(take_recorded_expiries(&path).is_empty());
+    }
+
+    #[test]
+    fn the_bound_is_the_longest_timeout_plus_the_grace() {
+        let mut k = crate::config::Config::load_with_vars(None, [])
+            .expect("the defaults load")
+            .kafka;
+        k.transaction_timeout = Duration::from_secs(10);
+        k.session_timeout = Duration::from_secs(6);
+        assert_eq!(bound(&k), crate::kafka::CALL_TIMEOUT + GRACE);
+        k.transaction_timeout = Duration::from_secs(60);
+        assert_eq!(bound(&k), Duration::from_secs(65) + GRACE);
     }
 }

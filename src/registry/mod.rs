@@ -21,7 +21,6 @@ mod client;
 
 pub use client::{basic_auth, Client, RegistryError};
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -90,14 +89,19 @@ impl Schemas {
     /// [`Schemas::register`], waiting out an unavailable registry (with a growing pause, up
     /// to 10 s) until it answers or `stop` is set. A refusal is returned at once: it needs a
     /// person (an incompatible schema, wrong credentials). `Ok(false)` when stopped first.
-    pub fn register_patiently(&self, stage: &str, stop: &AtomicBool) -> anyhow::Result<bool> {
+    pub fn register_patiently(
+        &self,
+        stage: &str,
+        stop: &crate::stop::Stop,
+    ) -> anyhow::Result<bool> {
         let mut wait = Duration::from_millis(200);
         loop {
+            crate::kafka::watchdog::beat();
             match self.register() {
                 Ok(()) => return Ok(true),
-                Err(e) if e.is_transient() && !stop.load(Ordering::SeqCst) => {
+                Err(e) if e.is_transient() && !stop.is_stopped() => {
                     tracing::warn!(stage, error = %e, "cannot register the schemas yet, retrying");
-                    std::thread::sleep(wait);
+                    stop.sleep(wait);
                     wait = (wait * 2).min(Duration::from_secs(10));
                 }
                 Err(e) if e.is_transient() => return Ok(false),
