@@ -3,7 +3,7 @@
 # on loopback, for tests on machines without Docker. The broker jars come from
 # Maven Central (org.apache.kafka:kafka_2.13 and its runtime closure), Java 17+.
 #
-# Usage: scripts/kafka-local.sh start|stop [--clean]|clean|status|bootstrap|topics ARGS...
+# Usage: scripts/kafka-local.sh start|stop [--clean]|clean|kill|status|bootstrap|topics ARGS...
 #
 #   start      download (once, cached) + format (first time) + launch; waits until the
 #              broker answers metadata; prints the bootstrap address as the LAST stdout line.
@@ -11,6 +11,7 @@
 #   stop       SIGTERM, wait up to 30 s, then SIGKILL. Data, config and ports are kept, so
 #              a later `start` brings back the same broker on the same port.
 #   stop --clean | clean   stop, then delete the working folder.
+#   kill       SIGKILL at once, as a crash would; data and ports are kept, as after stop.
 #   status     exit 0 and print the address if running, else exit 1.
 #   bootstrap  print the address (the broker keeps it across restarts); exit 1 if none yet.
 #   topics     run Kafka's TopicCommand against this broker, e.g.
@@ -459,6 +460,19 @@ cmd_stop() {
   fi
 }
 
+# SIGKILL, as a crash would: no clean shutdown, no flushed logs. Data and ports are kept.
+cmd_kill() {
+  [[ -d "$work_dir" ]] || return 0
+  lock_work_dir
+  local pid
+  if pid="$(running_pid)"; then
+    log "killing broker (pid $pid)"
+    kill -KILL "$pid" 2>/dev/null || true
+    while pid_alive "$pid"; do sleep 0.1; done
+  fi
+  rm -f "$work_dir/broker.pid"
+}
+
 cmd_status() {
   [[ -d "$work_dir" ]] || return 1
   running_pid >/dev/null || return 1
@@ -478,10 +492,11 @@ case "${1:-}" in
     [[ "${2:-}" == "" || "${2:-}" == --clean ]] || die "usage: $0 stop [--clean]"
     cmd_stop "${2:-}" ;;
   clean) cmd_stop --clean ;;
+  kill) cmd_kill ;;
   status) cmd_status ;;
   bootstrap) bootstrap_addr || die "no broker configured in $work_dir yet (run '$0 start')" ;;
   topics) shift; cmd_topics "$@" ;;
   *)
-    echo "usage: $0 start | stop [--clean] | clean | status | bootstrap | topics ARGS..." >&2
+    echo "usage: $0 start | stop [--clean] | clean | kill | status | bootstrap | topics ARGS..." >&2
     exit 2 ;;
 esac

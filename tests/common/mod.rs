@@ -942,8 +942,10 @@ pub fn assert_exactly_once(
 }
 
 /// Waits until the journal holds `events` records and the coordinator has committed its
-/// position past the last of them. Fails at once if one of `running` exits, and after 10
-/// minutes; with the nodes' logs.
+/// position past the last of them. Fails at once if one of `running` exits, and once nothing
+/// has moved (no record journaled, no position committed) for [`STALLED`]; with the nodes'
+/// logs. The deadline follows the work: a large feed may take as long as it needs while it
+/// moves.
 pub fn wait_until_processed(h: &Harness, events: usize, running: &mut [&mut Node]) {
     let mut log = || {
         let mut text = String::new();
@@ -959,42 +961,96 @@ pub fn wait_until_processed(h: &Harness, events: usize, running: &mut [&mut Node
         text
     };
     let started = Instant::now();
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &h.bootstrap)
-        .set("group.id", format!("test-reader-{}", uuid::Uuid::new_v4()))
-        .set("isolation.level", "read_committed")
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(&h.topic("rrc.internal.journal"), 0, Offset::Beginning)
-        .unwrap();
-    consumer.assign(&tpl).unwrap();
-    let mut journaled = 0;
-    let mut last = -1;
+    let mut processed = Processed::new(h, events);
     let mut checked = Instant::now();
-    while journaled < events {
+    loop {
         if checked.elapsed() > Duration::from_secs(1) {
             log();
             checked = Instant::now();
         }
-        assert!(
-            started.elapsed() < Duration::from_secs(600),
-            "the journal holds {journaled} of {events} events after 10 minutes\n{}",
-            log()
-        );
-        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
-            journaled += 1;
-            last = m.offset();
+        match processed.check(h) {
+            Ok(()) => return,
+            Err(why) => assert!(
+                processed.stalled() < STALLED,
+                "{why}, and nothing moved for {STALLED:?} ({:.0} s in all)\n{}",
+                started.elapsed().as_secs_f64(),
+                log()
+            ),
         }
     }
-    while h.coordinator_position().is_none_or(|at| at <= last) {
-        log();
-        assert!(
-            started.elapsed() < Duration::from_secs(600),
-            "the coordinator did not reach the end of the journal\n{}",
-            log()
-        );
+}
+
+/// How long [`wait_until_processed`] waits without any progress before it fails: longer than
+/// any recovery the processor makes by itself (a take-over, a producer renewed after a
+/// broker outage, the watchdog's bound and a restart).
+pub const STALLED: Duration = Duration::from_secs(180);
+
+/// Whether the coordinator has processed a feed of `events` events: the journal holds them
+/// all, and the coordinator's committed position is past the last. Checked a step at a time,
+/// so that a test can tend its processes in between.
+pub struct Processed {
+    consumer: BaseConsumer,
+    events: usize,
+    journaled: usize,
+    last: i64,
+    /// The coordinator's last committed position seen, and when anything last moved.
+    position: Option<i64>,
+    moved: Instant,
+}
+
+impl Processed {
+    pub fn new(h: &Harness, events: usize) -> Self {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &h.bootstrap)
+            .set("group.id", format!("test-reader-{}", uuid::Uuid::new_v4()))
+            .set("isolation.level", "read_committed")
+            .set("enable.auto.commit", "false")
+            .create()
+            .unwrap();
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(&h.topic("rrc.internal.journal"), 0, Offset::Beginning)
+            .unwrap();
+        consumer.assign(&tpl).unwrap();
+        Self {
+            consumer,
+            events,
+            journaled: 0,
+            last: -1,
+            position: None,
+            moved: Instant::now(),
+        }
+    }
+
+    /// How long nothing has moved: no record journaled, no new position committed.
+    pub fn stalled(&self) -> Duration {
+        self.moved.elapsed()
+    }
+
+    /// One step (about 100 ms): `Ok` once processed; `Err` says how far it is.
+    pub fn check(&mut self, h: &Harness) -> Result<(), String> {
+        if self.journaled < self.events {
+            let step = Instant::now() + Duration::from_millis(100);
+            while self.journaled < self.events && Instant::now() < step {
+                if let Some(Ok(m)) = self.consumer.poll(Duration::from_millis(20)) {
+                    self.journaled += 1;
+                    self.last = m.offset();
+                    self.moved = Instant::now();
+                }
+            }
+            return Err(format!(
+                "the journal holds {} of {} events",
+                self.journaled, self.events
+            ));
+        }
+        let position = h.coordinator_position();
+        if position.is_some() && position != self.position {
+            self.position = position;
+            self.moved = Instant::now();
+        }
+        if position.is_some_and(|at| at > self.last) {
+            return Ok(());
+        }
         std::thread::sleep(Duration::from_millis(100));
+        Err("the coordinator did not reach the end of the journal".into())
     }
 }
