@@ -199,6 +199,11 @@ impl RocksStore {
         changes: impl IntoIterator<Item = (Vec<u8>, Option<Vec<u8>>)>,
         changelog_next: i64,
     ) -> Result<(), StoreError> {
+        if crate::fault::fail("store_write") {
+            return Err(StoreError::Write(format!(
+                "injected fault (fail.store_write) at changelog offset {changelog_next}"
+            )));
+        }
         let mut batch = WriteBatch::default();
         let changes: Vec<(Vec<u8>, Option<Vec<u8>>)> = changes.into_iter().collect();
         for (k, v) in &changes {
