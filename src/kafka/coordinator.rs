@@ -56,6 +56,8 @@ pub struct Coordinator {
     metrics: Metrics,
     /// Questions of the query API, answered between batches.
     queries: Option<Receiver<Asked>>,
+    /// RocksDB writes that failed after a commit, to bound the takeovers that repair them.
+    write_failures: std::sync::Mutex<super::WriteFailures>,
 }
 
 /// What one batch must do once its transaction has committed.
@@ -77,6 +79,7 @@ impl Coordinator {
             schemas,
             metrics,
             queries: None,
+            write_failures: Default::default(),
         }
     }
 
@@ -320,6 +323,7 @@ impl Coordinator {
         };
         match outcome {
             Ok(()) => Ok(Mode::Active(active)),
+            Err(TxnError::Stop(why)) => Err(anyhow::anyhow!(why)),
             Err(TxnError::Fenced(why)) => {
                 tracing::warn!(stage = STAGE, %why, "fenced by another coordinator: standing by");
                 Ok(Mode::Standby {
@@ -474,7 +478,7 @@ impl Coordinator {
         };
         store
             .apply(pending.overlay.drain(), next)
-            .map_err(store_failed)?;
+            .map_err(|e| self.write_failed(e))?;
         self.metrics
             .records_out
             .with_label_values(&[STAGE, "changelog"])
@@ -491,10 +495,38 @@ impl Coordinator {
     }
 }
 
-/// A RocksDB write that failed after the commit: the changelog holds the batch, so taking over
-/// again (restore from the changelog) puts the store right, if the disk allows.
+/// A RocksDB read or write that failed after the commit: the changelog holds the batch, so
+/// taking over again (restore from the changelog) puts the store right, if the disk allows.
 fn store_failed(e: rallypoint_core::store::StoreError) -> TxnError {
     TxnError::Fatal(format!("writing RocksDB after the commit: {e}"))
+}
+
+impl Coordinator {
+    /// A committed batch's RocksDB write failed (nothing of it was written): take over again,
+    /// which restores the batch from the changelog; the [`super::WRITE_FAILURE_LIMIT`]-th such
+    /// failure within [`super::WRITE_FAILURE_WINDOW`] stops the stage instead.
+    fn write_failed(&self, e: rallypoint_core::store::StoreError) -> TxnError {
+        let stop = self
+            .write_failures
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .failed(Instant::now());
+        if stop {
+            return TxnError::Stop(format!(
+                "writing RocksDB after the commit: {e}; {} state writes failed within {} s: is \
+                 the disk of {} full or broken?",
+                super::WRITE_FAILURE_LIMIT,
+                super::WRITE_FAILURE_WINDOW.as_secs(),
+                self.state_path().display()
+            ));
+        }
+        tracing::error!(
+            stage = STAGE,
+            error = %e,
+            "state write failed after the commit: restoring it from the changelog"
+        );
+        store_failed(e)
+    }
 }
 
 fn standby() -> Mode {

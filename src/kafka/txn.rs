@@ -40,6 +40,10 @@ pub enum TxnError {
     /// The producer cannot go on: make a new one.
     #[error("producer failed fatally: {0}")]
     Fatal(String),
+    /// The stage cannot go on (e.g. its state writes keep failing): it stops with this error,
+    /// and the process exits non-zero.
+    #[error("{0}")]
+    Stop(String),
 }
 
 /// What librdkafka says to do about an error.
