@@ -1,8 +1,9 @@
-//! Kill points between the steps of a transaction, for the crash soak (`scripts/crash-soak.sh`).
+//! Kill points between the steps of a transaction, for the crash soak (`scripts/crash-soak.sh`);
+//! Kafka client calls that hang and state writes that fail, for `tests/watchdog.rs`.
 //!
 //! Compiled in only with the `fault-injection` cargo feature, which is off by default and
 //! never enabled by the release build the demo, the image and the Helm chart run. Without it
-//! [`point`] is an empty inline function.
+//! [`point`], [`hang`] and [`fail`] are empty inline functions.
 //!
 //! With the feature, `RALLYPOINT_FAULT=<point>@<n>` makes the process SIGKILL itself the
 //! `n`-th time it reaches `<point>` (`n` defaults to 1). The points:
