@@ -6,7 +6,9 @@
 # kills survived and the restart timings. Stops by itself within SOAK_TIMEOUT (default 15m).
 #
 # Before the soak, tests/watchdog.rs makes a Kafka client call hang and checks that the
-# watchdog ends the process and that a restart then loses nothing.
+# watchdog ends the process and that a restart then loses nothing; and it makes RocksDB writes
+# fail: once (the same process restores the batch from the changelog) and for good (the
+# process exits non-zero, naming the write).
 #
 # The kill points need the `fault-injection` cargo feature. It is built here and nowhere else;
 # afterwards the plain binary is put back, so the release binary the demo runs has none.
@@ -40,7 +42,8 @@ fi
 echo "crash soak: $RALLYPOINT_SOAK_COUNT events, $RALLYPOINT_SOAK_KILLS random kills, seed $RALLYPOINT_SOAK_SEED, broker $RALLYPOINT_TEST_BOOTSTRAP"
 cargo build --release --features fault-injection --test crash_soak --test watchdog --quiet
 # First the watchdog: a Kafka client call made to hang ends the process with its own status,
-# and a restart loses and repeats nothing (tests/watchdog.rs, about a minute).
+# and a restart loses and repeats nothing; then failed state writes (tests/watchdog.rs, about
+# a minute).
 cargo test --release --features fault-injection --test watchdog
 started=$SECONDS
 # In a process group of its own, so that a watchdog can end the test and the processors it

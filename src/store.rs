@@ -8,6 +8,10 @@
 //! that the changelog tail brings up to date. Nothing aborted ever reaches RocksDB, and no wipe
 //! is needed after an unclean stop.
 //!
+//! So [`RocksStore`] is a read-only [`Store`] to the core: the core writes only into in-memory
+//! buffers ([`StoreMut`](rallypoint_core::store::StoreMut)), and [`RocksStore::apply`] is the
+//! one way to write RocksDB. Its error is the caller's to handle: no write is dropped.
+//!
 //! The index keyspaces of the core ([`INDEX_PREFIXES`]) are also mirrored in memory: they are
 //! scanned on every event and churn (keys come and go as work opens and closes), and RocksDB
 //! iterators over freshly deleted keys must step over every tombstone. Their size follows the
@@ -22,7 +26,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use rallypoint_core::state::INDEX_PREFIXES;
-use rallypoint_core::store::{KeyValue, MemStore, Store, StoreError};
+use rallypoint_core::store::{KeyValue, MemStore, Store, StoreError, StoreMut};
 use rocksdb::{
     BlockBasedOptions, Cache, Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB,
 };
@@ -187,12 +191,19 @@ impl RocksStore {
         }
     }
 
-    /// Applies committed changes and the changelog position they reach, atomically.
+    /// Applies committed changes and the changelog position they reach, atomically: the only
+    /// way this store is written. On an error nothing was written (RocksDB writes a batch whole
+    /// or not at all), and the caches still match what is on disk.
     pub fn apply(
         &mut self,
         changes: impl IntoIterator<Item = (Vec<u8>, Option<Vec<u8>>)>,
         changelog_next: i64,
     ) -> Result<(), StoreError> {
+        if crate::fault::fail("store_write") {
+            return Err(StoreError::Write(format!(
+                "injected fault (fail.store_write) at changelog offset {changelog_next}"
+            )));
+        }
         let mut batch = WriteBatch::default();
         let changes: Vec<(Vec<u8>, Option<Vec<u8>>)> = changes.into_iter().collect();
         for (k, v) in &changes {
@@ -205,7 +216,9 @@ impl RocksStore {
         // No fsync: a batch lost in a power cut is re-read from the changelog.
         let mut opts = WriteOptions::default();
         opts.set_sync(false);
-        self.db.write_opt(batch, &opts).map_err(backend)?;
+        self.db
+            .write_opt(batch, &opts)
+            .map_err(|e| StoreError::Write(e.into_string()))?;
         let hot = self.hot.get_mut();
         for (k, v) in changes {
             match v {
@@ -307,18 +320,6 @@ impl Store for RocksStore {
             self.hot.borrow_mut().insert(key.to_vec(), v.clone());
         }
         Ok(value)
-    }
-
-    /// Direct writes bypass the overlay and the changelog: only for tests of this store.
-    fn put(&mut self, key: &[u8], value: Vec<u8>) {
-        let _ = self.apply(
-            [(key.to_vec(), Some(value))],
-            self.changelog_next().unwrap_or(0),
-        );
-    }
-
-    fn delete(&mut self, key: &[u8]) {
-        let _ = self.apply([(key.to_vec(), None)], self.changelog_next().unwrap_or(0));
     }
 
     fn scan_page(

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use rallypoint_core::decision::Audience;
 use rallypoint_core::picture::Tallies;
-use rallypoint_core::store::{Overlay, Store};
+use rallypoint_core::store::{Overlay, StoreMut};
 use rallypoint_core::{apply_with, CoreConfig, Output};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
@@ -67,6 +67,8 @@ pub struct Coordinator {
     metrics: Metrics,
     /// Questions of the query API, answered between batches.
     queries: Option<Receiver<Asked>>,
+    /// RocksDB writes that failed after a commit, to bound the takeovers that repair them.
+    write_failures: std::sync::Mutex<super::WriteFailures>,
 }
 
 /// What one batch must do once its transaction has committed.
@@ -88,6 +90,7 @@ impl Coordinator {
             schemas,
             metrics,
             queries: None,
+            write_failures: Default::default(),
         }
     }
 
@@ -374,6 +377,7 @@ impl Coordinator {
         };
         match outcome {
             Ok(()) => Ok(Mode::Active(active)),
+            Err(TxnError::Stop(why)) => Err(anyhow::anyhow!(why)),
             Err(e @ TxnError::Fenced(_)) => {
                 self.metrics.lifecycle.fenced(STAGE, &e);
                 tracing::warn!(stage = STAGE, "fenced by another coordinator: standing by");
@@ -381,6 +385,13 @@ impl Coordinator {
                     follower: None,
                     since_fenced: Some(Instant::now()),
                 })
+            }
+            Err(e @ TxnError::State(_)) => {
+                // Committed, but not in RocksDB: taking over restores it from the changelog.
+                self.metrics
+                    .lifecycle
+                    .producer_renewed(STAGE, Renewal::StateWrite, &e);
+                Ok(standby())
             }
             Err(e) => {
                 // The producer is lost and the last commit's outcome unknown: take over again
@@ -538,7 +549,7 @@ impl Coordinator {
         };
         store
             .apply(pending.overlay.drain(), next)
-            .map_err(store_failed)?;
+            .map_err(|e| self.write_failed(e))?;
         self.metrics
             .records_out
             .with_label_values(&[STAGE, "changelog"])
@@ -555,10 +566,38 @@ impl Coordinator {
     }
 }
 
-/// A RocksDB write that failed after the commit: the changelog holds the batch, so taking over
-/// again (restore from the changelog) puts the store right, if the disk allows.
+/// A RocksDB read or write that failed after the commit: the changelog holds the batch, so
+/// taking over again (restore from the changelog) puts the store right, if the disk allows.
 fn store_failed(e: rallypoint_core::store::StoreError) -> TxnError {
-    TxnError::Fatal(format!("writing RocksDB after the commit: {e}"))
+    TxnError::State(format!("writing RocksDB after the commit: {e}"))
+}
+
+impl Coordinator {
+    /// A committed batch's RocksDB write failed (nothing of it was written): take over again,
+    /// which restores the batch from the changelog; the [`super::WRITE_FAILURE_LIMIT`]-th such
+    /// failure within [`super::WRITE_FAILURE_WINDOW`] stops the stage instead.
+    fn write_failed(&self, e: rallypoint_core::store::StoreError) -> TxnError {
+        let stop = self
+            .write_failures
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .failed(Instant::now());
+        if stop {
+            return TxnError::Stop(format!(
+                "writing RocksDB after the commit: {e}; {} state writes failed within {} s: is \
+                 the disk of {} full or broken?",
+                super::WRITE_FAILURE_LIMIT,
+                super::WRITE_FAILURE_WINDOW.as_secs(),
+                self.state_path().display()
+            ));
+        }
+        tracing::error!(
+            stage = STAGE,
+            error = %e,
+            "state write failed after the commit: restoring it from the changelog"
+        );
+        store_failed(e)
+    }
 }
 
 fn standby() -> Mode {

@@ -160,6 +160,29 @@ pub struct ConsumerLost {
 const LOST_LIMIT: usize = 3;
 const LOST_WINDOW: std::time::Duration = std::time::Duration::from_secs(600);
 
+/// How many failed state writes in [`WRITE_FAILURE_WINDOW`] a stage takes: each of the others
+/// is repaired by taking over again (the changelog holds what the write lost), the last stops
+/// the stage. A disk that is full or broken does not mend by itself.
+pub const WRITE_FAILURE_LIMIT: usize = 3;
+pub const WRITE_FAILURE_WINDOW: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// The recent failed state writes of a stage, to bound how often it recovers from them.
+#[derive(Debug, Default)]
+pub struct WriteFailures {
+    at: std::collections::VecDeque<std::time::Instant>,
+}
+
+impl WriteFailures {
+    /// Counts a write that failed at `now`; true when it is the [`WRITE_FAILURE_LIMIT`]-th
+    /// within [`WRITE_FAILURE_WINDOW`], and the stage must stop.
+    pub fn failed(&mut self, now: std::time::Instant) -> bool {
+        self.at
+            .retain(|t| now.saturating_duration_since(*t) < WRITE_FAILURE_WINDOW);
+        self.at.push_back(now);
+        self.at.len() >= WRITE_FAILURE_LIMIT
+    }
+}
+
 /// Runs `body` (a stage: consumer, producer, loop) and runs it again when its consumer was
 /// lost, unless that happens too often or the process is stopping.
 pub fn run_again_when_consumer_lost(
@@ -534,3 +557,31 @@ pub fn rewind_to_committed(
 }
 
 pub use dead_letter::{HDR_INPUT_TS, HDR_SOURCE};
+
+#[cfg(test)]
+mod tests {
+    use super::{WriteFailures, WRITE_FAILURE_LIMIT, WRITE_FAILURE_WINDOW};
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn the_third_failed_write_within_the_window_stops_the_stage() {
+        let mut failures = WriteFailures::default();
+        let t0 = Instant::now();
+        let minute = Duration::from_secs(60);
+        assert!(!failures.failed(t0));
+        assert!(!failures.failed(t0 + minute));
+        assert!(failures.failed(t0 + 2 * minute), "3 within 10 minutes");
+        assert_eq!(WRITE_FAILURE_LIMIT, 3);
+        assert_eq!(WRITE_FAILURE_WINDOW, 10 * minute);
+    }
+
+    #[test]
+    fn failed_writes_spread_over_more_than_the_window_are_each_recovered_from() {
+        let mut failures = WriteFailures::default();
+        let t0 = Instant::now();
+        let apart = WRITE_FAILURE_WINDOW / 2 + Duration::from_secs(1);
+        for i in 0..10 {
+            assert!(!failures.failed(t0 + apart * i), "failure {i}");
+        }
+    }
+}

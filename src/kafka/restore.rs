@@ -91,7 +91,9 @@ pub fn restore(
                 next = m.offset() + 1;
                 if pending.len() >= FLUSH_EVERY {
                     applied += pending.len() as u64;
-                    store.apply(pending.drain(..), next)?;
+                    store
+                        .apply(pending.drain(..), next)
+                        .context("writing restored changelog records to RocksDB")?;
                     crate::fault::point("restore.chunk");
                 }
             }
@@ -103,7 +105,9 @@ pub fn restore(
     }
     applied += pending.len() as u64;
     // `end` may lie past our last record (transaction markers): resume from there next time.
-    store.apply(pending, next.max(end))?;
+    store
+        .apply(pending, next.max(end))
+        .context("writing restored changelog records to RocksDB")?;
     metrics
         .restored_records
         .with_label_values(&["coordinator"])
@@ -161,7 +165,9 @@ impl Follower {
         }
         let Some(next) = next else { return Ok(0) };
         let applied = pending.len();
-        store.apply(pending, next)?;
+        store
+            .apply(pending, next)
+            .context("writing followed changelog records to RocksDB")?;
         Ok(applied)
     }
 }

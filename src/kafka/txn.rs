@@ -41,6 +41,14 @@ pub enum TxnError {
     /// The producer cannot go on: make a new one.
     #[error("producer failed fatally: {0}")]
     Fatal(String),
+    /// The state store could not be written after a commit: the changelog holds the batch, so
+    /// the stage takes over again (restoring from the changelog).
+    #[error("state write failed: {0}")]
+    State(String),
+    /// The stage cannot go on (e.g. its state writes keep failing): it stops with this error,
+    /// and the process exits non-zero.
+    #[error("{0}")]
+    Stop(String),
 }
 
 /// What librdkafka says to do about an error.

@@ -33,7 +33,7 @@ use crate::picture::Tallies;
 use crate::rank;
 use crate::reject::{RejectReason, Rejection};
 use crate::state::*;
-use crate::store::{for_each_key, Store, StoreError};
+use crate::store::{for_each_key, StoreError, StoreMut};
 use crate::tlp;
 
 /// Parameters of the fold. Part of what a replay must reproduce: change them and decisions change.
@@ -66,7 +66,7 @@ pub enum Output {
 }
 
 /// Applies one journal event to the state in `store` and returns what to publish.
-pub fn apply<S: Store>(
+pub fn apply<S: StoreMut>(
     store: &mut S,
     config: &CoreConfig,
     event: &Event,
@@ -80,7 +80,7 @@ pub fn apply<S: Store>(
 /// [`apply`], with the picture's tallies held decoded in `tallies` across events: the same
 /// state and outputs once [`Tallies::flush`] has written them to `store`, which must happen
 /// before anything else reads the store, and only then.
-pub fn apply_with<S: Store>(
+pub fn apply_with<S: StoreMut>(
     store: &mut S,
     tallies: &mut Tallies,
     config: &CoreConfig,
@@ -125,7 +125,7 @@ fn reject(reason: RejectReason, detail: String) -> Handled {
     Ok(Err(Rejection::new(reason, detail)))
 }
 
-struct Fold<'a, 's, S: Store> {
+struct Fold<'a, 's, S: StoreMut> {
     st: State<'s, S>,
     tallies: &'s mut Tallies,
     config: &'a CoreConfig,
@@ -144,7 +144,7 @@ struct Fold<'a, 's, S: Store> {
     touched: BTreeSet<Vec<u8>>,
 }
 
-impl<S: Store> Fold<'_, '_, S> {
+impl<S: StoreMut> Fold<'_, '_, S> {
     fn advance_stream_time(&mut self, reported_at: i64) -> Result<(), StoreError> {
         let current = self.st.stream_time()?;
         self.now = current.max(reported_at);

@@ -38,4 +38,4 @@ pub mod validate;
 pub use apply::{apply, apply_with, CoreConfig, Output};
 pub use event::Event;
 pub use reject::{RejectReason, Rejection};
-pub use store::{MemStore, Store};
+pub use store::{MemStore, Store, StoreMut};

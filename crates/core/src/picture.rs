@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::event::{Capability, Priority, RsitClass};
 use crate::state::{encode, read, Incident};
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, StoreMut};
 
 /// Parameters of the picture. Part of what a replay must reproduce.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -277,7 +277,7 @@ impl Tallies {
     }
 
     /// Writes every change to `store` and forgets it.
-    pub fn flush<S: Store + ?Sized>(&mut self, store: &mut S) {
+    pub fn flush<S: StoreMut + ?Sized>(&mut self, store: &mut S) {
         for (key, tally) in std::mem::take(&mut self.changed) {
             match tally {
                 Some(t) => store.put(&key, encode(&t)),

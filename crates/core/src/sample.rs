@@ -3,7 +3,7 @@
 
 use crate::decision::{Audience, Decision};
 use crate::event::*;
-use crate::store::{Store, StoreError};
+use crate::store::{StoreError, StoreMut};
 use crate::{apply, CoreConfig, Output};
 
 /// A clock for building events: `reported_at` of the next event, moving on by `step_ms`.
@@ -311,7 +311,7 @@ pub fn answer(
 /// Folds `events` into `store`, answering the k-th proposal (counted from 1) with
 /// [`answer`] code `code(k)`, in the stream's own time: some answers arrive in time, and
 /// silence times out. Returns every event applied, in order (a journal), and every output.
-pub fn fold_with_answers<S: Store>(
+pub fn fold_with_answers<S: StoreMut>(
     store: &mut S,
     config: &CoreConfig,
     events: Vec<Event>,

@@ -24,7 +24,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::event::{Capability, Delivery, Impact, Priority, RsitClass, Sector, Tlp};
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, StoreMut};
 
 /// 2: needs carry a delivery preference, offers their sector expertise and delivery.
 /// 3: campaigns carry the public id they are published under.
@@ -377,11 +377,11 @@ pub fn stream_time<S: Store + ?Sized>(store: &S) -> Result<i64, StoreError> {
 }
 
 /// Typed access to the coordinator's state.
-pub struct State<'s, S: Store> {
+pub struct State<'s, S: StoreMut> {
     pub store: &'s mut S,
 }
 
-impl<'s, S: Store> State<'s, S> {
+impl<'s, S: StoreMut> State<'s, S> {
     pub fn new(store: &'s mut S) -> Self {
         Self { store }
     }

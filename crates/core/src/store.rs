@@ -1,11 +1,18 @@
-//! The narrow storage interface the core folds state into.
+//! The narrow storage interface the core folds state into, in two halves:
+//! - [`Store`], the reads: `get`, `scan_page` and what is built on them. Reads may fail (an I/O
+//!   fault of the backing store).
+//! - [`StoreMut`], the writes the fold makes: `put` and `delete`, which cannot fail, because
+//!   only in-memory buffers implement it: [`MemStore`] (tests, and small in-memory state) and
+//!   [`Layered`], a transaction's [`Overlay`] over a store that is only read. A durable store
+//!   (RocksDB in the processor) implements [`Store`] alone, and is written by its owner in one
+//!   fallible batch, whose error the owner must handle.
 //!
 //! Invariants every implementation keeps:
 //! - read-after-write: a `get` or `scan_prefix` sees every `put`/`delete` made before it through
-//!   the same handle, including those not yet durable;
+//!   the same handle;
 //! - `scan_prefix` returns keys in ascending byte order, so iteration never depends on hash order;
-//! - nothing is durable until the owner of the store says so: this trait neither commits nor
-//!   decides what is safe to persist. The adapters do (see the coordinator's overlay store).
+//! - nothing is durable until the owner of the store says so: these traits neither commit nor
+//!   decide what is safe to persist. The adapters do (see the coordinator's overlay store).
 //!
 //! An error is an I/O fault of the backing store, never the input's fault: the caller stops.
 
@@ -15,16 +22,17 @@ use std::collections::BTreeMap;
 pub enum StoreError {
     #[error("state store read failed: {0}")]
     Backend(String),
+    #[error("state store write failed: {0}")]
+    Write(String),
     #[error("state value under key {key} is corrupt: {detail}")]
     Corrupt { key: String, detail: String },
 }
 
 pub type KeyValue = (Vec<u8>, Vec<u8>);
 
+/// The read side of a store.
 pub trait Store {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
-    fn put(&mut self, key: &[u8], value: Vec<u8>);
-    fn delete(&mut self, key: &[u8]);
     /// Every live key starting with `prefix`, ascending: one unlimited page, unless a store
     /// has a better way.
     fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<KeyValue>, StoreError> {
@@ -39,6 +47,13 @@ pub trait Store {
         after: Option<&[u8]>,
         limit: usize,
     ) -> Result<Vec<KeyValue>, StoreError>;
+}
+
+/// The write side: a buffer in memory that the fold writes into. Writes cannot fail; making
+/// them durable is the owner's business, and may.
+pub trait StoreMut: Store {
+    fn put(&mut self, key: &[u8], value: Vec<u8>);
+    fn delete(&mut self, key: &[u8]);
 }
 
 /// Walks the keys under `prefix` page by page, calling `visit` until it returns `false`.
@@ -112,14 +127,6 @@ impl Store for MemStore {
         Ok(self.map.get(key).cloned())
     }
 
-    fn put(&mut self, key: &[u8], value: Vec<u8>) {
-        self.map.insert(key.to_vec(), value);
-    }
-
-    fn delete(&mut self, key: &[u8]) {
-        self.map.remove(key);
-    }
-
     fn scan_page(
         &self,
         prefix: &[u8],
@@ -130,6 +137,16 @@ impl Store for MemStore {
             .take(limit)
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect())
+    }
+}
+
+impl StoreMut for MemStore {
+    fn put(&mut self, key: &[u8], value: Vec<u8>) {
+        self.map.insert(key.to_vec(), value);
+    }
+
+    fn delete(&mut self, key: &[u8]) {
+        self.map.remove(key);
     }
 }
 
@@ -167,7 +184,7 @@ impl Overlay {
         self.changes.clear();
     }
 
-    /// A `Store` view that reads through to `base` and writes into this overlay.
+    /// A [`StoreMut`] view that reads through to `base` and writes into this overlay.
     pub fn over<'a, B: Store>(&'a mut self, base: &'a B) -> Layered<'a, B> {
         Layered {
             overlay: self,
@@ -187,21 +204,6 @@ impl<B: Store> Store for Layered<'_, B> {
         match self.overlay.changes.get(key) {
             Some(change) => Ok(change.clone()),
             None => self.base.get(key),
-        }
-    }
-
-    fn put(&mut self, key: &[u8], value: Vec<u8>) {
-        self.overlay.changes.insert(key.to_vec(), Some(value));
-    }
-
-    fn delete(&mut self, key: &[u8]) {
-        // A key the base does not hold needs no deletion, only to leave the pending changes:
-        // one made and removed within this batch (a time index's entries often are), or never
-        // there. Its owner then writes no tombstone for it to the changelog or to the base.
-        if let Ok(None) = self.base.get(key) {
-            self.overlay.changes.remove(key);
-        } else {
-            self.overlay.changes.insert(key.to_vec(), None);
         }
     }
 
@@ -240,6 +242,23 @@ impl<B: Store> Store for Layered<'_, B> {
                 return Ok(out);
             }
             cursor = upper;
+        }
+    }
+}
+
+impl<B: Store> StoreMut for Layered<'_, B> {
+    fn put(&mut self, key: &[u8], value: Vec<u8>) {
+        self.overlay.changes.insert(key.to_vec(), Some(value));
+    }
+
+    fn delete(&mut self, key: &[u8]) {
+        // A key the base does not hold needs no deletion, only to leave the pending changes:
+        // one made and removed within this batch (a time index's entries often are), or never
+        // there. Its owner then writes no tombstone for it to the changelog or to the base.
+        if let Ok(None) = self.base.get(key) {
+            self.overlay.changes.remove(key);
+        } else {
+            self.overlay.changes.insert(key.to_vec(), None);
         }
     }
 }

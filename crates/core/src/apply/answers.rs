@@ -5,9 +5,9 @@ use crate::decision::{AssignmentConfirmed, CancelReason, Decision};
 use crate::event::*;
 use crate::reject::{RejectReason, Rejection};
 use crate::state::*;
-use crate::store::{Store, StoreError};
+use crate::store::{StoreError, StoreMut};
 
-impl<S: Store> Fold<'_, '_, S> {
+impl<S: StoreMut> Fold<'_, '_, S> {
     pub(super) fn assignment_accepted(&mut self, e: &AssignmentAccepted) -> Handled {
         let id = &e.assignment_id;
         let mut asg = match self.provider_assignment(&e.envelope, id, AssignmentStatus::Proposed)? {

@@ -22,9 +22,9 @@ use crate::indicator;
 use crate::picture::{CampaignStatus, PictureUpdate};
 use crate::query;
 use crate::state::*;
-use crate::store::{Store, StoreError};
+use crate::store::{StoreError, StoreMut};
 
-impl<S: Store> Fold<'_, '_, S> {
+impl<S: StoreMut> Fold<'_, '_, S> {
     /// Adds an incident's indicators to the correlation and updates the campaigns they touch.
     pub(super) fn correlate(
         &mut self,

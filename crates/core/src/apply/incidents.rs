@@ -5,9 +5,9 @@ use crate::event::*;
 use crate::picture;
 use crate::reject::{RejectReason, Rejection};
 use crate::state::*;
-use crate::store::{Store, StoreError};
+use crate::store::{StoreError, StoreMut};
 
-impl<S: Store> Fold<'_, '_, S> {
+impl<S: StoreMut> Fold<'_, '_, S> {
     pub(super) fn incident_reported(&mut self, e: &IncidentReported) -> Handled {
         if self.st.incident(&e.incident_id)?.is_some() {
             return reject(

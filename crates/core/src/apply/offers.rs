@@ -6,9 +6,9 @@ use crate::event::*;
 use crate::reject::{RejectReason, Rejection};
 use crate::rules;
 use crate::state::*;
-use crate::store::{Store, StoreError};
+use crate::store::{StoreError, StoreMut};
 
-impl<S: Store> Fold<'_, '_, S> {
+impl<S: StoreMut> Fold<'_, '_, S> {
     pub(super) fn asset_offered(&mut self, e: &AssetOffered) -> Handled {
         if self.st.offer(&e.offer_id)?.is_some() {
             return reject(

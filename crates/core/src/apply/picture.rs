@@ -5,9 +5,9 @@ use super::{CoreConfig, Fold, Output};
 use crate::event::Capability;
 use crate::picture::{self, nation_scope, window_open, window_start, PictureUpdate, Tally};
 use crate::state::*;
-use crate::store::{Store, StoreError};
+use crate::store::{StoreError, StoreMut};
 
-impl<S: Store> Fold<'_, '_, S> {
+impl<S: StoreMut> Fold<'_, '_, S> {
     /// Changes the running totals of `scopes`.
     pub(super) fn totals(
         &mut self,

@@ -23,7 +23,7 @@ use crate::optimal::Solver;
 use crate::rank;
 use crate::rules::{self, NeedContext, Rule};
 use crate::state::*;
-use crate::store::{Store, StoreError};
+use crate::store::{StoreError, StoreMut};
 
 /// A need taking part in a round.
 struct Taker {
@@ -47,7 +47,7 @@ struct Unseen {
 /// Needs are visited a page of the waiting index at a time.
 const PAGE: usize = 64;
 
-impl<S: Store> Fold<'_, '_, S> {
+impl<S: StoreMut> Fold<'_, '_, S> {
     /// Re-matches every capability whose supply or demand changed, in capability order.
     pub(super) fn rematch_dirty(&mut self) -> Result<(), StoreError> {
         loop {
