@@ -10,6 +10,8 @@
 //!
 //! `RALLYPOINT_CHAOS_COUNT`, `RALLYPOINT_CHAOS_RESTARTS` and `RALLYPOINT_CHAOS_SEED` override
 //! the feed's size (100,000), the broker restarts (10) and the seed of the moments (printed).
+//!
+//! It takes about 15 minutes, so `cargo test` skips it; `scripts/chaos.sh` runs it.
 
 mod common;
 
@@ -149,6 +151,7 @@ impl Supervisor {
 }
 
 #[test]
+#[ignore = "about 15 minutes; scripts/chaos.sh runs it"]
 fn exactly_once_and_never_silent_through_broker_restarts_and_frozen_coordinators() {
     let count = env_or("RALLYPOINT_CHAOS_COUNT", 100_000) as usize;
     let restarts = env_or("RALLYPOINT_CHAOS_RESTARTS", 10).max(1) as usize;
@@ -257,10 +260,12 @@ fn exactly_once_and_never_silent_through_broker_restarts_and_frozen_coordinators
 
     // The rest of the feed, worked off under the test's supervision.
     let mut processed = common::Processed::new(&h, feed.len());
-    while let Err(why) = processed.check(&h) {
+    while let Err(why) = processed.check() {
         assert!(
-            sup.started.elapsed() < LIMIT,
-            "{why} after {LIMIT:?}\n{}",
+            sup.started.elapsed() < LIMIT && processed.stalled() < common::STALLED,
+            "{why} after {:.0} s, nothing moved for {:.0} s\n{}",
+            sup.started.elapsed().as_secs_f64(),
+            processed.stalled().as_secs_f64(),
             sup.logs()
         );
         sup.tend();

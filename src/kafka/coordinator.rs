@@ -298,7 +298,7 @@ impl Coordinator {
         let held = consumer.assignment()?;
         consumer.resume(&held)?;
         let Some(next) = journal_next(store)? else {
-            return super::rewind_to_committed(consumer, stop);
+            return super::rewind_to_committed(consumer, stop, None);
         };
         let wait = Duration::from_secs(10);
         super::with_patience(

@@ -76,8 +76,10 @@ impl Intake {
         tracing::info!(pattern = %self.topics.input_pattern(), "intake running");
         let mut batch = BatchOffsets::default();
         let mut backoff = Backoff::default();
+        let mut idle = std::time::Instant::now();
         while !stop.is_stopped() {
             super::watchdog::beat();
+            self.check_idle(&mut idle, &mut txn, &consumer, stop);
             if !txn.is_open() && txn.lost_all_brokers() {
                 txn = self.renew(
                     txn,
@@ -138,6 +140,9 @@ impl Intake {
                 }
                 txn = self.renew(txn, &consumer, reason, &e, stop)?;
             }
+            if !batch.is_empty() {
+                idle = std::time::Instant::now();
+            }
             batch.clear();
             backoff.after_round(not_yet, STAGE, &self.metrics, stop);
         }
@@ -157,9 +162,68 @@ impl Intake {
     ) -> anyhow::Result<Transactional> {
         self.metrics.lifecycle.producer_renewed(STAGE, reason, why);
         drop(old);
-        let txn = self.producer(stop)?;
-        super::rewind_to_committed(consumer, stop)?;
+        let mut txn = self.producer(stop)?;
+        let mut run = |waited| self.settle(&mut txn, consumer, stop, waited);
+        let settle = super::Settle {
+            after: super::settle_after(&self.config.kafka),
+            run: &mut run,
+        };
+        super::rewind_to_committed(consumer, stop, Some(settle))?;
         Ok(txn)
+    }
+
+    /// Commits an offsets-only transaction for the intake's group (see
+    /// [`super::rewind_to_committed`]): an offset on the journal, which this group never
+    /// reads, so that no input position of the group is touched; the journal's end, so that
+    /// lag tools see little lag.
+    fn settle(
+        &self,
+        txn: &mut Transactional,
+        consumer: &BaseConsumer<StageContext>,
+        stop: &Stop,
+        waited: std::time::Duration,
+    ) -> anyhow::Result<()> {
+        let journal = self.topics.journal();
+        let wait = std::time::Duration::from_secs(10);
+        let (_, end) = super::with_patience("reading the journal's end", wait, stop, || {
+            consumer.fetch_watermarks(&journal, 0, wait)
+        })?;
+        let mut offsets = rdkafka::TopicPartitionList::new();
+        offsets.add_partition_offset(&journal, 0, rdkafka::Offset::Offset(end))?;
+        txn.commit_offsets_only(&offsets, consumer)?;
+        self.metrics.lifecycle.group_settled(STAGE, waited);
+        Ok(())
+    }
+
+    /// While the intake has partitions but reads nothing for [`super::settle_after`]: whether
+    /// the broker answers for the group's committed offsets (librdkafka reads them, stable
+    /// only, before it fetches a newly assigned partition); if not, the group is settled as in
+    /// [`super::rewind_to_committed`].
+    fn check_idle(
+        &self,
+        idle: &mut std::time::Instant,
+        txn: &mut Transactional,
+        consumer: &BaseConsumer<StageContext>,
+        stop: &Stop,
+    ) {
+        let waited = idle.elapsed();
+        if txn.is_open() || waited < super::settle_after(&self.config.kafka) {
+            return;
+        }
+        *idle = std::time::Instant::now();
+        if consumer.assignment().map_or(true, |a| a.count() == 0) {
+            return;
+        }
+        let wait = std::time::Duration::from_secs(10);
+        let probe = super::watchdog::watch("reading committed offsets", super::CALL_TIMEOUT, || {
+            consumer.committed(wait)
+        });
+        if let Err(e) = probe {
+            tracing::info!(stage = STAGE, error = %e, "idle, and the group's committed offsets cannot be read");
+            if let Err(e) = self.settle(txn, consumer, stop, waited) {
+                tracing::warn!(stage = STAGE, error = %e, "settling the group's offsets failed");
+            }
+        }
     }
 
     fn producer(&self, stop: &Stop) -> anyhow::Result<Transactional> {

@@ -149,14 +149,8 @@ impl Transactional {
         self.producer.context()
     }
 
-    /// Queues one record in the current transaction, beginning it if needed.
-    pub fn send(
-        &mut self,
-        topic: &str,
-        key: Option<&[u8]>,
-        payload: Option<&[u8]>,
-        headers: Option<OwnedHeaders>,
-    ) -> Result<(), TxnError> {
+    /// Begins a transaction unless one is open.
+    fn begin(&mut self) -> Result<(), TxnError> {
         if !self.open {
             if self.exactly_once {
                 watchdog::watch("begin_transaction", self.timeout, || {
@@ -170,6 +164,32 @@ impl Transactional {
             self.state().failed.store(0, Ordering::SeqCst);
             self.open = true;
         }
+        Ok(())
+    }
+
+    /// Commits a transaction that holds nothing but `offsets`, for the consumer's group. With
+    /// at-least-once there are no transactions, and nothing is done.
+    pub fn commit_offsets_only(
+        &mut self,
+        offsets: &TopicPartitionList,
+        consumer: &BaseConsumer<StageContext>,
+    ) -> Result<(), TxnError> {
+        if !self.exactly_once {
+            return Ok(());
+        }
+        self.begin()?;
+        self.commit(offsets, consumer)
+    }
+
+    /// Queues one record in the current transaction, beginning it if needed.
+    pub fn send(
+        &mut self,
+        topic: &str,
+        key: Option<&[u8]>,
+        payload: Option<&[u8]>,
+        headers: Option<OwnedHeaders>,
+    ) -> Result<(), TxnError> {
+        self.begin()?;
         let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic);
         record.key = key;
         record.payload = payload;

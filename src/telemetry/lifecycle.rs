@@ -13,6 +13,7 @@ pub struct Lifecycle {
     producer_renewals: IntCounterVec,
     consumer_losses: IntCounterVec,
     takeovers: IntCounter,
+    group_settlements: IntCounterVec,
     takeover_seconds: Histogram,
     watchdog_expiries: IntCounterVec,
     stage_silent: GaugeVec,
@@ -85,6 +86,16 @@ impl Lifecycle {
                     &["stage"],
                 ),
             )?,
+            group_settlements: register(
+                reg,
+                IntCounterVec::new(
+                    Opts::new(
+                        "rallypoint_group_settlements_total",
+                        "Times the broker kept a stage's committed offsets unstable past the transaction timeout and the stage committed an offsets-only transaction of its own producer to settle them.",
+                    ),
+                    &["stage"],
+                ),
+            )?,
             takeovers: register(
                 reg,
                 IntCounter::new(
@@ -147,6 +158,15 @@ impl Lifecycle {
     pub fn consumer_lost(&self, stage: &str, why: &dyn std::fmt::Display) {
         self.consumer_losses.with_label_values(&[stage]).inc();
         tracing::warn!(stage, error = %why, "starting the stage over with a new consumer");
+    }
+
+    pub fn group_settled(&self, stage: &str, waited: std::time::Duration) {
+        self.group_settlements.with_label_values(&[stage]).inc();
+        tracing::warn!(
+            stage,
+            waited_s = waited.as_secs(),
+            "the broker kept the group's committed offsets unstable past the transaction timeout: committed an offsets-only transaction of this producer to settle them"
+        );
     }
 
     pub fn took_over(&self, seconds: f64) {

@@ -447,27 +447,15 @@ impl Harness {
         read_to_end(&self.bootstrap, &self.topic(base))
     }
 
-    /// The next offset the coordinator will read from the journal, as committed; `None` while
-    /// the broker cannot say (reading `read_committed`, it answers only once no transaction
-    /// holds the group's offsets: after a broker restart, one left open by a dead producer holds
-    /// them until the broker times it out, for up to about 20 s).
+    /// The next offset the coordinator will read from the journal, as its committed state
+    /// says (the last `p/journal_next` on the changelog); `None` before its first commit. Not
+    /// the group's committed offset: the broker can keep that unreadable (see
+    /// `rallypoint::kafka::rewind_to_committed`).
     pub fn coordinator_position(&self) -> Option<i64> {
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &self.bootstrap)
-            .set("group.id", self.topic("rallypoint-coordinator"))
-            .set("isolation.level", "read_committed")
-            .create()
-            .unwrap();
-        let mut tpl = TopicPartitionList::new();
-        tpl.add_partition(&self.topic("rrc.internal.journal"), 0);
-        let committed = consumer
-            .committed_offsets(tpl, Duration::from_secs(10))
-            .map_err(|e| eprintln!("the coordinator's committed offset is not known yet: {e}"))
-            .ok()?;
-        match committed.elements()[0].offset() {
-            Offset::Offset(o) => Some(o),
-            _ => Some(0),
-        }
+        read_to_end(&self.bootstrap, &self.topic("rrc.internal.changelog"))
+            .iter()
+            .filter_map(journal_next)
+            .next_back()
     }
 
     /// The end of partition 0 of `base` (its high watermark).
@@ -968,7 +956,7 @@ pub fn wait_until_processed(h: &Harness, events: usize, running: &mut [&mut Node
             log();
             checked = Instant::now();
         }
-        match processed.check(h) {
+        match processed.check() {
             Ok(()) => return,
             Err(why) => assert!(
                 processed.stalled() < STALLED,
@@ -990,6 +978,8 @@ pub const STALLED: Duration = Duration::from_secs(180);
 /// so that a test can tend its processes in between.
 pub struct Processed {
     consumer: BaseConsumer,
+    /// Tails the changelog for the coordinator's committed position.
+    changelog: BaseConsumer,
     events: usize,
     journaled: usize,
     last: i64,
@@ -1011,8 +1001,10 @@ impl Processed {
         tpl.add_partition_offset(&h.topic("rrc.internal.journal"), 0, Offset::Beginning)
             .unwrap();
         consumer.assign(&tpl).unwrap();
+        let (changelog, _) = reader_from_start(&h.bootstrap, &h.topic("rrc.internal.changelog"), false);
         Self {
             consumer,
+            changelog,
             events,
             journaled: 0,
             last: -1,
@@ -1027,7 +1019,7 @@ impl Processed {
     }
 
     /// One step (about 100 ms): `Ok` once processed; `Err` says how far it is.
-    pub fn check(&mut self, h: &Harness) -> Result<(), String> {
+    pub fn check(&mut self) -> Result<(), String> {
         if self.journaled < self.events {
             let step = Instant::now() + Duration::from_millis(100);
             while self.journaled < self.events && Instant::now() < step {
@@ -1042,7 +1034,18 @@ impl Processed {
                 self.journaled, self.events
             ));
         }
-        let position = h.coordinator_position();
+        let mut position = self.position;
+        let step = Instant::now() + Duration::from_millis(100);
+        while Instant::now() < step {
+            match self.changelog.poll(Duration::from_millis(20)) {
+                Some(Ok(m)) => {
+                    if let Some(at) = journal_next(&record(&m)) {
+                        position = Some(at);
+                    }
+                }
+                _ => break,
+            }
+        }
         if position.is_some() && position != self.position {
             self.position = position;
             self.moved = Instant::now();
@@ -1050,7 +1053,15 @@ impl Processed {
         if position.is_some_and(|at| at > self.last) {
             return Ok(());
         }
-        std::thread::sleep(Duration::from_millis(100));
         Err("the coordinator did not reach the end of the journal".into())
     }
+}
+
+/// The coordinator's position in a changelog record, if it is one.
+fn journal_next(r: &Record) -> Option<i64> {
+    if r.key.as_deref() != Some(rallypoint::kafka::coordinator::JOURNAL_NEXT) {
+        return None;
+    }
+    let bytes: [u8; 8] = r.value.as_slice().try_into().ok()?;
+    Some(i64::from_be_bytes(bytes))
 }
