@@ -31,11 +31,13 @@ use rallypoint_core::{apply_with, CoreConfig, Output};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
 
+use super::batch::{round, Round, Stage};
 use super::context::StageContext;
 use super::dead_letter::{self, Original};
 use super::restore::Follower;
-use super::txn::{Transactional, TxnError};
-use super::{Backoff, BatchOffsets, Handled, Polled, Topics, HDR_INPUT_TS};
+use super::stage::{Recovery, Role, StageError};
+use super::txn::Transactional;
+use super::{Backoff, BatchOffsets, Handled, Topics, HDR_INPUT_TS};
 use crate::codec::Codec;
 use crate::config::Config;
 use crate::query::Asked;
@@ -125,7 +127,7 @@ impl Coordinator {
         })
     }
 
-    fn serve(&self, stop: &Stop, status: &StageStatus) -> anyhow::Result<()> {
+    fn serve(&self, stop: &Stop, status: &StageStatus) -> Result<(), StageError> {
         status.set(Phase::Starting);
         let mut store =
             RocksStore::open(&self.state_path()).context("opening the RocksDB state")?;
@@ -187,7 +189,7 @@ impl Coordinator {
         follower: Option<Follower>,
         since_fenced: Option<Instant>,
         stop: &Stop,
-    ) -> anyhow::Result<Mode> {
+    ) -> Result<Mode, StageError> {
         // A record here means the journal was assigned; it is read again after the takeover.
         if let Some(Err(e)) = consumer.poll(Duration::from_millis(50)) {
             if let rdkafka::error::KafkaError::MessageConsumptionFatal(_) = e {
@@ -201,7 +203,7 @@ impl Coordinator {
         let patient = since_fenced.is_none_or(|t| t.elapsed() >= self.config.kafka.session_timeout);
         if self.holds_journal(consumer)? && patient {
             drop(follower);
-            return self.take_over(consumer, store, status, stop);
+            return Ok(self.take_over(consumer, store, status, stop)?);
         }
         if consumer.context().has_joined() {
             status.set(Phase::Standby);
@@ -324,7 +326,7 @@ impl Coordinator {
         mut active: Active,
         backoff: &mut Backoff,
         stop: &Stop,
-    ) -> anyhow::Result<Mode> {
+    ) -> Result<Mode, StageError> {
         if !active.txn.is_open() && active.txn.lost_all_brokers() {
             // A new producer (see `Transactional::lost_all_brokers`), as after being fenced: a
             // new producer fences the holder, so a thawed zombie must first find out in one
@@ -339,69 +341,45 @@ impl Coordinator {
                 since_fenced: Some(Instant::now()),
             });
         }
-        let mut pending = Pending::default();
-        let txn = &mut active.txn;
-        let batch = &mut active.batch;
-        batch.clear();
-        let polled = super::poll_batch(consumer, &self.config.kafka, batch, |m| {
-            let handled = self.process(m, store, &mut pending, txn)?;
-            txn.poll();
-            Ok(handled)
-        });
-        let mut not_yet = None;
-        let outcome = match polled {
-            Ok(Polled::Revoked) => {
+        let mut this = Batch {
+            coordinator: self,
+            store,
+            pending: Pending::default(),
+        };
+        match round(
+            &mut this,
+            consumer,
+            &mut active.txn,
+            &mut active.batch,
+            backoff,
+            stop,
+        ) {
+            Ok(Round::Revoked) => {
                 tracing::info!(stage = STAGE, "journal revoked: standing by");
-                txn.abort()?;
-                return Ok(standby());
-            }
-            Ok(polled) => {
-                if let Polled::NotYet(why) = polled {
-                    // What came before the record that must wait is committed now.
-                    not_yet = Some(why);
-                }
-                if batch.is_empty() {
-                    Ok(())
-                } else {
-                    self.commit(consumer, txn, batch, store, pending)
-                }
-            }
-            Err(e) => Err(e.downcast::<TxnError>()?),
-        };
-        backoff.after_round(not_yet, STAGE, &self.metrics, stop);
-        let outcome = match outcome {
-            Err(TxnError::Abort(why)) => {
-                super::abort_and_rewind(STAGE, consumer, txn, batch, &self.metrics, &why)
-            }
-            other => other,
-        };
-        match outcome {
-            Ok(()) => Ok(Mode::Active(active)),
-            Err(TxnError::Stop(why)) => Err(anyhow::anyhow!(why)),
-            Err(e @ TxnError::Fenced(_)) => {
-                self.metrics.lifecycle.fenced(STAGE, &e);
-                tracing::warn!(stage = STAGE, "fenced by another coordinator: standing by");
-                Ok(Mode::Standby {
-                    follower: None,
-                    since_fenced: Some(Instant::now()),
-                })
-            }
-            Err(e @ TxnError::State(_)) => {
-                // Committed, but not in RocksDB: taking over restores it from the changelog.
-                self.metrics
-                    .lifecycle
-                    .producer_renewed(STAGE, Renewal::StateWrite, &e);
                 Ok(standby())
             }
-            Err(e) => {
-                // The producer is lost and the last commit's outcome unknown: take over again
-                // (new producer, restore, committed offset), which settles both.
-                self.metrics
-                    .lifecycle
-                    .producer_renewed(STAGE, Renewal::Failed, &e);
-                tracing::warn!(stage = STAGE, "producer failed: taking over again");
-                Ok(standby())
-            }
+            Ok(Round::Committed(_)) => Ok(Mode::Active(active)),
+            Err(e) => match e.recovery(Role::Single) {
+                Recovery::StandBy => {
+                    self.metrics.lifecycle.fenced(STAGE, &e);
+                    tracing::warn!(stage = STAGE, "fenced by another coordinator: standing by");
+                    Ok(Mode::Standby {
+                        follower: None,
+                        since_fenced: Some(Instant::now()),
+                    })
+                }
+                Recovery::TakeOverAgain => {
+                    // The producer is lost and the last commit's outcome unknown, or a commit
+                    // is not in RocksDB: taking over again (new producer, restore, the state's
+                    // position) settles both.
+                    self.metrics
+                        .lifecycle
+                        .producer_renewed(STAGE, e.renewal(), &e);
+                    tracing::warn!(stage = STAGE, error = %e, "taking over again");
+                    Ok(standby())
+                }
+                _ => Err(e),
+            },
         }
     }
 
@@ -411,7 +389,7 @@ impl Coordinator {
         store: &RocksStore,
         pending: &mut Pending,
         txn: &mut Transactional,
-    ) -> anyhow::Result<Handled> {
+    ) -> Result<Handled, StageError> {
         let payload = m.payload().unwrap_or_default();
         // Journal records name their schema by registry id; after an upgrade, old ids are new
         // to this version and are looked up.
@@ -430,7 +408,8 @@ impl Coordinator {
             &mut pending.tallies,
             &self.core,
             &event,
-        )?;
+        )
+        .map_err(|e| self.state_failed("reading RocksDB", e))?;
         let input_ts = input_timestamp(m);
         let stamp = input_ts.map(|ts| ts.to_string());
         let mut decided = false;
@@ -481,7 +460,7 @@ impl Coordinator {
         &self,
         record: &crate::gate::OutRecord,
         txn: &mut Transactional,
-    ) -> Result<(), TxnError> {
+    ) -> Result<(), StageError> {
         let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
         for (key, value) in &record.headers {
             headers = headers.insert(Header {
@@ -502,7 +481,7 @@ impl Coordinator {
         m: &BorrowedMessage<'_>,
         rejection: &rallypoint_core::Rejection,
         txn: &mut Transactional,
-    ) -> Result<(), TxnError> {
+    ) -> Result<(), StageError> {
         let dlq = self.topics.dlq();
         let original = Original::carried(self.codec(), m);
         dead_letter::send_dead_letter(
@@ -523,7 +502,7 @@ impl Coordinator {
         batch: &BatchOffsets,
         store: &mut RocksStore,
         mut pending: Pending,
-    ) -> Result<(), TxnError> {
+    ) -> Result<(), StageError> {
         let changelog = self.topics.changelog();
         pending.tallies.flush(&mut pending.overlay.over(store));
         if let Some(next) = batch.next(&self.topics.journal(), 0) {
@@ -545,11 +524,13 @@ impl Coordinator {
         let next = if last >= 0 {
             last + 1
         } else {
-            store.changelog_next().map_err(store_failed)?
+            store
+                .changelog_next()
+                .map_err(|e| store_failed(AFTER_COMMIT, e))?
         };
         store
             .apply(pending.overlay.drain(), next)
-            .map_err(|e| self.write_failed(e))?;
+            .map_err(|e| self.state_failed(AFTER_COMMIT, e))?;
         self.metrics
             .records_out
             .with_label_values(&[STAGE, "changelog"])
@@ -566,37 +547,83 @@ impl Coordinator {
     }
 }
 
-/// A RocksDB read or write that failed after the commit: the changelog holds the batch, so
-/// taking over again (restore from the changelog) puts the store right, if the disk allows.
-fn store_failed(e: rallypoint_core::store::StoreError) -> TxnError {
-    TxnError::State(format!("writing RocksDB after the commit: {e}"))
+/// A RocksDB read or write that failed: the changelog holds every committed batch, so taking
+/// over again (restore from the changelog) puts the store right, if the disk allows.
+fn store_failed(what: &str, e: rallypoint_core::store::StoreError) -> StageError {
+    StageError::State(format!("{what}: {e}"))
 }
 
+const AFTER_COMMIT: &str = "writing RocksDB after the commit";
+
 impl Coordinator {
-    /// A committed batch's RocksDB write failed (nothing of it was written): take over again,
-    /// which restores the batch from the changelog; the [`super::WRITE_FAILURE_LIMIT`]-th such
-    /// failure within [`super::WRITE_FAILURE_WINDOW`] stops the stage instead.
-    fn write_failed(&self, e: rallypoint_core::store::StoreError) -> TxnError {
+    /// A RocksDB read failed, or a committed batch's write did (nothing of it was written):
+    /// take over again, which restores the batch from the changelog; the
+    /// [`super::WRITE_FAILURE_LIMIT`]-th such failure within [`super::WRITE_FAILURE_WINDOW`]
+    /// stops the stage instead.
+    fn state_failed(&self, what: &str, e: rallypoint_core::store::StoreError) -> StageError {
         let stop = self
             .write_failures
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .failed(Instant::now());
         if stop {
-            return TxnError::Stop(format!(
-                "writing RocksDB after the commit: {e}; {} state writes failed within {} s: is \
-                 the disk of {} full or broken?",
+            return StageError::Stop(format!(
+                "{what}: {e}; {} state reads or writes failed within {} s: is the disk of {} \
+                 full or broken?",
                 super::WRITE_FAILURE_LIMIT,
                 super::WRITE_FAILURE_WINDOW.as_secs(),
                 self.state_path().display()
             ));
         }
-        tracing::error!(
-            stage = STAGE,
-            error = %e,
+        let line = if what == AFTER_COMMIT {
             "state write failed after the commit: restoring it from the changelog"
-        );
-        store_failed(e)
+        } else {
+            "state read failed: restoring the state from the changelog"
+        };
+        tracing::error!(stage = STAGE, error = %e, "{line}");
+        store_failed(what, e)
+    }
+}
+
+/// One batch of the active coordinator: the store it folds into and what the batch must do
+/// once committed.
+struct Batch<'a> {
+    coordinator: &'a Coordinator,
+    store: &'a mut RocksStore,
+    pending: Pending,
+}
+
+impl Stage for Batch<'_> {
+    const NAME: &'static str = STAGE;
+    const ROLE: Role = Role::Single;
+
+    fn config(&self) -> &crate::config::KafkaConfig {
+        &self.coordinator.config.kafka
+    }
+
+    fn metrics(&self) -> &Metrics {
+        &self.coordinator.metrics
+    }
+
+    fn handle(
+        &mut self,
+        m: &BorrowedMessage<'_>,
+        txn: &mut Transactional,
+    ) -> Result<Handled, StageError> {
+        self.coordinator
+            .process(m, self.store, &mut self.pending, txn)
+    }
+
+    /// Adds the changelog records, commits, then writes RocksDB.
+    fn commit(
+        &mut self,
+        consumer: &BaseConsumer<StageContext>,
+        txn: &mut Transactional,
+        batch: &BatchOffsets,
+    ) -> Result<(), StageError> {
+        let pending = std::mem::take(&mut self.pending);
+        self.coordinator
+            .commit(consumer, txn, batch, self.store, pending)
     }
 }
 

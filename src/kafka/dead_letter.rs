@@ -29,7 +29,7 @@
 use rallypoint_core::Rejection;
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 
-use super::txn::{self, Transactional};
+use super::txn::Transactional;
 use crate::codec::{self, Codec, DeadLetter};
 
 /// Headers Rallypoint adds to journal records.
@@ -208,7 +208,7 @@ pub fn send_dead_letter(
     txn: &mut Transactional,
     original: &Original<'_>,
     rejection: &Rejection,
-) -> Result<(), txn::TxnError> {
+) -> Result<(), super::stage::StageError> {
     metrics.rejected(
         stage,
         rejection,

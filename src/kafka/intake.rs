@@ -10,10 +10,12 @@ use rallypoint_core::{Event, RejectReason, Rejection};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{BorrowedMessage, Headers, Message, OwnedHeaders};
 
+use super::batch::{round, Round, Stage};
 use super::context::StageContext;
 use super::dead_letter::{self, Original};
-use super::txn::{Transactional, TxnError};
-use super::{Backoff, BatchOffsets, Handled, Polled, Topics};
+use super::stage::{Recovery, Role, StageError};
+use super::txn::Transactional;
+use super::{Backoff, BatchOffsets, Handled, Topics};
 use crate::config::Config;
 use crate::registry::Schemas;
 use crate::status::{Phase, StageStatus};
@@ -57,7 +59,7 @@ impl Intake {
         })
     }
 
-    fn serve(&self, stop: &Stop, status: &StageStatus) -> anyhow::Result<()> {
+    fn serve(&self, stop: &Stop, status: &StageStatus) -> Result<(), StageError> {
         let consumer: BaseConsumer<StageContext> =
             super::consumer_config(&self.config, "rallypoint-intake")
                 .create_with_context(StageContext::new(STAGE, self.metrics.clone()))
@@ -89,62 +91,30 @@ impl Intake {
                     stop,
                 )?;
             }
-            let mut not_yet = None;
-            let outcome = match super::poll_batch(&consumer, &self.config.kafka, &mut batch, |m| {
-                let handled = self.process(m, &mut txn)?;
-                txn.poll();
-                Ok(handled)
-            }) {
-                Ok(Polled::Revoked) if batch.is_empty() && !txn.is_open() => Ok(()),
-                Ok(Polled::Revoked) => {
-                    // Revoked partitions resume from their committed offsets wherever they go;
-                    // those we keep go back to the start of the dropped batch.
-                    super::abort_and_rewind(
-                        STAGE,
-                        &consumer,
-                        &mut txn,
-                        &batch,
-                        &self.metrics,
-                        "partitions revoked",
-                    )
-                }
-                Ok(polled) => {
-                    if let Polled::NotYet(why) = polled {
-                        // What came before the record that must wait is committed now.
-                        not_yet = Some(why);
+            let mut this = self;
+            match round(
+                &mut this,
+                &consumer,
+                &mut txn,
+                &mut batch,
+                &mut backoff,
+                stop,
+            ) {
+                Ok(Round::Committed(records)) if records > 0 => idle = std::time::Instant::now(),
+                Ok(_) => {}
+                Err(e) => match e.recovery(Role::Shared) {
+                    Recovery::RenewProducer => {
+                        if let StageError::Fenced(_) = e {
+                            self.metrics.lifecycle.fenced(STAGE, &e);
+                        }
+                        if stop.is_stopped() {
+                            break;
+                        }
+                        txn = self.renew(txn, &consumer, e.renewal(), &e, stop)?;
                     }
-                    if batch.is_empty() {
-                        Ok(())
-                    } else {
-                        crate::fault::point("intake.produced");
-                        super::commit_batch(STAGE, &consumer, &mut txn, &batch, &self.metrics)
-                    }
-                }
-                Err(e) => Err(e.downcast::<TxnError>()?),
-            };
-            let outcome = match outcome {
-                Err(TxnError::Abort(why)) => {
-                    super::abort_and_rewind(STAGE, &consumer, &mut txn, &batch, &self.metrics, &why)
-                }
-                other => other,
-            };
-            if let Err(e) = outcome {
-                let reason = if let TxnError::Fenced(_) = e {
-                    self.metrics.lifecycle.fenced(STAGE, &e);
-                    Renewal::Fenced
-                } else {
-                    Renewal::Failed
-                };
-                if stop.is_stopped() {
-                    break;
-                }
-                txn = self.renew(txn, &consumer, reason, &e, stop)?;
+                    _ => return Err(e),
+                },
             }
-            if !batch.is_empty() {
-                idle = std::time::Instant::now();
-            }
-            batch.clear();
-            backoff.after_round(not_yet, STAGE, &self.metrics, stop);
         }
         txn.abort()?;
         Ok(())
@@ -215,9 +185,10 @@ impl Intake {
             return;
         }
         let wait = std::time::Duration::from_secs(10);
-        let probe = super::watchdog::watch("reading committed offsets", super::CALL_TIMEOUT, || {
-            consumer.committed(wait)
-        });
+        let probe =
+            super::watchdog::watch("reading committed offsets", super::CALL_TIMEOUT, || {
+                consumer.committed(wait)
+            });
         if let Err(e) = probe {
             tracing::info!(stage = STAGE, error = %e, "idle, and the group's committed offsets cannot be read");
             if let Err(e) = self.settle(txn, consumer, stop, waited) {
@@ -242,7 +213,7 @@ impl Intake {
         &self,
         m: &BorrowedMessage<'_>,
         txn: &mut Transactional,
-    ) -> Result<Handled, TxnError> {
+    ) -> Result<Handled, StageError> {
         let payload = m.payload().unwrap_or_default();
         if payload.len() <= self.config.intake.max_record_bytes {
             if let Err(e) = self.schemas.prepare(payload) {
@@ -318,6 +289,37 @@ impl Intake {
         let event = self.schemas.codec().decode_event(payload)?;
         validate::validate(&event, &origin, super::now_ms(), &self.limits)?;
         Ok(event)
+    }
+}
+
+impl Stage for &Intake {
+    const NAME: &'static str = STAGE;
+    const ROLE: Role = Role::Shared;
+
+    fn config(&self) -> &crate::config::KafkaConfig {
+        &self.config.kafka
+    }
+
+    fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    fn handle(
+        &mut self,
+        m: &BorrowedMessage<'_>,
+        txn: &mut Transactional,
+    ) -> Result<Handled, StageError> {
+        self.process(m, txn)
+    }
+
+    fn commit(
+        &mut self,
+        consumer: &BaseConsumer<StageContext>,
+        txn: &mut Transactional,
+        batch: &BatchOffsets,
+    ) -> Result<(), StageError> {
+        crate::fault::point("intake.produced");
+        super::commit_batch(STAGE, consumer, txn, batch, &self.metrics)
     }
 }
 

@@ -4,12 +4,14 @@
 //! - **retriable** (e.g. a timeout while a broker restarts): call the same step again, with a
 //!   backoff, for up to [`PATIENCE`];
 //! - **requires abort**: abort the transaction, rewind the input to the start of the batch and
-//!   redo it ([`TxnError::Abort`]);
+//!   redo it ([`StageError::Abort`]);
 //! - **fenced**: a newer producer with the same transactional id took over
-//!   ([`TxnError::Fenced`]); this one must never write again;
-//! - **fatal**: the producer cannot go on ([`TxnError::Fatal`]); the stage makes a new one,
+//!   ([`StageError::Fenced`]); this one must never write again;
+//! - **fatal**: the producer cannot go on ([`StageError::Fatal`]); the stage makes a new one,
 //!   whose `init_transactions` aborts whatever the old one left open, and rewinds its input to
 //!   the committed offsets.
+//!
+//! What each error makes the stage do is [`StageError::recovery`]'s to say.
 
 use std::mem::ManuallyDrop;
 use std::sync::atomic::Ordering;
@@ -22,6 +24,7 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer, PurgeConfig};
 use rdkafka::{ClientConfig, TopicPartitionList};
 
 use super::context::{ProducerState, StageContext};
+use super::stage::StageError;
 use super::watchdog;
 use crate::config::{Config, Guarantee};
 use crate::stop::Stop;
@@ -29,27 +32,6 @@ use crate::stop::Stop;
 /// How long a retriable error (a broker away, a coordinator moving) is retried before the
 /// producer is given up as fatal. Long enough to ride out a broker restart.
 pub const PATIENCE: Duration = Duration::from_secs(300);
-
-#[derive(Debug, thiserror::Error)]
-pub enum TxnError {
-    /// The transaction must be (or was) aborted; rewind its input and redo it.
-    #[error("transaction aborted: {0}")]
-    Abort(String),
-    /// Another producer with our transactional id took over: this one is a zombie.
-    #[error("producer fenced: {0}")]
-    Fenced(String),
-    /// The producer cannot go on: make a new one.
-    #[error("producer failed fatally: {0}")]
-    Fatal(String),
-    /// The state store could not be written after a commit: the changelog holds the batch, so
-    /// the stage takes over again (restoring from the changelog).
-    #[error("state write failed: {0}")]
-    State(String),
-    /// The stage cannot go on (e.g. its state writes keep failing): it stops with this error,
-    /// and the process exits non-zero.
-    #[error("{0}")]
-    Stop(String),
-}
 
 /// What librdkafka says to do about an error.
 #[derive(Debug, PartialEq, Eq)]
@@ -70,11 +52,11 @@ fn class(e: &KafkaError) -> Class {
     }
 }
 
-fn error(class: Class, e: &KafkaError) -> TxnError {
+fn error(class: Class, e: &KafkaError) -> StageError {
     match class {
-        Class::Fenced => TxnError::Fenced(e.to_string()),
-        Class::Fatal => TxnError::Fatal(e.to_string()),
-        Class::Retry | Class::Abort => TxnError::Abort(e.to_string()),
+        Class::Fenced => StageError::Fenced(e.to_string()),
+        Class::Fatal => StageError::Fatal(e.to_string()),
+        Class::Retry | Class::Abort => StageError::Abort(e.to_string()),
     }
 }
 
@@ -101,7 +83,7 @@ impl Transactional {
         transactional_id: &str,
         changelog_topic: String,
         stop: &Stop,
-    ) -> Result<Self, TxnError> {
+    ) -> Result<Self, StageError> {
         let timeout = config.kafka.transaction_timeout;
         let exactly_once = config.kafka.guarantee == Guarantee::ExactlyOnce;
         let mut c: ClientConfig = super::client_config(config);
@@ -124,7 +106,7 @@ impl Transactional {
             );
         let producer: BaseProducer<ProducerState> = c
             .create_with_context(ProducerState::new(changelog_topic))
-            .map_err(|e| TxnError::Fatal(e.to_string()))?;
+            .map_err(|e| StageError::Fatal(e.to_string()))?;
         let txn = Self {
             producer: ManuallyDrop::new(producer),
             timeout,
@@ -150,7 +132,7 @@ impl Transactional {
     }
 
     /// Begins a transaction unless one is open.
-    fn begin(&mut self) -> Result<(), TxnError> {
+    fn begin(&mut self) -> Result<(), StageError> {
         if !self.open {
             if self.exactly_once {
                 watchdog::watch("begin_transaction", self.timeout, || {
@@ -173,7 +155,7 @@ impl Transactional {
         &mut self,
         offsets: &TopicPartitionList,
         consumer: &BaseConsumer<StageContext>,
-    ) -> Result<(), TxnError> {
+    ) -> Result<(), StageError> {
         if !self.exactly_once {
             return Ok(());
         }
@@ -188,7 +170,7 @@ impl Transactional {
         key: Option<&[u8]>,
         payload: Option<&[u8]>,
         headers: Option<OwnedHeaders>,
-    ) -> Result<(), TxnError> {
+    ) -> Result<(), StageError> {
         self.begin()?;
         let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic);
         record.key = key;
@@ -229,12 +211,12 @@ impl Transactional {
     }
 
     /// Adds the consumed offsets (next to read) and commits. Retriable errors are retried; on
-    /// an abortable one the transaction is aborted before [`TxnError::Abort`] is returned.
+    /// an abortable one the transaction is aborted before [`StageError::Abort`] is returned.
     pub fn commit(
         &mut self,
         offsets: &TopicPartitionList,
         consumer: &BaseConsumer<StageContext>,
-    ) -> Result<(), TxnError> {
+    ) -> Result<(), StageError> {
         let result = if self.exactly_once {
             self.commit_steps(offsets, consumer)
         } else {
@@ -248,9 +230,9 @@ impl Transactional {
                 self.state().brokers_lost.store(false, Ordering::SeqCst);
                 Ok(())
             }
-            Err(TxnError::Abort(why)) => {
+            Err(StageError::Abort(why)) => {
                 self.abort()?;
-                Err(TxnError::Abort(why))
+                Err(StageError::Abort(why))
             }
             Err(e) => Err(e),
         }
@@ -260,10 +242,10 @@ impl Transactional {
         &self,
         offsets: &TopicPartitionList,
         consumer: &BaseConsumer<StageContext>,
-    ) -> Result<(), TxnError> {
+    ) -> Result<(), StageError> {
         let group = consumer
             .group_metadata()
-            .ok_or_else(|| TxnError::Abort("no consumer group metadata yet".into()))?;
+            .ok_or_else(|| StageError::Abort("no consumer group metadata yet".into()))?;
         self.delivered()?;
         self.retry("send_offsets_to_transaction", |p, t| {
             p.send_offsets_to_transaction(offsets, &group, t)
@@ -278,19 +260,19 @@ impl Transactional {
         &self,
         offsets: &TopicPartitionList,
         consumer: &BaseConsumer<StageContext>,
-    ) -> Result<(), TxnError> {
+    ) -> Result<(), StageError> {
         self.delivered()?;
         watchdog::watch("commit_offsets", self.timeout, || {
             consumer.commit(offsets, CommitMode::Sync)
         })
-        .map_err(|e| TxnError::Abort(format!("committing the input offsets: {e}")))
+        .map_err(|e| StageError::Abort(format!("committing the input offsets: {e}")))
     }
 
     /// Waits for every queued record; an error when one was not delivered.
-    fn delivered(&self) -> Result<(), TxnError> {
+    fn delivered(&self) -> Result<(), StageError> {
         self.drain().map_err(|e| error(Class::Abort, &e))?;
         if self.state().failed.load(Ordering::SeqCst) > 0 {
-            return Err(TxnError::Abort("a record was not delivered".into()));
+            return Err(StageError::Abort("a record was not delivered".into()));
         }
         Ok(())
     }
@@ -300,7 +282,7 @@ impl Transactional {
         &self,
         what: &'static str,
         call: impl Fn(&BaseProducer<ProducerState>, Duration) -> KafkaResult<()>,
-    ) -> Result<(), TxnError> {
+    ) -> Result<(), StageError> {
         self.retry_on(what, &[Class::Retry], call)
     }
 
@@ -310,7 +292,7 @@ impl Transactional {
         what: &'static str,
         again: &[Class],
         call: impl Fn(&BaseProducer<ProducerState>, Duration) -> KafkaResult<()>,
-    ) -> Result<(), TxnError> {
+    ) -> Result<(), StageError> {
         let started = Instant::now();
         let mut wait = Duration::from_millis(100);
         loop {
@@ -320,12 +302,12 @@ impl Transactional {
                     c if again.contains(&c) && started.elapsed() < PATIENCE => {
                         tracing::warn!(error = %e, "{what}: retrying");
                         if self.stop.sleep(wait) {
-                            return Err(TxnError::Fatal(format!("{what}: stopping ({e})")));
+                            return Err(StageError::Fatal(format!("{what}: stopping ({e})")));
                         }
                         wait = (wait * 2).min(Duration::from_secs(2));
                     }
                     c if again.contains(&c) => {
-                        return Err(TxnError::Fatal(format!(
+                        return Err(StageError::Fatal(format!(
                             "{what}: still failing after {PATIENCE:?}: {e}"
                         )))
                     }
@@ -360,7 +342,7 @@ impl Transactional {
     }
 
     /// Aborts the open transaction, if any; retries while the broker is away.
-    pub fn abort(&mut self) -> Result<(), TxnError> {
+    pub fn abort(&mut self) -> Result<(), StageError> {
         if !self.open {
             return Ok(());
         }
@@ -382,7 +364,7 @@ impl Transactional {
         }
         self.retry("abort_transaction", |p, t| p.abort_transaction(t))
             .map_err(|e| match e {
-                TxnError::Abort(why) => TxnError::Fatal(format!("abort failed: {why}")),
+                StageError::Abort(why) => StageError::Fatal(format!("abort failed: {why}")),
                 other => other,
             })?;
         self.open = false;

@@ -1,0 +1,64 @@
+//! Names of every topic Rallypoint reads or writes.
+
+use crate::config::Config;
+
+/// Names of every topic Rallypoint reads or writes, under the configured namespace.
+#[derive(Clone, Debug)]
+pub struct Topics {
+    prefix: String,
+}
+
+impl Topics {
+    pub fn new(config: &Config) -> Self {
+        let ns = &config.kafka.namespace;
+        Self {
+            prefix: if ns.is_empty() {
+                String::new()
+            } else {
+                format!("{ns}.")
+            },
+        }
+    }
+
+    pub fn input(&self, nation: &str, stream: rallypoint_core::event::Stream) -> String {
+        format!("{}rrc.in.{nation}.{}", self.prefix, stream.suffix())
+    }
+
+    /// librdkafka subscription regex for every nation's input topics.
+    pub fn input_pattern(&self) -> String {
+        format!(
+            "^{}rrc\\.in\\.[A-Z]{{3}}\\.(incidents|offers|responses)$",
+            self.prefix.replace('.', "\\.")
+        )
+    }
+
+    /// The topic name without the namespace prefix (what the contract names).
+    pub fn strip<'t>(&self, topic: &'t str) -> &'t str {
+        topic.strip_prefix(&self.prefix).unwrap_or(topic)
+    }
+
+    pub fn journal(&self) -> String {
+        format!("{}rrc.internal.journal", self.prefix)
+    }
+
+    pub fn changelog(&self) -> String {
+        format!("{}rrc.internal.changelog", self.prefix)
+    }
+
+    pub fn dlq(&self) -> String {
+        format!("{}rrc.dlq", self.prefix)
+    }
+
+    pub fn decisions(&self, nation: &str) -> String {
+        format!("{}rrc.out.{nation}.decisions", self.prefix)
+    }
+
+    pub fn coalition_decisions(&self) -> String {
+        format!("{}rrc.out.coalition.decisions", self.prefix)
+    }
+
+    /// Compacted: the latest record per scope-window or campaign is the current picture.
+    pub fn threat_picture(&self) -> String {
+        format!("{}rrc.out.coalition.threat-picture", self.prefix)
+    }
+}
