@@ -3,7 +3,8 @@
 # at KILLS random moments (default 10, seeded by SEED) and once at every kill point between
 # the steps of a transaction, restarted each time; then the committed decisions must equal the
 # pure fold of the journal, with no duplicate and no gap (tests/crash_soak.rs). Prints the
-# kills survived and the restart timings. Stops by itself within SOAK_TIMEOUT (default 15m).
+# kills survived and the restart timings. Stops by itself within SOAK_TIMEOUT (default 15m for
+# 100,000 events, a minute more per 20,000 more).
 #
 # Before the soak, tests/watchdog.rs makes a Kafka client call hang and checks that the
 # watchdog ends the process and that a restart then loses nothing; and it makes RocksDB writes
@@ -21,7 +22,8 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/rallypoint/target}"
 export RALLYPOINT_SOAK_COUNT="${COUNT:-100000}"
 export RALLYPOINT_SOAK_KILLS="${KILLS:-10}"
 export RALLYPOINT_SOAK_SEED="${SEED:-$(date +%s)}"
-timeout_after="${SOAK_TIMEOUT:-15m}"
+# 15 minutes for 100,000 events, and a minute more per 20,000 more (an hour for 1,000,000).
+timeout_after="${SOAK_TIMEOUT:-$((10 + RALLYPOINT_SOAK_COUNT / 20000))m}"
 
 broker_dir=""
 cleanup() {

@@ -18,6 +18,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::time::{Duration, Instant};
 
 use common::{Harness, Node};
+use rallypoint::kafka::restore::FLUSH_EVERY;
 use rallypoint_core::event::Event;
 use rallypoint_core::sample::{self, Clock};
 use rand::rngs::StdRng;
@@ -66,6 +67,37 @@ fn watch(node: &mut Node, until: Option<Instant>, run: &mut Run) -> bool {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// Runs the processor until the changelog holds at least `records`, failing once it stops
+/// growing for [`common::STALLED`] (it is not slow then, but stuck).
+fn grow_changelog(h: &Harness, node: &mut Node, records: i64) {
+    let mut end = h.end_offset("rrc.internal.changelog");
+    if end >= records {
+        return;
+    }
+    node.start();
+    let mut moved = Instant::now();
+    while end < records {
+        assert!(
+            node.is_running(),
+            "the processor exited while the changelog grew\n{}",
+            node.log()
+        );
+        assert!(
+            moved.elapsed() < common::STALLED,
+            "the changelog stayed at {end} records for {:?} (waiting for {records})\n{}",
+            common::STALLED,
+            node.log()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+        let now = h.end_offset("rrc.internal.changelog");
+        if now > end {
+            end = now;
+            moved = Instant::now();
+        }
+    }
+    node.kill();
 }
 
 /// An incident and its request from `nation`: whatever the state, the request gets a decision
@@ -167,7 +199,10 @@ fn the_processor_survives_kills_anywhere_without_losing_or_repeating_anything() 
                     rng.random_range(1..=3)
                 };
                 if *point == "restore.chunk" {
-                    // A cold rebuild, killed half-way: the next start resumes it.
+                    // A cold rebuild, killed half-way: the next start resumes it. It needs
+                    // more changelog than one chunk, whatever the feed's size and however
+                    // early the random kills came: the processor runs until there is.
+                    grow_changelog(&h, &mut node, 2 * FLUSH_EVERY as i64);
                     std::fs::remove_dir_all(&node.state).unwrap();
                 }
                 let spec = format!("{point}@{hit}");

@@ -17,7 +17,7 @@ use crate::stop::Stop;
 use crate::store::RocksStore;
 use crate::telemetry::Metrics;
 
-const FLUSH_EVERY: usize = 10_000;
+pub const FLUSH_EVERY: usize = 10_000;
 /// How often a restore hands control back to its caller.
 const BETWEEN_EVERY: Duration = Duration::from_millis(200);
 /// How long to wait for the changelog to have a leader before giving up.
