@@ -1001,7 +1001,8 @@ impl Processed {
         tpl.add_partition_offset(&h.topic("rrc.internal.journal"), 0, Offset::Beginning)
             .unwrap();
         consumer.assign(&tpl).unwrap();
-        let (changelog, _) = reader_from_start(&h.bootstrap, &h.topic("rrc.internal.changelog"), false);
+        let (changelog, _) =
+            reader_from_start(&h.bootstrap, &h.topic("rrc.internal.changelog"), false);
         Self {
             consumer,
             changelog,
