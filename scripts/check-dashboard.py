@@ -8,7 +8,7 @@ first: `$__rate_interval`, `$__interval`, `$__range` and interval variables by a
 other `$var`, `${var}`, `${var:format}` or `[[var]]` by a plain word (they stand inside label
 matcher strings).
 
-It also checks that every metric the expressions name is in README.md's Metrics table (or is
+It also checks that every metric the expressions name is in docs/operations.md's Metrics table (or is
 `up`), that panel ids are unique, and that every query uses the dashboard's Prometheus
 datasource (`${DS_PROMETHEUS}` or the provisioned uid `prometheus`).
 
@@ -31,7 +31,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DASHBOARD = ROOT / "deploy/grafana/dashboards/rallypoint.json"
-README = ROOT / "README.md"
+METRICS_DOC = ROOT / "docs/operations.md"
 ALLOWED_DATASOURCES = {"${DS_PROMETHEUS}", "$DS_PROMETHEUS", "prometheus"}
 # Grafana's built-in interval variables, all valid where PromQL wants a duration.
 DURATION_VARS = {"__rate_interval", "__interval", "__range", "__range_s", "__interval_ms"}
@@ -47,7 +47,7 @@ HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
 
 
 def allowed_metrics(readme: Path) -> set[str]:
-    """Metric names of README.md's '## Metrics' table, with histogram series, plus `up`."""
+    """Metric names of docs/operations.md's '## Metrics' table, with histogram series, plus `up`."""
     names: set[str] = {"up"}
     in_section = False
     for line in readme.read_text(encoding="utf-8").splitlines():
@@ -160,7 +160,7 @@ def check(path: Path, allowed: set[str], promtool: str) -> bool:
     for name, expr in queries:
         unknown = metric_names(expr) - allowed
         if unknown:
-            problems.append(f"{name}: metrics not in README's Metrics table: {', '.join(sorted(unknown))}")
+            problems.append(f"{name}: metrics not in docs/operations.md's Metrics table: {', '.join(sorted(unknown))}")
 
     rules = {"groups": [{"name": "dashboard", "rules": [{"record": n, "expr": e} for n, e in queries]}]}
     with tempfile.TemporaryDirectory(prefix="check-dashboard.") as tmp:
@@ -185,7 +185,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("dashboards", nargs="*", type=Path, default=[DEFAULT_DASHBOARD])
     args = parser.parse_args()
-    allowed = allowed_metrics(README)
+    allowed = allowed_metrics(METRICS_DOC)
     promtool = find_promtool()
     ok = [check(p, allowed, promtool) for p in args.dashboards]
     return 0 if all(ok) else 1

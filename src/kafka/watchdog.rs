@@ -11,7 +11,7 @@
 //! unknown), so the process logs one line naming the call and exits at once with status
 //! [`EXIT_CODE`], and its supervisor (Kubernetes, compose) starts it again. That is safe
 //! anywhere: outputs, changelog and input offsets commit in one transaction, and a restart
-//! resumes from the last commit (see the README's "Restarts and failover").
+//! resumes from the last commit (see docs/operations.md, "Restarts and failover").
 
 use std::collections::BTreeMap;
 use std::io::Write;

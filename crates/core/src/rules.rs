@@ -1,5 +1,6 @@
 //! Eligibility: may offer O help need N of request R? One named function per rule of
-//! DESIGN.md, checked in a fixed order so that exclusion counts are reproducible.
+//! `docs/architecture.md` ("Assignment rules", "Eligibility"), checked in a fixed order so
+//! that exclusion counts are reproducible.
 
 use crate::event::{Capability, Tlp};
 use crate::state::Offer;
