@@ -23,6 +23,7 @@ pub mod config;
 pub mod fault;
 pub mod gate;
 pub mod http;
+pub mod implied;
 pub mod kafka;
 pub mod query;
 pub mod registry;

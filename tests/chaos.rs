@@ -273,6 +273,13 @@ fn exactly_once_and_never_silent_through_broker_restarts_and_frozen_coordinators
     for n in sup.nodes.iter_mut() {
         n.kill();
     }
+    // The processes' logs, kept for a look after the test, whatever its outcome.
+    let kept = std::env::temp_dir().join(format!("rallypoint-chaos-{seed}"));
+    std::fs::create_dir_all(&kept).unwrap();
+    for n in &sup.nodes {
+        std::fs::write(kept.join(format!("{}.log", n.instance)), n.log()).unwrap();
+    }
+    eprintln!("chaos: the processes' logs are in {}", kept.display());
     let checked = common::assert_exactly_once(&h, &feed, &NATIONS);
 
     let bound = sup

@@ -16,13 +16,15 @@
 
 use std::path::PathBuf;
 
+use std::collections::BTreeMap;
+
 use rallypoint::codec::{Codec, Format};
+use rallypoint::implied::{self, Emitted, Implied, RocksFold};
+use rallypoint::kafka::Topics;
 use rallypoint::store::RocksStore;
-use rallypoint_core::decision::Audience;
 use rallypoint_core::event::Event;
 use rallypoint_core::sample;
-use rallypoint_core::store::Overlay;
-use rallypoint_core::{apply, CoreConfig, MemStore, Output};
+use rallypoint_core::{CoreConfig, MemStore};
 
 const NATIONS: [&str; 6] = ["EST", "LVA", "LTU", "POL", "DEU", "FIN"];
 
@@ -53,13 +55,6 @@ fn unframe(mut bytes: &[u8]) -> Vec<Vec<u8>> {
     records
 }
 
-fn audience(a: &Audience) -> String {
-    match a {
-        Audience::Nation(n) => n.clone(),
-        Audience::Coalition => "coalition".into(),
-    }
-}
-
 /// Records a journal: the sample stream, with every proposal answered in turn (accept,
 /// decline, silence, accept then complete) as the fold makes it.
 fn record_journal() -> Vec<Event> {
@@ -70,27 +65,83 @@ fn record_journal() -> Vec<Event> {
     journal
 }
 
-/// Folds journal records into a fresh RocksDB store, as the coordinator does: an overlay per
-/// event, written through after it.
-fn fold(codec: &Codec, journal: &[Vec<u8>]) -> Vec<u8> {
+/// Folds journal records into a fresh RocksDB store, as the coordinator does (an overlay per
+/// event, written through after it), with the one replay check's recompute
+/// ([`rallypoint::implied`]).
+fn recompute(codec: &Codec, journal: &[Vec<u8>]) -> Implied {
     let state = tempfile::tempdir().unwrap();
     let mut store = RocksStore::open(state.path()).unwrap();
-    let mut overlay = Overlay::new();
-    let mut decisions = Vec::new();
-    for (offset, bytes) in journal.iter().enumerate() {
-        let event = codec.decode_event(bytes).expect("a journal event");
-        for out in apply(&mut overlay.over(&store), &config(), &event).unwrap() {
-            if let Output::Decision(r) = out {
-                frame(&mut decisions, audience(&r.audience).as_bytes());
-                frame(
-                    &mut decisions,
-                    &codec.encode_decision(&r.decision, Format::Avro),
-                );
-            }
-        }
-        store.apply(overlay.drain(), offset as i64 + 1).unwrap();
+    let events = journal.iter().enumerate().map(|(offset, bytes)| {
+        (
+            offset as i64,
+            codec.decode_event(bytes).expect("a journal event"),
+        )
+    });
+    let implied = implied::recompute(
+        events,
+        &mut RocksFold::new(&mut store, 1),
+        &config(),
+        codec,
+        Format::Avro,
+        &topics(),
+    )
+    .unwrap();
+    implied
+}
+
+fn topics() -> Topics {
+    Topics::new(&rallypoint::config::Config::load_with_vars(None, []).unwrap())
+}
+
+/// The decisions file's records of what `implied` holds: per decision, in the order the fold
+/// made them, its audience and its bytes.
+fn decisions_file(implied: &Implied) -> Vec<u8> {
+    let mut all: Vec<(u64, &str, &[u8])> = Vec::new();
+    for (topic, records) in &implied.decisions {
+        let audience = topic
+            .strip_prefix("rrc.out.")
+            .and_then(|t| t.strip_suffix(".decisions"))
+            .expect("a decision topic");
+        all.extend(
+            records
+                .iter()
+                .map(|r| (r.seq, audience, r.value.as_slice())),
+        );
     }
-    decisions
+    all.sort();
+    let mut out = Vec::new();
+    for (_, audience, value) in all {
+        frame(&mut out, audience.as_bytes());
+        frame(&mut out, value);
+    }
+    out
+}
+
+/// The recorded decisions file as the decision topics would hold them: one partition each, in
+/// the recorded order.
+fn emitted(codec: &Codec, recorded: &[Vec<u8>]) -> BTreeMap<String, Vec<Emitted>> {
+    let topics = topics();
+    let mut out: BTreeMap<String, Vec<Emitted>> = BTreeMap::new();
+    for pair in recorded.chunks(2) {
+        let audience = std::str::from_utf8(&pair[0]).unwrap();
+        let topic = if audience == "coalition" {
+            topics.coalition_decisions()
+        } else {
+            topics.decisions(audience)
+        };
+        let key = codec
+            .decode_decision(&pair[1])
+            .unwrap()
+            .key()
+            .as_bytes()
+            .to_vec();
+        out.entry(topic).or_default().push(Emitted {
+            partition: 0,
+            key,
+            value: pair[1].clone(),
+        });
+    }
+    out
 }
 
 #[test]
@@ -104,14 +155,15 @@ fn the_recorded_journal_replays_to_byte_identical_decisions() {
             for e in record_journal() {
                 frame(&mut journal, &codec.encode_event(&e));
             }
-            let decisions = fold(&codec, &unframe(&journal));
+            let decisions = decisions_file(&recompute(&codec, &unframe(&journal)));
             std::fs::create_dir_all(dir()).unwrap();
             std::fs::write(&journal_path, &journal).unwrap();
             std::fs::write(&decisions_path, &decisions).unwrap();
         }
         Ok(_) => {
             let journal = std::fs::read(&journal_path).expect("tests/golden/journal.bin");
-            std::fs::write(&decisions_path, fold(&codec, &unframe(&journal))).unwrap();
+            let decisions = decisions_file(&recompute(&codec, &unframe(&journal)));
+            std::fs::write(&decisions_path, decisions).unwrap();
         }
         Err(_) => {}
     }
@@ -121,8 +173,23 @@ fn the_recorded_journal_replays_to_byte_identical_decisions() {
         journal.len() > 300,
         "the journal holds the stream and the answers"
     );
-    let replayed = fold(&codec, &journal);
-    let (want, got) = (unframe(&recorded), unframe(&replayed));
+    let implied = recompute(&codec, &journal);
+    let want = unframe(&recorded);
+    // The one replay check: every decision topic holds what the journal implies, in order.
+    let names: Vec<String> = NATIONS
+        .iter()
+        .map(|n| topics().decisions(n))
+        .chain([topics().coalition_decisions()])
+        .collect();
+    let agreed = implied::compare(&implied, &names, &emitted(&codec, &want))
+        .unwrap_or_else(|e| panic!("the recorded decisions differ from the replay: {e}"));
+    assert_eq!(
+        agreed.decisions * 2,
+        want.len(),
+        "number of decision records"
+    );
+    // And in the very order across audiences in which the fold made them.
+    let got = unframe(&decisions_file(&implied));
     for (i, (w, g)) in want.iter().zip(&got).enumerate() {
         assert!(
             w == g,

@@ -70,6 +70,7 @@ pub struct Node {
 
 /// A consumed record: key, value, and headers as (key, value) pairs.
 pub struct Record {
+    pub partition: i32,
     pub key: Option<Vec<u8>>,
     pub value: Vec<u8>,
     pub headers: Vec<(String, Vec<u8>)>,
@@ -660,6 +661,7 @@ fn record(m: &rdkafka::message::BorrowedMessage<'_>) -> Record {
         })
         .unwrap_or_default();
     Record {
+        partition: m.partition(),
         key: m.key().map(<[u8]>::to_vec),
         value: m.payload().unwrap_or_default().to_vec(),
         headers,
@@ -831,102 +833,118 @@ pub fn assert_exactly_once(
     nations: &[&str],
 ) -> Checked {
     use rallypoint::codec::Format;
-    use rallypoint_core::decision::Audience;
-    use rallypoint_core::{apply, MemStore, Output};
+    use rallypoint::implied::{self, Emitted};
     use std::collections::{BTreeMap, BTreeSet};
     let journal = h.read_all("rrc.internal.journal");
-    let events: Vec<Event> = journal
+    let events: Vec<(i64, Event)> = journal
         .iter()
-        .map(|r| h.codec.decode_event(&r.value).unwrap())
+        .map(|r| (r.offset, h.codec.decode_event(&r.value).unwrap()))
         .collect();
     let ids: Vec<&str> = events
         .iter()
-        .map(|e| e.envelope().event_id.as_str())
+        .map(|(_, e)| e.envelope().event_id.as_str())
         .collect();
     let unique: BTreeSet<&str> = ids.iter().copied().collect();
     let want: BTreeSet<&str> = sent
         .iter()
         .map(|e| e.borrow().envelope().event_id.as_str())
         .collect();
-    assert_eq!(ids.len(), unique.len(), "an input was journaled twice");
+    assert_eq!(
+        ids.len(),
+        unique.len(),
+        "an input was journaled twice\n{}",
+        journaled_twice(&journal, &ids)
+    );
     assert_eq!(unique.len(), want.len(), "every input journaled once");
     assert!(unique == want, "the journal holds exactly the inputs sent");
 
-    let core = h.load_config().core();
-    let mut pictures: Vec<Vec<u8>> = Vec::new();
-    let mut store = MemStore::new();
-    let mut expected: BTreeMap<String, Vec<Vec<u8>>> = BTreeMap::new();
-    let mut rejections = 0;
-    for e in &events {
-        for o in apply(&mut store, &core, e).unwrap() {
-            match o {
-                Output::Decision(routed) => {
-                    let topic = match &routed.audience {
-                        Audience::Nation(n) => format!("rrc.out.{n}.decisions"),
-                        Audience::Coalition => "rrc.out.coalition.decisions".into(),
-                    };
-                    expected
-                        .entry(topic)
-                        .or_default()
-                        .push(h.codec.encode_decision(&routed.decision, Format::Avro));
-                }
-                Output::Rejected(_) => rejections += 1,
-                Output::Picture(u) => pictures.push(h.codec.encode_picture(&u, Format::Avro)),
-            }
-        }
-    }
-    let mut decisions = 0;
-    let topics: Vec<String> = nations
+    // The one replay check (`rallypoint::implied`): recompute what the journal implies, then
+    // compare every decision topic and the threat picture with it.
+    let config = h.load_config();
+    let topics = rallypoint::kafka::Topics::new(&config);
+    let implied = implied::recompute(
+        events,
+        &mut rallypoint_core::MemStore::new(),
+        &config.core(),
+        &h.codec,
+        Format::Avro,
+        &topics,
+    )
+    .unwrap();
+    let names: Vec<String> = nations
         .iter()
-        .map(|n| format!("rrc.out.{n}.decisions"))
-        .chain(["rrc.out.coalition.decisions".to_string()])
+        .map(|n| topics.decisions(n))
+        .chain([topics.coalition_decisions()])
         .collect();
-    for topic in &topics {
-        let want = expected.remove(topic).unwrap_or_default();
-        let got: Vec<Vec<u8>> = h.read_all(topic).into_iter().map(|r| r.value).collect();
-        assert_eq!(
-            got.len(),
-            want.len(),
-            "{topic}: as many decisions as the fold (none lost or repeated)"
-        );
-        assert!(got == want, "{topic}: decisions differ from the fold");
-        decisions += got.len();
+    let mut emitted = BTreeMap::new();
+    for topic in names.iter().chain([&implied.picture_topic]) {
+        let records = h
+            .read_all(topics.strip(topic))
+            .into_iter()
+            .map(|r| Emitted {
+                partition: r.partition,
+                key: r.key.unwrap_or_default(),
+                value: r.value,
+            })
+            .collect();
+        emitted.insert(topic.clone(), records);
     }
-    assert!(
-        expected.is_empty(),
-        "decisions for other topics: {:?}",
-        expected.keys()
-    );
-    // The threat picture too: every record the fold implies, once (keys spread over
-    // partitions, so compared as a multiset).
-    let mut got: Vec<Vec<u8>> = h
-        .read_all("rrc.out.coalition.threat-picture")
-        .into_iter()
-        .map(|r| r.value)
-        .collect();
-    got.sort();
-    pictures.sort();
-    assert_eq!(
-        got.len(),
-        pictures.len(),
-        "threat-picture records: none lost or repeated"
-    );
-    assert!(
-        got == pictures,
-        "threat-picture records differ from the fold"
-    );
+    let agreed = implied::compare(&implied, &names, &emitted)
+        .unwrap_or_else(|e| panic!("the output differs from the fold of the journal: {e}"));
     let dead_letters = h.read_all("rrc.dlq").len();
     assert_eq!(
-        dead_letters, rejections,
+        dead_letters as u64, implied.rejections,
         "dead letters: none lost or repeated"
     );
     Checked {
-        journaled: events.len(),
-        decisions,
-        topics: topics.len(),
-        pictures: pictures.len(),
+        journaled: implied.events as usize,
+        decisions: agreed.decisions,
+        topics: agreed.topics,
+        pictures: agreed.pictures,
         dead_letters,
     }
+}
+
+/// The first inputs journaled more than once: each copy's journal offset and its `rp.source`
+/// (the feed record it came from), to tell a re-read input from one sent twice.
+fn journaled_twice(journal: &[Record], ids: &[&str]) -> String {
+    use std::collections::BTreeMap;
+    let mut at: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    for (i, id) in ids.iter().enumerate() {
+        at.entry(id).or_default().push(i);
+    }
+    let mut twice: Vec<&Vec<usize>> = at.values().filter(|v| v.len() > 1).collect();
+    twice.sort();
+    let source = |i: usize| {
+        journal[i]
+            .headers
+            .iter()
+            .find(|(k, _)| k == "rp.source")
+            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+            .unwrap_or_default()
+    };
+    let mut out = format!(
+        "{} inputs journaled more than once; the first:\n",
+        twice.len()
+    );
+    for copies in twice.iter().take(10) {
+        let line: Vec<String> = copies
+            .iter()
+            .map(|&i| format!("journal offset {} from {}", journal[i].offset, source(i)))
+            .collect();
+        out.push_str(&format!("  {}\n", line.join(", ")));
+    }
+    if let (Some(first), Some(last)) = (twice.first(), twice.last()) {
+        out.push_str(&format!(
+            "  ... the last: {}\n",
+            last.iter()
+                .map(|&i| format!("journal offset {} from {}", journal[i].offset, source(i)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+        let _ = first;
+    }
+    out
 }
 
 /// Waits until the journal holds `events` records and the coordinator has committed its
