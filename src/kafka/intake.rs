@@ -103,6 +103,11 @@ impl Intake {
                 Ok(Round::Committed(records)) if records > 0 => idle = std::time::Instant::now(),
                 Ok(_) => {}
                 Err(e) => match e.recovery(Role::Shared) {
+                    Recovery::ResumeFromCommitted => {
+                        tracing::warn!(stage = STAGE, error = %e, "resuming from the committed offsets");
+                        self.metrics.aborted.with_label_values(&[STAGE]).inc();
+                        self.resume_from_committed(&mut txn, &consumer, stop)?;
+                    }
                     Recovery::RenewProducer => {
                         if let StageError::Fenced(_) = e {
                             self.metrics.lifecycle.fenced(STAGE, &e);
@@ -133,13 +138,24 @@ impl Intake {
         self.metrics.lifecycle.producer_renewed(STAGE, reason, why);
         drop(old);
         let mut txn = self.producer(stop)?;
-        let mut run = |waited| self.settle(&mut txn, consumer, stop, waited);
+        self.resume_from_committed(&mut txn, consumer, stop)?;
+        Ok(txn)
+    }
+
+    /// Seeks every partition the intake holds to the group's committed offset, settling the
+    /// group with `txn` should the broker keep them unstable.
+    fn resume_from_committed(
+        &self,
+        txn: &mut Transactional,
+        consumer: &BaseConsumer<StageContext>,
+        stop: &Stop,
+    ) -> anyhow::Result<()> {
+        let mut run = |waited| self.settle(txn, consumer, stop, waited);
         let settle = super::Settle {
             after: super::settle_after(&self.config.kafka),
             run: &mut run,
         };
-        super::rewind_to_committed(consumer, stop, Some(settle))?;
-        Ok(txn)
+        super::rewind_to_committed(consumer, stop, Some(settle))
     }
 
     /// Commits an offsets-only transaction for the intake's group (see

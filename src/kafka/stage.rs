@@ -16,6 +16,11 @@ pub enum StageError {
     /// The transaction must be (or was) aborted; rewind its input and redo it.
     #[error("transaction aborted: {0}")]
     Abort(String),
+    /// The commit was asked and failed, and was aborted since: whether the broker committed
+    /// it first is unknown. The batch must not be read again from its start (it may be
+    /// committed); the input resumes from what the broker says is committed.
+    #[error("transaction outcome in doubt: {0}")]
+    InDoubt(String),
     /// Another producer with our transactional id took over: this one is a zombie.
     #[error("producer fenced: {0}")]
     Fenced(String),
@@ -55,6 +60,9 @@ pub enum Recovery {
     /// Abort the open transaction, rewind the input to the batch's start, and read it again
     /// with the same producer. (Retriable errors never get here: the call is made again.)
     AbortAndRewind,
+    /// The same producer (the transaction was aborted); the input resumes from the committed
+    /// offsets, which say whether the transaction in doubt committed.
+    ResumeFromCommitted,
     /// A new producer, whose `init_transactions` settles what the old one left open; the input
     /// resumes from the committed offsets.
     RenewProducer,
@@ -75,6 +83,9 @@ impl StageError {
     pub fn recovery(&self, role: Role) -> Recovery {
         match (self, role) {
             (Self::Abort(_), _) => Recovery::AbortAndRewind,
+            (Self::InDoubt(_), Role::Shared) => Recovery::ResumeFromCommitted,
+            // The coordinator's truth is its changelog: a takeover restores what committed.
+            (Self::InDoubt(_), Role::Single) => Recovery::TakeOverAgain,
             (Self::Fenced(_), Role::Single) => Recovery::StandBy,
             (Self::Fatal(_) | Self::State(_), Role::Single) => Recovery::TakeOverAgain,
             (Self::Fenced(_) | Self::Fatal(_) | Self::State(_), Role::Shared) => {
@@ -269,6 +280,11 @@ mod tests {
                 StageError::Abort("x".into()),
                 Recovery::AbortAndRewind,
                 Recovery::AbortAndRewind,
+            ),
+            (
+                StageError::InDoubt("x".into()),
+                Recovery::ResumeFromCommitted,
+                Recovery::TakeOverAgain,
             ),
             (
                 StageError::Fenced("x".into()),

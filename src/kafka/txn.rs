@@ -230,9 +230,9 @@ impl Transactional {
                 self.state().brokers_lost.store(false, Ordering::SeqCst);
                 Ok(())
             }
-            Err(StageError::Abort(why)) => {
+            Err(e @ (StageError::Abort(_) | StageError::InDoubt(_))) => {
                 self.abort()?;
-                Err(StageError::Abort(why))
+                Err(e)
             }
             Err(e) => Err(e),
         }
@@ -251,7 +251,15 @@ impl Transactional {
             p.send_offsets_to_transaction(offsets, &group, t)
         })?;
         crate::fault::point("offsets_sent");
+        // Until commit_transaction is asked, the transaction cannot have committed. Once it is,
+        // an abortable error does not say that it did not: the broker may have written the
+        // commit before the error (a coordinator lost mid-call, a retried EndTxn). Its outcome
+        // is in doubt, and only the committed offsets tell.
         self.retry("commit_transaction", |p, t| p.commit_transaction(t))
+            .map_err(|e| match e {
+                StageError::Abort(why) => StageError::InDoubt(why),
+                other => other,
+            })
     }
 
     /// At least once: every record acknowledged, then the input offsets committed. A record
