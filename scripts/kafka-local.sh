@@ -3,7 +3,7 @@
 # on loopback, for tests on machines without Docker. The broker jars come from
 # Maven Central (org.apache.kafka:kafka_2.13 and its runtime closure), Java 17+.
 #
-# Usage: scripts/kafka-local.sh start|stop [--clean]|clean|kill|status|bootstrap|topics ARGS...
+# Usage: scripts/kafka-local.sh start|stop [--clean]|clean|kill|status|bootstrap|topics ARGS...|transactions ARGS...
 #
 #   start      download (once, cached) + format (first time) + launch; waits until the
 #              broker answers metadata; prints the bootstrap address as the LAST stdout line.
@@ -16,6 +16,8 @@
 #   bootstrap  print the address (the broker keeps it across restarts); exit 1 if none yet.
 #   topics     run Kafka's TopicCommand against this broker, e.g.
 #              `scripts/kafka-local.sh topics --create --topic t1 --partitions 3`
+#   transactions  run Kafka's TransactionsCommand against this broker, e.g.
+#              `scripts/kafka-local.sh transactions find-hanging --broker-id 1`
 #
 # Environment:
 #   KAFKA_VERSION     broker version (default 4.3.1; pinned per working folder once formatted)
@@ -486,6 +488,13 @@ cmd_topics() {
   kafka_java org.apache.kafka.tools.TopicCommand --bootstrap-server "$addr" "$@"
 }
 
+cmd_transactions() {   # Kafka's transactions tool: list, describe, find-hanging, abort
+  local addr
+  addr="$(cmd_status)" || die "broker is not running"
+  resolve_version
+  kafka_java org.apache.kafka.tools.TransactionsCommand --bootstrap-server "$addr" "$@"
+}
+
 case "${1:-}" in
   start) cmd_start ;;
   stop)
@@ -496,7 +505,8 @@ case "${1:-}" in
   status) cmd_status ;;
   bootstrap) bootstrap_addr || die "no broker configured in $work_dir yet (run '$0 start')" ;;
   topics) shift; cmd_topics "$@" ;;
+  transactions) shift; cmd_transactions "$@" ;;
   *)
-    echo "usage: $0 start | stop [--clean] | clean | kill | status | bootstrap | topics ARGS..." >&2
+    echo "usage: $0 start | stop [--clean] | clean | kill | status | bootstrap | topics ARGS... | transactions ARGS..." >&2
     exit 2 ;;
 esac

@@ -36,6 +36,39 @@ fn env_or(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
+/// On a failure: the open transactions Kafka's own tool finds, then a copy of the broker's
+/// folder next to the processes' logs, for a look at the topics themselves.
+struct KeepOnFailure<'a> {
+    broker: &'a LocalService,
+    kept: std::path::PathBuf,
+}
+
+impl Drop for KeepOnFailure<'_> {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        for args in [&["list"][..], &["find-hanging", "--broker-id", "1"][..]] {
+            let mut all = vec!["transactions"];
+            all.extend_from_slice(args);
+            let out = self.broker.output(&all);
+            eprintln!("chaos: kafka-transactions {}:\n{out}", args.join(" "));
+        }
+        let _ = std::fs::create_dir_all(&self.kept);
+        self.broker.run(&["stop"]);
+        let data = self.kept.join("kafka");
+        let copied = std::process::Command::new("cp")
+            .arg("-a")
+            .arg(self.broker.folder())
+            .arg(&data)
+            .status();
+        eprintln!(
+            "chaos: the broker's folder is copied to {} ({copied:?})",
+            data.display()
+        );
+    }
+}
+
 /// The processes under the test's supervision, and what it saw of them.
 struct Supervisor {
     nodes: Vec<Node>,
@@ -166,6 +199,11 @@ fn exactly_once_and_never_silent_through_broker_restarts_and_frozen_coordinators
     let mut rng = StdRng::seed_from_u64(seed);
     let broker = LocalService::new("kafka-local.sh", "KAFKA", &[]);
     let bootstrap = broker.run(&["start"]);
+    let kept = std::env::temp_dir().join(format!("rallypoint-chaos-{seed}"));
+    let _keep = KeepOnFailure {
+        broker: &broker,
+        kept: kept.clone(),
+    };
     let h = Harness::on_broker(
         &bootstrap,
         "chaos",
@@ -275,28 +313,12 @@ fn exactly_once_and_never_silent_through_broker_restarts_and_frozen_coordinators
         n.kill();
     }
     // The processes' logs, kept for a look after the test, whatever its outcome.
-    let kept = std::env::temp_dir().join(format!("rallypoint-chaos-{seed}"));
     std::fs::create_dir_all(&kept).unwrap();
     for n in &sup.nodes {
         std::fs::write(kept.join(format!("{}.log", n.instance)), n.log()).unwrap();
     }
     eprintln!("chaos: the processes' logs are in {}", kept.display());
-    let checked = std::panic::catch_unwind(|| common::assert_exactly_once(&h, &feed, &NATIONS))
-        .unwrap_or_else(|failed| {
-            // The broker's data too, for a look at the topics themselves.
-            broker.run(&["stop"]);
-            let data = kept.join("kafka");
-            let copied = std::process::Command::new("cp")
-                .args(["-a"])
-                .arg(broker.folder())
-                .arg(&data)
-                .status();
-            eprintln!(
-                "chaos: exactly once failed; the broker's folder is copied to {} ({copied:?})",
-                data.display()
-            );
-            std::panic::resume_unwind(failed)
-        });
+    let checked = common::assert_exactly_once(&h, &feed, &NATIONS);
 
     let bound = sup
         .bound

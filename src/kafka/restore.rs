@@ -88,7 +88,12 @@ fn stable_end(
         super::watchdog::beat();
         if started.elapsed() >= patience {
             anyhow::bail!(
-                "changelog restore: a transaction kept {topic} open at {stable} (its end {high}) for {patience:?}"
+                "changelog restore: a transaction kept {topic} open at {stable} (its end {high}) for \
+                 {patience:?}, longer than any transaction may last: a hanging transaction, which \
+                 the broker does not end by itself. Restoring without its outcome could decide \
+                 twice, so the coordinator stops. Find it with `kafka-transactions.sh \
+                 --bootstrap-server <broker> find-hanging --broker-id <leader of {topic}-0>` and \
+                 end it with `kafka-transactions.sh abort` (docs/alerts.md, RallypointNotReady)"
             );
         }
         if stop.sleep(Duration::from_millis(100)) {

@@ -789,6 +789,18 @@ impl LocalService {
             .to_owned()
     }
 
+    /// Runs `script <args>`, whatever its outcome; its stdout and stderr.
+    pub fn output(&self, args: &[&str]) -> String {
+        match self.command(args).output() {
+            Ok(out) => format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+            Err(e) => format!("{} {args:?}: {e}", self.script),
+        }
+    }
+
     fn command(&self, args: &[&str]) -> Command {
         let mut c = Command::new(format!("scripts/{}", self.script));
         c.args(args)
