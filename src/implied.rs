@@ -32,9 +32,9 @@ impl Fold for rallypoint_core::MemStore {
 /// Folds into RocksDB through an overlay, written through every `flush_every` events (1: as
 /// the coordinator does per batch; more: faster, for a long journal).
 pub struct RocksFold<'a> {
-    pub store: &'a mut crate::store::RocksStore,
-    pub overlay: rallypoint_core::store::Overlay,
-    pub flush_every: usize,
+    store: &'a mut crate::store::RocksStore,
+    overlay: rallypoint_core::store::Overlay,
+    flush_every: usize,
     pending: usize,
 }
 
@@ -160,18 +160,13 @@ pub fn compare(
     topics: &[String],
     emitted: &BTreeMap<String, Vec<Emitted>>,
 ) -> Result<Agreed, String> {
-    let mut first: Option<(i64, String)> = None;
-    let mut note = |at: i64, what: String| {
-        if first.as_ref().is_none_or(|(f, _)| at < *f) {
-            first = Some((at, what));
-        }
-    };
+    let mut first = Earliest::default();
     let mut agreed = Agreed::default();
     let (no_want, no_got) = (Vec::new(), Vec::new());
     for topic in implied.decisions.keys() {
         if !topics.contains(topic) {
             let at = implied.decisions[topic].first().map_or(0, |r| r.cause);
-            note(at, format!("{topic}: decisions for a topic not checked"));
+            first.note(at, format!("{topic}: decisions for a topic not checked"));
         }
     }
     for topic in topics {
@@ -179,9 +174,7 @@ pub fn compare(
         let got = emitted.get(topic).unwrap_or(&no_got);
         agreed.topics += 1;
         agreed.decisions += want.len();
-        if let Err((at, what)) = compare_topic(want, got) {
-            note(at, format!("{topic} {what}"));
-        }
+        compare_topic(topic, want, got, &mut first);
     }
     if let Some(got) = emitted.get(&implied.picture_topic) {
         let mut want: Vec<&[u8]> = implied
@@ -193,7 +186,7 @@ pub fn compare(
         want.sort();
         got.sort();
         if want != got {
-            note(
+            first.note(
                 i64::MAX,
                 format!(
                     "{}: {} records, the journal implies {} (or their bytes differ)",
@@ -205,36 +198,42 @@ pub fn compare(
         }
         agreed.pictures = want.len();
     }
-    match first {
+    match first.0 {
         None => Ok(agreed),
         Some((_, what)) => Err(what),
     }
 }
 
-/// One decision topic: (journal offset, what differs) of its first difference.
-fn compare_topic(want: &[ImpliedRecord], got: &[Emitted]) -> Result<(), (i64, String)> {
+/// The difference caused earliest in the journal, of those noted.
+#[derive(Default)]
+struct Earliest(Option<(i64, String)>);
+
+impl Earliest {
+    fn note(&mut self, at: i64, what: String) {
+        if self.0.as_ref().is_none_or(|(first, _)| at < *first) {
+            self.0 = Some((at, what));
+        }
+    }
+}
+
+/// One decision topic: notes its differences in `first`.
+fn compare_topic(topic: &str, want: &[ImpliedRecord], got: &[Emitted], first: &mut Earliest) {
     // Where each key was written; a key in two partitions cannot be the coordinator's.
     let mut partition_of: BTreeMap<&[u8], i32> = BTreeMap::new();
     for r in got {
         if let Some(p) = partition_of.insert(&r.key, r.partition) {
             if p != r.partition {
-                return Err((
+                let key = String::from_utf8_lossy(&r.key);
+                let at = r.partition;
+                first.note(
                     i64::MAX,
-                    format!(
-                        "key {}: in partitions {p} and {}",
-                        String::from_utf8_lossy(&r.key),
-                        r.partition
-                    ),
-                ));
+                    format!("{topic} key {key}: in partitions {p} and {at}"),
+                );
+                return;
             }
         }
     }
-    let mut first: Option<(i64, String)> = None;
-    let mut note = |at: i64, what: String| {
-        if first.as_ref().is_none_or(|(f, _)| at < *f) {
-            first = Some((at, what));
-        }
-    };
+    let mut note = |at: i64, what: String| first.note(at, format!("{topic} {what}"));
     // Implied records of keys never written: each one is missing.
     let mut by_partition: BTreeMap<i32, Vec<&ImpliedRecord>> = BTreeMap::new();
     for r in want {
@@ -286,10 +285,6 @@ fn compare_topic(want: &[ImpliedRecord], got: &[Emitted]) -> Result<(), (i64, St
                 ),
             );
         }
-    }
-    match first {
-        None => Ok(()),
-        Some(f) => Err(f),
     }
 }
 

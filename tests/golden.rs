@@ -176,10 +176,11 @@ fn the_recorded_journal_replays_to_byte_identical_decisions() {
     let implied = recompute(&codec, &journal);
     let want = unframe(&recorded);
     // The one replay check: every decision topic holds what the journal implies, in order.
+    let topics = topics();
     let names: Vec<String> = NATIONS
         .iter()
-        .map(|n| topics().decisions(n))
-        .chain([topics().coalition_decisions()])
+        .map(|n| topics.decisions(n))
+        .chain([topics.coalition_decisions()])
         .collect();
     let agreed = implied::compare(&implied, &names, &emitted(&codec, &want))
         .unwrap_or_else(|e| panic!("the recorded decisions differ from the replay: {e}"));

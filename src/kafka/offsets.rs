@@ -1,7 +1,7 @@
 //! Resuming from the consumer group's committed offsets, and settling a group whose offsets
 //! the broker keeps unstable.
 
-use super::{context, txn, watchdog, with_patience, CALL_TIMEOUT};
+use super::{context, txn, with_patience};
 use crate::stop::Stop;
 
 /// Seeks every partition the consumer holds to its committed offset (the start when none is
@@ -23,36 +23,26 @@ pub fn rewind_to_committed(
     mut settle: Option<Settle<'_>>,
 ) -> anyhow::Result<()> {
     use rdkafka::consumer::Consumer;
-    let what = "reading committed offsets";
     let wait = std::time::Duration::from_secs(10);
-    let started = std::time::Instant::now();
     let mut failing_since: Option<std::time::Instant> = None;
-    let mut pause = std::time::Duration::from_millis(100);
-    let committed = loop {
-        match watchdog::watch(what, CALL_TIMEOUT, || consumer.committed(wait)) {
-            Ok(c) => break c,
-            Err(e) if started.elapsed() >= txn::PATIENCE => {
-                return Err(anyhow::Error::new(e)
-                    .context(format!("{what} (gave up after {:?})", txn::PATIENCE)))
-            }
-            Err(e) => {
-                tracing::info!(error = %e, "{what}: not yet, retrying");
-                let since = *failing_since.get_or_insert_with(std::time::Instant::now);
-                if let Some(settle) = settle.as_mut() {
-                    if since.elapsed() >= settle.after {
-                        if let Err(e) = (settle.run)(since.elapsed()) {
-                            tracing::warn!(error = %e, "settling the group's offsets failed");
-                        }
-                        failing_since = None;
-                    }
+    let committed = super::retry::with_patience_between(
+        "reading committed offsets",
+        txn::PATIENCE,
+        stop,
+        || consumer.committed(wait),
+        || {
+            let Some(settle) = settle.as_mut() else {
+                return;
+            };
+            let since = *failing_since.get_or_insert_with(std::time::Instant::now);
+            if since.elapsed() >= settle.after {
+                if let Err(e) = (settle.run)(since.elapsed()) {
+                    tracing::warn!(error = %e, "settling the group's offsets failed");
                 }
-                if stop.sleep(pause) {
-                    anyhow::bail!("{what}: stopping ({e})");
-                }
-                pause = (pause * 2).min(std::time::Duration::from_secs(2));
+                failing_since = None;
             }
-        }
-    };
+        },
+    )?;
     for e in committed.elements() {
         let offset = match e.offset() {
             rdkafka::Offset::Offset(o) => rdkafka::Offset::Offset(o),

@@ -14,7 +14,19 @@ pub fn with_patience<T>(
     what: &str,
     patience: std::time::Duration,
     stop: &Stop,
+    call: impl FnMut() -> rdkafka::error::KafkaResult<T>,
+) -> anyhow::Result<T> {
+    with_patience_between(what, patience, stop, call, || {})
+}
+
+/// As [`with_patience`], running `between` after each failed try, before the pause (outside
+/// the watchdog's watch of the call).
+pub fn with_patience_between<T>(
+    what: &str,
+    patience: std::time::Duration,
+    stop: &Stop,
     mut call: impl FnMut() -> rdkafka::error::KafkaResult<T>,
+    mut between: impl FnMut(),
 ) -> anyhow::Result<T> {
     let started = std::time::Instant::now();
     let mut wait = std::time::Duration::from_millis(100);
@@ -23,6 +35,7 @@ pub fn with_patience<T>(
             Ok(v) => return Ok(v),
             Err(e) if started.elapsed() < patience => {
                 tracing::info!(error = %e, "{what}: not yet, retrying");
+                between();
                 if stop.sleep(wait) {
                     anyhow::bail!("{what}: stopping ({e})");
                 }

@@ -946,7 +946,7 @@ fn journaled_twice(journal: &[Record], ids: &[&str]) -> String {
             .collect();
         out.push_str(&format!("  {}\n", line.join(", ")));
     }
-    if let (Some(first), Some(last)) = (twice.first(), twice.last()) {
+    if let Some(last) = twice.last() {
         out.push_str(&format!(
             "  ... the last: {}\n",
             last.iter()
@@ -954,7 +954,6 @@ fn journaled_twice(journal: &[Record], ids: &[&str]) -> String {
                 .collect::<Vec<_>>()
                 .join(", ")
         ));
-        let _ = first;
     }
     out
 }
