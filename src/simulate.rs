@@ -162,7 +162,10 @@ impl Feed {
                 .cloned()
                 .collect();
             let cve = self.cves.choose(&mut self.rng).cloned().unwrap_or_default();
-            i.title = format!("Exploitation of {cve} against {} operator", i.sector_name());
+            i.title = format!(
+                "Exploitation of {cve} against {} operator",
+                i.sector.as_str().replace('_', " ")
+            );
             i.indicators = vec![
                 Indicator {
                     kind: IndicatorKind::Cve,
@@ -243,16 +246,6 @@ impl Feed {
             _ => self.withdraw(&nation).map(|e| vec![e]),
         };
         some.unwrap_or_else(|| self.incident(&nation).to_vec())
-    }
-}
-
-trait SectorName {
-    fn sector_name(&self) -> String;
-}
-
-impl SectorName for IncidentReported {
-    fn sector_name(&self) -> String {
-        format!("{:?}", self.sector).to_lowercase()
     }
 }
 

@@ -230,7 +230,7 @@ impl Codec {
 
     #[cfg(test)]
     fn compiled(&self, name: &str) -> &schemas::Compiled {
-        // Every name used below is one of schemas::FILES; a miss is a bug, caught by tests.
+        // Every name used below is one of schemas::files(); a miss is a bug, caught by tests.
         &self.schemas[self.by_name[name]]
     }
 
@@ -255,7 +255,7 @@ impl Codec {
             }
             Some(Framing::Confluent(id)) => {
                 let (name, value) = self.read_confluent(id, &bytes[5..])?;
-                event_from(name, &value)
+                event_from(name, &FromAvro(&value))
             }
             Some(Framing::Json) => decode_json(bytes),
             None => Err(undecodable(format!(
@@ -268,13 +268,13 @@ impl Codec {
     fn decode_body(&self, i: usize, body: &[u8]) -> Result<Event, Rejection> {
         let compiled = &self.schemas[i];
         let value = read_with(compiled, body)?;
-        event_from(compiled.name, &value)
+        event_from(compiled.name, &FromAvro(&value))
     }
 
     /// Reads a record written with released schema `old`, resolved to the current schema.
     fn decode_released(&self, old: usize, body: &[u8]) -> Result<Event, Rejection> {
         let (name, value) = self.read_released(old, body)?;
-        event_from(name, &value)
+        event_from(name, &FromAvro(&value))
     }
 
     fn read_released(&self, old: usize, body: &[u8]) -> Result<(&'static str, Value), Rejection> {
@@ -315,19 +315,14 @@ impl Codec {
 
     /// Avro single-object encoding of an event: what the journal carries.
     pub fn encode_event(&self, event: &Event) -> Vec<u8> {
-        let name = event.type_name();
-        match event {
-            Event::IncidentReported(e) => self.encode(name, e),
-            Event::IncidentUpdated(e) => self.encode(name, e),
-            Event::AssistanceRequested(e) => self.encode(name, e),
-            Event::IncidentClosed(e) => self.encode(name, e),
-            Event::AssetOffered(e) => self.encode(name, e),
-            Event::OfferUpdated(e) => self.encode(name, e),
-            Event::OfferWithdrawn(e) => self.encode(name, e),
-            Event::AssignmentAccepted(e) => self.encode(name, e),
-            Event::AssignmentDeclined(e) => self.encode(name, e),
-            Event::AssignmentCompleted(e) => self.encode(name, e),
+        struct Encode<'a>(&'a Codec);
+        impl Visit for Encode<'_> {
+            type Out = Vec<u8>;
+            fn visit<T: EventType>(self, record: &T) -> Vec<u8> {
+                self.0.encode(T::NAME, record)
+            }
         }
+        event.visit(Encode(self))
     }
 
     /// A decision in the topic's format.
@@ -349,10 +344,10 @@ impl Codec {
     pub fn decode_decision(&self, bytes: &[u8]) -> Result<Decision, Rejection> {
         if detect(bytes) == Some(Framing::Json) {
             let (kind, v) = json_with_type(bytes)?;
-            return decision_from(&kind, v);
+            return decision_from(&kind, &FromJson(&v));
         }
         let (name, value) = self.read_own(bytes)?;
-        decision_from(name, &value)
+        decision_from(name, &FromAvro(&value))
     }
 
     /// An input event as a JSON object with its `type`, as simple feeds send it.
@@ -391,10 +386,10 @@ impl Codec {
     pub fn decode_picture(&self, bytes: &[u8]) -> Result<PictureUpdate, Rejection> {
         if detect(bytes) == Some(Framing::Json) {
             let (kind, v) = json_with_type(bytes)?;
-            return picture_from(&kind, v);
+            return picture_from(&kind, &FromJson(&v));
         }
         let (name, value) = self.read_own(bytes)?;
-        picture_from(name, &value)
+        picture_from(name, &FromAvro(&value))
     }
 
     pub fn encode_dead_letter(&self, dl: &DeadLetter) -> Vec<u8> {
@@ -533,46 +528,35 @@ fn avro_body<T: Serialize>(expanded: &Schema, value: &T, out: &mut Vec<u8>) {
     }
 }
 
-/// Something a typed record can be read from: an Avro value or a JSON value.
-trait Source {
-    fn parse<T: DeserializeOwned>(&self) -> Result<T, String>;
-}
+/// A typed record read from an Avro value.
+struct FromAvro<'a>(&'a Value);
 
-impl Source for &Value {
+impl Parse for FromAvro<'_> {
     fn parse<T: DeserializeOwned>(&self) -> Result<T, String> {
-        from_value(self).map_err(|e| e.to_string())
+        from_value(self.0).map_err(|e| e.to_string())
     }
 }
 
-impl Source for serde_json::Value {
+/// A typed record read from a JSON value.
+struct FromJson<'a>(&'a serde_json::Value);
+
+impl Parse for FromJson<'_> {
     fn parse<T: DeserializeOwned>(&self) -> Result<T, String> {
-        T::deserialize(self).map_err(|e| e.to_string())
+        T::deserialize(self.0).map_err(|e| e.to_string())
     }
 }
 
-fn event_from(name: &str, src: impl Source) -> Result<Event, Rejection> {
-    let bad = |e: String| undecodable(format!("{name}: {e}"));
-    Ok(match name {
-        "IncidentReported" => Event::IncidentReported(src.parse().map_err(bad)?),
-        "IncidentUpdated" => Event::IncidentUpdated(src.parse().map_err(bad)?),
-        "AssistanceRequested" => Event::AssistanceRequested(src.parse().map_err(bad)?),
-        "IncidentClosed" => Event::IncidentClosed(src.parse().map_err(bad)?),
-        "AssetOffered" => Event::AssetOffered(src.parse().map_err(bad)?),
-        "OfferUpdated" => Event::OfferUpdated(src.parse().map_err(bad)?),
-        "OfferWithdrawn" => Event::OfferWithdrawn(src.parse().map_err(bad)?),
-        "AssignmentAccepted" => Event::AssignmentAccepted(src.parse().map_err(bad)?),
-        "AssignmentDeclined" => Event::AssignmentDeclined(src.parse().map_err(bad)?),
-        "AssignmentCompleted" => Event::AssignmentCompleted(src.parse().map_err(bad)?),
-        other => {
-            return Err(Rejection::new(
-                RejectReason::UnknownSchema,
-                format!("{other:?} is not an input event type"),
-            ))
-        }
-    })
+fn event_from(name: &str, src: &impl Parse) -> Result<Event, Rejection> {
+    match Event::parse(name, src) {
+        Some(parsed) => parsed.map_err(|e| undecodable(format!("{name}: {e}"))),
+        None => Err(Rejection::new(
+            RejectReason::UnknownSchema,
+            format!("{name:?} is not an input event type"),
+        )),
+    }
 }
 
-fn decision_from(name: &str, src: impl Source) -> Result<Decision, Rejection> {
+fn decision_from(name: &str, src: &impl Parse) -> Result<Decision, Rejection> {
     let bad = |e: String| undecodable(format!("{name}: {e}"));
     Ok(match name {
         "AssignmentProposed" => Decision::AssignmentProposed(src.parse().map_err(bad)?),
@@ -588,7 +572,7 @@ fn decision_from(name: &str, src: impl Source) -> Result<Decision, Rejection> {
     })
 }
 
-fn picture_from(name: &str, src: impl Source) -> Result<PictureUpdate, Rejection> {
+fn picture_from(name: &str, src: &impl Parse) -> Result<PictureUpdate, Rejection> {
     let bad = |e: String| undecodable(format!("{name}: {e}"));
     Ok(match name {
         "ThreatPicture" => PictureUpdate::Picture(src.parse().map_err(bad)?),
@@ -615,24 +599,19 @@ fn decode_json(bytes: &[u8]) -> Result<Event, Rejection> {
         Some(serde_json::Value::String(s)) => s.clone(),
         _ => return Err(undecodable("JSON event has no string field \"type\"")),
     };
-    event_from(&kind, value)
+    event_from(&kind, &FromJson(&value))
 }
 
 /// An event as a JSON object with its `type`.
 pub fn event_json(e: &Event) -> Vec<u8> {
-    let name = e.type_name();
-    match e {
-        Event::IncidentReported(e) => typed_json(e, name),
-        Event::IncidentUpdated(e) => typed_json(e, name),
-        Event::AssistanceRequested(e) => typed_json(e, name),
-        Event::IncidentClosed(e) => typed_json(e, name),
-        Event::AssetOffered(e) => typed_json(e, name),
-        Event::OfferUpdated(e) => typed_json(e, name),
-        Event::OfferWithdrawn(e) => typed_json(e, name),
-        Event::AssignmentAccepted(e) => typed_json(e, name),
-        Event::AssignmentDeclined(e) => typed_json(e, name),
-        Event::AssignmentCompleted(e) => typed_json(e, name),
+    struct Json;
+    impl Visit for Json {
+        type Out = Vec<u8>;
+        fn visit<T: EventType>(self, record: &T) -> Vec<u8> {
+            typed_json(record, T::NAME)
+        }
     }
+    e.visit(Json)
 }
 
 /// A decision as a JSON object with its `type`.

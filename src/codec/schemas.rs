@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use apache_avro::headers::HeaderBuilder;
 use apache_avro::GenericSingleObjectReader;
 use apache_avro::Schema;
+use rallypoint_core::event::Event;
 use serde_json::Value as Json;
 
 /// The namespace of every Rallypoint record.
@@ -17,48 +18,8 @@ pub const NAMESPACE: &str = "rallypoint";
 
 const COMMON: &str = include_str!("../../schemas/common.avsc");
 
-/// Every top-level record: (record name, schema text).
-pub const FILES: &[(&str, &str)] = &[
-    (
-        "IncidentReported",
-        include_str!("../../schemas/incident_reported.avsc"),
-    ),
-    (
-        "IncidentUpdated",
-        include_str!("../../schemas/incident_updated.avsc"),
-    ),
-    (
-        "AssistanceRequested",
-        include_str!("../../schemas/assistance_requested.avsc"),
-    ),
-    (
-        "IncidentClosed",
-        include_str!("../../schemas/incident_closed.avsc"),
-    ),
-    (
-        "AssetOffered",
-        include_str!("../../schemas/asset_offered.avsc"),
-    ),
-    (
-        "OfferUpdated",
-        include_str!("../../schemas/offer_updated.avsc"),
-    ),
-    (
-        "OfferWithdrawn",
-        include_str!("../../schemas/offer_withdrawn.avsc"),
-    ),
-    (
-        "AssignmentAccepted",
-        include_str!("../../schemas/assignment_accepted.avsc"),
-    ),
-    (
-        "AssignmentDeclined",
-        include_str!("../../schemas/assignment_declined.avsc"),
-    ),
-    (
-        "AssignmentCompleted",
-        include_str!("../../schemas/assignment_completed.avsc"),
-    ),
+/// The records Rallypoint writes besides the journal's input events: (record name, schema text).
+const OUTPUTS: &[(&str, &str)] = &[
     (
         "AssignmentProposed",
         include_str!("../../schemas/assignment_proposed.avsc"),
@@ -89,6 +50,15 @@ pub const FILES: &[(&str, &str)] = &[
         include_str!("../../schemas/campaign_updated.avsc"),
     ),
 ];
+
+/// Every top-level record: (record name, schema text); the input events are those the
+/// declaration in `rallypoint_core::event` lists.
+pub fn files() -> impl Iterator<Item = (&'static str, &'static str)> {
+    Event::TYPES
+        .iter()
+        .map(|t| (t.name, t.schema))
+        .chain(OUTPUTS.iter().copied())
+}
 
 /// The last released version of the schemas (`schemas/released/v1`): records written with it
 /// still decode (resolved to the current schema, new fields taking their defaults), and a
@@ -210,11 +180,10 @@ impl SchemaError {
     }
 }
 
-/// Compiles every schema of [`FILES`].
+/// Compiles every schema of [`files`].
 pub fn compile_all() -> Result<Vec<Compiled>, SchemaError> {
     let library = library(COMMON)?;
-    FILES
-        .iter()
+    files()
         .map(|(name, text)| compile(name, text, &library))
         .collect()
 }
@@ -528,7 +497,7 @@ mod tests {
     #[test]
     fn every_schema_compiles_with_a_distinct_fingerprint() {
         let all = compile_all().unwrap();
-        assert_eq!(all.len(), FILES.len());
+        assert_eq!(all.len(), files().count());
         let prints: BTreeSet<_> = all.iter().map(|c| c.fingerprint).collect();
         assert_eq!(prints.len(), all.len());
     }

@@ -26,9 +26,14 @@ impl Topics {
 
     /// librdkafka subscription regex for every nation's input topics.
     pub fn input_pattern(&self) -> String {
+        let streams: Vec<&str> = rallypoint_core::event::Stream::ALL
+            .iter()
+            .map(|s| s.suffix())
+            .collect();
         format!(
-            "^{}rrc\\.in\\.[A-Z]{{3}}\\.(incidents|offers|responses)$",
-            self.prefix.replace('.', "\\.")
+            "^{}rrc\\.in\\.[A-Z]{{3}}\\.({})$",
+            self.prefix.replace('.', "\\."),
+            streams.join("|")
         )
     }
 
@@ -60,5 +65,21 @@ impl Topics {
     /// Compacted: the latest record per scope-window or campaign is the current picture.
     pub fn threat_picture(&self) -> String {
         format!("{}rrc.out.coalition.threat-picture", self.prefix)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Topics;
+
+    #[test]
+    fn the_input_pattern_names_every_stream_under_the_namespace() {
+        let t = Topics {
+            prefix: "exercise.".into(),
+        };
+        assert_eq!(
+            t.input_pattern(),
+            r"^exercise\.rrc\.in\.[A-Z]{3}\.(incidents|offers|responses)$"
+        );
     }
 }

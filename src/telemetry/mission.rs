@@ -6,7 +6,7 @@
 
 use prometheus::{IntCounter, IntGauge, IntGaugeVec, Opts, Registry};
 use rallypoint_core::event::{Capability, Priority};
-use rallypoint_core::picture::{serde_name, Tally};
+use rallypoint_core::picture::Tally;
 use rallypoint_core::state::{read, total_key, PictureStats, PICTURE_STATS};
 use rallypoint_core::store::{Store, StoreError};
 
@@ -106,19 +106,12 @@ impl MissionGauges {
                 .with_label_values(&[c.as_str(), "committed"])
                 .set(committed);
         }
-        for p in [
-            Priority::Baseline,
-            Priority::Low,
-            Priority::Medium,
-            Priority::High,
-            Priority::Severe,
-            Priority::Emergency,
-        ] {
-            let name = serde_name(&p);
+        for p in Priority::ALL {
+            let name = p.as_str();
             let t: Tally =
                 read(store, &total_key(&format!("priority:{name}")))?.unwrap_or_default();
             self.open_incidents
-                .with_label_values(&[&name])
+                .with_label_values(&[name])
                 .set(t.open_incidents);
         }
         let stats: PictureStats = read(store, PICTURE_STATS)?.unwrap_or_default();

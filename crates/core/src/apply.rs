@@ -12,7 +12,8 @@
 //!
 //! # Layout
 //! - here: the fold, stream time, deadlines, cancelling, and emitting decisions
-//! - [`incidents`], [`offers`], [`answers`]: one handler per input event
+//! - [`incidents`], [`offers`], [`answers`]: each input event type's field checks and the rule
+//!   that applies it
 //! - [`round`]: the matching round that turns free capacity and waiting needs into proposals
 //! - [`picture`], [`campaigns`]: the threat picture's tallies and the campaign correlation
 
@@ -111,7 +112,7 @@ pub fn apply_with<S: StoreMut>(
     fold.advance_stream_time(env.reported_at)?;
     fold.expire_deadlines()?;
     fold.picture_due()?;
-    if let Err(rejection) = fold.handle(event)? {
+    if let Err(rejection) = event.rule(&mut fold)? {
         fold.outputs.push(Output::Rejected(rejection));
     }
     fold.rematch_dirty()?;
@@ -119,13 +120,20 @@ pub fn apply_with<S: StoreMut>(
     Ok(fold.outputs)
 }
 
-type Handled = Result<Result<(), Rejection>, StoreError>;
+/// An event applied, or the reason it was not; a failed state read stops the fold.
+pub(crate) type Handled = Result<Result<(), Rejection>, StoreError>;
+
+/// How one input event type changes the state: implemented next to its handler in this
+/// module's files, and dispatched to by the [`events!`](crate::event) table.
+pub(crate) trait Rule {
+    fn apply<S: StoreMut>(&self, fold: &mut Fold<'_, '_, S>) -> Handled;
+}
 
 fn reject(reason: RejectReason, detail: String) -> Handled {
     Ok(Err(Rejection::new(reason, detail)))
 }
 
-struct Fold<'a, 's, S: StoreMut> {
+pub(crate) struct Fold<'a, 's, S: StoreMut> {
     st: State<'s, S>,
     tallies: &'s mut Tallies,
     config: &'a CoreConfig,
@@ -152,21 +160,6 @@ impl<S: StoreMut> Fold<'_, '_, S> {
             self.st.set_stream_time(self.now);
         }
         Ok(())
-    }
-
-    fn handle(&mut self, event: &Event) -> Handled {
-        match event {
-            Event::IncidentReported(e) => self.incident_reported(e),
-            Event::IncidentUpdated(e) => self.incident_updated(e),
-            Event::AssistanceRequested(e) => self.assistance_requested(e),
-            Event::IncidentClosed(e) => self.incident_closed(e),
-            Event::AssetOffered(e) => self.asset_offered(e),
-            Event::OfferUpdated(e) => self.offer_updated(e),
-            Event::OfferWithdrawn(e) => self.offer_withdrawn(e),
-            Event::AssignmentAccepted(e) => self.assignment_accepted(e),
-            Event::AssignmentDeclined(e) => self.assignment_declined(e),
-            Event::AssignmentCompleted(e) => self.assignment_completed(e),
-        }
     }
 
     /// Cancels proposals whose deadline has passed, and offers whose window has opened far

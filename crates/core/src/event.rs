@@ -4,7 +4,30 @@
 //! feeds send; serde carries both. Times are milliseconds since the Unix epoch (UTC), as Avro's
 //! `timestamp-millis`.
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+
+/// A unit enum whose wire names (serde, Avro symbols, state keys, metric labels) are written
+/// once, next to each variant: `as_str` gives the name and `ALL` every variant in order.
+macro_rules! wire_enum {
+    ($(#[$meta:meta])* pub enum $name:ident { $($(#[$vmeta:meta])* $variant:ident = $wire:literal,)+ }) => {
+        $(#[$meta])*
+        pub enum $name {
+            $($(#[$vmeta])* #[serde(rename = $wire)] $variant,)+
+        }
+
+        impl $name {
+            pub const ALL: [Self; [$($wire),+].len()] = [$(Self::$variant),+];
+
+            /// The wire name.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $wire,)+
+                }
+            }
+        }
+    };
+}
 
 /// Common header of every input event.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -20,36 +43,40 @@ pub struct Envelope {
     pub schema_version: i32,
 }
 
-/// Traffic Light Protocol 2.0, ordered from least to most restrictive.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum Tlp {
-    Clear,
-    Green,
-    Amber,
-    AmberStrict,
-    Red,
+wire_enum! {
+    /// Traffic Light Protocol 2.0, ordered from least to most restrictive.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+    pub enum Tlp {
+        Clear = "CLEAR",
+        Green = "GREEN",
+        Amber = "AMBER",
+        AmberStrict = "AMBER_STRICT",
+        Red = "RED",
+    }
 }
 
-/// Permissible Actions Protocol.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum Pap {
-    Clear,
-    Green,
-    Amber,
-    Red,
+wire_enum! {
+    /// Permissible Actions Protocol.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+    pub enum Pap {
+        Clear = "CLEAR",
+        Green = "GREEN",
+        Amber = "AMBER",
+        Red = "RED",
+    }
 }
 
-/// NCISS-style priority, from least to most severe.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub enum Priority {
-    Baseline,
-    Low,
-    Medium,
-    High,
-    Severe,
-    Emergency,
+wire_enum! {
+    /// NCISS-style priority, from least to most severe.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+    pub enum Priority {
+        Baseline = "Baseline",
+        Low = "Low",
+        Medium = "Medium",
+        High = "High",
+        Severe = "Severe",
+        Emergency = "Emergency",
+    }
 }
 
 impl Priority {
@@ -66,97 +93,76 @@ impl Priority {
     }
 }
 
-/// NIS2 Annex I/II sectors, plus `defence` for the alliance's own networks.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Sector {
-    Energy,
-    Transport,
-    Banking,
-    FinancialMarket,
-    Health,
-    DrinkingWater,
-    WasteWater,
-    DigitalInfrastructure,
-    IctServiceManagement,
-    PublicAdministration,
-    Space,
-    Postal,
-    WasteManagement,
-    Chemicals,
-    Food,
-    Manufacturing,
-    DigitalProviders,
-    Research,
-    Defence,
-}
-
-/// ENISA Reference Security Incident Taxonomy, top-level classes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RsitClass {
-    AbusiveContent,
-    MaliciousCode,
-    InformationGathering,
-    IntrusionAttempts,
-    Intrusions,
-    Availability,
-    InformationContentSecurity,
-    Fraud,
-    Vulnerable,
-    Other,
-}
-
-/// What an offered team can do.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Capability {
-    IncidentResponse,
-    Forensics,
-    MalwareAnalysis,
-    ThreatIntelligence,
-    IcsOt,
-    NetworkMonitoring,
-    Recovery,
-}
-
-impl Capability {
-    pub const ALL: [Capability; 7] = [
-        Capability::IncidentResponse,
-        Capability::Forensics,
-        Capability::MalwareAnalysis,
-        Capability::ThreatIntelligence,
-        Capability::IcsOt,
-        Capability::NetworkMonitoring,
-        Capability::Recovery,
-    ];
-
-    /// Stable short name, used in state keys, metric labels and topic-facing text.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Capability::IncidentResponse => "incident_response",
-            Capability::Forensics => "forensics",
-            Capability::MalwareAnalysis => "malware_analysis",
-            Capability::ThreatIntelligence => "threat_intelligence",
-            Capability::IcsOt => "ics_ot",
-            Capability::NetworkMonitoring => "network_monitoring",
-            Capability::Recovery => "recovery",
-        }
+wire_enum! {
+    /// NIS2 Annex I/II sectors, plus `defence` for the alliance's own networks.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+    pub enum Sector {
+        Energy = "energy",
+        Transport = "transport",
+        Banking = "banking",
+        FinancialMarket = "financial_market",
+        Health = "health",
+        DrinkingWater = "drinking_water",
+        WasteWater = "waste_water",
+        DigitalInfrastructure = "digital_infrastructure",
+        IctServiceManagement = "ict_service_management",
+        PublicAdministration = "public_administration",
+        Space = "space",
+        Postal = "postal",
+        WasteManagement = "waste_management",
+        Chemicals = "chemicals",
+        Food = "food",
+        Manufacturing = "manufacturing",
+        DigitalProviders = "digital_providers",
+        Research = "research",
+        Defence = "defence",
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum IndicatorKind {
-    Ipv4,
-    Ipv6,
-    Domain,
-    Url,
-    Sha256,
-    Sha1,
-    Md5,
-    Email,
-    Cve,
+wire_enum! {
+    /// ENISA Reference Security Incident Taxonomy, top-level classes.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+    pub enum RsitClass {
+        AbusiveContent = "abusive_content",
+        MaliciousCode = "malicious_code",
+        InformationGathering = "information_gathering",
+        IntrusionAttempts = "intrusion_attempts",
+        Intrusions = "intrusions",
+        Availability = "availability",
+        InformationContentSecurity = "information_content_security",
+        Fraud = "fraud",
+        Vulnerable = "vulnerable",
+        Other = "other",
+    }
+}
+
+wire_enum! {
+    /// What an offered team can do.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+    pub enum Capability {
+        IncidentResponse = "incident_response",
+        Forensics = "forensics",
+        MalwareAnalysis = "malware_analysis",
+        ThreatIntelligence = "threat_intelligence",
+        IcsOt = "ics_ot",
+        NetworkMonitoring = "network_monitoring",
+        Recovery = "recovery",
+    }
+}
+
+wire_enum! {
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+    pub enum IndicatorKind {
+        Ipv4 = "ipv4",
+        Ipv6 = "ipv6",
+        Domain = "domain",
+        Url = "url",
+        Sha256 = "sha256",
+        Sha1 = "sha1",
+        Md5 = "md5",
+        Email = "email",
+        Cve = "cve",
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -340,93 +346,201 @@ impl Stream {
     }
 }
 
-/// Every event a feed can send. The variant name is the Avro record name and the JSON `type`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Event {
-    IncidentReported(IncidentReported),
-    IncidentUpdated(IncidentUpdated),
-    AssistanceRequested(AssistanceRequested),
-    IncidentClosed(IncidentClosed),
-    AssetOffered(AssetOffered),
-    OfferUpdated(OfferUpdated),
-    OfferWithdrawn(OfferWithdrawn),
-    AssignmentAccepted(AssignmentAccepted),
-    AssignmentDeclined(AssignmentDeclined),
-    AssignmentCompleted(AssignmentCompleted),
+/// What every input event type has, whatever it says: the facts the [`events!`] table declares.
+pub trait EventType: Serialize + DeserializeOwned + Into<Event> {
+    /// The Avro record name and the JSON `type`.
+    const NAME: &'static str;
+    /// The input topic kind it arrives on.
+    const STREAM: Stream;
+    fn envelope(&self) -> &Envelope;
+    /// The id of the entity it is about: the Kafka key it is journaled under.
+    fn entity_id(&self) -> &str;
 }
 
-/// Calls `$body` with the inner event bound to `$e`, whatever the variant.
-macro_rules! each_event {
-    ($event:expr, $e:ident => $body:expr) => {
-        match $event {
-            Event::IncidentReported($e) => $body,
-            Event::IncidentUpdated($e) => $body,
-            Event::AssistanceRequested($e) => $body,
-            Event::IncidentClosed($e) => $body,
-            Event::AssetOffered($e) => $body,
-            Event::OfferUpdated($e) => $body,
-            Event::OfferWithdrawn($e) => $body,
-            Event::AssignmentAccepted($e) => $body,
-            Event::AssignmentDeclined($e) => $body,
-            Event::AssignmentCompleted($e) => $body,
+/// One input event type as the codec and the registry see it.
+#[derive(Clone, Copy, Debug)]
+pub struct TypeInfo {
+    pub name: &'static str,
+    pub stream: Stream,
+    /// Its Avro schema, `schemas/<file>.avsc`.
+    pub schema: &'static str,
+}
+
+/// Hands the record inside an [`Event`] over with its type: see [`Event::visit`].
+pub trait Visit {
+    type Out;
+    fn visit<T: EventType>(self, record: &T) -> Self::Out;
+}
+
+/// A source a record of any type can be read from (an Avro value, a JSON object).
+pub trait Parse {
+    fn parse<T: DeserializeOwned>(&self) -> Result<T, String>;
+}
+
+/// **The one declaration of every input event type** (docs/architecture.md, "Event types"):
+/// `Type: Stream, entity_field, "schema file";`. From each row follow the [`Event`] variant,
+/// [`EventType`], [`Event::TYPES`] (name, stream, schema: what the codec, the registry and the
+/// topic checks read), decoding by name ([`Event::parse`]), encoding ([`Event::visit`]), and the
+/// dispatch to the type's field checks ([`crate::validate::Check`]) and to the rule that applies
+/// it ([`crate::apply::Rule`]), both implemented next to that rule in `apply/`.
+///
+/// Adding a type: its schema file, its struct and row here, and its `Check` and `Rule` in the
+/// rule's file.
+macro_rules! events {
+    ($($name:ident: $stream:ident, $entity:ident, $schema:literal;)+) => {
+        /// Every event a feed can send. The variant name is the Avro record name and the JSON
+        /// `type`.
+        #[derive(Clone, Debug, PartialEq, Eq)]
+        pub enum Event {
+            $($name($name),)+
+        }
+
+        $(
+            impl EventType for $name {
+                const NAME: &'static str = stringify!($name);
+                const STREAM: Stream = Stream::$stream;
+                fn envelope(&self) -> &Envelope {
+                    &self.envelope
+                }
+                fn entity_id(&self) -> &str {
+                    &self.$entity
+                }
+            }
+
+            impl From<$name> for Event {
+                fn from(e: $name) -> Event {
+                    Event::$name(e)
+                }
+            }
+        )+
+
+        impl Event {
+            /// Every input event type, in the table's order.
+            pub const TYPES: &'static [TypeInfo] = &[$(TypeInfo {
+                name: stringify!($name),
+                stream: Stream::$stream,
+                schema: include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../schemas/", $schema, ".avsc")),
+            },)+];
+
+            /// The event type's name: Avro record name and JSON `type`.
+            pub fn type_name(&self) -> &'static str {
+                match self {
+                    $(Event::$name(_) => stringify!($name),)+
+                }
+            }
+
+            /// The input topic kind this event must arrive on.
+            pub fn stream(&self) -> Stream {
+                match self {
+                    $(Event::$name(_) => Stream::$stream,)+
+                }
+            }
+
+            pub fn envelope(&self) -> &Envelope {
+                match self {
+                    $(Event::$name(e) => &e.envelope,)+
+                }
+            }
+
+            pub fn envelope_mut(&mut self) -> &mut Envelope {
+                match self {
+                    $(Event::$name(e) => &mut e.envelope,)+
+                }
+            }
+
+            /// The id of the entity the event is about: the Kafka key it is journaled under.
+            pub fn entity_id(&self) -> &str {
+                match self {
+                    $(Event::$name(e) => &e.$entity,)+
+                }
+            }
+
+            /// Calls `v` with the record inside, typed.
+            pub fn visit<V: Visit>(&self, v: V) -> V::Out {
+                match self {
+                    $(Event::$name(e) => v.visit(e),)+
+                }
+            }
+
+            /// The event of type `name`, read from `src`; `None` when no input event type has
+            /// that name.
+            pub fn parse(name: &str, src: &impl Parse) -> Option<Result<Event, String>> {
+                match name {
+                    $(stringify!($name) => Some(src.parse::<$name>().map(Event::$name)),)+
+                    _ => None,
+                }
+            }
+
+            /// The type's field checks (see [`crate::validate::Check`]).
+            pub(crate) fn check(&self, f: &mut crate::validate::Fields) {
+                use crate::validate::Check;
+                match self {
+                    $(Event::$name(e) => e.check(f),)+
+                }
+            }
+
+            /// The rule that applies it (see [`crate::apply::Rule`]).
+            pub(crate) fn rule<S: crate::store::StoreMut>(
+                &self,
+                fold: &mut crate::apply::Fold<'_, '_, S>,
+            ) -> crate::apply::Handled {
+                use crate::apply::Rule;
+                match self {
+                    $(Event::$name(e) => e.apply(fold),)+
+                }
+            }
         }
     };
 }
 
-impl Event {
-    pub fn envelope(&self) -> &Envelope {
-        each_event!(self, e => &e.envelope)
+events! {
+    IncidentReported: Incidents, incident_id, "incident_reported";
+    IncidentUpdated: Incidents, incident_id, "incident_updated";
+    AssistanceRequested: Incidents, incident_id, "assistance_requested";
+    IncidentClosed: Incidents, incident_id, "incident_closed";
+    AssetOffered: Offers, offer_id, "asset_offered";
+    OfferUpdated: Offers, offer_id, "offer_updated";
+    OfferWithdrawn: Offers, offer_id, "offer_withdrawn";
+    AssignmentAccepted: Responses, assignment_id, "assignment_accepted";
+    AssignmentDeclined: Responses, assignment_id, "assignment_declined";
+    AssignmentCompleted: Responses, assignment_id, "assignment_completed";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn json<T: Serialize>(v: T) -> String {
+        serde_json::to_value(v)
+            .unwrap()
+            .as_str()
+            .unwrap()
+            .to_owned()
     }
 
-    pub fn envelope_mut(&mut self) -> &mut Envelope {
-        each_event!(self, e => &mut e.envelope)
-    }
-
-    /// The event type's name: Avro record name and JSON `type`.
-    pub fn type_name(&self) -> &'static str {
-        match self {
-            Event::IncidentReported(_) => "IncidentReported",
-            Event::IncidentUpdated(_) => "IncidentUpdated",
-            Event::AssistanceRequested(_) => "AssistanceRequested",
-            Event::IncidentClosed(_) => "IncidentClosed",
-            Event::AssetOffered(_) => "AssetOffered",
-            Event::OfferUpdated(_) => "OfferUpdated",
-            Event::OfferWithdrawn(_) => "OfferWithdrawn",
-            Event::AssignmentAccepted(_) => "AssignmentAccepted",
-            Event::AssignmentDeclined(_) => "AssignmentDeclined",
-            Event::AssignmentCompleted(_) => "AssignmentCompleted",
+    #[test]
+    fn each_wire_name_is_what_serde_writes_and_reads() {
+        macro_rules! check {
+            ($($t:ty),+) => {$(
+                for v in <$t>::ALL {
+                    assert_eq!(v.as_str(), json(v));
+                    let back: $t = serde_json::from_value(serde_json::json!(v.as_str())).unwrap();
+                    assert_eq!(back, v);
+                }
+            )+};
         }
-    }
-
-    /// The input topic kind this event must arrive on.
-    pub fn stream(&self) -> Stream {
-        match self {
-            Event::IncidentReported(_)
-            | Event::IncidentUpdated(_)
-            | Event::AssistanceRequested(_)
-            | Event::IncidentClosed(_) => Stream::Incidents,
-            Event::AssetOffered(_) | Event::OfferUpdated(_) | Event::OfferWithdrawn(_) => {
-                Stream::Offers
-            }
-            Event::AssignmentAccepted(_)
-            | Event::AssignmentDeclined(_)
-            | Event::AssignmentCompleted(_) => Stream::Responses,
-        }
-    }
-
-    /// The id of the entity the event is about: the Kafka key it is journaled under.
-    pub fn entity_id(&self) -> &str {
-        match self {
-            Event::IncidentReported(e) => &e.incident_id,
-            Event::IncidentUpdated(e) => &e.incident_id,
-            Event::AssistanceRequested(e) => &e.incident_id,
-            Event::IncidentClosed(e) => &e.incident_id,
-            Event::AssetOffered(e) => &e.offer_id,
-            Event::OfferUpdated(e) => &e.offer_id,
-            Event::OfferWithdrawn(e) => &e.offer_id,
-            Event::AssignmentAccepted(e) => &e.assignment_id,
-            Event::AssignmentDeclined(e) => &e.assignment_id,
-            Event::AssignmentCompleted(e) => &e.assignment_id,
-        }
+        check!(
+            Tlp,
+            Pap,
+            Priority,
+            Sector,
+            RsitClass,
+            Capability,
+            IndicatorKind
+        );
+        assert_eq!(RsitClass::MaliciousCode.as_str(), "malicious_code");
+        assert_eq!(Sector::DrinkingWater.as_str(), "drinking_water");
+        assert_eq!(Tlp::AmberStrict.as_str(), "AMBER_STRICT");
+        assert_eq!(Capability::ALL.len(), 7);
     }
 }

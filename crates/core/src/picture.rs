@@ -60,131 +60,15 @@ pub fn scopes(i: &Incident) -> [String; 5] {
     [
         "alliance".to_owned(),
         format!("nation:{}", i.nation),
-        format!("sector:{}", serde_name(&i.sector)),
-        format!("rsit:{}", serde_name(&i.rsit_class)),
-        format!("priority:{}", serde_name(&i.priority)),
+        format!("sector:{}", i.sector.as_str()),
+        format!("rsit:{}", i.rsit_class.as_str()),
+        format!("priority:{}", i.priority.as_str()),
     ]
 }
 
 /// The scope of an offering nation's capacity figures, besides the alliance.
 pub fn nation_scope(nation: &str) -> String {
     format!("nation:{nation}")
-}
-
-/// The serde (and Avro symbol) name of a unit enum variant.
-pub fn serde_name<T: Serialize>(v: &T) -> String {
-    variant_name(v).unwrap_or_default()
-}
-
-/// Serializes through a serializer that accepts only unit variants and returns their name.
-fn variant_name<T: Serialize>(v: &T) -> Option<String> {
-    use serde::ser::{Impossible, Serializer};
-    struct S;
-    #[derive(Debug)]
-    struct E;
-    impl std::fmt::Display for E {
-        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str("not a unit variant")
-        }
-    }
-    impl std::error::Error for E {}
-    impl serde::ser::Error for E {
-        fn custom<M: std::fmt::Display>(_: M) -> Self {
-            E
-        }
-    }
-    macro_rules! refuse {
-        ($($f:ident: $t:ty),*) => { $(fn $f(self, _: $t) -> Result<String, E> { Err(E) })* };
-    }
-    impl Serializer for S {
-        type Ok = String;
-        type Error = E;
-        type SerializeSeq = Impossible<String, E>;
-        type SerializeTuple = Impossible<String, E>;
-        type SerializeTupleStruct = Impossible<String, E>;
-        type SerializeTupleVariant = Impossible<String, E>;
-        type SerializeMap = Impossible<String, E>;
-        type SerializeStruct = Impossible<String, E>;
-        type SerializeStructVariant = Impossible<String, E>;
-        fn serialize_unit_variant(
-            self,
-            _: &'static str,
-            _: u32,
-            v: &'static str,
-        ) -> Result<String, E> {
-            Ok(v.to_owned())
-        }
-        refuse!(serialize_bool: bool, serialize_i8: i8, serialize_i16: i16, serialize_i32: i32,
-            serialize_i64: i64, serialize_u8: u8, serialize_u16: u16, serialize_u32: u32,
-            serialize_u64: u64, serialize_f32: f32, serialize_f64: f64, serialize_char: char,
-            serialize_str: &str, serialize_bytes: &[u8]);
-        fn serialize_none(self) -> Result<String, E> {
-            Err(E)
-        }
-        fn serialize_some<U: ?Sized + Serialize>(self, _: &U) -> Result<String, E> {
-            Err(E)
-        }
-        fn serialize_unit(self) -> Result<String, E> {
-            Err(E)
-        }
-        fn serialize_unit_struct(self, _: &'static str) -> Result<String, E> {
-            Err(E)
-        }
-        fn serialize_newtype_struct<U: ?Sized + Serialize>(
-            self,
-            _: &'static str,
-            _: &U,
-        ) -> Result<String, E> {
-            Err(E)
-        }
-        fn serialize_newtype_variant<U: ?Sized + Serialize>(
-            self,
-            _: &'static str,
-            _: u32,
-            _: &'static str,
-            _: &U,
-        ) -> Result<String, E> {
-            Err(E)
-        }
-        fn serialize_seq(self, _: Option<usize>) -> Result<Self::SerializeSeq, E> {
-            Err(E)
-        }
-        fn serialize_tuple(self, _: usize) -> Result<Self::SerializeTuple, E> {
-            Err(E)
-        }
-        fn serialize_tuple_struct(
-            self,
-            _: &'static str,
-            _: usize,
-        ) -> Result<Self::SerializeTupleStruct, E> {
-            Err(E)
-        }
-        fn serialize_tuple_variant(
-            self,
-            _: &'static str,
-            _: u32,
-            _: &'static str,
-            _: usize,
-        ) -> Result<Self::SerializeTupleVariant, E> {
-            Err(E)
-        }
-        fn serialize_map(self, _: Option<usize>) -> Result<Self::SerializeMap, E> {
-            Err(E)
-        }
-        fn serialize_struct(self, _: &'static str, _: usize) -> Result<Self::SerializeStruct, E> {
-            Err(E)
-        }
-        fn serialize_struct_variant(
-            self,
-            _: &'static str,
-            _: u32,
-            _: &'static str,
-            _: usize,
-        ) -> Result<Self::SerializeStructVariant, E> {
-            Err(E)
-        }
-    }
-    v.serialize(S).ok()
 }
 
 /// Start of the window of `size` that holds event time `t` (floor, also before the epoch).
@@ -416,8 +300,12 @@ pub fn publish(
         incidents_closed: t.closed as i64,
         requests_opened: t.requests as i64,
         late_events: t.late as i64,
-        by_priority: counts(t.by_priority.iter().map(|(k, v)| (serde_name(k), *v))),
-        by_class: counts(t.by_class.iter().map(|(k, v)| (serde_name(k), *v))),
+        by_priority: counts(
+            t.by_priority
+                .iter()
+                .map(|(k, v)| (k.as_str().to_owned(), *v)),
+        ),
+        by_class: counts(t.by_class.iter().map(|(k, v)| (k.as_str().to_owned(), *v))),
         top_techniques: top_n(&techniques, top),
         top_tactics: top_n(&tactics, top),
         open_incidents: t.open_incidents,
@@ -502,16 +390,6 @@ mod tests {
         assert!(window_open(end, lateness, 10_499));
         assert!(!window_open(end, lateness, 10_500));
         assert!(!window_open(end, 0, end));
-    }
-
-    #[test]
-    fn enum_names_are_the_wire_names() {
-        assert_eq!(serde_name(&Priority::Severe), "Severe");
-        assert_eq!(serde_name(&RsitClass::MaliciousCode), "malicious_code");
-        assert_eq!(
-            serde_name(&crate::event::Sector::DrinkingWater),
-            "drinking_water"
-        );
     }
 
     #[test]

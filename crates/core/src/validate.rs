@@ -61,9 +61,10 @@ pub fn validate(
             ),
         ));
     }
-    let mut errors = Vec::new();
-    check_envelope(env, &mut errors);
-    check_body(event, &mut errors);
+    let mut fields = Fields::default();
+    check_envelope(env, &mut fields.errors);
+    event.check(&mut fields);
+    let errors = fields.errors;
     if !errors.is_empty() {
         return Err(Rejection::new(
             RejectReason::InvalidField,
@@ -150,163 +151,102 @@ fn check_envelope(env: &Envelope, errors: &mut Vec<String>) {
     }
 }
 
-fn check_body(event: &Event, errors: &mut Vec<String>) {
-    match event {
-        Event::IncidentReported(e) => {
-            id("incident_id", &e.incident_id, errors);
-            text("title", &e.title, 1, 200, errors);
-            facts(&e.techniques, &e.indicators, &e.impact, errors);
-        }
-        Event::IncidentUpdated(e) => {
-            id("incident_id", &e.incident_id, errors);
-            facts(&e.techniques, &e.indicators, &e.impact, errors);
-        }
-        Event::AssistanceRequested(e) => {
-            id("request_id", &e.request_id, errors);
-            id("incident_id", &e.incident_id, errors);
-            range("own_measures", e.own_measures, 0, 100, errors);
-            if e.needs.is_empty() || e.needs.len() > 16 {
-                errors.push(format!("needs: {} given, 1..=16 allowed", e.needs.len()));
-            }
-            for (i, n) in e.needs.iter().enumerate() {
-                range(&format!("needs[{i}].units"), n.units, 1, 1000, errors);
-                if e.needs[..i].iter().any(|m| m.capability == n.capability) {
-                    errors.push(format!(
-                        "needs[{i}]: capability {} named twice",
-                        n.capability.as_str()
-                    ));
-                }
-            }
-        }
-        Event::IncidentClosed(e) => {
-            id("incident_id", &e.incident_id, errors);
-            text("resolution", &e.resolution, 0, 2000, errors);
-        }
-        Event::AssetOffered(e) => {
-            id("offer_id", &e.offer_id, errors);
-            text("team", &e.team, 1, 200, errors);
-            terms(
-                Terms {
-                    capacity_units: e.capacity_units,
-                    available_from: e.available_from,
-                    available_until: e.available_until,
-                    response_time_minutes: e.response_time_minutes,
-                    nations: e.eligible_nations.iter().chain(&e.excluded_nations),
-                },
-                errors,
-            );
-        }
-        Event::OfferUpdated(e) => {
-            id("offer_id", &e.offer_id, errors);
-            terms(
-                Terms {
-                    capacity_units: e.capacity_units,
-                    available_from: e.available_from,
-                    available_until: e.available_until,
-                    response_time_minutes: e.response_time_minutes,
-                    nations: e.eligible_nations.iter().chain(&e.excluded_nations),
-                },
-                errors,
-            );
-        }
-        Event::OfferWithdrawn(e) => {
-            id("offer_id", &e.offer_id, errors);
-            text("reason", &e.reason, 0, 2000, errors);
-        }
-        Event::AssignmentAccepted(e) => id("assignment_id", &e.assignment_id, errors),
-        Event::AssignmentDeclined(e) => {
-            id("assignment_id", &e.assignment_id, errors);
-            text("reason", &e.reason, 0, 2000, errors);
-        }
-        Event::AssignmentCompleted(e) => {
-            id("assignment_id", &e.assignment_id, errors);
-            text("summary", &e.summary, 0, 2000, errors);
-        }
-    }
+/// The field rules of one event type, next to the rule that applies it (`apply/`); the
+/// [`events!`](crate::event) table dispatches to them.
+pub(crate) trait Check {
+    fn check(&self, f: &mut Fields);
 }
 
-/// Techniques, indicators and impact, as an incident report or update states them.
-fn facts(
-    techniques: &[String],
-    indicators: &[Indicator],
-    impact: &Impact,
-    errors: &mut Vec<String>,
-) {
-    for t in techniques {
-        if !is_technique(t) {
-            errors.push(format!(
-                "techniques: {:?} is not an ATT&CK technique id",
-                truncate(t)
+/// Collects what is wrong with an event's fields, every error at once.
+#[derive(Default)]
+pub(crate) struct Fields {
+    errors: Vec<String>,
+}
+
+impl Fields {
+    /// Anything else wrong, said in full.
+    pub fn error(&mut self, e: String) {
+        self.errors.push(e);
+    }
+
+    /// Techniques, indicators and impact, as an incident report or update states them.
+    pub fn facts(&mut self, techniques: &[String], indicators: &[Indicator], impact: &Impact) {
+        for t in techniques {
+            if !is_technique(t) {
+                self.error(format!(
+                    "techniques: {:?} is not an ATT&CK technique id",
+                    truncate(t)
+                ));
+            }
+        }
+        if techniques.len() > 64 || indicators.len() > 256 {
+            self.error("at most 64 techniques and 256 indicators".into());
+        }
+        for i in indicators {
+            self.text("indicators.value", &i.value, 1, 2048);
+        }
+        for (name, v) in [
+            ("functional", impact.functional),
+            ("information", impact.information),
+            ("recoverability", impact.recoverability),
+        ] {
+            self.range(&format!("impact.{name}"), v, 0, 100);
+        }
+    }
+
+    /// The terms of an offer, as an offer or its update states them.
+    pub fn terms<'a>(&mut self, t: Terms<'a, impl Iterator<Item = &'a String>>) {
+        self.range("capacity_units", t.capacity_units, 1, 10_000);
+        self.range(
+            "response_time_minutes",
+            t.response_time_minutes,
+            0,
+            30 * 24 * 60,
+        );
+        if t.available_until <= t.available_from {
+            self.error("available_until must be after available_from".into());
+        }
+        for n in t.nations {
+            if !is_nation(n) {
+                self.error(format!(
+                    "{:?} in eligible/excluded nations is not an alpha-3 code",
+                    truncate(n)
+                ));
+            }
+        }
+    }
+
+    pub fn id(&mut self, field: &str, v: &str) {
+        if !is_id(v) {
+            self.error(format!(
+                "{field} {:?} must be 1-64 characters of A-Z a-z 0-9 . _ : -",
+                truncate(v)
             ));
         }
     }
-    if techniques.len() > 64 || indicators.len() > 256 {
-        errors.push("at most 64 techniques and 256 indicators".into());
+
+    pub fn text(&mut self, field: &str, v: &str, min: usize, max: usize) {
+        let n = v.chars().count();
+        if n < min || n > max {
+            self.error(format!("{field} has {n} characters, {min}..={max} allowed"));
+        }
     }
-    for i in indicators {
-        text("indicators.value", &i.value, 1, 2048, errors);
-    }
-    for (name, v) in [
-        ("functional", impact.functional),
-        ("information", impact.information),
-        ("recoverability", impact.recoverability),
-    ] {
-        range(&format!("impact.{name}"), v, 0, 100, errors);
+
+    pub fn range(&mut self, field: &str, v: i32, min: i32, max: i32) {
+        if v < min || v > max {
+            self.error(format!("{field} = {v} is outside {min}..={max}"));
+        }
     }
 }
 
 /// The terms of an offer, as an offer or its update states them.
-struct Terms<'a, N: Iterator<Item = &'a String>> {
-    capacity_units: i32,
-    available_from: i64,
-    available_until: i64,
-    response_time_minutes: i32,
+pub(crate) struct Terms<'a, N: Iterator<Item = &'a String>> {
+    pub capacity_units: i32,
+    pub available_from: i64,
+    pub available_until: i64,
+    pub response_time_minutes: i32,
     /// Eligible and excluded nations.
-    nations: N,
-}
-
-fn terms<'a>(t: Terms<'a, impl Iterator<Item = &'a String>>, errors: &mut Vec<String>) {
-    range("capacity_units", t.capacity_units, 1, 10_000, errors);
-    range(
-        "response_time_minutes",
-        t.response_time_minutes,
-        0,
-        30 * 24 * 60,
-        errors,
-    );
-    if t.available_until <= t.available_from {
-        errors.push("available_until must be after available_from".into());
-    }
-    for n in t.nations {
-        if !is_nation(n) {
-            errors.push(format!(
-                "{:?} in eligible/excluded nations is not an alpha-3 code",
-                truncate(n)
-            ));
-        }
-    }
-}
-
-fn id(field: &str, v: &str, errors: &mut Vec<String>) {
-    if !is_id(v) {
-        errors.push(format!(
-            "{field} {:?} must be 1-64 characters of A-Z a-z 0-9 . _ : -",
-            truncate(v)
-        ));
-    }
-}
-
-fn text(field: &str, v: &str, min: usize, max: usize, errors: &mut Vec<String>) {
-    let n = v.chars().count();
-    if n < min || n > max {
-        errors.push(format!("{field} has {n} characters, {min}..={max} allowed"));
-    }
-}
-
-fn range(field: &str, v: i32, min: i32, max: i32, errors: &mut Vec<String>) {
-    if v < min || v > max {
-        errors.push(format!("{field} = {v} is outside {min}..={max}"));
-    }
+    pub nations: N,
 }
 
 /// Keeps hostile values from flooding a rejection's detail.

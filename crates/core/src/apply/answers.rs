@@ -1,11 +1,50 @@
 //! Handlers of the responses topic: the provider accepts, declines or completes an assignment.
 
-use super::{Fold, Handled};
+use super::{Fold, Handled, Rule};
 use crate::decision::{AssignmentConfirmed, CancelReason, Decision};
 use crate::event::*;
 use crate::reject::{RejectReason, Rejection};
 use crate::state::*;
 use crate::store::{StoreError, StoreMut};
+use crate::validate::{Check, Fields};
+
+impl Rule for AssignmentAccepted {
+    fn apply<S: StoreMut>(&self, fold: &mut Fold<'_, '_, S>) -> Handled {
+        fold.assignment_accepted(self)
+    }
+}
+
+impl Check for AssignmentAccepted {
+    fn check(&self, f: &mut Fields) {
+        f.id("assignment_id", &self.assignment_id);
+    }
+}
+
+impl Rule for AssignmentDeclined {
+    fn apply<S: StoreMut>(&self, fold: &mut Fold<'_, '_, S>) -> Handled {
+        fold.assignment_declined(self)
+    }
+}
+
+impl Check for AssignmentDeclined {
+    fn check(&self, f: &mut Fields) {
+        f.id("assignment_id", &self.assignment_id);
+        f.text("reason", &self.reason, 0, 2000);
+    }
+}
+
+impl Rule for AssignmentCompleted {
+    fn apply<S: StoreMut>(&self, fold: &mut Fold<'_, '_, S>) -> Handled {
+        fold.assignment_completed(self)
+    }
+}
+
+impl Check for AssignmentCompleted {
+    fn check(&self, f: &mut Fields) {
+        f.id("assignment_id", &self.assignment_id);
+        f.text("summary", &self.summary, 0, 2000);
+    }
+}
 
 impl<S: StoreMut> Fold<'_, '_, S> {
     pub(super) fn assignment_accepted(&mut self, e: &AssignmentAccepted) -> Handled {

@@ -1,11 +1,78 @@
 //! Handlers of the incidents topic: a report, its updates, requests for help, and closure.
 
-use super::{reject, Fold, Handled};
+use super::{reject, Fold, Handled, Rule};
 use crate::event::*;
 use crate::picture;
 use crate::reject::{RejectReason, Rejection};
 use crate::state::*;
 use crate::store::{StoreError, StoreMut};
+use crate::validate::{Check, Fields};
+
+impl Rule for IncidentReported {
+    fn apply<S: StoreMut>(&self, fold: &mut Fold<'_, '_, S>) -> Handled {
+        fold.incident_reported(self)
+    }
+}
+
+impl Check for IncidentReported {
+    fn check(&self, f: &mut Fields) {
+        f.id("incident_id", &self.incident_id);
+        f.text("title", &self.title, 1, 200);
+        f.facts(&self.techniques, &self.indicators, &self.impact);
+    }
+}
+
+impl Rule for IncidentUpdated {
+    fn apply<S: StoreMut>(&self, fold: &mut Fold<'_, '_, S>) -> Handled {
+        fold.incident_updated(self)
+    }
+}
+
+impl Check for IncidentUpdated {
+    fn check(&self, f: &mut Fields) {
+        f.id("incident_id", &self.incident_id);
+        f.facts(&self.techniques, &self.indicators, &self.impact);
+    }
+}
+
+impl Rule for AssistanceRequested {
+    fn apply<S: StoreMut>(&self, fold: &mut Fold<'_, '_, S>) -> Handled {
+        fold.assistance_requested(self)
+    }
+}
+
+impl Check for AssistanceRequested {
+    fn check(&self, f: &mut Fields) {
+        f.id("request_id", &self.request_id);
+        f.id("incident_id", &self.incident_id);
+        f.range("own_measures", self.own_measures, 0, 100);
+        if self.needs.is_empty() || self.needs.len() > 16 {
+            f.error(format!("needs: {} given, 1..=16 allowed", self.needs.len()));
+        }
+        for (i, n) in self.needs.iter().enumerate() {
+            f.range(&format!("needs[{i}].units"), n.units, 1, 1000);
+            if self.needs[..i].iter().any(|m| m.capability == n.capability) {
+                f.error(format!(
+                    "needs[{i}]: capability {} named twice",
+                    n.capability.as_str()
+                ));
+            }
+        }
+    }
+}
+
+impl Rule for IncidentClosed {
+    fn apply<S: StoreMut>(&self, fold: &mut Fold<'_, '_, S>) -> Handled {
+        fold.incident_closed(self)
+    }
+}
+
+impl Check for IncidentClosed {
+    fn check(&self, f: &mut Fields) {
+        f.id("incident_id", &self.incident_id);
+        f.text("resolution", &self.resolution, 0, 2000);
+    }
+}
 
 impl<S: StoreMut> Fold<'_, '_, S> {
     pub(super) fn incident_reported(&mut self, e: &IncidentReported) -> Handled {

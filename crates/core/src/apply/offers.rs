@@ -1,12 +1,65 @@
 //! Handlers of the offers topic: an offer, new terms for it, and its withdrawal.
 
-use super::{reject, Fold, Handled};
+use super::{reject, Fold, Handled, Rule};
 use crate::decision::CancelReason;
 use crate::event::*;
 use crate::reject::{RejectReason, Rejection};
 use crate::rules;
 use crate::state::*;
 use crate::store::{StoreError, StoreMut};
+use crate::validate::{Check, Fields, Terms};
+
+impl Rule for AssetOffered {
+    fn apply<S: StoreMut>(&self, fold: &mut Fold<'_, '_, S>) -> Handled {
+        fold.asset_offered(self)
+    }
+}
+
+impl Check for AssetOffered {
+    fn check(&self, f: &mut Fields) {
+        f.id("offer_id", &self.offer_id);
+        f.text("team", &self.team, 1, 200);
+        f.terms(Terms {
+            capacity_units: self.capacity_units,
+            available_from: self.available_from,
+            available_until: self.available_until,
+            response_time_minutes: self.response_time_minutes,
+            nations: self.eligible_nations.iter().chain(&self.excluded_nations),
+        });
+    }
+}
+
+impl Rule for OfferUpdated {
+    fn apply<S: StoreMut>(&self, fold: &mut Fold<'_, '_, S>) -> Handled {
+        fold.offer_updated(self)
+    }
+}
+
+impl Check for OfferUpdated {
+    fn check(&self, f: &mut Fields) {
+        f.id("offer_id", &self.offer_id);
+        f.terms(Terms {
+            capacity_units: self.capacity_units,
+            available_from: self.available_from,
+            available_until: self.available_until,
+            response_time_minutes: self.response_time_minutes,
+            nations: self.eligible_nations.iter().chain(&self.excluded_nations),
+        });
+    }
+}
+
+impl Rule for OfferWithdrawn {
+    fn apply<S: StoreMut>(&self, fold: &mut Fold<'_, '_, S>) -> Handled {
+        fold.offer_withdrawn(self)
+    }
+}
+
+impl Check for OfferWithdrawn {
+    fn check(&self, f: &mut Fields) {
+        f.id("offer_id", &self.offer_id);
+        f.text("reason", &self.reason, 0, 2000);
+    }
+}
 
 impl<S: StoreMut> Fold<'_, '_, S> {
     pub(super) fn asset_offered(&mut self, e: &AssetOffered) -> Handled {
