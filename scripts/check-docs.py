@@ -19,6 +19,7 @@ Exit status: 0 when every check passes, 1 otherwise (every problem is listed).
 from __future__ import annotations
 
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -130,9 +131,20 @@ def check_reasons(problems: list[str]) -> None:
         problems.append("crates/core/src/reject.rs: no reasons found")
 
 
+def check_performance(problems: list[str]) -> None:
+    """docs/performance.md's figures are what scripts/performance-doc.py writes from the report."""
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "scripts/performance-doc.py"), "--check"],
+        capture_output=True,
+        text=True,
+    )
+    if run.returncode != 0:
+        problems.append((run.stderr or run.stdout).strip())
+
+
 def main() -> int:
     problems: list[str] = []
-    for check in (check_links, check_runbook, check_metrics, check_reasons):
+    for check in (check_links, check_runbook, check_metrics, check_reasons, check_performance):
         check(problems)
     for p in problems:
         print(f"check-docs: {p}", file=sys.stderr)

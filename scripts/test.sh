@@ -29,7 +29,8 @@ echo "test schema registry at $RALLYPOINT_TEST_SCHEMA_REGISTRY"
 
 # Deployment artifacts (compose, Helm, dashboard, Dockerfile), each checked by a real tool.
 scripts/check-deploy.sh
-# The README and docs/ against the code: links, named paths, runbook sections, metrics, reasons.
+# The README and docs/ against the code: links, named paths, runbook sections, metrics, reasons,
+# and docs/performance.md's figures against benches/results/report.json.
 python3 scripts/check-docs.py
 cargo fmt --all -- --check
 cargo clippy --release --workspace --all-targets -- -D warnings
