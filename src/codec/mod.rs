@@ -8,9 +8,19 @@
 //!   Once its schemas are registered, the codec writes this framing instead of single-object.
 //! - JSON: an object with the Avro field names and a `type` naming the event (for `kcat` and
 //!   simple feeds).
+//!
+//! One concern per file: [`framing`] (which of the three), [`avro`] (bodies), [`json`],
+//! [`records`] (which typed record a name stands for), [`schemas`] (compiled in), [`ids`] (what a
+//! registry id stands for), [`dead_letter`]; `samples` holds fixtures for interoperability
+//! checks, and `tests` the codec's tests.
 
+mod avro;
 mod dead_letter;
+mod framing;
 mod ids;
+mod json;
+mod records;
+mod samples;
 pub mod schemas;
 #[cfg(test)]
 mod tests;
@@ -20,52 +30,23 @@ use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Instant;
 
 use apache_avro::types::Value;
-use apache_avro::{from_value, write_avro_datum_ref, Schema};
+use apache_avro::{from_value, Schema};
 use rallypoint_core::decision::Decision;
 use rallypoint_core::event::*;
-use rallypoint_core::picture::{Campaign, PictureUpdate};
+use rallypoint_core::picture::PictureUpdate;
 use rallypoint_core::{RejectReason, Rejection};
-use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use avro::{avro_body, read_with, resolved, FromAvro, MAX_ALLOCATION};
 pub use dead_letter::{DeadLetter, Header};
+pub use framing::{detect, Format, Framing};
+use framing::{hex, CONFLUENT_MAGIC, SINGLE_OBJECT};
 pub use ids::{Learnt, MISSING_RETRY};
+pub use json::event_json;
+use json::{decision_json, decode_json, json_with_type, typed_json, FromJson};
+use records::{decision_from, event_from, picture_from, undecodable, CampaignRecord};
+pub use samples::samples;
 pub use schemas::SchemaError;
-
-const SINGLE_OBJECT: [u8; 2] = [0xC3, 0x01];
-const CONFLUENT_MAGIC: u8 = 0;
-/// Largest single allocation (string, bytes, array) the Avro decoder may make.
-const MAX_ALLOCATION: usize = 16 * 1024 * 1024;
-
-/// How a record is framed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Framing {
-    SingleObject,
-    Confluent(u32),
-    Json,
-}
-
-/// Output encoding of a topic.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Format {
-    Avro,
-    Json,
-}
-
-/// Detects the framing from the first bytes, or `None` when it is none of the three.
-pub fn detect(bytes: &[u8]) -> Option<Framing> {
-    match bytes {
-        [0xC3, 0x01, ..] => Some(Framing::SingleObject),
-        [CONFLUENT_MAGIC, a, b, c, d, ..] => {
-            Some(Framing::Confluent(u32::from_be_bytes([*a, *b, *c, *d])))
-        }
-        _ => match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
-            Some(b'{') => Some(Framing::Json),
-            _ => None,
-        },
-    }
-}
 
 /// The compiled schemas and the tables to find them by fingerprint or registry id.
 pub struct Codec {
@@ -80,10 +61,6 @@ pub struct Codec {
     by_released_fingerprint: HashMap<[u8; 8], usize>,
     /// `array<rallypoint.Header>`: how the journal carries a feed record's headers.
     headers: Schema,
-}
-
-fn undecodable(detail: impl Into<String>) -> Rejection {
-    Rejection::new(RejectReason::Undecodable, detail)
 }
 
 impl Codec {
@@ -479,242 +456,4 @@ impl Codec {
         avro_body(&compiled.expanded, value, &mut out);
         out
     }
-}
-
-/// `CampaignDetected` and `CampaignUpdated`: a campaign in a record of its own name.
-#[derive(serde::Serialize, serde::Deserialize)]
-struct CampaignRecord {
-    campaign: Campaign,
-}
-
-/// Reads a body written with `writer` and resolves it to the current schema `reader`.
-fn resolved(
-    writer: &schemas::Compiled,
-    reader: &schemas::Compiled,
-    body: &[u8],
-    what: &str,
-) -> Result<(&'static str, Value), Rejection> {
-    let value = read_with(writer, body)?
-        .resolve(&reader.expanded)
-        .map_err(|e| undecodable(format!("{} ({what}): {e}", writer.name)))?;
-    Ok((reader.name, value))
-}
-
-/// Decodes an Avro body written with `compiled`; every byte must belong to the record.
-fn read_with(compiled: &schemas::Compiled, body: &[u8]) -> Result<Value, Rejection> {
-    let header = compiled.header();
-    let mut input = std::io::Read::chain(&header[..], body);
-    let value = compiled
-        .reader
-        .read_value(&mut input)
-        .map_err(|e| undecodable(format!("{}: {e}", compiled.name)))?;
-    let rest = input.into_inner().1;
-    if !rest.is_empty() {
-        return Err(undecodable(format!(
-            "{}: {} bytes after the record",
-            compiled.name,
-            rest.len()
-        )));
-    }
-    Ok(value)
-}
-
-/// Appends the Avro binary of a value that matches its schema by construction (our own
-/// types), serialized straight through the expanded schema.
-fn avro_body<T: Serialize>(expanded: &Schema, value: &T, out: &mut Vec<u8>) {
-    // Our types and schemas are kept in step by the round-trip tests; a mismatch is a bug.
-    if let Err(e) = write_avro_datum_ref(expanded, value, out) {
-        panic!("Rust type does not match its Avro schema: {e}");
-    }
-}
-
-/// A typed record read from an Avro value.
-struct FromAvro<'a>(&'a Value);
-
-impl Parse for FromAvro<'_> {
-    fn parse<T: DeserializeOwned>(&self) -> Result<T, String> {
-        from_value(self.0).map_err(|e| e.to_string())
-    }
-}
-
-/// A typed record read from a JSON value.
-struct FromJson<'a>(&'a serde_json::Value);
-
-impl Parse for FromJson<'_> {
-    fn parse<T: DeserializeOwned>(&self) -> Result<T, String> {
-        T::deserialize(self.0).map_err(|e| e.to_string())
-    }
-}
-
-fn event_from(name: &str, src: &impl Parse) -> Result<Event, Rejection> {
-    match Event::parse(name, src) {
-        Some(parsed) => parsed.map_err(|e| undecodable(format!("{name}: {e}"))),
-        None => Err(Rejection::new(
-            RejectReason::UnknownSchema,
-            format!("{name:?} is not an input event type"),
-        )),
-    }
-}
-
-fn decision_from(name: &str, src: &impl Parse) -> Result<Decision, Rejection> {
-    let bad = |e: String| undecodable(format!("{name}: {e}"));
-    Ok(match name {
-        "AssignmentProposed" => Decision::AssignmentProposed(src.parse().map_err(bad)?),
-        "AssignmentConfirmed" => Decision::AssignmentConfirmed(src.parse().map_err(bad)?),
-        "AssignmentCancelled" => Decision::AssignmentCancelled(src.parse().map_err(bad)?),
-        "AssistanceUnmet" => Decision::AssistanceUnmet(src.parse().map_err(bad)?),
-        other => {
-            return Err(Rejection::new(
-                RejectReason::UnknownSchema,
-                format!("{other:?} is not a decision type"),
-            ))
-        }
-    })
-}
-
-fn picture_from(name: &str, src: &impl Parse) -> Result<PictureUpdate, Rejection> {
-    let bad = |e: String| undecodable(format!("{name}: {e}"));
-    Ok(match name {
-        "ThreatPicture" => PictureUpdate::Picture(src.parse().map_err(bad)?),
-        "CampaignDetected" => {
-            PictureUpdate::CampaignDetected(src.parse::<CampaignRecord>().map_err(bad)?.campaign)
-        }
-        "CampaignUpdated" => {
-            PictureUpdate::CampaignUpdated(src.parse::<CampaignRecord>().map_err(bad)?.campaign)
-        }
-        other => {
-            return Err(Rejection::new(
-                RejectReason::UnknownSchema,
-                format!("{other:?} is not a threat-picture record"),
-            ))
-        }
-    })
-}
-
-/// A JSON input: an object whose `type` names the event.
-fn decode_json(bytes: &[u8]) -> Result<Event, Rejection> {
-    let value: serde_json::Value =
-        serde_json::from_slice(bytes).map_err(|e| undecodable(format!("JSON: {e}")))?;
-    let kind = match value.get("type") {
-        Some(serde_json::Value::String(s)) => s.clone(),
-        _ => return Err(undecodable("JSON event has no string field \"type\"")),
-    };
-    event_from(&kind, &FromJson(&value))
-}
-
-/// An event as a JSON object with its `type`.
-pub fn event_json(e: &Event) -> Vec<u8> {
-    struct Json;
-    impl Visit for Json {
-        type Out = Vec<u8>;
-        fn visit<T: EventType>(self, record: &T) -> Vec<u8> {
-            typed_json(record, T::NAME)
-        }
-    }
-    e.visit(Json)
-}
-
-/// A decision as a JSON object with its `type`.
-fn decision_json(d: &Decision) -> Vec<u8> {
-    let name = d.type_name();
-    match d {
-        Decision::AssignmentProposed(d) => typed_json(d, name),
-        Decision::AssignmentConfirmed(d) => typed_json(d, name),
-        Decision::AssignmentCancelled(d) => typed_json(d, name),
-        Decision::AssistanceUnmet(d) => typed_json(d, name),
-    }
-}
-
-/// A record as a JSON object with a `type` field naming it.
-fn typed_json<T: Serialize>(record: &T, type_name: &str) -> Vec<u8> {
-    let mut body = serde_json::to_value(record).expect("records are plain data");
-    body["type"] = serde_json::Value::String(type_name.into());
-    serde_json::to_vec(&body).expect("a JSON value serializes")
-}
-
-/// One of our own JSON records and the `type` it names (empty when it names none).
-fn json_with_type(bytes: &[u8]) -> Result<(String, serde_json::Value), Rejection> {
-    let v: serde_json::Value =
-        serde_json::from_slice(bytes).map_err(|e| undecodable(e.to_string()))?;
-    let kind = v
-        .get("type")
-        .and_then(|t| t.as_str())
-        .unwrap_or_default()
-        .to_owned();
-    Ok((kind, v))
-}
-
-/// One sample record of every schema, single-object encoded, for interoperability checks
-/// with other Avro implementations.
-pub fn samples(codec: &Codec) -> Vec<(&'static str, Vec<u8>)> {
-    use rallypoint_core::event::{Capability, Priority, Tlp};
-    use rallypoint_core::sample::{self, Clock};
-    let mut c = Clock::new(1_800_000_000_000, 1_000);
-    let mut out = Vec::new();
-    let mut offer = sample::offer(c.envelope("DEU"), "O1", Capability::IcsOt, 4);
-    if let Event::AssetOffered(o) = &mut offer {
-        o.max_tlp = Tlp::Red;
-        o.eligible_nations = vec!["EST".into()];
-    }
-    let events = vec![
-        sample::incident(c.envelope("EST"), "I1", Tlp::AmberStrict, Priority::Severe),
-        offer,
-        sample::request(
-            c.envelope("EST"),
-            "R1",
-            "I1",
-            &[(Capability::IcsOt, 3), (Capability::Forensics, 1)],
-        ),
-        sample::incident_updated(c.envelope("EST"), "I1", Priority::Emergency),
-        // Both report 203.0.113.7, as I1 did: a campaign of EST and LVA, then LTU joins.
-        sample::incident(c.envelope("LVA"), "I2", Tlp::Green, Priority::High),
-        sample::incident(c.envelope("LTU"), "I3", Tlp::Green, Priority::High),
-        sample::accepted(c.envelope("DEU"), "A-00000001"),
-        sample::offer_updated(c.envelope("DEU"), "O1", 2),
-        sample::completed(c.envelope("DEU"), "A-00000001"),
-        sample::declined(c.envelope("DEU"), "A-00000001"),
-        sample::withdrawn(c.envelope("DEU"), "O1"),
-        sample::closed(c.envelope("EST"), "I1"),
-    ];
-    let mut store = rallypoint_core::MemStore::new();
-    for e in &events {
-        out.push((e.type_name(), codec.encode_event(e)));
-        let decided =
-            rallypoint_core::apply(&mut store, &rallypoint_core::CoreConfig::default(), e);
-        for o in decided.into_iter().flatten() {
-            let (name, bytes) = match &o {
-                rallypoint_core::Output::Decision(r) => (
-                    r.decision.type_name(),
-                    codec.encode_decision(&r.decision, Format::Avro),
-                ),
-                rallypoint_core::Output::Picture(u) => {
-                    (u.type_name(), codec.encode_picture(u, Format::Avro))
-                }
-                rallypoint_core::Output::Rejected(_) => continue,
-            };
-            if !out.iter().any(|(n, _)| *n == name) {
-                out.push((name, bytes));
-            }
-        }
-    }
-    let dl = DeadLetter {
-        reason: "spoofed_nation".into(),
-        detail: "event declares nation LVA but arrived on EST's topic".into(),
-        source_topic: "rrc.in.EST.incidents".into(),
-        source_partition: 1,
-        source_offset: 42,
-        source_timestamp: Some(1_800_000_000_000),
-        original_key: Some(b"I1".to_vec()),
-        original_value: vec![0xC3, 0x01, 0xff],
-        original_headers: vec![Header {
-            key: "trace".into(),
-            value: None,
-        }],
-    };
-    out.push(("DeadLetter", codec.encode_dead_letter(&dl)));
-    out
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -1,0 +1,78 @@
+//! One sample record of every schema: fixtures for interoperability checks with other Avro
+//! implementations (`rallypoint schemas --samples`, `scripts/check-avro-interop.sh`) and the codec's
+//! tests, kept out of the codec itself.
+
+use rallypoint_core::event::Event;
+
+use super::{Codec, DeadLetter, Format, Header};
+
+/// One sample record of every schema, single-object encoded, for interoperability checks
+/// with other Avro implementations.
+pub fn samples(codec: &Codec) -> Vec<(&'static str, Vec<u8>)> {
+    use rallypoint_core::event::{Capability, Priority, Tlp};
+    use rallypoint_core::sample::{self, Clock};
+    let mut c = Clock::new(1_800_000_000_000, 1_000);
+    let mut out = Vec::new();
+    let mut offer = sample::offer(c.envelope("DEU"), "O1", Capability::IcsOt, 4);
+    if let Event::AssetOffered(o) = &mut offer {
+        o.max_tlp = Tlp::Red;
+        o.eligible_nations = vec!["EST".into()];
+    }
+    let events = vec![
+        sample::incident(c.envelope("EST"), "I1", Tlp::AmberStrict, Priority::Severe),
+        offer,
+        sample::request(
+            c.envelope("EST"),
+            "R1",
+            "I1",
+            &[(Capability::IcsOt, 3), (Capability::Forensics, 1)],
+        ),
+        sample::incident_updated(c.envelope("EST"), "I1", Priority::Emergency),
+        // Both report 203.0.113.7, as I1 did: a campaign of EST and LVA, then LTU joins.
+        sample::incident(c.envelope("LVA"), "I2", Tlp::Green, Priority::High),
+        sample::incident(c.envelope("LTU"), "I3", Tlp::Green, Priority::High),
+        sample::accepted(c.envelope("DEU"), "A-00000001"),
+        sample::offer_updated(c.envelope("DEU"), "O1", 2),
+        sample::completed(c.envelope("DEU"), "A-00000001"),
+        sample::declined(c.envelope("DEU"), "A-00000001"),
+        sample::withdrawn(c.envelope("DEU"), "O1"),
+        sample::closed(c.envelope("EST"), "I1"),
+    ];
+    let mut store = rallypoint_core::MemStore::new();
+    for e in &events {
+        out.push((e.type_name(), codec.encode_event(e)));
+        let decided =
+            rallypoint_core::apply(&mut store, &rallypoint_core::CoreConfig::default(), e);
+        for o in decided.into_iter().flatten() {
+            let (name, bytes) = match &o {
+                rallypoint_core::Output::Decision(r) => (
+                    r.decision.type_name(),
+                    codec.encode_decision(&r.decision, Format::Avro),
+                ),
+                rallypoint_core::Output::Picture(u) => {
+                    (u.type_name(), codec.encode_picture(u, Format::Avro))
+                }
+                rallypoint_core::Output::Rejected(_) => continue,
+            };
+            if !out.iter().any(|(n, _)| *n == name) {
+                out.push((name, bytes));
+            }
+        }
+    }
+    let dl = DeadLetter {
+        reason: "spoofed_nation".into(),
+        detail: "event declares nation LVA but arrived on EST's topic".into(),
+        source_topic: "rrc.in.EST.incidents".into(),
+        source_partition: 1,
+        source_offset: 42,
+        source_timestamp: Some(1_800_000_000_000),
+        original_key: Some(b"I1".to_vec()),
+        original_value: vec![0xC3, 0x01, 0xff],
+        original_headers: vec![Header {
+            key: "trace".into(),
+            value: None,
+        }],
+    };
+    out.push(("DeadLetter", codec.encode_dead_letter(&dl)));
+    out
+}
