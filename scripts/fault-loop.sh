@@ -3,7 +3,8 @@
 # broker of its own (tests/broker_fault.rs starts and stops one itself; tests/failover.rs gets
 # one started here). Prints one line per run and the count of runs that passed; exits non-zero
 # if any failed, and keeps the failed runs' output in FAULT_LOOP_LOGS (default a temporary
-# folder, printed at the end).
+# folder, printed at the end), with what `kafka-transactions` finds open and a copy of the
+# broker's folder.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/rallypoint/target}"
@@ -35,7 +36,15 @@ for run in $(seq 1 "$runs"); do
     echo "run $run: passed in $((SECONDS - started)) s"
     rm -f "$log"
   else
-    echo "run $run: FAILED after $((SECONDS - started)) s (output in $log)"
+    # What Kafka's own tool finds open on the failover test's broker, and a copy of its folder
+    # (the broker-fault test keeps its own broker's, as its output says).
+    for args in "list" "find-hanging --broker-id 1"; do
+      echo "kafka-transactions $args:"
+      # shellcheck disable=SC2086
+      KAFKA_LOCAL_DIR="$broker_dir" scripts/kafka-local.sh transactions $args 2>&1 || true
+    done >>"$log"
+    cp -a "$broker_dir" "$logs/run-$run-broker" 2>/dev/null || true
+    echo "run $run: FAILED after $((SECONDS - started)) s (output in $log, broker folder in $logs/run-$run-broker)"
   fi
   stop_broker
 done

@@ -2,7 +2,7 @@
 //! the processor waits, recovers by itself (no restart: the same process throughout), and
 //! nothing is lost or repeated. The test runs a broker of its own, which it stops and starts.
 
-mod common;
+use rallypoint_testkit as common;
 
 use std::time::{Duration, Instant};
 
@@ -16,6 +16,9 @@ fn the_processor_rides_out_a_broker_restart_without_losing_or_repeating_anything
     // A broker of its own, stopped and removed on drop.
     let broker = LocalService::new("kafka-local.sh", "KAFKA", &[]);
     let bootstrap = broker.run(&["start"]);
+    let _keep = broker.keep_on_failure(
+        std::env::temp_dir().join(format!("rallypoint-brokerfault-{}", std::process::id())),
+    );
     let h = Harness::on_broker(
         &bootstrap,
         "brokerfault",

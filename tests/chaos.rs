@@ -13,7 +13,7 @@
 //!
 //! It takes about 15 minutes; `scripts/chaos.sh` runs it alone.
 
-mod common;
+use rallypoint_testkit as common;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -34,39 +34,6 @@ fn env_or(name: &str, default: u64) -> u64 {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-/// On a failure: the open transactions Kafka's own tool finds, then a copy of the broker's
-/// folder next to the processes' logs, for a look at the topics themselves.
-struct KeepOnFailure<'a> {
-    broker: &'a LocalService,
-    kept: std::path::PathBuf,
-}
-
-impl Drop for KeepOnFailure<'_> {
-    fn drop(&mut self) {
-        if !std::thread::panicking() {
-            return;
-        }
-        for args in [&["list"][..], &["find-hanging", "--broker-id", "1"][..]] {
-            let mut all = vec!["transactions"];
-            all.extend_from_slice(args);
-            let out = self.broker.output(&all);
-            eprintln!("chaos: kafka-transactions {}:\n{out}", args.join(" "));
-        }
-        let _ = std::fs::create_dir_all(&self.kept);
-        self.broker.run(&["stop"]);
-        let data = self.kept.join("kafka");
-        let copied = std::process::Command::new("cp")
-            .arg("-a")
-            .arg(self.broker.folder())
-            .arg(&data)
-            .status();
-        eprintln!(
-            "chaos: the broker's folder is copied to {} ({copied:?})",
-            data.display()
-        );
-    }
 }
 
 /// The processes under the test's supervision, and what it saw of them.
@@ -200,10 +167,7 @@ fn exactly_once_and_never_silent_through_broker_restarts_and_frozen_coordinators
     let broker = LocalService::new("kafka-local.sh", "KAFKA", &[]);
     let bootstrap = broker.run(&["start"]);
     let kept = std::env::temp_dir().join(format!("rallypoint-chaos-{seed}"));
-    let _keep = KeepOnFailure {
-        broker: &broker,
-        kept: kept.clone(),
-    };
+    let _keep = broker.keep_on_failure(kept.clone());
     let h = Harness::on_broker(
         &bootstrap,
         "chaos",

@@ -2,7 +2,7 @@
 //! coalition topic must equal, in order and byte for byte, what the pure core derives from the
 //! journal; and the journal must hold every input event exactly once.
 
-mod common;
+use rallypoint_testkit as common;
 
 use std::collections::BTreeSet;
 use std::time::Duration;

@@ -12,7 +12,7 @@
 //! `scripts/crash-soak.sh` runs it; `COUNT`, `KILLS` and `SEED` are read from
 //! `RALLYPOINT_SOAK_COUNT`, `RALLYPOINT_SOAK_KILLS` and `RALLYPOINT_SOAK_SEED`.
 
-mod common;
+use rallypoint_testkit as common;
 
 use std::os::unix::process::ExitStatusExt;
 use std::time::{Duration, Instant};

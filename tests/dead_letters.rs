@@ -9,7 +9,7 @@
 //! they reach intake only because `topics create` gives the input topics room above
 //! `intake.max_record_bytes`.
 
-mod common;
+use rallypoint_testkit as common;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

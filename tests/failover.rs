@@ -4,7 +4,7 @@
 //! over within 10 seconds; the frozen one, thawed, is a zombie whose producer is fenced and
 //! which stands by again. The committed output is then exactly what the journal implies.
 
-mod common;
+use rallypoint_testkit as common;
 
 use std::time::{Duration, Instant};
 

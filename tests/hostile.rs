@@ -1,7 +1,7 @@
 //! Hostile input on the real broker: every kind of bad record lands in the dead-letter topic
 //! with its reason, and valid traffic keeps flowing around it.
 
-mod common;
+use rallypoint_testkit as common;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -1,6 +1,6 @@
 //! The whole path on a real broker: feeds → intake → journal → coordinator → decisions.
 
-mod common;
+use rallypoint_testkit as common;
 
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! rules loaded. Its query API must give back exactly what was fed, every query of the shipped
 //! dashboard must run on the live data, and the rules must evaluate cleanly without firing.
 
-mod common;
+use rallypoint_testkit as common;
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};

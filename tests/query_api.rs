@@ -3,7 +3,7 @@
 //! audience sees, the metrics listener open and without the API, and TLS with a certificate
 //! made for the test.
 
-mod common;
+use rallypoint_testkit as common;
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

@@ -7,7 +7,7 @@
 //! - a record whose id cannot be looked up waits for the registry rather than being
 //!   dead-lettered.
 
-mod common;
+use rallypoint_testkit as common;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};

@@ -4,7 +4,7 @@
 //! withdraws its team after accepting, and new capacity arrives. Every decision is checked, in
 //! every nation's view and the coordination cell's, with what each may see under TLP.
 
-mod common;
+use rallypoint_testkit as common;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! A processor that reaches its broker over SASL_SSL (SCRAM-SHA-512, a CA made for the test),
 //! end to end: topics created, an input journaled, a decision taken.
 
-mod common;
+use rallypoint_testkit as common;
 
 use std::process::{Command, Stdio};
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! The threat picture on the real broker: the compacted topic's latest record per key equals
 //! what a recomputation from the journal gives, and the query API and metrics agree with it.
 
-mod common;
+use rallypoint_testkit as common;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};

@@ -11,7 +11,7 @@
 //! (`RALLYPOINT_FAULT=fail.store_write@<n>`, and every later one with `@<n>+`);
 //! `scripts/crash-soak.sh` runs it.
 
-mod common;
+use rallypoint_testkit as common;
 
 use std::time::{Duration, Instant};
 

@@ -1,7 +1,8 @@
-//! Black-box harness: the `rallypoint` binary against the real local broker. Each test works
-//! under a namespace of its own, so tests share one broker without seeing each other.
-
-#![allow(dead_code)]
+//! Rallypoint's test harness: the `rallypoint` binary as a black box against a real broker
+//! (each test under a namespace of its own, so tests share one broker without seeing each
+//! other), more processor instances ([`Node`]), services of a test's own ([`LocalService`]:
+//! a broker, a schema registry), and the exactly-once check ([`assert_exactly_once`]), which
+//! compares the committed topics with the pure fold of the journal (`rallypoint::implied`).
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -19,12 +20,31 @@ pub fn bootstrap() -> String {
     )
 }
 
+/// The `rallypoint` binary cargo built with the test that runs: tests and benchmarks run from
+/// `<target>/<profile>/deps/`, the binary is `<target>/<profile>/rallypoint` (what
+/// `CARGO_BIN_EXE_rallypoint` names in the package's own tests).
+pub fn built_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test's own path");
+    let profile = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("a test runs from <target>/<profile>/deps");
+    let bin = profile.join("rallypoint");
+    assert!(
+        bin.exists(),
+        "{} is missing: build it first (cargo builds it with the package's tests)",
+        bin.display()
+    );
+    bin
+}
+
 /// Links the binary cargo built for this test run into `dir`, so that the test runs it even
 /// if a later build (of another checkout sharing the target folder) replaces
 /// `target/release/rallypoint` meanwhile: cargo replaces that file, it does not rewrite it, so
 /// the link keeps the original. A copy where a link cannot be made.
 fn pin_binary(dir: &std::path::Path) -> PathBuf {
-    let built = std::path::Path::new(env!("CARGO_BIN_EXE_rallypoint"));
+    let built = built_binary();
+    let built = built.as_path();
     let pinned = dir.join("rallypoint");
     if std::fs::hard_link(built, &pinned).is_err() {
         std::fs::copy(built, &pinned).unwrap();
@@ -808,6 +828,44 @@ impl LocalService {
             .env_remove(format!("{}_PORT", self.prefix))
             .envs(self.env.iter().map(|(k, v)| (*k, v)));
         c
+    }
+    /// A guard that, if the test fails while it lives, prints the open transactions Kafka's
+    /// own tool finds on this broker and copies the broker's folder into `kept` (next to any
+    /// logs the test keeps there), for a look at the topics themselves.
+    pub fn keep_on_failure(&self, kept: PathBuf) -> KeepOnFailure<'_> {
+        KeepOnFailure { broker: self, kept }
+    }
+}
+
+/// See [`LocalService::keep_on_failure`].
+pub struct KeepOnFailure<'a> {
+    broker: &'a LocalService,
+    kept: PathBuf,
+}
+
+impl Drop for KeepOnFailure<'_> {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        for args in [&["list"][..], &["find-hanging", "--broker-id", "1"][..]] {
+            let mut all = vec!["transactions"];
+            all.extend_from_slice(args);
+            let out = self.broker.output(&all);
+            eprintln!("kafka-transactions {}:\n{out}", args.join(" "));
+        }
+        let _ = std::fs::create_dir_all(&self.kept);
+        self.broker.run(&["stop"]);
+        let data = self.kept.join("kafka");
+        let copied = Command::new("cp")
+            .arg("-a")
+            .arg(self.broker.folder())
+            .arg(&data)
+            .status();
+        eprintln!(
+            "the broker's folder is copied to {} ({copied:?})",
+            data.display()
+        );
     }
 }
 
