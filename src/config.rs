@@ -1,6 +1,9 @@
 //! Configuration in layers: embedded defaults < TOML file < `RALLYPOINT__SECTION__KEY`
-//! environment variables. Every key is read on its own so that *every* bad value is reported,
-//! not just the first serde meets; unknown keys are errors too (a typo must not pass silently).
+//! environment variables. Every key is typed once, as a field of [`Raw`]'s sections (durations,
+//! addresses, counts and names parsed there); a value its type refuses is that key's error and
+//! the reading goes on, so *every* bad value is reported, not just the first; unknown keys are
+//! errors too (a typo must not pass silently). Then one validation ([`Reader::cross_checks`]
+//! and the checks beside it) adds what no single key can say.
 //!
 //! librdkafka settings are never passed through: only the options below reach the client, so no
 //! configuration can name a library or plugin path for it to load.
@@ -11,6 +14,7 @@ use std::time::Duration;
 
 use config::{Config as Layers, Environment, File, FileFormat};
 use serde::de::DeserializeOwned;
+use serde::Deserialize;
 
 use crate::codec::Format;
 
@@ -72,9 +76,10 @@ pub struct KafkaConfig {
 }
 
 /// What survives a crash, named as in Kafka Streams' `processing.guarantee`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Guarantee {
     /// Outputs, changelog and input offsets commit in one transaction: each input counts once.
+    #[default]
     ExactlyOnce,
     /// Outputs are acknowledged before the input offsets commit: a crash may repeat a batch.
     AtLeastOnce,
@@ -162,8 +167,9 @@ pub struct LogConfig {
     pub level: String,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum LogFormat {
+    #[default]
     Human,
     Json,
 }
@@ -172,50 +178,6 @@ pub enum LogFormat {
 #[derive(Debug, thiserror::Error)]
 #[error("invalid configuration:\n  - {}", .0.join("\n  - "))]
 pub struct ConfigErrors(pub Vec<String>);
-
-const KEYS: &[&str] = &[
-    "kafka.bootstrap_servers",
-    "kafka.namespace",
-    "kafka.instance_id",
-    "kafka.transaction_timeout",
-    "kafka.commit_interval",
-    "kafka.max_batch",
-    "kafka.session_timeout",
-    "kafka.processing_guarantee",
-    "kafka.security_protocol",
-    "kafka.sasl_mechanism",
-    "kafka.sasl_username",
-    "kafka.sasl_password",
-    "kafka.ssl_ca_location",
-    "kafka.ssl_certificate_location",
-    "kafka.ssl_key_location",
-    "nations",
-    "state.dir",
-    "http.listen",
-    "query_api.enabled",
-    "query_api.listen",
-    "query_api.tls_cert",
-    "query_api.tls_key",
-    "topics.input_partitions",
-    "topics.output_partitions",
-    "topics.replication_factor",
-    "topics.decisions_format",
-    "intake.max_record_bytes",
-    "intake.max_future",
-    "coordinator.acceptance_timeout",
-    "picture.windows",
-    "picture.allowed_lateness",
-    "picture.emit_interval",
-    "picture.fanout_cap",
-    "picture.top",
-    "schema_registry.url",
-    "schema_registry.username",
-    "schema_registry.password",
-    "schema_registry.ca_location",
-    "schema_registry.timeout",
-    "log.format",
-    "log.level",
-];
 
 impl Config {
     /// Loads defaults, then `file` if given, then the environment.
@@ -278,31 +240,22 @@ impl Reader {
         }
     }
 
-    fn get<T: DeserializeOwned + Default>(&mut self, key: &str) -> T {
-        match self.layers.get::<T>(key) {
-            Ok(v) => v,
-            Err(e) => {
-                self.errors.push(format!("{key}: {e}"));
-                T::default()
-            }
+    /// The value of a field, or its error under `key` (and `T`'s default, so that reading
+    /// goes on and every other error is found too).
+    fn take<T: Default>(&mut self, key: &str, field: Checked<T>) -> T {
+        match field {
+            Checked::Ok(v) => v,
+            Checked::Bad(why) => self.fail(key, &why),
         }
     }
 
-    fn duration(&mut self, key: &str) -> Duration {
-        let text: String = self.get(key);
-        match humantime::parse_duration(&text) {
-            Ok(d) if !d.is_zero() => d,
-            Ok(_) => self.fail(key, "must be more than zero"),
-            Err(e) => self.fail(
-                key,
-                &format!("{text:?} is not a duration like 100ms or 30m ({e})"),
-            ),
-        }
+    fn fail<T: Default>(&mut self, key: &str, why: &str) -> T {
+        self.errors.push(format!("{key}: {why}"));
+        T::default()
     }
 
     /// A non-empty list of window sizes, each a whole number of seconds.
-    fn windows(&mut self, key: &str) -> Vec<Duration> {
-        let texts: Vec<String> = self.get(key);
+    fn windows(&mut self, key: &str, texts: Vec<String>) -> Vec<Duration> {
         if texts.is_empty() {
             return self.fail(key, "name at least one window size, e.g. [\"1h\", \"24h\"]");
         }
@@ -318,92 +271,98 @@ impl Reader {
         sizes
     }
 
-    fn fail<T: Default>(&mut self, key: &str, why: &str) -> T {
-        self.errors.push(format!("{key}: {why}"));
-        T::default()
-    }
-
-    fn positive(&mut self, key: &str) -> i64 {
-        let v: i64 = self.get(key);
-        if v <= 0 {
-            return self.fail(key, &format!("{v} must be at least 1"));
+    /// Reads the layers into their typed shape ([`Raw`]), every unknown key an error.
+    fn raw(&mut self) -> Option<Raw> {
+        let mut unknown = Vec::new();
+        let raw = serde_ignored::deserialize(self.layers.cache.clone(), |path| {
+            unknown.push(path.to_string())
+        });
+        for key in unknown {
+            self.errors.push(format!("{key}: unknown setting"));
         }
-        v
-    }
-
-    fn unknown_keys(&mut self) {
-        let Ok(table) = self.layers.cache.clone().into_table() else {
-            return;
-        };
-        let mut found = Vec::new();
-        flatten("", table, &mut found);
-        for key in found {
-            // One token per audience; the audiences are checked with the nations.
-            if key.starts_with("query_api.tokens.") {
-                continue;
-            }
-            if !KEYS.contains(&key.as_str()) {
-                self.errors.push(format!("{key}: unknown setting"));
+        match raw {
+            Ok(raw) => Some(raw),
+            Err(e) => {
+                self.errors.push(e.to_string());
+                None
             }
         }
     }
 
     fn finish(mut self) -> Result<Config, ConfigErrors> {
-        self.unknown_keys();
+        let Some(raw) = self.raw() else {
+            return Err(ConfigErrors(self.errors));
+        };
+        // Each key is named once, by its field's path in `Raw`.
+        macro_rules! take {
+            ($($key:ident).+) => {
+                self.take(stringify!($($key).+), raw.$($key).+)
+            };
+        }
         let kafka = KafkaConfig {
-            bootstrap_servers: self.get("kafka.bootstrap_servers"),
-            namespace: self.get("kafka.namespace"),
-            instance_id: self.get("kafka.instance_id"),
-            transaction_timeout: self.duration("kafka.transaction_timeout"),
-            commit_interval: self.duration("kafka.commit_interval"),
-            max_batch: self.positive("kafka.max_batch") as usize,
-            session_timeout: self.duration("kafka.session_timeout"),
-            guarantee: self.guarantee(),
+            bootstrap_servers: take!(kafka.bootstrap_servers),
+            namespace: take!(kafka.namespace),
+            instance_id: take!(kafka.instance_id),
+            transaction_timeout: take!(kafka.transaction_timeout).0,
+            commit_interval: take!(kafka.commit_interval).0,
+            max_batch: take!(kafka.max_batch).0 as usize,
+            session_timeout: take!(kafka.session_timeout).0,
+            guarantee: take!(kafka.processing_guarantee),
             security: KafkaSecurity {
-                protocol: self.get("kafka.security_protocol"),
-                sasl_mechanism: self.get("kafka.sasl_mechanism"),
-                sasl_username: self.get("kafka.sasl_username"),
-                sasl_password: Secret(self.get("kafka.sasl_password")),
-                ssl_ca_location: self.get("kafka.ssl_ca_location"),
-                ssl_certificate_location: self.get("kafka.ssl_certificate_location"),
-                ssl_key_location: self.get("kafka.ssl_key_location"),
+                protocol: take!(kafka.security_protocol),
+                sasl_mechanism: take!(kafka.sasl_mechanism),
+                sasl_username: take!(kafka.sasl_username),
+                sasl_password: take!(kafka.sasl_password),
+                ssl_ca_location: take!(kafka.ssl_ca_location),
+                ssl_certificate_location: take!(kafka.ssl_certificate_location),
+                ssl_key_location: take!(kafka.ssl_key_location),
             },
         };
+        let windows = take!(picture.windows);
+        let tls_cert = take!(query_api.tls_cert);
+        let tls_key = take!(query_api.tls_key);
+        let tokens = take!(query_api.tokens);
+        let query_api = QueryApiConfig {
+            enabled: take!(query_api.enabled),
+            listen: take!(query_api.listen).0,
+            tls: self.tls(tls_cert, tls_key),
+            tokens: tokens_by_audience(tokens),
+        };
         let config = Config {
-            nations: self.get("nations"),
-            state_dir: self.get::<String>("state.dir").into(),
-            http_listen: self.listen_addr("http.listen"),
-            query_api: self.query_api(),
+            nations: take!(nations),
+            state_dir: take!(state.dir).into(),
+            http_listen: take!(http.listen).0,
+            query_api,
             topics: TopicsConfig {
-                input_partitions: self.positive("topics.input_partitions") as i32,
-                output_partitions: self.positive("topics.output_partitions") as i32,
-                replication_factor: self.positive("topics.replication_factor") as i32,
-                decisions_format: self.format("topics.decisions_format"),
+                input_partitions: take!(topics.input_partitions).0 as i32,
+                output_partitions: take!(topics.output_partitions).0 as i32,
+                replication_factor: take!(topics.replication_factor).0 as i32,
+                decisions_format: take!(topics.decisions_format).0,
             },
             intake: IntakeConfig {
-                max_record_bytes: self.positive("intake.max_record_bytes") as usize,
-                max_future: self.duration("intake.max_future"),
+                max_record_bytes: take!(intake.max_record_bytes).0 as usize,
+                max_future: take!(intake.max_future).0,
             },
             coordinator: CoordinatorConfig {
-                acceptance_timeout: self.duration("coordinator.acceptance_timeout"),
+                acceptance_timeout: take!(coordinator.acceptance_timeout).0,
             },
             picture: PictureSettings {
-                windows: self.windows("picture.windows"),
-                allowed_lateness: self.duration("picture.allowed_lateness"),
-                emit_interval: self.duration("picture.emit_interval"),
-                fanout_cap: self.positive("picture.fanout_cap") as u32,
-                top: self.positive("picture.top") as usize,
+                windows: self.windows("picture.windows", windows),
+                allowed_lateness: take!(picture.allowed_lateness).0,
+                emit_interval: take!(picture.emit_interval).0,
+                fanout_cap: take!(picture.fanout_cap).0 as u32,
+                top: take!(picture.top).0 as usize,
             },
             schema_registry: SchemaRegistryConfig {
-                url: self.get::<String>("schema_registry.url").trim().to_owned(),
-                username: self.get("schema_registry.username"),
-                password: Secret(self.get("schema_registry.password")),
-                ca_location: self.get("schema_registry.ca_location"),
-                timeout: self.duration("schema_registry.timeout"),
+                url: take!(schema_registry.url).trim().to_owned(),
+                username: take!(schema_registry.username),
+                password: take!(schema_registry.password),
+                ca_location: take!(schema_registry.ca_location),
+                timeout: take!(schema_registry.timeout).0,
             },
             log: LogConfig {
-                format: self.log_format(),
-                level: self.get("log.level"),
+                format: take!(log.format),
+                level: take!(log.level),
             },
             kafka,
         };
@@ -415,22 +374,9 @@ impl Reader {
         }
     }
 
-    fn listen_addr(&mut self, key: &str) -> SocketAddr {
-        let text: String = self.get(key);
-        let fallback = SocketAddr::from(([127, 0, 0, 1], 0));
-        text.parse().unwrap_or_else(|_| {
-            self.fail_with(
-                key,
-                &format!("{text:?} is not an address like 127.0.0.1:9464"),
-                fallback,
-            )
-        })
-    }
-
-    fn query_api(&mut self) -> QueryApiConfig {
-        let cert: String = self.get("query_api.tls_cert");
-        let key: String = self.get("query_api.tls_key");
-        let tls = match (cert.is_empty(), key.is_empty()) {
+    /// Both TLS files or neither.
+    fn tls(&mut self, cert: String, key: String) -> Option<TlsFiles> {
+        match (cert.is_empty(), key.is_empty()) {
             (true, true) => None,
             (false, false) => Some(TlsFiles {
                 cert: cert.into(),
@@ -439,84 +385,15 @@ impl Reader {
             _ => {
                 self.errors
                     .push("query_api.tls_cert and query_api.tls_key go together".into());
-                for (key, path) in [("query_api.tls_cert", &cert), ("query_api.tls_key", &key)] {
+                for (name, path) in [("query_api.tls_cert", &cert), ("query_api.tls_key", &key)] {
                     if !path.is_empty() && !Path::new(path).is_file() {
                         self.errors
-                            .push(format!("{key}: {path:?} is not a readable file"));
+                            .push(format!("{name}: {path:?} is not a readable file"));
                     }
                 }
                 None
             }
-        };
-        // Absent unless the environment sets one: the defaults hold no table.
-        let tokens: std::collections::BTreeMap<String, String> =
-            match self.layers.get("query_api.tokens") {
-                Ok(t) => t,
-                Err(config::ConfigError::NotFound(_)) => Default::default(),
-                Err(e) => self.fail_with(
-                    "query_api.tokens",
-                    &format!(
-                    "{e}: set one variable per audience, e.g. RALLYPOINT__QUERY_API__TOKENS__CELL"
-                ),
-                    Default::default(),
-                ),
-            };
-        QueryApiConfig {
-            enabled: self.get("query_api.enabled"),
-            listen: self.listen_addr("query_api.listen"),
-            tls,
-            // An empty variable is no token (as compose passes an unset one).
-            tokens: tokens
-                .into_iter()
-                .filter(|(_, token)| !token.is_empty())
-                .map(|(audience, token)| {
-                    let audience = if audience.eq_ignore_ascii_case("cell") {
-                        crate::auth::Audience::Cell
-                    } else {
-                        crate::auth::Audience::Nation(audience.to_ascii_uppercase())
-                    };
-                    (audience, Secret(token))
-                })
-                .collect(),
         }
-    }
-
-    fn format(&mut self, key: &str) -> Format {
-        match self.get::<String>(key).as_str() {
-            "avro" => Format::Avro,
-            "json" => Format::Json,
-            other => self.fail_with(key, &format!("{other:?} is not avro or json"), Format::Avro),
-        }
-    }
-
-    fn guarantee(&mut self) -> Guarantee {
-        let key = "kafka.processing_guarantee";
-        match self.get::<String>(key).as_str() {
-            "exactly_once_v2" => Guarantee::ExactlyOnce,
-            "at_least_once" => Guarantee::AtLeastOnce,
-            other => self.fail_with(
-                key,
-                &format!("{other:?} is not exactly_once_v2 or at_least_once"),
-                Guarantee::ExactlyOnce,
-            ),
-        }
-    }
-
-    fn log_format(&mut self) -> LogFormat {
-        match self.get::<String>("log.format").as_str() {
-            "human" => LogFormat::Human,
-            "json" => LogFormat::Json,
-            other => self.fail_with(
-                "log.format",
-                &format!("{other:?} is not human or json"),
-                LogFormat::Human,
-            ),
-        }
-    }
-
-    fn fail_with<T>(&mut self, key: &str, why: &str, fallback: T) -> T {
-        self.errors.push(format!("{key}: {why}"));
-        fallback
     }
 
     fn cross_checks(&mut self, c: &Config) {
@@ -765,17 +642,240 @@ fn registry_url(url: &str) -> Result<(bool, bool), String> {
     Ok((https, loopback))
 }
 
-fn flatten(prefix: &str, table: config::Map<String, config::Value>, out: &mut Vec<String>) {
-    for (k, v) in table {
-        let key = if prefix.is_empty() {
-            k
-        } else {
-            format!("{prefix}.{k}")
-        };
-        match v.clone().into_table() {
-            Ok(inner) if key != "nations" => flatten(&key, inner, out),
-            _ => out.push(key),
+/// The query API's tokens by audience. An empty variable is no token (as compose passes an
+/// unset one).
+fn tokens_by_audience(
+    tokens: std::collections::BTreeMap<String, String>,
+) -> Vec<(crate::auth::Audience, Secret)> {
+    tokens
+        .into_iter()
+        .filter(|(_, token)| !token.is_empty())
+        .map(|(audience, token)| {
+            let audience = if audience.eq_ignore_ascii_case("cell") {
+                crate::auth::Audience::Cell
+            } else {
+                crate::auth::Audience::Nation(audience.to_ascii_uppercase())
+            };
+            (audience, Secret(token))
+        })
+        .collect()
+}
+
+/// **Every configuration key, typed once**: the sections of `config/defaults.toml` (which gives
+/// each key its default) as the layers are read into them. A key not here is an unknown setting;
+/// a value its type refuses is that key's error ([`Checked`]), and the reading goes on, so a bad
+/// file lists all its errors at once.
+#[derive(Deserialize)]
+struct Raw {
+    nations: Checked<Vec<String>>,
+    kafka: RawKafka,
+    state: RawState,
+    http: RawHttp,
+    query_api: RawQueryApi,
+    topics: RawTopics,
+    intake: RawIntake,
+    coordinator: RawCoordinator,
+    picture: RawPicture,
+    log: RawLog,
+    schema_registry: RawSchemaRegistry,
+}
+
+#[derive(Deserialize)]
+struct RawKafka {
+    bootstrap_servers: Checked<String>,
+    namespace: Checked<String>,
+    instance_id: Checked<String>,
+    transaction_timeout: Checked<Span>,
+    commit_interval: Checked<Span>,
+    max_batch: Checked<AtLeastOne>,
+    session_timeout: Checked<Span>,
+    processing_guarantee: Checked<Guarantee>,
+    security_protocol: Checked<String>,
+    sasl_mechanism: Checked<String>,
+    sasl_username: Checked<String>,
+    sasl_password: Checked<Secret>,
+    ssl_ca_location: Checked<String>,
+    ssl_certificate_location: Checked<String>,
+    ssl_key_location: Checked<String>,
+}
+
+#[derive(Deserialize)]
+struct RawState {
+    dir: Checked<String>,
+}
+
+#[derive(Deserialize)]
+struct RawHttp {
+    listen: Checked<Listen>,
+}
+
+#[derive(Deserialize)]
+struct RawQueryApi {
+    enabled: Checked<bool>,
+    listen: Checked<Listen>,
+    tls_cert: Checked<String>,
+    tls_key: Checked<String>,
+    /// From the environment only: the defaults hold none.
+    #[serde(default)]
+    tokens: Checked<std::collections::BTreeMap<String, String>>,
+}
+
+#[derive(Deserialize)]
+struct RawTopics {
+    input_partitions: Checked<AtLeastOne>,
+    output_partitions: Checked<AtLeastOne>,
+    replication_factor: Checked<AtLeastOne>,
+    decisions_format: Checked<FormatName>,
+}
+
+#[derive(Deserialize)]
+struct RawIntake {
+    max_record_bytes: Checked<AtLeastOne>,
+    max_future: Checked<Span>,
+}
+
+#[derive(Deserialize)]
+struct RawCoordinator {
+    acceptance_timeout: Checked<Span>,
+}
+
+#[derive(Deserialize)]
+struct RawPicture {
+    windows: Checked<Vec<String>>,
+    allowed_lateness: Checked<Span>,
+    emit_interval: Checked<Span>,
+    fanout_cap: Checked<AtLeastOne>,
+    top: Checked<AtLeastOne>,
+}
+
+#[derive(Deserialize)]
+struct RawLog {
+    format: Checked<LogFormat>,
+    level: Checked<String>,
+}
+
+#[derive(Deserialize)]
+struct RawSchemaRegistry {
+    url: Checked<String>,
+    username: Checked<String>,
+    password: Checked<Secret>,
+    ca_location: Checked<String>,
+    timeout: Checked<Span>,
+}
+
+/// A value, or why its key's type refused it: reading one never fails, so that every key is
+/// read and every error found.
+enum Checked<T> {
+    Ok(T),
+    Bad(String),
+}
+
+impl<T: Default> Default for Checked<T> {
+    fn default() -> Self {
+        Checked::Ok(T::default())
+    }
+}
+
+impl<'de, T: DeserializeOwned> Deserialize<'de> for Checked<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let value = config::Value::deserialize(d)?;
+        Ok(match value.try_deserialize::<T>() {
+            Ok(v) => Checked::Ok(v),
+            Err(e) => Checked::Bad(e.to_string()),
+        })
+    }
+}
+
+/// A duration like `100ms` or `30m`, more than zero.
+#[derive(Default)]
+struct Span(Duration);
+
+impl<'de> Deserialize<'de> for Span {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        match humantime::parse_duration(&text) {
+            Ok(d) if !d.is_zero() => Ok(Span(d)),
+            Ok(_) => Err(serde::de::Error::custom("must be more than zero")),
+            Err(e) => Err(serde::de::Error::custom(format!(
+                "{text:?} is not a duration like 100ms or 30m ({e})"
+            ))),
         }
+    }
+}
+
+/// A whole number, at least 1.
+#[derive(Default)]
+struct AtLeastOne(i64);
+
+impl<'de> Deserialize<'de> for AtLeastOne {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = i64::deserialize(d)?;
+        if v < 1 {
+            return Err(serde::de::Error::custom(format!("{v} must be at least 1")));
+        }
+        Ok(AtLeastOne(v))
+    }
+}
+
+/// A listening address like `127.0.0.1:9464`.
+struct Listen(SocketAddr);
+
+impl Default for Listen {
+    fn default() -> Self {
+        Listen(SocketAddr::from(([127, 0, 0, 1], 0)))
+    }
+}
+
+impl<'de> Deserialize<'de> for Listen {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map(Listen).map_err(|_| {
+            serde::de::Error::custom(format!("{text:?} is not an address like 127.0.0.1:9464"))
+        })
+    }
+}
+
+/// A unit enum read from one of its `names`, with an error that lists them.
+fn one_of<'de, D: serde::Deserializer<'de>, T: Copy>(
+    d: D,
+    names: &[(&str, T)],
+) -> Result<T, D::Error> {
+    let text = String::deserialize(d)?;
+    names
+        .iter()
+        .find(|(name, _)| *name == text)
+        .map(|(_, v)| *v)
+        .ok_or_else(|| {
+            let all: Vec<&str> = names.iter().map(|(n, _)| *n).collect();
+            serde::de::Error::custom(format!("{text:?} is not {}", all.join(" or ")))
+        })
+}
+
+impl<'de> Deserialize<'de> for Guarantee {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        one_of(
+            d,
+            &[
+                ("exactly_once_v2", Guarantee::ExactlyOnce),
+                ("at_least_once", Guarantee::AtLeastOnce),
+            ],
+        )
+    }
+}
+
+/// A topic's output encoding, by name.
+#[derive(Default)]
+struct FormatName(Format);
+
+impl<'de> Deserialize<'de> for FormatName {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        one_of(d, &[("avro", Format::Avro), ("json", Format::Json)]).map(FormatName)
+    }
+}
+
+impl<'de> Deserialize<'de> for LogFormat {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        one_of(d, &[("human", LogFormat::Human), ("json", LogFormat::Json)])
     }
 }
 

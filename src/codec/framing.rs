@@ -12,9 +12,10 @@ pub enum Framing {
 }
 
 /// Output encoding of a topic.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Format {
+    #[default]
     Avro,
     Json,
 }
