@@ -231,7 +231,7 @@ fn topics_create(config: &Config) -> anyhow::Result<()> {
 /// or until a stage fails (then the process exits non-zero for its supervisor to restart it).
 fn run(config: Config, role: Role) -> anyhow::Result<()> {
     let registry = Registry::new();
-    let metrics = Metrics::register(&registry);
+    let metrics = Metrics::register(&registry).context("registering the metrics")?;
     // CPU, memory, open files and start time, from /proc.
     registry.register(Box::new(
         prometheus::process_collector::ProcessCollector::for_self(),
@@ -262,7 +262,7 @@ fn run(config: Config, role: Role) -> anyhow::Result<()> {
     // A watchdog expiry of an earlier run is recorded in the state folder and counted now.
     let expiries = config.state_dir.join("watchdog-expiries");
     metrics
-        .lifecycle
+        .lifecycle()
         .watchdog_expired_before(&crate::kafka::watchdog::take_recorded_expiries(&expiries));
     if std::fs::create_dir_all(&config.state_dir).is_ok() {
         crate::kafka::watchdog::record_expiries_in(expiries);
@@ -297,10 +297,7 @@ fn run(config: Config, role: Role) -> anyhow::Result<()> {
     let state = AppState {
         registry,
         stages: ready,
-        stage_ready: metrics.stage_ready.clone(),
-        stage_active: metrics.stage_active.clone(),
-        client_call_wait: metrics.client_call_wait.clone(),
-        lifecycle: metrics.lifecycle.clone(),
+        metrics: metrics.clone(),
         watchdog_bound: crate::kafka::watchdog::bound(&config.kafka),
     };
     let stopped = |stop: Stop| async move { stop.stopped().await };

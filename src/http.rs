@@ -16,7 +16,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use axum::{Extension, Json};
-use prometheus::{Encoder, IntGaugeVec, Registry, TextEncoder};
+use prometheus::{Encoder, Registry, TextEncoder};
 
 use crate::auth::{role_for, Audience, Tokens, View};
 use crate::status::{Phase, StageStatus};
@@ -26,12 +26,9 @@ pub struct AppState {
     pub registry: Registry,
     /// (stage name, what it is doing).
     pub stages: Vec<(&'static str, Arc<StageStatus>)>,
-    /// Mirrors `/readyz` for Prometheus, which cannot read it.
-    pub stage_ready: IntGaugeVec,
-    /// 1 while a stage holds its input and processes it (0 when standing by).
-    pub stage_active: IntGaugeVec,
-    pub client_call_wait: prometheus::Gauge,
-    pub lifecycle: crate::telemetry::Lifecycle,
+    /// Updated from the stages and the watchdog at each scrape (`/readyz` mirrored for
+    /// Prometheus, which cannot read it).
+    pub metrics: crate::telemetry::Metrics,
     /// The watchdog's bound for the configured timeouts.
     pub watchdog_bound: std::time::Duration,
 }
@@ -99,18 +96,7 @@ async fn authenticate(State(s): State<QueryState>, mut req: Request, next: Next)
 }
 
 async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
-    for (stage, status) in &s.stages {
-        let phase = status.get();
-        s.stage_ready
-            .with_label_values(&[stage])
-            .set(i64::from(phase.is_ready()));
-        s.stage_active
-            .with_label_values(&[stage])
-            .set(i64::from(phase == Phase::Active));
-    }
-    let waited = crate::kafka::watchdog::longest_wait().map_or(0.0, |(_, d)| d.as_secs_f64());
-    s.client_call_wait.set(waited);
-    s.lifecycle.observe_watchdog(s.watchdog_bound);
+    s.metrics.observe_scrape(&s.stages, s.watchdog_bound);
     let mut body = Vec::new();
     let encoder = TextEncoder::new();
     if let Err(e) = encoder.encode(&s.registry.gather(), &mut body) {

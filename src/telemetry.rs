@@ -2,10 +2,12 @@
 //! their own); names follow `rallypoint_<name>_<unit>` and label values are bounded sets
 //! (stage, reject reason, decision type, topic and partition of our own topics, store).
 
+pub mod events;
 mod lifecycle;
 mod mission;
 mod store;
 
+pub use events::Tell;
 pub use lifecycle::{Lifecycle, Renewal};
 pub use mission::MissionGauges;
 pub use store::StoreGauges;
@@ -14,189 +16,209 @@ use prometheus::{
     exponential_buckets, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts,
     Registry,
 };
-use rallypoint_core::Rejection;
 use tracing_subscriber::EnvFilter;
 
 use crate::config::{LogConfig, LogFormat};
 
+/// Every metric of the process, private: what changes them are the events of [`events`], each
+/// told with [`Metrics::tell`], which write their log line and update their metrics together,
+/// and the observers below, which read figures when `/metrics` is scraped.
 #[derive(Clone)]
 pub struct Metrics {
-    pub records_in: IntCounterVec,
-    pub records_out: IntCounterVec,
-    pub dead_letters: IntCounterVec,
-    pub decisions: IntCounterVec,
-    pub commit_seconds: HistogramVec,
-    pub aborted: IntCounterVec,
-    pub end_to_end_seconds: Histogram,
-    pub consumer_lag: IntGaugeVec,
+    records_in: IntCounterVec,
+    records_out: IntCounterVec,
+    dead_letters: IntCounterVec,
+    decisions: IntCounterVec,
+    commit_seconds: HistogramVec,
+    aborted: IntCounterVec,
+    end_to_end_seconds: Histogram,
+    consumer_lag: IntGaugeVec,
     /// RocksDB's figures about each state store.
-    pub store: StoreGauges,
+    store: StoreGauges,
     /// Open incidents, requests, capacity and the correlation, from the coordinator's state.
-    pub mission: MissionGauges,
+    mission: MissionGauges,
     /// 1 while a stage is ready (what `/readyz` answers), set when `/metrics` is scraped.
-    pub stage_ready: IntGaugeVec,
+    stage_ready: IntGaugeVec,
     /// 1 while a stage holds its input and processes it; 0 while it stands by or starts.
-    pub stage_active: IntGaugeVec,
+    stage_active: IntGaugeVec,
     /// Read from the watchdog when `/metrics` is scraped.
-    pub client_call_wait: prometheus::Gauge,
-    pub restored_records: IntCounterVec,
-    pub registry_unavailable: IntCounterVec,
+    client_call_wait: prometheus::Gauge,
+    restored_records: IntCounterVec,
+    registry_unavailable: IntCounterVec,
     /// Fencings, new producers and consumers, take-overs, the watchdog.
-    pub lifecycle: Lifecycle,
+    lifecycle: Lifecycle,
 }
 
-fn counter(reg: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
-    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
-    reg.register(Box::new(c.clone()))
-        .expect("metric registered once");
-    c
+/// Registers `c` (once built) in `reg`.
+pub(crate) fn register<C: prometheus::core::Collector + Clone + 'static>(
+    reg: &Registry,
+    c: prometheus::Result<C>,
+) -> prometheus::Result<C> {
+    let c = c?;
+    reg.register(Box::new(c.clone()))?;
+    Ok(c)
+}
+
+fn counter(
+    reg: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> prometheus::Result<IntCounterVec> {
+    register(reg, IntCounterVec::new(Opts::new(name, help), labels))
+}
+
+fn gauges(
+    reg: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> prometheus::Result<IntGaugeVec> {
+    register(reg, IntGaugeVec::new(Opts::new(name, help), labels))
 }
 
 impl Metrics {
-    pub fn register(reg: &Registry) -> Self {
-        let latency = exponential_buckets(0.001, 2.0, 16).expect("valid buckets");
-        let commit_seconds = HistogramVec::new(
-            HistogramOpts::new(
-                "rallypoint_transaction_commit_seconds",
-                "Time to commit one Kafka transaction.",
-            )
-            .buckets(latency.clone()),
-            &["stage"],
-        )
-        .expect("valid metric");
-        reg.register(Box::new(commit_seconds.clone()))
-            .expect("registered once");
-        let end_to_end_seconds = Histogram::with_opts(
-            HistogramOpts::new(
-                "rallypoint_end_to_end_latency_seconds",
-                "From an input record's timestamp to the commit of the decisions it caused.",
-            )
-            .buckets(latency),
-        )
-        .expect("valid metric");
-        reg.register(Box::new(end_to_end_seconds.clone()))
-            .expect("registered once");
-        let consumer_lag = IntGaugeVec::new(
-            Opts::new(
+    /// Registers every metric in `reg`; an error if one is malformed or registered twice.
+    pub fn register(reg: &Registry) -> prometheus::Result<Self> {
+        let latency = exponential_buckets(0.001, 2.0, 16)?;
+        Ok(Self {
+            commit_seconds: register(
+                reg,
+                HistogramVec::new(
+                    HistogramOpts::new(
+                        "rallypoint_transaction_commit_seconds",
+                        "Time to commit one Kafka transaction.",
+                    )
+                    .buckets(latency.clone()),
+                    &["stage"],
+                ),
+            )?,
+            end_to_end_seconds: register(
+                reg,
+                Histogram::with_opts(
+                    HistogramOpts::new(
+                        "rallypoint_end_to_end_latency_seconds",
+                        "From an input record's timestamp to the commit of the decisions it caused.",
+                    )
+                    .buckets(latency),
+                ),
+            )?,
+            consumer_lag: gauges(
+                reg,
                 "rallypoint_consumer_lag_records",
                 "Records between the stage's position and the last stable offset of a partition.",
-            ),
-            &["stage", "topic", "partition"],
-        )
-        .expect("valid metric");
-        reg.register(Box::new(consumer_lag.clone()))
-            .expect("registered once");
-        let stage_ready = IntGaugeVec::new(
-            Opts::new(
+                &["stage", "topic", "partition"],
+            )?,
+            stage_ready: gauges(
+                reg,
                 "rallypoint_stage_ready",
                 "1 while the stage is ready: active, or standing by for another instance.",
-            ),
-            &["stage"],
-        )
-        .expect("valid metric");
-        reg.register(Box::new(stage_ready.clone()))
-            .expect("registered once");
-        let stage_active = IntGaugeVec::new(
-            Opts::new(
+                &["stage"],
+            )?,
+            stage_active: gauges(
+                reg,
                 "rallypoint_stage_active",
                 "1 while the stage holds its input and processes it; 0 while it stands by.",
-            ),
-            &["stage"],
-        )
-        .expect("valid metric");
-        reg.register(Box::new(stage_active.clone()))
-            .expect("registered once");
-        let client_call_wait = prometheus::Gauge::new(
-            "rallypoint_kafka_client_call_wait_seconds",
-            "How long the longest blocking Kafka client call now in flight has waited (0: none). \
-             Past the call's bound (its timeout + 30 s) the watchdog ends the process with status 70.",
-        )
-        .expect("valid metric");
-        reg.register(Box::new(client_call_wait.clone()))
-            .expect("registered once");
-        Self {
-            client_call_wait,
+                &["stage"],
+            )?,
+            client_call_wait: register(
+                reg,
+                prometheus::Gauge::new(
+                    "rallypoint_kafka_client_call_wait_seconds",
+                    "How long the longest blocking Kafka client call now in flight has waited (0: none). \
+                     Past the call's bound (its timeout + 30 s) the watchdog ends the process with status 70.",
+                ),
+            )?,
             records_in: counter(
                 reg,
                 "rallypoint_records_in_total",
                 "Records consumed, per stage.",
                 &["stage"],
-            ),
+            )?,
             records_out: counter(
                 reg,
                 "rallypoint_records_out_total",
                 "Records produced, per stage and kind.",
                 &["stage", "kind"],
-            ),
+            )?,
             dead_letters: counter(
                 reg,
                 "rallypoint_dead_letters_total",
                 "Records sent to the dead-letter topic, per reason.",
                 &["stage", "reason"],
-            ),
+            )?,
             decisions: counter(
                 reg,
                 "rallypoint_decisions_total",
                 "Decisions taken, per type (counted once, not per audience).",
                 &["type"],
-            ),
+            )?,
             aborted: counter(
                 reg,
                 "rallypoint_transactions_aborted_total",
                 "Transactions aborted and rewound.",
                 &["stage"],
-            ),
+            )?,
             restored_records: counter(
                 reg,
                 "rallypoint_changelog_restored_records_total",
                 "Changelog records applied to RocksDB at start.",
                 &["store"],
-            ),
+            )?,
             registry_unavailable: counter(
                 reg,
                 "rallypoint_schema_registry_unavailable_total",
                 "Times a stage paused because the schema registry could not tell what a record's schema id is; the record is read again, not dead-lettered.",
                 &["stage"],
-            ),
-            commit_seconds,
-            end_to_end_seconds,
-            consumer_lag,
-            store: StoreGauges::register(reg),
-            mission: MissionGauges::register(reg),
-            stage_ready,
-            stage_active,
-            lifecycle: Lifecycle::register(reg).expect("lifecycle metrics registered once"),
+            )?,
+            store: StoreGauges::register(reg)?,
+            mission: MissionGauges::register(reg)?,
+            lifecycle: Lifecycle::register(reg)?,
+        })
+    }
+
+    /// Tells one event: its log line and its metrics.
+    pub fn tell(&self, event: impl Tell) {
+        event.tell(self);
+    }
+
+    /// Fencings, new producers and consumers, take-overs, seals, the watchdog.
+    pub fn lifecycle(&self) -> &Lifecycle {
+        &self.lifecycle
+    }
+
+    /// RocksDB's figures about a stage's store.
+    pub fn observe_store(&self, stage: &str, figures: &crate::store::StoreFigures) {
+        self.store.observe(stage, figures);
+    }
+
+    /// The mission figures, read from the coordinator's committed state.
+    pub fn observe_mission<S: rallypoint_core::store::Store + ?Sized>(
+        &self,
+        store: &S,
+    ) -> Result<(), rallypoint_core::store::StoreError> {
+        self.mission.observe(store)
+    }
+
+    /// What is read when `/metrics` is scraped: each stage's phase, the longest client call in
+    /// flight, and the watchdog's figures.
+    pub fn observe_scrape(
+        &self,
+        stages: &[(&'static str, std::sync::Arc<crate::status::StageStatus>)],
+        watchdog_bound: std::time::Duration,
+    ) {
+        for (stage, status) in stages {
+            let phase = status.get();
+            self.stage_ready
+                .with_label_values(&[stage])
+                .set(i64::from(phase.is_ready()));
+            self.stage_active
+                .with_label_values(&[stage])
+                .set(i64::from(phase == crate::status::Phase::Active));
         }
-    }
-
-    /// One rejected record: counted by reason and logged with its origin.
-    pub fn rejected(&self, stage: &str, r: &Rejection, topic: &str, partition: i32, offset: i64) {
-        self.dead_letters
-            .with_label_values(&[stage, r.reason.as_str()])
-            .inc();
-        // The detail may quote the record (an id, a field's value) and the record may be RED:
-        // it goes to the dead-letter record, which only operators read, and to debug logs.
-        tracing::warn!(
-            stage,
-            reason = r.reason.as_str(),
-            topic,
-            partition,
-            offset,
-            "record rejected to the dead-letter topic"
-        );
-        tracing::debug!(stage, detail = %r.detail, topic, partition, offset, "rejection detail");
-    }
-}
-
-impl Metrics {
-    /// A stage pauses: a record's schema id cannot be looked up now. Counted and logged.
-    pub fn waiting_for_registry(&self, stage: &str, why: &str) {
-        self.registry_unavailable.with_label_values(&[stage]).inc();
-        tracing::warn!(
-            stage,
-            error = why,
-            "waiting for the schema registry; the record will be read again"
-        );
+        let waited = crate::kafka::watchdog::longest_wait().map_or(0.0, |(_, d)| d.as_secs_f64());
+        self.client_call_wait.set(waited);
+        self.lifecycle.observe_watchdog(watchdog_bound);
     }
 }
 

@@ -24,6 +24,7 @@ use proptest::prelude::*;
 use rallypoint::codec::{Codec, Format};
 use rallypoint::gate;
 use rallypoint::kafka::Topics;
+use rallypoint::telemetry::events::Rejected;
 use rallypoint::telemetry::Metrics;
 use rallypoint_core::decision::{Audience, Decision};
 use rallypoint_core::event::{Event, Indicator, IndicatorKind, Tlp};
@@ -292,7 +293,7 @@ fn sweep(seed: u64, n: usize, answers: &[u8], format: Format) -> Result<usize, S
     })
     .map_err(|e| e.to_string())?;
     let registry = prometheus::Registry::new();
-    let metrics = Metrics::register(&registry);
+    let metrics = Metrics::register(&registry).unwrap();
     let mut checked = 0;
     for o in &outputs {
         let reader = match o {
@@ -306,7 +307,13 @@ fn sweep(seed: u64, n: usize, answers: &[u8], format: Format) -> Result<usize, S
             },
             Output::Picture(_) => Reader::Picture,
             Output::Rejected(r) => {
-                metrics.rejected("coordinator", r, "rrc.internal.journal", 0, 0);
+                metrics.tell(Rejected {
+                    stage: "coordinator",
+                    rejection: r,
+                    topic: "rrc.internal.journal",
+                    partition: 0,
+                    offset: 0,
+                });
                 continue;
             }
         };
@@ -320,7 +327,7 @@ fn sweep(seed: u64, n: usize, answers: &[u8], format: Format) -> Result<usize, S
         }
         checked += 1;
     }
-    metrics.mission.observe(&store).map_err(|e| e.to_string())?;
+    metrics.observe_mission(&store).map_err(|e| e.to_string())?;
     let mut views: Vec<(Reader, Vec<u8>)> = vec![
         (
             Reader::Picture,

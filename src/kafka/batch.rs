@@ -8,6 +8,7 @@ use super::stage::{Backoff, Recovery, Role, StageError};
 use super::txn::Transactional;
 use super::{context, txn, watchdog};
 use crate::stop::Stop;
+use crate::telemetry::events::{BatchAborted, BatchCommitted};
 
 /// Input positions of one open transaction: where it started (to rewind) and what to commit.
 #[derive(Default)]
@@ -192,14 +193,11 @@ pub fn commit_batch(
 ) -> Result<(), StageError> {
     let started = std::time::Instant::now();
     txn.commit(&batch.to_commit(), consumer)?;
-    metrics
-        .commit_seconds
-        .with_label_values(&[stage])
-        .observe(started.elapsed().as_secs_f64());
-    metrics
-        .records_in
-        .with_label_values(&[stage])
-        .inc_by(batch.records as u64);
+    metrics.tell(BatchCommitted {
+        stage,
+        records: batch.records,
+        seconds: started.elapsed().as_secs_f64(),
+    });
     rdkafka::consumer::Consumer::context(consumer).progress(batch);
     Ok(())
 }
@@ -215,9 +213,12 @@ pub fn abort_and_rewind(
     metrics: &crate::telemetry::Metrics,
     why: &str,
 ) -> Result<(), StageError> {
-    tracing::warn!(stage, %why, records = batch.records, "transaction aborted; re-reading its input");
+    metrics.tell(BatchAborted {
+        stage,
+        records: batch.records,
+        why,
+    });
     txn.abort()?;
-    metrics.aborted.with_label_values(&[stage]).inc();
     batch
         .rewind(consumer)
         .map_err(|e| StageError::Fatal(format!("rewind after abort failed: {e}")))?;

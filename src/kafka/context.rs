@@ -10,6 +10,7 @@ use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Statistics};
 use rdkafka::{Offset, TopicPartitionList};
 
+use crate::telemetry::events::ConsumerLag;
 use crate::telemetry::Metrics;
 
 /// Context of a stage's consumer.
@@ -149,10 +150,12 @@ impl ClientContext for StageContext {
                 let lag = if p.desired { lag(&p) } else { Some(0) };
                 if let Some(lag) = lag.filter(|_| partition >= 0) {
                     total += lag;
-                    self.metrics
-                        .consumer_lag
-                        .with_label_values(&[self.stage, &topic, &partition.to_string()])
-                        .set(lag);
+                    self.metrics.tell(ConsumerLag {
+                        stage: self.stage,
+                        topic: &topic,
+                        partition,
+                        lag,
+                    });
                 }
             }
         }

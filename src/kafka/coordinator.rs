@@ -45,6 +45,7 @@ use crate::registry::Schemas;
 use crate::status::{Phase, StageStatus};
 use crate::stop::Stop;
 use crate::store::RocksStore;
+use crate::telemetry::events::{ChangelogApplied, DecisionsCommitted, Kind, Sent};
 use crate::telemetry::{Metrics, Renewal};
 
 const STAGE: &str = "coordinator";
@@ -104,8 +105,8 @@ impl Coordinator {
 
     /// RocksDB's and the mission's figures into the metrics.
     fn observe(&self, store: &RocksStore) {
-        self.metrics.store.observe(STAGE, &store.figures());
-        if let Err(e) = self.metrics.mission.observe(store) {
+        self.metrics.observe_store(STAGE, &store.figures());
+        if let Err(e) = self.metrics.observe_mission(store) {
             tracing::warn!(error = %e, "reading the mission figures failed");
         }
     }
@@ -122,7 +123,7 @@ impl Coordinator {
         if !self.schemas.register_patiently(STAGE, stop)? {
             return Ok(());
         }
-        super::run_again_when_consumer_lost(STAGE, stop, status, &self.metrics.lifecycle, || {
+        super::run_again_when_consumer_lost(STAGE, stop, status, self.metrics.lifecycle(), || {
             self.serve(stop, status)
         })
     }
@@ -213,10 +214,10 @@ impl Coordinator {
             None => Follower::new(&self.config, &self.topics.changelog(), store)?,
         };
         let applied = follower.follow(store, Duration::from_millis(50))?;
-        self.metrics
-            .restored_records
-            .with_label_values(&[STAGE])
-            .inc_by(applied as u64);
+        self.metrics.tell(ChangelogApplied {
+            store: STAGE,
+            records: applied as u64,
+        });
         Ok(Mode::Standby {
             follower: Some(follower),
             since_fenced,
@@ -242,18 +243,26 @@ impl Coordinator {
         tracing::info!(stage = STAGE, "journal assigned: taking over");
         let held = consumer.assignment()?;
         consumer.pause(&held)?;
-        let txn = Transactional::new(
+        let mut txn = Transactional::new(
             &self.config,
             "rallypoint-coordinator",
             self.topics.changelog(),
             stop,
         )?;
         crate::fault::point("coordinator.takeover");
+        let changelog = self.topics.changelog();
+        let ends = super::settled::settled(&self.config, &self.outputs(), stop, |hanging| {
+            self.metrics
+                .lifecycle()
+                .sealed(STAGE, &super::settled::named(hanging));
+            Ok(txn.seal(hanging, consumer)?)
+        })?;
         let restored = super::restore::restore(
             &self.config,
-            &self.topics.changelog(),
+            &changelog,
             store,
             &self.metrics,
+            ends.of(&changelog, 0),
             stop,
             || {
                 // Keep the membership alive; the journal is paused, so nothing is returned.
@@ -273,7 +282,7 @@ impl Coordinator {
         self.resume_journal(consumer, store, stop)?;
         status.set(Phase::Active);
         self.metrics
-            .lifecycle
+            .lifecycle()
             .took_over(started.elapsed().as_secs_f64());
         tracing::info!(
             stage = STAGE,
@@ -286,6 +295,19 @@ impl Coordinator {
             txn,
             batch: BatchOffsets::default(),
         }))
+    }
+
+    /// Every topic this stage writes: the changelog first.
+    fn outputs(&self) -> Vec<String> {
+        let t = &self.topics;
+        let mut all = vec![
+            t.changelog(),
+            t.coalition_decisions(),
+            t.threat_picture(),
+            t.dlq(),
+        ];
+        all.extend(self.config.nations.iter().map(|n| t.decisions(n)));
+        all
     }
 
     /// Seeks the journal to the position the restored state holds (or, for a state without
@@ -331,7 +353,7 @@ impl Coordinator {
             // A new producer (see `Transactional::lost_all_brokers`), as after being fenced: a
             // new producer fences the holder, so a thawed zombie must first find out in one
             // session that the journal is no longer its own.
-            self.metrics.lifecycle.producer_renewed(
+            self.metrics.lifecycle().producer_renewed(
                 STAGE,
                 Renewal::BrokersLost,
                 &"every broker connection was lost: taking over again",
@@ -361,7 +383,7 @@ impl Coordinator {
             Ok(Round::Committed(_)) => Ok(Mode::Active(active)),
             Err(e) => match e.recovery(Role::Single) {
                 Recovery::StandBy => {
-                    self.metrics.lifecycle.fenced(STAGE, &e);
+                    self.metrics.lifecycle().fenced(STAGE, &e);
                     tracing::warn!(stage = STAGE, "fenced by another coordinator: standing by");
                     Ok(Mode::Standby {
                         follower: None,
@@ -373,7 +395,7 @@ impl Coordinator {
                     // is not in RocksDB: taking over again (new producer, restore, the state's
                     // position) settles both.
                     self.metrics
-                        .lifecycle
+                        .lifecycle()
                         .producer_renewed(STAGE, e.renewal(), &e);
                     tracing::warn!(stage = STAGE, error = %e, "taking over again");
                     Ok(standby())
@@ -430,20 +452,21 @@ impl Coordinator {
             }
             match output {
                 Output::Decision(routed) => {
-                    self.metrics
-                        .records_out
-                        .with_label_values(&[STAGE, "decision"])
-                        .inc();
+                    self.metrics.tell(Sent {
+                        stage: STAGE,
+                        kind: Kind::Decision,
+                        count: 1,
+                    });
                     if routed.audience == Audience::Coalition {
                         pending.decisions.push(routed.decision.type_name());
                     }
                     decided = true;
                 }
-                Output::Picture(_) => self
-                    .metrics
-                    .records_out
-                    .with_label_values(&[STAGE, "picture"])
-                    .inc(),
+                Output::Picture(_) => self.metrics.tell(Sent {
+                    stage: STAGE,
+                    kind: Kind::Picture,
+                    count: 1,
+                }),
                 Output::Rejected(_) => {}
             }
         }
@@ -531,18 +554,16 @@ impl Coordinator {
         store
             .apply(pending.overlay.drain(), next)
             .map_err(|e| self.state_failed(AFTER_COMMIT, e))?;
-        self.metrics
-            .records_out
-            .with_label_values(&[STAGE, "changelog"])
-            .inc_by(changes as u64);
-        for t in pending.decisions {
-            self.metrics.decisions.with_label_values(&[t]).inc();
-        }
-        for ts in pending.input_timestamps {
-            self.metrics
-                .end_to_end_seconds
-                .observe((committed_at - ts).max(0) as f64 / 1000.0);
-        }
+        self.metrics.tell(Sent {
+            stage: STAGE,
+            kind: Kind::Changelog,
+            count: changes as u64,
+        });
+        self.metrics.tell(DecisionsCommitted {
+            types: &pending.decisions,
+            input_timestamps: &pending.input_timestamps,
+            at: committed_at,
+        });
         Ok(())
     }
 }

@@ -31,6 +31,7 @@ use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 
 use super::txn::Transactional;
 use crate::codec::{self, Codec, DeadLetter};
+use crate::telemetry::events::{Kind, Rejected, Sent};
 
 /// Headers Rallypoint adds to journal records.
 pub const HDR_SOURCE: &str = "rp.source";
@@ -209,16 +210,20 @@ pub fn send_dead_letter(
     original: &Original<'_>,
     rejection: &Rejection,
 ) -> Result<(), super::stage::StageError> {
-    metrics.rejected(
+    metrics.tell(Rejected {
         stage,
         rejection,
-        original.topic,
-        original.partition,
-        original.offset,
-    );
+        topic: original.topic,
+        partition: original.partition,
+        offset: original.offset,
+    });
     let (value, headers) = dead_letter_record(codec, original, rejection);
     txn.send(dlq, original.key, Some(&value), Some(headers))?;
-    metrics.records_out.with_label_values(&[stage, "dlq"]).inc();
+    metrics.tell(Sent {
+        stage,
+        kind: Kind::DeadLetter,
+        count: 1,
+    });
     Ok(())
 }
 

@@ -20,6 +20,7 @@ use crate::config::Config;
 use crate::registry::Schemas;
 use crate::status::{Phase, StageStatus};
 use crate::stop::Stop;
+use crate::telemetry::events::{Kind, ResumedFromCommitted, Sent};
 use crate::telemetry::{Metrics, Renewal};
 
 const STAGE: &str = "intake";
@@ -54,7 +55,7 @@ impl Intake {
         if !self.schemas.register_patiently(STAGE, stop)? {
             return Ok(());
         }
-        super::run_again_when_consumer_lost(STAGE, stop, status, &self.metrics.lifecycle, || {
+        super::run_again_when_consumer_lost(STAGE, stop, status, self.metrics.lifecycle(), || {
             self.serve(stop, status)
         })
     }
@@ -73,7 +74,7 @@ impl Intake {
         consumer
             .subscribe(&[&self.topics.input_pattern()])
             .context("subscribing to input topics")?;
-        let mut txn = self.producer(stop)?;
+        let mut txn = self.producer(&consumer, stop)?;
         status.set(Phase::Active);
         tracing::info!(pattern = %self.topics.input_pattern(), "intake running");
         let mut batch = BatchOffsets::default();
@@ -104,13 +105,15 @@ impl Intake {
                 Ok(_) => {}
                 Err(e) => match e.recovery(Role::Shared) {
                     Recovery::ResumeFromCommitted => {
-                        tracing::warn!(stage = STAGE, error = %e, "resuming from the committed offsets");
-                        self.metrics.aborted.with_label_values(&[STAGE]).inc();
+                        self.metrics.tell(ResumedFromCommitted {
+                            stage: STAGE,
+                            why: &e,
+                        });
                         self.resume_from_committed(&mut txn, &consumer, stop)?;
                     }
                     Recovery::RenewProducer => {
                         if let StageError::Fenced(_) = e {
-                            self.metrics.lifecycle.fenced(STAGE, &e);
+                            self.metrics.lifecycle().fenced(STAGE, &e);
                         }
                         if stop.is_stopped() {
                             break;
@@ -135,9 +138,11 @@ impl Intake {
         why: &dyn std::fmt::Display,
         stop: &Stop,
     ) -> anyhow::Result<Transactional> {
-        self.metrics.lifecycle.producer_renewed(STAGE, reason, why);
+        self.metrics
+            .lifecycle()
+            .producer_renewed(STAGE, reason, why);
         drop(old);
-        let mut txn = self.producer(stop)?;
+        let mut txn = self.producer(consumer, stop)?;
         self.resume_from_committed(&mut txn, consumer, stop)?;
         Ok(txn)
     }
@@ -177,7 +182,7 @@ impl Intake {
         let mut offsets = rdkafka::TopicPartitionList::new();
         offsets.add_partition_offset(&journal, 0, rdkafka::Offset::Offset(end))?;
         txn.commit_offsets_only(&offsets, consumer)?;
-        self.metrics.lifecycle.group_settled(STAGE, waited);
+        self.metrics.lifecycle().group_settled(STAGE, waited);
         Ok(())
     }
 
@@ -213,14 +218,27 @@ impl Intake {
         }
     }
 
-    fn producer(&self, stop: &Stop) -> anyhow::Result<Transactional> {
+    /// A new producer, once nothing it left open hangs where the intake writes (see
+    /// [`super::settled`]).
+    fn producer(
+        &self,
+        consumer: &BaseConsumer<StageContext>,
+        stop: &Stop,
+    ) -> anyhow::Result<Transactional> {
         let id = format!("rallypoint-intake-{}", self.config.kafka.instance_id);
-        Ok(Transactional::new(
+        let mut txn = Transactional::new(&self.config, &id, self.topics.changelog(), stop)?;
+        super::settled::settled(
             &self.config,
-            &id,
-            self.topics.changelog(),
+            &[self.topics.journal(), self.topics.dlq()],
             stop,
-        )?)
+            |hanging| {
+                self.metrics
+                    .lifecycle()
+                    .sealed(STAGE, &super::settled::named(hanging));
+                Ok(txn.seal(hanging, consumer)?)
+            },
+        )?;
+        Ok(txn)
     }
 
     /// Routes one input record to the journal or the dead-letter topic, or leaves it for later
@@ -263,10 +281,11 @@ impl Intake {
                     Some(&value),
                     Some(headers),
                 )?;
-                self.metrics
-                    .records_out
-                    .with_label_values(&[STAGE, "journal"])
-                    .inc();
+                self.metrics.tell(Sent {
+                    stage: STAGE,
+                    kind: Kind::Journal,
+                    count: 1,
+                });
             }
             Err(rejection) => {
                 let dlq = self.topics.dlq();

@@ -3,7 +3,8 @@
 //! stage's round can end with and what happens next ([`stage`]), the batch and the round both
 //! stages run ([`batch`]), committed offsets ([`offsets`]), retried calls ([`retry`]), the
 //! watchdog over every blocking call ([`watchdog`]), client callbacks ([`context`]), dead
-//! letters ([`dead_letter`]), changelog restore ([`restore`]), and the two stages, [`intake`]
+//! letters ([`dead_letter`]), no transaction left open where a stage writes ([`settled`]),
+//! changelog restore ([`restore`]), and the two stages, [`intake`]
 //! and [`coordinator`].
 //!
 //! Each stage runs its poll-process-commit loop on a thread of its own with a `BaseConsumer`,
@@ -20,6 +21,7 @@ pub mod intake;
 pub mod offsets;
 pub mod restore;
 pub mod retry;
+pub mod settled;
 pub mod stage;
 pub mod topics;
 pub mod txn;

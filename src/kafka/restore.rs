@@ -1,7 +1,7 @@
 //! Brings RocksDB up to the end of the changelog: from the offset it records (warm restart),
 //! or from the beginning when the state folder is new (cold rebuild). Run after
-//! `init_transactions`, so no new transaction of ours can begin, and only after the previous
-//! holder's last one has ended (see [`stable_end`]).
+//! `init_transactions`, so no new transaction of ours can begin, and only after no transaction
+//! is open on it (see [`super::settled`]).
 //!
 //! A standing-by coordinator also [`Follower`]s the changelog as the active one commits, so
 //! that a takeover only has the last few records to restore.
@@ -16,6 +16,7 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 use crate::config::Config;
 use crate::stop::Stop;
 use crate::store::RocksStore;
+use crate::telemetry::events::ChangelogApplied;
 use crate::telemetry::Metrics;
 
 pub const FLUSH_EVERY: usize = 10_000;
@@ -26,83 +27,19 @@ const PATIENCE: Duration = Duration::from_secs(60);
 
 /// A consumer of committed changelog records, outside any group.
 fn changelog_consumer(config: &Config, eof: bool) -> anyhow::Result<BaseConsumer> {
-    changelog_reader(config, eof, "read_committed")
-}
-
-fn changelog_reader(config: &Config, eof: bool, isolation: &str) -> anyhow::Result<BaseConsumer> {
     let mut c = super::client_config(config);
     c.set("group.id", config.name("rallypoint-restore"))
         .set("enable.auto.commit", "false")
-        .set("isolation.level", isolation)
+        .set("isolation.level", "read_committed")
         .set("enable.partition.eof", if eof { "true" } else { "false" });
     c.create().context("creating the changelog consumer")
 }
 
-/// The end up to which the changelog must be restored: its high watermark once no transaction
-/// is open on it. A `read_committed` reader's end is the last stable offset, which stops short
-/// of a transaction still open; after `init_transactions` only the previous holder's last
-/// transaction can be (its markers may still be on their way), and whether it committed is
-/// known only once they are written. Restoring to the stable end before that would miss a
-/// batch that committed, and resume the journal before it: its decisions would be made again.
-/// So this waits (up to the transaction timeout and [`PATIENCE`]) until the stable end reaches
-/// the high watermark read first.
-fn stable_end(
-    config: &Config,
-    consumer: &BaseConsumer,
-    topic: &str,
-    stop: &Stop,
-) -> anyhow::Result<i64> {
-    let wait = Duration::from_secs(10);
-    let uncommitted = super::watchdog::Watched::new(
-        changelog_reader(config, false, "read_uncommitted")?,
-        "consumer_close",
-        super::CALL_TIMEOUT,
-    );
-    let (_, high) = super::with_patience(
-        &format!("reading the high watermark of {topic}"),
-        PATIENCE,
-        stop,
-        || uncommitted.fetch_watermarks(topic, 0, wait),
-    )?;
-    let patience = PATIENCE + config.kafka.transaction_timeout;
-    let started = Instant::now();
-    let mut logged = false;
-    loop {
-        let (_, stable) = super::with_patience(
-            &format!("reading the end of {topic}"),
-            PATIENCE,
-            stop,
-            || consumer.fetch_watermarks(topic, 0, wait),
-        )?;
-        if stable >= high {
-            return Ok(stable);
-        }
-        if !logged {
-            tracing::info!(
-                stable,
-                high,
-                "a transaction is still open on the changelog: waiting for its outcome before restoring"
-            );
-            logged = true;
-        }
-        super::watchdog::beat();
-        if started.elapsed() >= patience {
-            anyhow::bail!(
-                "changelog restore: a transaction kept {topic} open at {stable} (its end {high}) for \
-                 {patience:?}, longer than any transaction may last: a hanging transaction, which \
-                 the broker does not end by itself. Restoring without its outcome could decide \
-                 twice, so the coordinator stops. Find it with `kafka-transactions.sh \
-                 --bootstrap-server <broker> find-hanging --broker-id <leader of {topic}-0>` and \
-                 end it with `kafka-transactions.sh abort` (docs/alerts.md, RallypointNotReady)"
-            );
-        }
-        if stop.sleep(Duration::from_millis(100)) {
-            anyhow::bail!("changelog restore: stopping while a transaction is open on {topic}");
-        }
-    }
-}
-
-/// Returns how many changelog records were applied. `between` is called every
+/// Restores up to `end`, the changelog's high watermark once no transaction is open on it (see
+/// [`super::settled`]): a `read_committed` reader's end is the last stable offset, which stops
+/// short of a transaction still open, and restoring only to there would miss a batch that
+/// committed, and resume the journal before it. Returns how many changelog records were
+/// applied. `between` is called every
 /// [`BETWEEN_EVERY`] while records are read, so the caller can keep its group membership alive
 /// (poll its consumer) during a long rebuild.
 pub fn restore(
@@ -110,6 +47,7 @@ pub fn restore(
     topic: &str,
     store: &mut RocksStore,
     metrics: &Metrics,
+    end: i64,
     stop: &Stop,
     mut between: impl FnMut(),
 ) -> anyhow::Result<u64> {
@@ -120,7 +58,6 @@ pub fn restore(
         "consumer_close",
         super::CALL_TIMEOUT,
     );
-    let end = stable_end(config, &consumer, topic, stop)?;
     if from >= end {
         tracing::info!(from, end, "state is up to date with the changelog");
         return Ok(0);
@@ -172,10 +109,10 @@ pub fn restore(
     store
         .apply(pending, next.max(end))
         .context("writing restored changelog records to RocksDB")?;
-    metrics
-        .restored_records
-        .with_label_values(&["coordinator"])
-        .inc_by(applied);
+    metrics.tell(ChangelogApplied {
+        store: "coordinator",
+        records: applied,
+    });
     tracing::info!(
         from,
         end,

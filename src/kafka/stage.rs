@@ -229,7 +229,7 @@ impl Backoff {
     ) {
         match not_yet {
             Some(why) => {
-                metrics.waiting_for_registry(stage, &why);
+                metrics.tell(crate::telemetry::events::WaitingForRegistry { stage, why: &why });
                 self.wait(stop);
             }
             None => self.reset(),

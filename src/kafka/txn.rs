@@ -33,6 +33,9 @@ use crate::stop::Stop;
 /// producer is given up as fatal. Long enough to ride out a broker restart.
 pub const PATIENCE: Duration = Duration::from_secs(300);
 
+/// The key of the tombstone a [`Transactional::seal`] writes, in a transaction it aborts.
+pub const SEAL_KEY: &[u8] = b"rallypoint.seal";
+
 /// What librdkafka says to do about an error.
 #[derive(Debug, PartialEq, Eq)]
 enum Class {
@@ -161,6 +164,47 @@ impl Transactional {
         }
         self.begin()?;
         self.commit(offsets, consumer)
+    }
+
+    /// Ends every hanging transaction of this producer id on `partitions` (see
+    /// [`super::settled`]) with one outcome, abort: an aborted transaction of its own writes one
+    /// tombstone under [`SEAL_KEY`] to each (invisible to `read_committed` readers; compaction
+    /// removes it) and the group's offsets, and its abort markers end whatever this producer id
+    /// left open there, the group's pending offsets too. Nothing is done without transactions.
+    pub fn seal(
+        &mut self,
+        partitions: &[(String, i32)],
+        consumer: &BaseConsumer<StageContext>,
+    ) -> Result<(), StageError> {
+        if !self.exactly_once {
+            return Ok(());
+        }
+        self.begin()?;
+        for (topic, partition) in partitions {
+            let record: BaseRecord<'_, [u8], [u8]> =
+                BaseRecord::to(topic).partition(*partition).key(SEAL_KEY);
+            if let Err((e, _)) = self.producer.send(record) {
+                return Err(error(class(&e), &e));
+            }
+        }
+        // The group's pending offsets, if any, are this producer id's too: adding the group to
+        // the transaction makes its abort end them. The offsets sent are discarded with it.
+        if let Some(group) = consumer.group_metadata() {
+            let mut offsets = TopicPartitionList::new();
+            for (topic, partition) in partitions {
+                offsets
+                    .add_partition_offset(topic, *partition, rdkafka::Offset::Offset(0))
+                    .map_err(|e| StageError::Abort(e.to_string()))?;
+            }
+            if let Err(e) = watchdog::watch("send_offsets_to_transaction", self.timeout, || {
+                self.producer
+                    .send_offsets_to_transaction(&offsets, &group, self.timeout)
+            }) {
+                tracing::info!(error = %e, "sealing: the group's offsets were refused; the abort ends the transaction all the same");
+            }
+        }
+        self.drain().map_err(|e| error(Class::Abort, &e))?;
+        self.abort()
     }
 
     /// Queues one record in the current transaction, beginning it if needed.

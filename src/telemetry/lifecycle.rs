@@ -1,5 +1,5 @@
 //! What happens to a stage's clients and roles: each event writes its log line and counts its
-//! metric together, so the two cannot disagree. `docs/runbook.md` says which ones need an
+//! metric together, so the two cannot disagree. `docs/alerts.md` says which ones need an
 //! operator.
 
 use prometheus::{
@@ -14,6 +14,7 @@ pub struct Lifecycle {
     consumer_losses: IntCounterVec,
     takeovers: IntCounter,
     group_settlements: IntCounterVec,
+    seals: IntCounterVec,
     takeover_seconds: Histogram,
     watchdog_expiries: IntCounterVec,
     stage_silent: GaugeVec,
@@ -44,14 +45,7 @@ impl Renewal {
     }
 }
 
-fn register<C: prometheus::core::Collector + Clone + 'static>(
-    reg: &Registry,
-    c: prometheus::Result<C>,
-) -> prometheus::Result<C> {
-    let c = c?;
-    reg.register(Box::new(c.clone()))?;
-    Ok(c)
-}
+use super::register;
 
 impl Lifecycle {
     pub fn register(reg: &Registry) -> prometheus::Result<Self> {
@@ -92,6 +86,16 @@ impl Lifecycle {
                     Opts::new(
                         "rallypoint_group_settlements_total",
                         "Times the broker kept a stage's committed offsets unstable past the transaction timeout and the stage committed an offsets-only transaction of its own producer to settle them.",
+                    ),
+                    &["stage"],
+                ),
+            )?,
+            seals: register(
+                reg,
+                IntCounterVec::new(
+                    Opts::new(
+                        "rallypoint_hanging_transactions_sealed_total",
+                        "Times a stage found records of its own producer id without an outcome (a hanging transaction) where it writes, and aborted them with a transaction of its own before writing.",
                     ),
                     &["stage"],
                 ),
@@ -166,6 +170,15 @@ impl Lifecycle {
             stage,
             waited_s = waited.as_secs(),
             "the broker kept the group's committed offsets unstable past the transaction timeout: committed an offsets-only transaction of this producer to settle them"
+        );
+    }
+
+    pub fn sealed(&self, stage: &str, partitions: &str) {
+        self.seals.with_label_values(&[stage]).inc();
+        tracing::warn!(
+            stage,
+            partitions,
+            "a hanging transaction: records without an outcome past the transaction timeout; aborting them with a transaction of this stage's producer (docs/operations.md, \"Hanging transactions\")"
         );
     }
 

@@ -22,37 +22,32 @@ pub struct MissionGauges {
     late: IntCounter,
 }
 
-fn register<T: prometheus::core::Collector + Clone + 'static>(reg: &Registry, m: T) -> T {
-    reg.register(Box::new(m.clone()))
-        .expect("metric registered once");
-    m
-}
+use super::register;
 
-fn gauge(reg: &Registry, name: &str, help: &str) -> IntGauge {
-    register(reg, IntGauge::new(name, help).expect("valid metric"))
+fn gauge(reg: &Registry, name: &str, help: &str) -> prometheus::Result<IntGauge> {
+    register(reg, IntGauge::new(name, help))
 }
 
 impl MissionGauges {
-    pub fn register(reg: &Registry) -> Self {
-        Self {
+    pub fn register(reg: &Registry) -> prometheus::Result<Self> {
+        Ok(Self {
             open_incidents: register(
                 reg,
                 IntGaugeVec::new(
                     Opts::new("rallypoint_open_incidents", "Open incidents, by priority."),
                     &["priority"],
-                )
-                .expect("valid metric"),
-            ),
+                ),
+            )?,
             open_requests: gauge(
                 reg,
                 "rallypoint_open_requests",
                 "Requests for help whose incident is open.",
-            ),
+            )?,
             unmet_needs: gauge(
                 reg,
                 "rallypoint_unmet_needs",
                 "Requested capabilities still missing units: help that no eligible offer covers.",
-            ),
+            )?,
             capacity: register(
                 reg,
                 IntGaugeVec::new(
@@ -62,34 +57,32 @@ impl MissionGauges {
                          assignments, per capability.",
                     ),
                     &["capability", "state"],
-                )
-                .expect("valid metric"),
-            ),
+                ),
+            )?,
             campaigns: gauge(
                 reg,
                 "rallypoint_campaigns_active",
                 "Campaigns that span two or more nations.",
-            ),
+            )?,
             indicator_values: gauge(
                 reg,
                 "rallypoint_indicator_values",
                 "Distinct normalized indicator values in the correlation index.",
-            ),
+            )?,
             capped: gauge(
                 reg,
                 "rallypoint_indicator_values_capped",
                 "Indicator values reported by more incidents than the fan-out cap; they link none.",
-            ),
+            )?,
             late: register(
                 reg,
                 IntCounter::new(
                     "rallypoint_late_events_total",
                     "Events too late for their window (past the allowed lateness); counted in \
                      the picture's totals, not in a window.",
-                )
-                .expect("valid metric"),
-            ),
-        }
+                ),
+            )?,
+        })
     }
 
     /// Reads the figures from the coordinator's committed state.

@@ -21,81 +21,78 @@ pub struct StoreGauges {
     hot_values: IntGaugeVec,
 }
 
-fn gauge(reg: &Registry, name: &str, help: &str) -> IntGaugeVec {
-    let g = IntGaugeVec::new(Opts::new(name, help), &["store"]).expect("valid metric");
-    reg.register(Box::new(g.clone()))
-        .expect("metric registered once");
-    g
+fn gauge(reg: &Registry, name: &str, help: &str) -> prometheus::Result<IntGaugeVec> {
+    super::register(reg, IntGaugeVec::new(Opts::new(name, help), &["store"]))
 }
 
 impl StoreGauges {
-    pub fn register(reg: &Registry) -> Self {
-        let write_stalls = IntCounterVec::new(
-            Opts::new(
-                "rallypoint_rocksdb_write_stalls_total",
-                "Times RocksDB delayed or stopped writes to the state store, by condition.",
+    pub fn register(reg: &Registry) -> prometheus::Result<Self> {
+        let write_stalls = super::register(
+            reg,
+            IntCounterVec::new(
+                Opts::new(
+                    "rallypoint_rocksdb_write_stalls_total",
+                    "Times RocksDB delayed or stopped writes to the state store, by condition.",
+                ),
+                &["store", "condition"],
             ),
-            &["store", "condition"],
-        )
-        .expect("valid metric");
-        reg.register(Box::new(write_stalls.clone()))
-            .expect("metric registered once");
-        Self {
+        )?;
+        Ok(Self {
             keys: gauge(
                 reg,
                 "rallypoint_state_keys",
                 "Estimated live keys in the RocksDB state store.",
-            ),
+            )?,
             block_cache: gauge(
                 reg,
                 "rallypoint_rocksdb_block_cache_usage_bytes",
                 "Bytes held in the state store's RocksDB block cache.",
-            ),
+            )?,
             pending_compaction: gauge(
                 reg,
                 "rallypoint_rocksdb_pending_compaction_bytes",
                 "Bytes RocksDB estimates compaction must rewrite; writes slow down, then stop, \
                  as this grows.",
-            ),
+            )?,
             live_sst: gauge(
                 reg,
                 "rallypoint_rocksdb_live_sst_bytes",
                 "Bytes of the state store's live SST files.",
-            ),
+            )?,
             write_stopped: gauge(
                 reg,
                 "rallypoint_rocksdb_write_stopped",
                 "1 while RocksDB stops writes to the state store, else 0.",
-            ),
+            )?,
             delayed_write_rate: gauge(
                 reg,
                 "rallypoint_rocksdb_delayed_write_rate_bytes_per_second",
                 "The rate RocksDB limits writes to while it delays them; 0 when it does not.",
-            ),
+            )?,
             write_stalls,
             memtables: gauge(
                 reg,
                 "rallypoint_rocksdb_memtable_bytes",
                 "Bytes of the state store's memtables (bounded).",
-            ),
+            )?,
             table_readers: gauge(
                 reg,
                 "rallypoint_rocksdb_table_readers_bytes",
                 "Bytes RocksDB's SST readers hold outside the block cache (bloom filters, \
                  indexes); grows with the state on disk.",
-            ),
+            )?,
             index_keys: gauge(
                 reg,
                 "rallypoint_state_index_keys",
                 "Keys of the open-work indexes (waiting needs, free offers, deadlines, \
                  schedules), kept in memory.",
-            ),
+            )?,
             hot_values: gauge(
                 reg,
                 "rallypoint_state_hot_cache_bytes",
                 "Bytes of the cache of recently used committed state values (bounded).",
-            ),
-        }
+            )?,
+        })
     }
 
     /// Sets every figure of `store`. The stall counts are RocksDB's own since the store was
@@ -162,7 +159,7 @@ mod tests {
         let store = RocksStore::open(dir.path()).unwrap();
         assert_eq!(store.get(b"k/004321").unwrap(), Some(vec![7u8; 100]));
         let reg = Registry::new();
-        let gauges = StoreGauges::register(&reg);
+        let gauges = StoreGauges::register(&reg).unwrap();
         gauges.observe("coordinator", &store.figures());
         let of = |name| value(&reg, name, &[("store", "coordinator")]);
 
@@ -213,7 +210,7 @@ mod tests {
     #[test]
     fn stall_counters_follow_rocksdb_counts_without_double_counting() {
         let reg = Registry::new();
-        let gauges = StoreGauges::register(&reg);
+        let gauges = StoreGauges::register(&reg).unwrap();
         let mut f = StoreFigures {
             write_delays: 3,
             ..StoreFigures::default()

@@ -1,0 +1,169 @@
+//! No transaction left without an outcome on the partitions a stage writes, before it writes.
+//!
+//! After `init_transactions` no transaction of the stage's own transactional id is open (the
+//! broker ended the previous holder's), and every other producer's ends within the transaction
+//! timeout. A partition whose last stable offset stays below the end it had when the stage
+//! looked holds a **hanging transaction**: records without an outcome. Kafka leaves one when it
+//! drops a transaction's markers; it does so for partitions that have no leader while it writes
+//! them, as during the controlled shutdown of a partition's last replica
+//! (docs/operations.md, "Hanging transactions"). The stage's next transaction would adopt such
+//! records (a marker ends every open transaction of its producer id on the partition) and give
+//! them its own outcome, and a batch whose offsets were aborted could see its records committed
+//! (journaled twice), or the reverse (lost). So each stage checks here first, and ends a
+//! hanging transaction of its own producer id with one outcome everywhere: abort, records and
+//! the group's pending offsets alike, so the batch is read and done again.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+
+use super::watchdog::Watched;
+use crate::config::Config;
+use crate::stop::Stop;
+
+/// How long a call or a wait for a leader may take, besides the transaction timeout.
+const PATIENCE: Duration = Duration::from_secs(60);
+/// The timeout of one watermark or metadata request.
+const WAIT: Duration = Duration::from_secs(10);
+
+fn reader(config: &Config, isolation: &str) -> anyhow::Result<Watched<BaseConsumer>> {
+    let mut c = super::client_config(config);
+    c.set("group.id", config.name("rallypoint-settled"))
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", isolation);
+    let consumer: BaseConsumer = c.create().context("creating a watermark reader")?;
+    Ok(Watched::new(
+        consumer,
+        "consumer_close",
+        super::CALL_TIMEOUT,
+    ))
+}
+
+/// The partitions of `topics` and their ends when looked at: what must become stable.
+pub struct Ends(BTreeMap<(String, i32), i64>);
+
+impl Ends {
+    /// The end of `topic`/`partition` when looked at.
+    pub fn of(&self, topic: &str, partition: i32) -> i64 {
+        self.0
+            .get(&(topic.to_owned(), partition))
+            .copied()
+            .unwrap_or(0)
+    }
+}
+
+/// Reads the end (high watermark) of every partition of `topics`.
+pub fn ends(config: &Config, topics: &[String], stop: &Stop) -> anyhow::Result<Ends> {
+    let uncommitted = reader(config, "read_uncommitted")?;
+    let mut ends = BTreeMap::new();
+    for topic in topics {
+        let metadata = super::with_patience(
+            &format!("reading the partitions of {topic}"),
+            PATIENCE,
+            stop,
+            || uncommitted.fetch_metadata(Some(topic), WAIT),
+        )?;
+        let partitions: Vec<i32> = metadata
+            .topics()
+            .iter()
+            .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+            .collect();
+        for p in partitions {
+            let (_, high) = super::with_patience(
+                &format!("reading the high watermark of {topic}/{p}"),
+                PATIENCE,
+                stop,
+                || uncommitted.fetch_watermarks(topic, p, WAIT),
+            )?;
+            ends.insert((topic.clone(), p), high);
+        }
+    }
+    Ok(Ends(ends))
+}
+
+/// Waits, for up to `patience`, until every partition of `ends` is stable up to its end;
+/// returns those still open then.
+pub fn open_after(
+    config: &Config,
+    ends: &Ends,
+    patience: Duration,
+    stop: &Stop,
+) -> anyhow::Result<Vec<(String, i32)>> {
+    let committed = reader(config, "read_committed")?;
+    let started = Instant::now();
+    let mut open: Vec<(String, i32)> = ends.0.keys().cloned().collect();
+    let mut logged = false;
+    loop {
+        let mut still = Vec::new();
+        for (topic, p) in open {
+            let (_, stable) = super::with_patience(
+                &format!("reading the stable end of {topic}/{p}"),
+                PATIENCE,
+                stop,
+                || committed.fetch_watermarks(&topic, p, WAIT),
+            )?;
+            if stable < ends.of(&topic, p) {
+                still.push((topic, p));
+            }
+        }
+        if still.is_empty() || started.elapsed() >= patience {
+            return Ok(still);
+        }
+        if !logged {
+            tracing::info!(
+                partitions = %named(&still),
+                "a transaction is still open where this stage writes: waiting for its outcome"
+            );
+            logged = true;
+        }
+        super::watchdog::beat();
+        if stop.sleep(Duration::from_millis(100)) {
+            anyhow::bail!("stopping while a transaction is open on {}", named(&still));
+        }
+        open = still;
+    }
+}
+
+pub fn named(partitions: &[(String, i32)]) -> String {
+    partitions
+        .iter()
+        .map(|(t, p)| format!("{t}/{p}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Makes every partition of `topics` stable up to the end it had when this was called, and
+/// returns those ends. A partition still open once every transaction of another producer must
+/// have ended (the transaction timeout, and the broker's sweep) holds a hanging transaction: it
+/// is `seal`ed (the caller logs and counts it) (an aborted transaction of this stage's producer on it, see
+/// [`super::txn::Transactional::seal`]) and waited for once more; one that stays open even then
+/// is not this producer's, and the stage stops with a line naming it and Kafka's remedy.
+pub fn settled(
+    config: &Config,
+    topics: &[String],
+    stop: &Stop,
+    seal: impl FnOnce(&[(String, i32)]) -> anyhow::Result<()>,
+) -> anyhow::Result<Ends> {
+    let ends = ends(config, topics, stop)?;
+    let patience = config.kafka.transaction_timeout + Duration::from_secs(15);
+    let hanging = open_after(config, &ends, patience, stop)?;
+    if hanging.is_empty() {
+        return Ok(ends);
+    }
+    seal(&hanging)?;
+    let still = open_after(config, &ends, PATIENCE, stop)?;
+    if still.is_empty() {
+        return Ok(ends);
+    }
+    anyhow::bail!(
+        "a hanging transaction: {} stayed open for {patience:?} and after this stage aborted \
+         its own producer's records there: another producer's, which only it or an operator can \
+         end. The next transaction here would give them its own outcome, so the stage stops. \
+         Find it with `kafka-transactions.sh --bootstrap-server <broker> find-hanging \
+         --broker-id <leader>` and end it with `kafka-transactions.sh abort` \
+         (docs/operations.md, \"Hanging transactions\"; docs/alerts.md, RallypointNotReady)",
+        named(&still)
+    )
+}

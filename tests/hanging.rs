@@ -1,0 +1,159 @@
+//! A hanging transaction where the coordinator writes: records of its own producer id that
+//! Kafka left without an outcome. The processor must end it (abort) before its first
+//! transaction, instead of giving those records the outcome of its own next commit.
+//!
+//! The test makes one the way Kafka does (docs/operations.md, "Hanging transactions"): a
+//! transaction of the coordinator's transactional id is left open on a decision topic, the
+//! broker stops without a controlled shutdown and stays away past the transaction timeout,
+//! and on its restart the broker aborts the transaction while its partitions have no leader
+//! yet, dropping the markers: the partition's committed readers stay held back.
+
+use rallypoint_testkit as common;
+
+use std::time::{Duration, Instant};
+
+use common::{Harness, LocalService};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::ClientConfig;
+
+const NATIONS: [&str; 2] = ["EST", "LVA"];
+/// Written by the stray transaction; `read_committed` readers must never see them.
+const STRAY: usize = 50;
+
+fn ends(bootstrap: &str, topic: &str) -> (i64, i64) {
+    let reader = |isolation: &str| -> BaseConsumer {
+        ClientConfig::new()
+            .set("bootstrap.servers", bootstrap)
+            .set("isolation.level", isolation)
+            .create()
+            .unwrap()
+    };
+    let t = Duration::from_secs(30);
+    let (_, stable) = reader("read_committed")
+        .fetch_watermarks(topic, 0, t)
+        .unwrap();
+    let (_, high) = reader("read_uncommitted")
+        .fetch_watermarks(topic, 0, t)
+        .unwrap();
+    (stable, high)
+}
+
+#[test]
+fn the_coordinator_aborts_a_hanging_transaction_of_its_own_before_writing() {
+    let broker = LocalService::new("kafka-local.sh", "KAFKA", &[]);
+    let bootstrap = broker.run(&["start"]);
+    let _keep = broker.keep_on_failure(
+        std::env::temp_dir().join(format!("rallypoint-hanging-{}", std::process::id())),
+    );
+    // Without a controlled shutdown, a restarted single broker keeps its old registration
+    // until its session ends, and its partitions have no leader for a moment after that.
+    broker.run(&["stop"]);
+    let props = broker.folder().join("server.properties");
+    let mut text = std::fs::read_to_string(&props).unwrap();
+    text.push_str("\ncontrolled.shutdown.enable=false\n");
+    std::fs::write(&props, text).unwrap();
+    assert_eq!(broker.run(&["start"]), bootstrap);
+
+    let h = Harness::on_broker(
+        &bootstrap,
+        "hanging",
+        &NATIONS,
+        "",
+        "[intake]\nmax_future = \"3650d\"\n",
+    );
+    let topic = h.topic("rrc.out.coalition.decisions");
+    let config = h.load_config();
+    let stray: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("transactional.id", config.name("rallypoint-coordinator"))
+        .set("transaction.timeout.ms", "10000")
+        .create()
+        .unwrap();
+    stray.init_transactions(Duration::from_secs(30)).unwrap();
+    stray.begin_transaction().unwrap();
+    for i in 0..STRAY {
+        let key = format!("stray-{i}");
+        stray
+            .send(
+                BaseRecord::<str, str>::to(&topic)
+                    .key(&key)
+                    .payload("not a decision"),
+            )
+            .unwrap();
+    }
+    stray.flush(Duration::from_secs(30)).unwrap();
+    // Away for longer than the transaction may last; the stray producer never comes back.
+    broker.run(&["stop"]);
+    drop(stray);
+    std::thread::sleep(Duration::from_secs(12));
+    assert_eq!(broker.run(&["start"]), bootstrap);
+
+    // The broker aborts the timed-out transaction within a few seconds of its restart; with
+    // its markers dropped, the stray records stay without an outcome, holding back every
+    // committed reader of the partition.
+    let restarted = Instant::now();
+    while restarted.elapsed() < Duration::from_secs(40) {
+        let (stable, high) = ends(&bootstrap, &topic);
+        assert!(
+            stable < high,
+            "the broker ended the stray transaction itself (stable end {stable}, end {high}): \
+             no hanging transaction to test with"
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    let producers = broker.output(&[
+        "transactions",
+        "describe-producers",
+        "--topic",
+        &topic,
+        "--partition",
+        "0",
+    ]);
+    println!("hanging for 40 s; kafka-transactions describe-producers:\n{producers}");
+
+    let mut node = h.node("p");
+    node.start();
+    assert!(
+        node.wait_readyz("coordinator: active", Duration::from_secs(120))
+            .is_some(),
+        "the coordinator did not take over\n{}",
+        node.log()
+    );
+    let log = node.log();
+    assert!(
+        log.contains("a hanging transaction: records without an outcome"),
+        "the seal is not in the log\n{log}"
+    );
+    assert_eq!(
+        node.metric("rallypoint_hanging_transactions_sealed_total"),
+        Some(1.0),
+        "one seal, by the coordinator"
+    );
+    let (stable, high) = ends(&bootstrap, &topic);
+    assert_eq!(
+        stable, high,
+        "the decision topic is stable to its end again"
+    );
+
+    // The stray records were aborted, not adopted: a decision made now is the only record
+    // a committed reader sees on the coalition topic.
+    let feed = rallypoint_core::sample::stream(&NATIONS, 200, 7);
+    for e in &feed {
+        h.queue(e);
+    }
+    h.flush();
+    common::wait_until_processed(&h, feed.len(), &mut [&mut node]);
+    let committed = h.read_all("rrc.out.coalition.decisions");
+    assert!(
+        committed
+            .iter()
+            .all(|r| !r.key.as_deref().unwrap_or_default().starts_with(b"stray-")),
+        "a stray record was committed"
+    );
+    let checked = common::assert_exactly_once(&h, &feed, &NATIONS);
+    println!(
+        "sealed: {STRAY} stray records aborted; then {} events journaled once and {} decisions equal to the fold",
+        checked.journaled, checked.decisions
+    );
+}
