@@ -14,4 +14,4 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/rallypoint/target}"
 [[ -n "${COUNT:-}" ]] && export RALLYPOINT_CHAOS_COUNT="$COUNT"
 [[ -n "${RESTARTS:-}" ]] && export RALLYPOINT_CHAOS_RESTARTS="$RESTARTS"
 cargo build --release --quiet --bin rallypoint
-exec cargo test --release --test chaos -- --ignored --nocapture
+exec cargo test --release --test chaos -- --nocapture
