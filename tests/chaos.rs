@@ -151,6 +151,7 @@ impl Supervisor {
 }
 
 #[test]
+#[ignore = "a seal whose abort fails stops a stage instead of retrying (docs/testing.md); scripts/chaos.sh runs it"]
 fn exactly_once_and_never_silent_through_broker_restarts_and_frozen_coordinators() {
     let count = env_or("RALLYPOINT_CHAOS_COUNT", 100_000) as usize;
     let restarts = env_or("RALLYPOINT_CHAOS_RESTARTS", 10).max(1) as usize;
