@@ -2,6 +2,7 @@
 //! metric together, so the two cannot disagree. `docs/alerts.md` says which ones need an
 //! operator.
 
+use super::register;
 use prometheus::{
     exponential_buckets, Gauge, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec,
     Opts, Registry,
@@ -44,8 +45,6 @@ impl Renewal {
         }
     }
 }
-
-use super::register;
 
 impl Lifecycle {
     pub fn register(reg: &Registry) -> prometheus::Result<Self> {

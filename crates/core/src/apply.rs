@@ -123,12 +123,6 @@ pub fn apply_with<S: StoreMut>(
 /// An event applied, or the reason it was not; a failed state read stops the fold.
 pub(crate) type Handled = Result<Result<(), Rejection>, StoreError>;
 
-/// How one input event type changes the state: implemented next to its handler in this
-/// module's files, and dispatched to by the [`events!`](crate::event) table.
-pub(crate) trait Rule {
-    fn apply<S: StoreMut>(&self, fold: &mut Fold<'_, '_, S>) -> Handled;
-}
-
 fn reject(reason: RejectReason, detail: String) -> Handled {
     Ok(Err(Rejection::new(reason, detail)))
 }

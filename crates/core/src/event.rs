@@ -378,16 +378,16 @@ pub trait Parse {
 }
 
 /// **The one declaration of every input event type** (docs/architecture.md, "Event types"):
-/// `Type: Stream, entity_field, "schema file";`. From each row follow the [`Event`] variant,
+/// `Type: Stream, entity_field, "schema file" => rule;`. From each row follow the [`Event`] variant,
 /// [`EventType`], [`Event::TYPES`] (name, stream, schema: what the codec, the registry and the
 /// topic checks read), decoding by name ([`Event::parse`]), encoding ([`Event::visit`]), and the
 /// dispatch to the type's field checks ([`crate::validate::Check`]) and to the rule that applies
-/// it ([`crate::apply::Rule`]), both implemented next to that rule in `apply/`.
+/// it (the `Fold` method the row names), both next to each other in `apply/`.
 ///
-/// Adding a type: its schema file, its struct and row here, and its `Check` and `Rule` in the
+/// Adding a type: its schema file, its struct and row here, and its `Check` and its rule in the
 /// rule's file.
 macro_rules! events {
-    ($($name:ident: $stream:ident, $entity:ident, $schema:literal;)+) => {
+    ($($name:ident: $stream:ident, $entity:ident, $schema:literal => $rule:ident;)+) => {
         /// Every event a feed can send. The variant name is the Avro record name and the JSON
         /// `type`.
         #[derive(Clone, Debug, PartialEq, Eq)]
@@ -479,14 +479,13 @@ macro_rules! events {
                 }
             }
 
-            /// The rule that applies it (see [`crate::apply::Rule`]).
+            /// The rule that applies it: the `Fold` method the table names.
             pub(crate) fn rule<S: crate::store::StoreMut>(
                 &self,
                 fold: &mut crate::apply::Fold<'_, '_, S>,
             ) -> crate::apply::Handled {
-                use crate::apply::Rule;
                 match self {
-                    $(Event::$name(e) => e.apply(fold),)+
+                    $(Event::$name(e) => fold.$rule(e),)+
                 }
             }
         }
@@ -494,16 +493,16 @@ macro_rules! events {
 }
 
 events! {
-    IncidentReported: Incidents, incident_id, "incident_reported";
-    IncidentUpdated: Incidents, incident_id, "incident_updated";
-    AssistanceRequested: Incidents, incident_id, "assistance_requested";
-    IncidentClosed: Incidents, incident_id, "incident_closed";
-    AssetOffered: Offers, offer_id, "asset_offered";
-    OfferUpdated: Offers, offer_id, "offer_updated";
-    OfferWithdrawn: Offers, offer_id, "offer_withdrawn";
-    AssignmentAccepted: Responses, assignment_id, "assignment_accepted";
-    AssignmentDeclined: Responses, assignment_id, "assignment_declined";
-    AssignmentCompleted: Responses, assignment_id, "assignment_completed";
+    IncidentReported: Incidents, incident_id, "incident_reported" => incident_reported;
+    IncidentUpdated: Incidents, incident_id, "incident_updated" => incident_updated;
+    AssistanceRequested: Incidents, incident_id, "assistance_requested" => assistance_requested;
+    IncidentClosed: Incidents, incident_id, "incident_closed" => incident_closed;
+    AssetOffered: Offers, offer_id, "asset_offered" => asset_offered;
+    OfferUpdated: Offers, offer_id, "offer_updated" => offer_updated;
+    OfferWithdrawn: Offers, offer_id, "offer_withdrawn" => offer_withdrawn;
+    AssignmentAccepted: Responses, assignment_id, "assignment_accepted" => assignment_accepted;
+    AssignmentDeclined: Responses, assignment_id, "assignment_declined" => assignment_declined;
+    AssignmentCompleted: Responses, assignment_id, "assignment_completed" => assignment_completed;
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! Handlers of the responses topic: the provider accepts, declines or completes an assignment.
 
-use super::{Fold, Handled, Rule};
+use super::{Fold, Handled};
 use crate::decision::{AssignmentConfirmed, CancelReason, Decision};
 use crate::event::*;
 use crate::reject::{RejectReason, Rejection};
@@ -8,21 +8,9 @@ use crate::state::*;
 use crate::store::{StoreError, StoreMut};
 use crate::validate::{Check, Fields};
 
-impl Rule for AssignmentAccepted {
-    fn apply<S: StoreMut>(&self, fold: &mut Fold<'_, '_, S>) -> Handled {
-        fold.assignment_accepted(self)
-    }
-}
-
 impl Check for AssignmentAccepted {
     fn check(&self, f: &mut Fields) {
         f.id("assignment_id", &self.assignment_id);
-    }
-}
-
-impl Rule for AssignmentDeclined {
-    fn apply<S: StoreMut>(&self, fold: &mut Fold<'_, '_, S>) -> Handled {
-        fold.assignment_declined(self)
     }
 }
 
@@ -30,12 +18,6 @@ impl Check for AssignmentDeclined {
     fn check(&self, f: &mut Fields) {
         f.id("assignment_id", &self.assignment_id);
         f.text("reason", &self.reason, 0, 2000);
-    }
-}
-
-impl Rule for AssignmentCompleted {
-    fn apply<S: StoreMut>(&self, fold: &mut Fold<'_, '_, S>) -> Handled {
-        fold.assignment_completed(self)
     }
 }
 
@@ -47,7 +29,7 @@ impl Check for AssignmentCompleted {
 }
 
 impl<S: StoreMut> Fold<'_, '_, S> {
-    pub(super) fn assignment_accepted(&mut self, e: &AssignmentAccepted) -> Handled {
+    pub(crate) fn assignment_accepted(&mut self, e: &AssignmentAccepted) -> Handled {
         let id = &e.assignment_id;
         let mut asg = match self.provider_assignment(&e.envelope, id, AssignmentStatus::Proposed)? {
             Ok(a) => a,
@@ -70,7 +52,7 @@ impl<S: StoreMut> Fold<'_, '_, S> {
         Ok(Ok(()))
     }
 
-    pub(super) fn assignment_declined(&mut self, e: &AssignmentDeclined) -> Handled {
+    pub(crate) fn assignment_declined(&mut self, e: &AssignmentDeclined) -> Handled {
         let id = &e.assignment_id;
         if let Err(r) = self.provider_assignment(&e.envelope, id, AssignmentStatus::Proposed)? {
             return Ok(Err(r));
@@ -81,7 +63,7 @@ impl<S: StoreMut> Fold<'_, '_, S> {
 
     /// The work is done: the offer gets its units back, and the need stays covered for good
     /// (the assignment leaves the request, so closing the incident does not cancel it).
-    pub(super) fn assignment_completed(&mut self, e: &AssignmentCompleted) -> Handled {
+    pub(crate) fn assignment_completed(&mut self, e: &AssignmentCompleted) -> Handled {
         let id = &e.assignment_id;
         let asg = match self.provider_assignment(&e.envelope, id, AssignmentStatus::Confirmed)? {
             Ok(a) => a,

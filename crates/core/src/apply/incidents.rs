@@ -1,18 +1,12 @@
 //! Handlers of the incidents topic: a report, its updates, requests for help, and closure.
 
-use super::{reject, Fold, Handled, Rule};
+use super::{reject, Fold, Handled};
 use crate::event::*;
 use crate::picture;
 use crate::reject::{RejectReason, Rejection};
 use crate::state::*;
 use crate::store::{StoreError, StoreMut};
 use crate::validate::{Check, Fields};
-
-impl Rule for IncidentReported {
-    fn apply<S: StoreMut>(&self, fold: &mut Fold<'_, '_, S>) -> Handled {
-        fold.incident_reported(self)
-    }
-}
 
 impl Check for IncidentReported {
     fn check(&self, f: &mut Fields) {
@@ -22,22 +16,10 @@ impl Check for IncidentReported {
     }
 }
 
-impl Rule for IncidentUpdated {
-    fn apply<S: StoreMut>(&self, fold: &mut Fold<'_, '_, S>) -> Handled {
-        fold.incident_updated(self)
-    }
-}
-
 impl Check for IncidentUpdated {
     fn check(&self, f: &mut Fields) {
         f.id("incident_id", &self.incident_id);
         f.facts(&self.techniques, &self.indicators, &self.impact);
-    }
-}
-
-impl Rule for AssistanceRequested {
-    fn apply<S: StoreMut>(&self, fold: &mut Fold<'_, '_, S>) -> Handled {
-        fold.assistance_requested(self)
     }
 }
 
@@ -61,12 +43,6 @@ impl Check for AssistanceRequested {
     }
 }
 
-impl Rule for IncidentClosed {
-    fn apply<S: StoreMut>(&self, fold: &mut Fold<'_, '_, S>) -> Handled {
-        fold.incident_closed(self)
-    }
-}
-
 impl Check for IncidentClosed {
     fn check(&self, f: &mut Fields) {
         f.id("incident_id", &self.incident_id);
@@ -75,7 +51,7 @@ impl Check for IncidentClosed {
 }
 
 impl<S: StoreMut> Fold<'_, '_, S> {
-    pub(super) fn incident_reported(&mut self, e: &IncidentReported) -> Handled {
+    pub(crate) fn incident_reported(&mut self, e: &IncidentReported) -> Handled {
         if self.st.incident(&e.incident_id)?.is_some() {
             return reject(
                 RejectReason::DuplicateEntity,
@@ -119,7 +95,7 @@ impl<S: StoreMut> Fold<'_, '_, S> {
 
     /// New severity and impact re-rank the incident's waiting needs; nothing is re-matched,
     /// because a waiting need has no eligible free capacity whatever its rank.
-    pub(super) fn incident_updated(&mut self, e: &IncidentUpdated) -> Handled {
+    pub(crate) fn incident_updated(&mut self, e: &IncidentUpdated) -> Handled {
         let mut incident = match self.owned_open_incident(&e.incident_id, &e.envelope.nation)? {
             Ok(i) => i,
             Err(r) => return Ok(Err(r)),
@@ -198,7 +174,7 @@ impl<S: StoreMut> Fold<'_, '_, S> {
         })
     }
 
-    pub(super) fn assistance_requested(&mut self, e: &AssistanceRequested) -> Handled {
+    pub(crate) fn assistance_requested(&mut self, e: &AssistanceRequested) -> Handled {
         let mut incident = match self.owned_open_incident(&e.incident_id, &e.envelope.nation)? {
             Ok(i) => i,
             Err(r) => return Ok(Err(r)),
@@ -245,7 +221,7 @@ impl<S: StoreMut> Fold<'_, '_, S> {
     }
 
     /// Cancels every assignment of the incident's requests, which frees their capacity.
-    pub(super) fn incident_closed(&mut self, e: &IncidentClosed) -> Handled {
+    pub(crate) fn incident_closed(&mut self, e: &IncidentClosed) -> Handled {
         let mut incident = match self.owned_open_incident(&e.incident_id, &e.envelope.nation)? {
             Ok(i) => i,
             Err(r) => return Ok(Err(r)),

@@ -1,6 +1,6 @@
 //! Handlers of the offers topic: an offer, new terms for it, and its withdrawal.
 
-use super::{reject, Fold, Handled, Rule};
+use super::{reject, Fold, Handled};
 use crate::decision::CancelReason;
 use crate::event::*;
 use crate::reject::{RejectReason, Rejection};
@@ -8,12 +8,6 @@ use crate::rules;
 use crate::state::*;
 use crate::store::{StoreError, StoreMut};
 use crate::validate::{Check, Fields, Terms};
-
-impl Rule for AssetOffered {
-    fn apply<S: StoreMut>(&self, fold: &mut Fold<'_, '_, S>) -> Handled {
-        fold.asset_offered(self)
-    }
-}
 
 impl Check for AssetOffered {
     fn check(&self, f: &mut Fields) {
@@ -26,12 +20,6 @@ impl Check for AssetOffered {
             response_time_minutes: self.response_time_minutes,
             nations: self.eligible_nations.iter().chain(&self.excluded_nations),
         });
-    }
-}
-
-impl Rule for OfferUpdated {
-    fn apply<S: StoreMut>(&self, fold: &mut Fold<'_, '_, S>) -> Handled {
-        fold.offer_updated(self)
     }
 }
 
@@ -48,12 +36,6 @@ impl Check for OfferUpdated {
     }
 }
 
-impl Rule for OfferWithdrawn {
-    fn apply<S: StoreMut>(&self, fold: &mut Fold<'_, '_, S>) -> Handled {
-        fold.offer_withdrawn(self)
-    }
-}
-
 impl Check for OfferWithdrawn {
     fn check(&self, f: &mut Fields) {
         f.id("offer_id", &self.offer_id);
@@ -62,7 +44,7 @@ impl Check for OfferWithdrawn {
 }
 
 impl<S: StoreMut> Fold<'_, '_, S> {
-    pub(super) fn asset_offered(&mut self, e: &AssetOffered) -> Handled {
+    pub(crate) fn asset_offered(&mut self, e: &AssetOffered) -> Handled {
         if self.st.offer(&e.offer_id)?.is_some() {
             return reject(
                 RejectReason::DuplicateEntity,
@@ -94,7 +76,7 @@ impl<S: StoreMut> Fold<'_, '_, S> {
     /// New terms apply at once. Assignments they no longer allow are cancelled; when capacity
     /// shrinks below what is committed, the newest proposals go first, then the newest
     /// confirmed assignments. Looser terms or more capacity re-match waiting needs.
-    pub(super) fn offer_updated(&mut self, e: &OfferUpdated) -> Handled {
+    pub(crate) fn offer_updated(&mut self, e: &OfferUpdated) -> Handled {
         let mut offer = match self.owned_offer(&e.offer_id, &e.envelope.nation)? {
             Ok(o) => o,
             Err(r) => return Ok(Err(r)),
@@ -121,7 +103,7 @@ impl<S: StoreMut> Fold<'_, '_, S> {
         Ok(Ok(()))
     }
 
-    pub(super) fn offer_withdrawn(&mut self, e: &OfferWithdrawn) -> Handled {
+    pub(crate) fn offer_withdrawn(&mut self, e: &OfferWithdrawn) -> Handled {
         let offer = match self.owned_offer(&e.offer_id, &e.envelope.nation)? {
             Ok(o) => o,
             Err(r) => return Ok(Err(r)),
