@@ -498,6 +498,11 @@ impl Harness {
         http_get(self.http_port, path)
     }
 
+    /// The value of metric `name` on the processor's `/metrics`, summed over its series.
+    pub fn metric(&self, name: &str) -> Option<f64> {
+        metric_value(&self.http_get("/metrics").1, name)
+    }
+
     /// Waits until `/readyz` answers 200.
     pub fn wait_ready(&self, timeout: Duration) -> bool {
         let started = Instant::now();
@@ -602,19 +607,24 @@ impl Node {
         None
     }
 
-    /// The value of an unlabelled or single-series metric on `/metrics`, summed over series.
+    /// The value of metric `name` on `/metrics`, summed over its series.
     pub fn metric(&self, name: &str) -> Option<f64> {
-        let (_, body) = self.get("/metrics")?;
-        let values: Vec<f64> = body
-            .lines()
-            .filter(|l| {
-                l.strip_prefix(name)
-                    .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
-            })
-            .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
-            .collect();
-        (!values.is_empty()).then(|| values.iter().sum())
+        metric_value(&self.get("/metrics")?.1, name)
     }
+}
+
+/// The value of metric `name` in a Prometheus text exposition, summed over its series; `None`
+/// when it has none.
+pub fn metric_value(body: &str, name: &str) -> Option<f64> {
+    let values: Vec<f64> = body
+        .lines()
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
+        .collect();
+    (!values.is_empty()).then(|| values.iter().sum())
 }
 
 impl Drop for Node {
