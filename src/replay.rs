@@ -12,14 +12,13 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
-use rdkafka::types::RDKafkaErrorCode;
-use rdkafka::ClientContext;
 use rdkafka::{Message, Offset, TopicPartitionList};
 
 use crate::config::Config;
 use crate::implied::{self, Emitted, RocksFold};
+use crate::kafka::context::ReaderContext;
 use crate::kafka::Topics;
 use crate::registry::Schemas;
 use crate::stop::Stop;
@@ -119,30 +118,6 @@ fn committed_journal_offset(config: &Config, topics: &Topics) -> anyhow::Result<
     })
 }
 
-/// The context of the consumer that reads a topic to its end. With `enable.partition.eof`,
-/// librdkafka reports each partition's end as an error event, which rdkafka hands both to
-/// `poll` (where [`read_topic`] counts it) and to the context's `error` (whose default logs
-/// it at ERROR level): this context logs every error but that normal end.
-struct ReaderContext;
-
-/// Whether a client error is only the end of a partition reached.
-fn is_partition_end(error: &KafkaError) -> bool {
-    matches!(
-        error,
-        KafkaError::PartitionEOF(_) | KafkaError::Global(RDKafkaErrorCode::PartitionEOF)
-    )
-}
-
-impl ClientContext for ReaderContext {
-    fn error(&self, error: KafkaError, reason: &str) {
-        if !is_partition_end(&error) {
-            tracing::error!("librdkafka: {error}: {reason}");
-        }
-    }
-}
-
-impl ConsumerContext for ReaderContext {}
-
 /// Every committed record of `topic` (all partitions), up to `end` on partition 0 if given,
 /// else up to the current end.
 fn read_topic(config: &Config, topic: &str, end: Option<i64>) -> anyhow::Result<Vec<Read>> {
@@ -209,23 +184,4 @@ fn read_topic(config: &Config, topic: &str, end: Option<i64>) -> anyhow::Result<
         }
     }
     Ok(out)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_end_of_a_partition_is_no_error_but_other_errors_are() {
-        assert!(is_partition_end(&KafkaError::Global(
-            RDKafkaErrorCode::PartitionEOF
-        )));
-        assert!(is_partition_end(&KafkaError::PartitionEOF(3)));
-        assert!(!is_partition_end(&KafkaError::Global(
-            RDKafkaErrorCode::AllBrokersDown
-        )));
-        assert!(!is_partition_end(&KafkaError::Global(
-            RDKafkaErrorCode::UnknownTopicOrPartition
-        )));
-    }
 }

@@ -191,6 +191,24 @@ impl RocksStore {
         }
     }
 
+    /// Empties the store: every key, the changelog position (back to 0) and the caches, so
+    /// that a restore rebuilds it from the changelog's start. For a state found ahead of what
+    /// the changelog committed (see `kafka::restore::ahead_of_changelog`).
+    pub fn clear(&mut self) -> Result<(), StoreError> {
+        // Every key sorts below this one: the core's start with printable ASCII, the
+        // bookkeeping with a NUL.
+        let end = [0xffu8; 1];
+        let mut batch = WriteBatch::default();
+        batch.delete_range(&b""[..], &end[..]);
+        self.db
+            .write(batch)
+            .map_err(|e| StoreError::Write(e.into_string()))?;
+        self.db.compact_range(None::<&[u8]>, None::<&[u8]>);
+        self.indexes = MemStore::new();
+        *self.hot.get_mut() = HotValues::default();
+        Ok(())
+    }
+
     /// Applies committed changes and the changelog position they reach, atomically: the only
     /// way this store is written. On an error nothing was written (RocksDB writes a batch whole
     /// or not at all), and the caches still match what is on disk.
@@ -339,6 +357,38 @@ impl Store for RocksStore {
 mod tests {
     use super::*;
     use rallypoint_core::store::Overlay;
+
+    #[test]
+    fn a_cleared_store_holds_nothing_and_restores_from_the_changelog_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = RocksStore::open(dir.path()).unwrap();
+        let index = [INDEX_PREFIXES[0], b"x"].concat();
+        store
+            .apply(
+                [
+                    (b"r/1".to_vec(), Some(b"one".to_vec())),
+                    (index.clone(), Some(b"i".to_vec())),
+                ],
+                42,
+            )
+            .unwrap();
+        assert_eq!(store.get(b"r/1").unwrap().as_deref(), Some(&b"one"[..]));
+        store.clear().unwrap();
+        let empty = |store: &RocksStore| {
+            assert_eq!(store.get(b"r/1").unwrap(), None);
+            assert_eq!(store.get(&index).unwrap(), None);
+            assert!(store.scan_prefix(INDEX_PREFIXES[0]).unwrap().is_empty());
+            assert_eq!(store.changelog_next().unwrap(), 0);
+        };
+        empty(&store);
+        drop(store);
+        let mut store = RocksStore::open(dir.path()).unwrap();
+        empty(&store);
+        store
+            .apply([(b"r/1".to_vec(), Some(b"again".to_vec()))], 1)
+            .unwrap();
+        assert_eq!(store.get(b"r/1").unwrap().as_deref(), Some(&b"again"[..]));
+    }
 
     #[test]
     fn reads_see_the_latest_committed_value_through_the_hot_cache() {

@@ -4,7 +4,7 @@
 
 use rdkafka::message::BorrowedMessage;
 
-use super::stage::{Backoff, Recovery, Role, StageError};
+use super::stage::{Backoff, Role, StageError};
 use super::txn::Transactional;
 use super::{context, txn, watchdog};
 use crate::stop::Stop;
@@ -74,27 +74,6 @@ impl BatchOffsets {
             let _ = tpl.add_partition_offset(topic, *partition, rdkafka::Offset::Offset(*next));
         }
         tpl
-    }
-
-    /// Seeks the consumer back to the start of this batch in every partition it still holds,
-    /// after an abort. A partition whose seek fails would be read on past the aborted records,
-    /// so a failure is an error.
-    pub fn rewind<C: rdkafka::consumer::ConsumerContext>(
-        &self,
-        consumer: &rdkafka::consumer::BaseConsumer<C>,
-    ) -> rdkafka::error::KafkaResult<()> {
-        use rdkafka::consumer::Consumer;
-        let held = consumer.assignment()?;
-        for ((topic, partition), (first, _)) in &self.parts {
-            if held.find_partition(topic, *partition).is_none() {
-                continue;
-            }
-            let wait = std::time::Duration::from_secs(10);
-            watchdog::watch("seek", wait, || {
-                consumer.seek(topic, *partition, rdkafka::Offset::Offset(*first), wait)
-            })?;
-        }
-        Ok(())
     }
 
     pub fn clear(&mut self) {
@@ -202,12 +181,12 @@ pub fn commit_batch(
     Ok(())
 }
 
-/// After an abortable error: aborts the transaction (if still open), counts it, and rewinds
-/// the consumer to the start of the batch to read it again. An error when the abort or the
-/// rewind cannot be done: the caller then recovers as from a fatal error.
-pub fn abort_and_rewind(
+/// After an abortable error: aborts the transaction (if still open) and counts it. Where the
+/// input resumes is the stage's to decide ([`StageError::recovery`]): never simply the batch's
+/// start, since the abort may also have ended the records of the previous commit, had the
+/// broker dropped its markers (docs/operations.md, "Hanging transactions").
+pub fn abort(
     stage: &'static str,
-    consumer: &rdkafka::consumer::BaseConsumer<context::StageContext>,
     txn: &mut txn::Transactional,
     batch: &BatchOffsets,
     metrics: &crate::telemetry::Metrics,
@@ -218,12 +197,7 @@ pub fn abort_and_rewind(
         records: batch.records,
         why,
     });
-    txn.abort()?;
-    batch
-        .rewind(consumer)
-        .map_err(|e| StageError::Fatal(format!("rewind after abort failed: {e}")))?;
-    std::thread::sleep(std::time::Duration::from_millis(200));
-    Ok(())
+    txn.abort()
 }
 
 /// A stage's part in a [`round`]: what it does with one record, and how it commits.
@@ -251,19 +225,18 @@ pub trait Stage {
 /// How a [`round`] ended, when it did not fail.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Round {
-    /// The batch committed (this many records), or an abortable error aborted it and its input
-    /// will be read again (0).
+    /// The batch committed (this many records).
     Committed(usize),
-    /// Partitions were revoked: the open transaction was aborted (and, for a
-    /// [`Role::Shared`] stage, the partitions it keeps rewound to the batch's start).
+    /// The coordinator's journal was revoked: the open transaction was aborted, and it stands
+    /// by. (A [`Role::Shared`] stage's revocation ends the round with [`StageError::Abort`].)
     Revoked,
 }
 
 /// One round of a stage, the same for both: polls a batch into `batch` ([`poll_batch`]), hands
-/// each record to the stage, and commits. An error whose recovery is
-/// [`Recovery::AbortAndRewind`] is dealt with here; every other error is returned, and the stage
-/// does what [`StageError::recovery`] says. Waits after a record that could not be handled yet
-/// ([`Backoff`]).
+/// each record to the stage, and commits. An abortable error (or a revocation of a shared
+/// stage's partitions) aborts the open transaction here and is returned, and the stage does
+/// what [`StageError::recovery`] says, as for every other error. Waits after a record that
+/// could not be handled yet ([`Backoff`]).
 pub fn round<S: Stage>(
     stage: &mut S,
     consumer: &rdkafka::consumer::BaseConsumer<context::StageContext>,
@@ -283,22 +256,15 @@ pub fn round<S: Stage>(
     let outcome = match polled {
         Ok(Polled::Revoked) => {
             if !batch.is_empty() || txn.is_open() {
-                match S::ROLE {
-                    // Revoked partitions resume from their committed offsets wherever they go;
-                    // those kept go back to the start of the dropped batch.
-                    Role::Shared => abort_and_rewind(
-                        S::NAME,
-                        consumer,
-                        txn,
-                        batch,
-                        stage.metrics(),
-                        "partitions revoked",
-                    )?,
-                    // The stage stands by; a takeover seeks the input itself.
-                    Role::Single => txn.abort()?,
-                }
+                abort(S::NAME, txn, batch, stage.metrics(), "partitions revoked")?;
             }
-            return Ok(Round::Revoked);
+            return match S::ROLE {
+                // Revoked partitions resume from their committed offsets wherever they go, and
+                // so do those kept.
+                Role::Shared => Err(StageError::Abort("partitions revoked".into())),
+                // The stage stands by; a takeover seeks the input itself.
+                Role::Single => Ok(Round::Revoked),
+            };
         }
         Ok(polled) => {
             if let Polled::NotYet(why) = polled {
@@ -316,10 +282,10 @@ pub fn round<S: Stage>(
     backoff.after_round(not_yet, S::NAME, stage.metrics(), stop);
     match outcome {
         Ok(()) => Ok(Round::Committed(batch.records)),
-        Err(e) if e.recovery(S::ROLE) == Recovery::AbortAndRewind => {
-            let why = e.to_string();
-            abort_and_rewind(S::NAME, consumer, txn, batch, stage.metrics(), &why)?;
-            Ok(Round::Committed(0))
+        Err(e @ StageError::Abort(_)) => {
+            abort(S::NAME, txn, batch, stage.metrics(), &e.to_string())?;
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            Err(e)
         }
         Err(e) => Err(e),
     }

@@ -316,3 +316,46 @@ impl ProducerContext for ProducerState {
         }
     }
 }
+
+/// The context of the consumer that reads a topic to its end. With `enable.partition.eof`,
+/// librdkafka reports each partition's end as an error event, which rdkafka hands both to
+/// `poll` (where the reader counts it) and to the context's `error` (whose default logs
+/// it at ERROR level): this context logs every error but that normal end.
+pub struct ReaderContext;
+
+/// Whether a client error is only the end of a partition reached.
+pub fn is_partition_end(error: &KafkaError) -> bool {
+    matches!(
+        error,
+        KafkaError::PartitionEOF(_) | KafkaError::Global(RDKafkaErrorCode::PartitionEOF)
+    )
+}
+
+impl ClientContext for ReaderContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if !is_partition_end(&error) {
+            tracing::error!("librdkafka: {error}: {reason}");
+        }
+    }
+}
+
+impl ConsumerContext for ReaderContext {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_end_of_a_partition_is_no_error_but_other_errors_are() {
+        assert!(is_partition_end(&KafkaError::Global(
+            RDKafkaErrorCode::PartitionEOF
+        )));
+        assert!(is_partition_end(&KafkaError::PartitionEOF(3)));
+        assert!(!is_partition_end(&KafkaError::Global(
+            RDKafkaErrorCode::AllBrokersDown
+        )));
+        assert!(!is_partition_end(&KafkaError::Global(
+            RDKafkaErrorCode::UnknownTopicOrPartition
+        )));
+    }
+}

@@ -243,32 +243,51 @@ impl Coordinator {
         tracing::info!(stage = STAGE, "journal assigned: taking over");
         let held = consumer.assignment()?;
         consumer.pause(&held)?;
-        let mut txn = Transactional::new(
-            &self.config,
-            "rallypoint-coordinator",
-            self.topics.changelog(),
-            stop,
-        )?;
-        crate::fault::point("coordinator.takeover");
         let changelog = self.topics.changelog();
-        let ends = super::settled::settled(&self.config, &self.outputs(), stop, |hanging| {
-            self.metrics
-                .lifecycle()
-                .sealed(STAGE, &super::settled::named(hanging));
-            Ok(txn.seal(hanging, consumer)?)
+        let lifecycle = self.metrics.lifecycle();
+        let (txn, ends) = super::settled::with_settled_producer(STAGE, lifecycle, stop, || {
+            let mut txn = Transactional::new(
+                &self.config,
+                "rallypoint-coordinator",
+                self.topics.changelog(),
+                stop,
+            )?;
+            crate::fault::point("coordinator.takeover");
+            let ends = super::settled::settled(&self.config, &self.outputs(), stop, |hanging| {
+                lifecycle.sealed(STAGE, &super::settled::named(hanging));
+                Ok(txn.seal(hanging, consumer)?)
+            })?;
+            Ok((txn, ends))
         })?;
-        let restored = super::restore::restore(
-            &self.config,
-            &changelog,
-            store,
-            &self.metrics,
-            ends.of(&changelog, 0),
-            stop,
-            || {
-                // Keep the membership alive; the journal is paused, so nothing is returned.
-                let _ = consumer.poll(Duration::ZERO);
-            },
-        )?;
+        let end = ends.of(&changelog, 0);
+        let restore = |store: &mut RocksStore| {
+            super::restore::restore(
+                &self.config,
+                &changelog,
+                store,
+                &self.metrics,
+                end,
+                stop,
+                || {
+                    // Keep the membership alive; the journal is paused, so nothing is returned.
+                    let _ = consumer.poll(Duration::ZERO);
+                },
+            )
+        };
+        let mut restored = restore(store)?;
+        // The state must hold exactly what the changelog committed. It holds more when a
+        // commit this coordinator saw succeed lost its markers and ended aborted (by a seal, or
+        // by the abort of the producer's next transaction): then it is rebuilt from the start.
+        let on_changelog =
+            super::restore::last_committed(&self.config, &changelog, JOURNAL_NEXT, end, stop)?
+                .map(|v| position(&v))
+                .transpose()?;
+        let in_state = journal_next(store)?;
+        if in_state != on_changelog {
+            lifecycle.state_ahead(in_state, on_changelog);
+            store.clear().context("clearing the state to rebuild it")?;
+            restored = restore(store)?;
+        }
         if consumer.context().take_revoked() || !self.holds_journal(consumer)? {
             tracing::info!(
                 stage = STAGE,
@@ -679,13 +698,15 @@ pub fn journal_next<S: rallypoint_core::store::Store + ?Sized>(
     let Some(bytes) = store.get(JOURNAL_NEXT)? else {
         return Ok(None);
     };
-    let bytes: [u8; 8] = bytes.as_slice().try_into().map_err(|_| {
-        anyhow::anyhow!(
-            "the state's journal position is {} bytes, not 8",
-            bytes.len()
-        )
-    })?;
-    Ok(Some(i64::from_be_bytes(bytes)))
+    position(&bytes).map(Some)
+}
+
+/// A journal position as the state and the changelog hold it (`JOURNAL_NEXT`'s value).
+fn position(bytes: &[u8]) -> anyhow::Result<i64> {
+    let bytes: [u8; 8] = bytes
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("a journal position is {} bytes, not 8", bytes.len()))?;
+    Ok(i64::from_be_bytes(bytes))
 }
 
 fn input_timestamp(m: &BorrowedMessage<'_>) -> Option<i64> {

@@ -226,19 +226,20 @@ impl Intake {
         stop: &Stop,
     ) -> anyhow::Result<Transactional> {
         let id = format!("rallypoint-intake-{}", self.config.kafka.instance_id);
-        let mut txn = Transactional::new(&self.config, &id, self.topics.changelog(), stop)?;
-        super::settled::settled(
-            &self.config,
-            &[self.topics.journal(), self.topics.dlq()],
-            stop,
-            |hanging| {
-                self.metrics
-                    .lifecycle()
-                    .sealed(STAGE, &super::settled::named(hanging));
-                Ok(txn.seal(hanging, consumer)?)
-            },
-        )?;
-        Ok(txn)
+        let lifecycle = self.metrics.lifecycle();
+        super::settled::with_settled_producer(STAGE, lifecycle, stop, || {
+            let mut txn = Transactional::new(&self.config, &id, self.topics.changelog(), stop)?;
+            super::settled::settled(
+                &self.config,
+                &[self.topics.journal(), self.topics.dlq()],
+                stop,
+                |hanging| {
+                    lifecycle.sealed(STAGE, &super::settled::named(hanging));
+                    Ok(txn.seal(hanging, consumer)?)
+                },
+            )?;
+            Ok(txn)
+        })
     }
 
     /// Routes one input record to the journal or the dead-letter topic, or leaves it for later

@@ -27,7 +27,7 @@ pub mod topics;
 pub mod txn;
 pub mod watchdog;
 
-pub use batch::{abort_and_rewind, commit_batch, poll_batch, BatchOffsets, Handled, Polled};
+pub use batch::{abort, commit_batch, poll_batch, BatchOffsets, Handled, Polled};
 pub use client::{client_config, consumer_config};
 pub use dead_letter::{HDR_INPUT_TS, HDR_SOURCE};
 pub use offsets::{rewind_to_committed, settle_after, Settle};

@@ -26,13 +26,17 @@ const BETWEEN_EVERY: Duration = Duration::from_millis(200);
 const PATIENCE: Duration = Duration::from_secs(60);
 
 /// A consumer of committed changelog records, outside any group.
-fn changelog_consumer(config: &Config, eof: bool) -> anyhow::Result<BaseConsumer> {
+fn changelog_consumer(
+    config: &Config,
+    eof: bool,
+) -> anyhow::Result<BaseConsumer<super::context::ReaderContext>> {
     let mut c = super::client_config(config);
     c.set("group.id", config.name("rallypoint-restore"))
         .set("enable.auto.commit", "false")
         .set("isolation.level", "read_committed")
         .set("enable.partition.eof", if eof { "true" } else { "false" });
-    c.create().context("creating the changelog consumer")
+    c.create_with_context(super::context::ReaderContext)
+        .context("creating the changelog consumer")
 }
 
 /// Restores up to `end`, the changelog's high watermark once no transaction is open on it (see
@@ -123,11 +127,78 @@ pub fn restore(
     Ok(applied)
 }
 
+/// How many changelog records before `end` [`last_committed`] reads first; it reads four
+/// times as many each time it finds nothing.
+const LOOK_BACK: i64 = 4096;
+
+/// The value of the last committed record of `key` on partition 0 of `topic` before `end` (the
+/// changelog's high watermark once nothing is open on it), `None` if there is none. Reads the
+/// committed records of a window before `end`, widening it until the key is found or the start
+/// is reached. The latest record of a key is never compacted away, nor is a committed one
+/// hidden by an abort, so this is what a rebuild from the start would leave for the key.
+pub fn last_committed(
+    config: &Config,
+    topic: &str,
+    key: &[u8],
+    end: i64,
+    stop: &Stop,
+) -> anyhow::Result<Option<Vec<u8>>> {
+    let consumer = super::watchdog::Watched::new(
+        changelog_consumer(config, true)?,
+        "consumer_close",
+        super::CALL_TIMEOUT,
+    );
+    let mut window = LOOK_BACK;
+    let mut to = end;
+    while to > 0 {
+        let from = (to - window).max(0);
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(topic, 0, Offset::Offset(from))?;
+        consumer.assign(&tpl)?;
+        let mut found = None;
+        let mut progressed = Instant::now();
+        loop {
+            super::watchdog::beat();
+            if stop.is_stopped() {
+                anyhow::bail!("reading the changelog back from {to}: stopping");
+            }
+            if progressed.elapsed() >= PATIENCE {
+                anyhow::bail!(
+                    "reading the changelog back from {to}: nothing read for {PATIENCE:?}"
+                );
+            }
+            match consumer.poll(Duration::from_millis(100)) {
+                Some(Ok(m)) if m.offset() >= to => break,
+                Some(Ok(m)) => {
+                    progressed = Instant::now();
+                    if m.key() == Some(key) {
+                        found = Some(m.payload().map(<[u8]>::to_vec).unwrap_or_default());
+                    }
+                    if m.offset() + 1 >= to {
+                        break;
+                    }
+                }
+                Some(Err(KafkaError::PartitionEOF(_))) => break,
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "reading the changelog back: consumer error")
+                }
+                None => {}
+            }
+        }
+        if found.is_some() {
+            return Ok(found);
+        }
+        to = from;
+        window = window.saturating_mul(4);
+    }
+    Ok(None)
+}
+
 /// Applies committed changelog records to RocksDB as they arrive, from the offset the store
 /// records: what a standing-by coordinator does, so that its state stays close to the active
 /// one's and a takeover restores only the tail.
 pub struct Follower {
-    consumer: super::watchdog::Watched<BaseConsumer>,
+    consumer: super::watchdog::Watched<BaseConsumer<super::context::ReaderContext>>,
 }
 
 impl Follower {

@@ -134,18 +134,36 @@ pub fn named(partitions: &[(String, i32)]) -> String {
         .join(", ")
 }
 
+/// Why a stage's new producer could not settle where it writes.
+#[derive(Debug, thiserror::Error)]
+pub enum Unsettled {
+    /// A call failed on the way (the broker away again while sealing, a refused abort): a new
+    /// producer looks again ([`with_settled_producer`]).
+    #[error(transparent)]
+    Failed(#[from] anyhow::Error),
+    /// Another producer's transaction hangs there, which only it or an operator can end.
+    #[error("{0}")]
+    Foreign(String),
+}
+
+impl From<super::stage::StageError> for Unsettled {
+    fn from(e: super::stage::StageError) -> Self {
+        Self::Failed(e.into())
+    }
+}
+
 /// Makes every partition of `topics` stable up to the end it had when this was called, and
 /// returns those ends. A partition still open once every transaction of another producer must
 /// have ended (the transaction timeout, and the broker's sweep) holds a hanging transaction: it
-/// is `seal`ed (the caller logs and counts it) (an aborted transaction of this stage's producer on it, see
-/// [`super::txn::Transactional::seal`]) and waited for once more; one that stays open even then
-/// is not this producer's, and the stage stops with a line naming it and Kafka's remedy.
+/// is `seal`ed (an aborted transaction of this stage's producer on it, see
+/// [`super::txn::Transactional::seal`]; the caller logs and counts it) and waited for once
+/// more; one that stays open even then is not this producer's ([`Unsettled::Foreign`]).
 pub fn settled(
     config: &Config,
     topics: &[String],
     stop: &Stop,
-    seal: impl FnOnce(&[(String, i32)]) -> anyhow::Result<()>,
-) -> anyhow::Result<Ends> {
+    seal: impl FnOnce(&[(String, i32)]) -> Result<(), Unsettled>,
+) -> Result<Ends, Unsettled> {
     let ends = ends(config, topics, stop)?;
     let patience = config.kafka.transaction_timeout + Duration::from_secs(15);
     let hanging = open_after(config, &ends, patience, stop)?;
@@ -157,7 +175,7 @@ pub fn settled(
     if still.is_empty() {
         return Ok(ends);
     }
-    anyhow::bail!(
+    Err(Unsettled::Foreign(format!(
         "a hanging transaction: {} stayed open for {patience:?} and after this stage aborted \
          its own producer's records there: another producer's, which only it or an operator can \
          end. The next transaction here would give them its own outcome, so the stage stops. \
@@ -165,5 +183,41 @@ pub fn settled(
          --broker-id <leader>` and end it with `kafka-transactions.sh abort` \
          (docs/operations.md, \"Hanging transactions\"; docs/alerts.md, RallypointNotReady)",
         named(&still)
-    )
+    )))
+}
+
+/// How many producers in a row a stage makes to settle where it writes before it stops.
+pub const ATTEMPTS: usize = 3;
+
+/// Runs `attempt` (make a producer, [`settled`] where it writes) until it succeeds: when a
+/// call failed on the way, as when the broker went away again while a seal aborted, the old
+/// producer is dropped and a new one looks again, after a pause, up to [`ATTEMPTS`] times in
+/// all. Another producer's hanging transaction, a stop, or the last failure end the stage.
+pub fn with_settled_producer<T>(
+    stage: &'static str,
+    lifecycle: &crate::telemetry::Lifecycle,
+    stop: &Stop,
+    mut attempt: impl FnMut() -> Result<T, Unsettled>,
+) -> anyhow::Result<T> {
+    let mut made = 1;
+    loop {
+        match attempt() {
+            Ok(t) => return Ok(t),
+            Err(Unsettled::Foreign(why)) => anyhow::bail!(why),
+            Err(Unsettled::Failed(e)) if made >= ATTEMPTS || stop.is_stopped() => {
+                return Err(e.context(format!(
+                    "{stage}: {made} producers in a row could not settle where it writes"
+                )))
+            }
+            Err(Unsettled::Failed(e)) => {
+                made += 1;
+                lifecycle.producer_renewed(
+                    stage,
+                    crate::telemetry::Renewal::Failed,
+                    &format!("{e:#}; settling where the stage writes with a new producer"),
+                );
+                stop.sleep(Duration::from_secs(1));
+            }
+        }
+    }
 }

@@ -3,17 +3,18 @@
 //! the consumer is lost; bounding failed state writes; waiting for something to come back.
 //!
 //! Both stages run the same round ([`super::batch::round`]: poll a batch, hand each record to
-//! the stage, commit). An abortable error is dealt with inside the round (abort, rewind, read
-//! again); a retriable one inside the client call that met it ([`super::txn`]). Every other
-//! error leaves the round, and the stage does what [`StageError::recovery`] says, for its
-//! [`Role`]. Nothing decides by looking inside an `anyhow` error.
+//! the stage, commit). A retriable error is dealt with inside the client call that met it
+//! ([`super::txn`]); an abortable one aborts the open transaction inside the round. Every
+//! error but a retriable one leaves the round, and the stage does what
+//! [`StageError::recovery`] says, for its [`Role`]. Nothing decides by looking inside an
+//! `anyhow` error.
 
 use crate::stop::Stop;
 
 /// How one round of a stage, or the stage itself, failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StageError {
-    /// The transaction must be (or was) aborted; rewind its input and redo it.
+    /// The transaction must be (or was) aborted; its input is read again.
     #[error("transaction aborted: {0}")]
     Abort(String),
     /// The commit was asked and failed, and was aborted since: whether the broker committed
@@ -57,11 +58,11 @@ pub enum Role {
 /// What a stage does after a round ended in an error: the one recovery policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Recovery {
-    /// Abort the open transaction, rewind the input to the batch's start, and read it again
-    /// with the same producer. (Retriable errors never get here: the call is made again.)
-    AbortAndRewind,
     /// The same producer (the transaction was aborted); the input resumes from the committed
-    /// offsets, which say whether the transaction in doubt committed.
+    /// offsets, which say whether the transaction in doubt committed. Not from the aborted
+    /// batch's start: had the broker dropped the previous commit's markers, the abort ended
+    /// its records too, and the committed offsets say so (docs/operations.md, "Hanging
+    /// transactions"). (Retriable errors never get here: the call is made again.)
     ResumeFromCommitted,
     /// A new producer, whose `init_transactions` settles what the old one left open; the input
     /// resumes from the committed offsets.
@@ -82,10 +83,10 @@ impl StageError {
     /// What the stage does next, for a stage of `role`.
     pub fn recovery(&self, role: Role) -> Recovery {
         match (self, role) {
-            (Self::Abort(_), _) => Recovery::AbortAndRewind,
-            (Self::InDoubt(_), Role::Shared) => Recovery::ResumeFromCommitted,
-            // The coordinator's truth is its changelog: a takeover restores what committed.
-            (Self::InDoubt(_), Role::Single) => Recovery::TakeOverAgain,
+            (Self::Abort(_) | Self::InDoubt(_), Role::Shared) => Recovery::ResumeFromCommitted,
+            // The coordinator's truth is its changelog: a takeover restores what committed,
+            // and rebuilds a state that holds more.
+            (Self::Abort(_) | Self::InDoubt(_), Role::Single) => Recovery::TakeOverAgain,
             (Self::Fenced(_), Role::Single) => Recovery::StandBy,
             (Self::Fatal(_) | Self::State(_), Role::Single) => Recovery::TakeOverAgain,
             (Self::Fenced(_) | Self::Fatal(_) | Self::State(_), Role::Shared) => {
@@ -99,6 +100,7 @@ impl StageError {
     /// The renewal reason the lifecycle metric counts for a new producer after this error.
     pub fn renewal(&self) -> crate::telemetry::Renewal {
         match self {
+            Self::Abort(_) => crate::telemetry::Renewal::Aborted,
             Self::Fenced(_) => crate::telemetry::Renewal::Fenced,
             Self::State(_) => crate::telemetry::Renewal::StateWrite,
             _ => crate::telemetry::Renewal::Failed,
@@ -278,8 +280,8 @@ mod tests {
         let cases = [
             (
                 StageError::Abort("x".into()),
-                Recovery::AbortAndRewind,
-                Recovery::AbortAndRewind,
+                Recovery::ResumeFromCommitted,
+                Recovery::TakeOverAgain,
             ),
             (
                 StageError::InDoubt("x".into()),
@@ -326,6 +328,10 @@ mod tests {
         assert_eq!(
             reason(StageError::State("x".into())),
             Renewal::StateWrite.as_str()
+        );
+        assert_eq!(
+            reason(StageError::Abort("x".into())),
+            Renewal::Aborted.as_str()
         );
         assert_eq!(
             reason(StageError::Fatal("x".into())),

@@ -16,6 +16,7 @@ pub struct Lifecycle {
     takeovers: IntCounter,
     group_settlements: IntCounterVec,
     seals: IntCounterVec,
+    rebuilds: IntCounter,
     takeover_seconds: Histogram,
     watchdog_expiries: IntCounterVec,
     stage_silent: GaugeVec,
@@ -25,6 +26,9 @@ pub struct Lifecycle {
 /// Why a stage made a new transactional producer (a bounded label set).
 #[derive(Clone, Copy, Debug)]
 pub enum Renewal {
+    /// The coordinator's transaction was aborted: it takes over again, which checks its state
+    /// against the changelog.
+    Aborted,
     /// librdkafka reported every broker connection lost since the last commit.
     BrokersLost,
     /// The producer failed fatally (or its last commit's outcome is unknown).
@@ -38,6 +42,7 @@ pub enum Renewal {
 impl Renewal {
     pub fn as_str(self) -> &'static str {
         match self {
+            Renewal::Aborted => "aborted",
             Renewal::BrokersLost => "brokers_lost",
             Renewal::Failed => "failed",
             Renewal::Fenced => "fenced",
@@ -97,6 +102,13 @@ impl Lifecycle {
                         "Times a stage found records of its own producer id without an outcome (a hanging transaction) where it writes, and aborted them with a transaction of its own before writing.",
                     ),
                     &["stage"],
+                ),
+            )?,
+            rebuilds: register(
+                reg,
+                IntCounter::new(
+                    "rallypoint_state_rebuilds_total",
+                    "Times the coordinator found its RocksDB state ahead of what the changelog committed (a commit whose markers the broker dropped, then aborted) and rebuilt it from the changelog.",
                 ),
             )?,
             takeovers: register(
@@ -178,6 +190,18 @@ impl Lifecycle {
             stage,
             partitions,
             "a hanging transaction: records without an outcome past the transaction timeout; aborting them with a transaction of this stage's producer (docs/operations.md, \"Hanging transactions\")"
+        );
+    }
+
+    /// The coordinator's state holds a batch the changelog does not (see
+    /// `kafka::restore::last_committed`): it is rebuilt from the changelog's start.
+    pub fn state_ahead(&self, state: Option<i64>, changelog: Option<i64>) {
+        self.rebuilds.inc();
+        tracing::warn!(
+            stage = "coordinator",
+            state_journal_next = ?state,
+            changelog_journal_next = ?changelog,
+            "the state is ahead of what the changelog committed (a commit whose transaction markers the broker dropped ended aborted): rebuilding it from the changelog (docs/operations.md, \"Hanging transactions\")"
         );
     }
 
