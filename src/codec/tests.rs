@@ -17,7 +17,25 @@ fn every_event() -> Vec<Event> {
         sample::incident_updated(c.envelope("EST"), "I1", Priority::Emergency),
         sample::offer_updated(c.envelope("DEU"), "O1", 2),
         sample::completed(c.envelope("DEU"), "A-1"),
+        sample::sighted(
+            c.envelope("LVA"),
+            "S-1",
+            Indicator {
+                kind: IndicatorKind::Domain,
+                value: "c2.example.net".into(),
+            },
+            SightingKind::TruePositive,
+        ),
     ]
+}
+
+#[test]
+fn the_samples_hold_one_event_of_every_type() {
+    let mut names: Vec<&str> = every_event().iter().map(Event::type_name).collect();
+    let mut types: Vec<&str> = Event::TYPES.iter().map(|t| t.name).collect();
+    names.sort();
+    types.sort();
+    assert_eq!(names, types);
 }
 
 fn some_decisions() -> Vec<Routed> {
@@ -166,6 +184,16 @@ fn a_dead_letter_keeps_the_original_bytes() {
     );
 }
 
+/// A record of any event type as apache-avro's generic value.
+struct ToValue;
+
+impl rallypoint_core::event::Visit for ToValue {
+    type Out = Result<apache_avro::types::Value, apache_avro::Error>;
+    fn visit<T: rallypoint_core::event::EventType>(self, record: &T) -> Self::Out {
+        apache_avro::to_value(record)
+    }
+}
+
 #[test]
 fn the_direct_encoder_writes_the_bytes_that_the_generic_avro_writer_writes() {
     use apache_avro::{to_avro_datum, to_value};
@@ -180,19 +208,7 @@ fn the_direct_encoder_writes_the_bytes_that_the_generic_avro_writer_writes() {
         to_avro_datum(schema, v.resolve(schema).unwrap()).unwrap()
     };
     for e in every_event() {
-        let value = match &e {
-            Event::IncidentReported(x) => to_value(x),
-            Event::AssistanceRequested(x) => to_value(x),
-            Event::IncidentClosed(x) => to_value(x),
-            Event::AssetOffered(x) => to_value(x),
-            Event::OfferWithdrawn(x) => to_value(x),
-            Event::AssignmentAccepted(x) => to_value(x),
-            Event::AssignmentDeclined(x) => to_value(x),
-            Event::IncidentUpdated(x) => to_value(x),
-            Event::OfferUpdated(x) => to_value(x),
-            Event::AssignmentCompleted(x) => to_value(x),
-        }
-        .unwrap();
+        let value = e.visit(ToValue).unwrap();
         assert_eq!(
             codec.encode_event(&e)[10..],
             generic(e.type_name(), value)[..],
@@ -252,7 +268,7 @@ mod fuzz {
         }
 
         #[test]
-        fn damaged_avro_never_panics(which in 0usize..10, flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..8), cut in any::<usize>()) {
+        fn damaged_avro_never_panics(which in 0usize..Event::TYPES.len(), flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..8), cut in any::<usize>()) {
             let codec = codec();
             let mut bytes = codec.encode_event(&every_event()[which]);
             for (at, b) in flips {
@@ -267,7 +283,7 @@ mod fuzz {
         }
 
         #[test]
-        fn damaged_json_never_panics(which in 0usize..10, at in any::<usize>(), junk in "[ -~]{0,12}") {
+        fn damaged_json_never_panics(which in 0usize..Event::TYPES.len(), at in any::<usize>(), junk in "[ -~]{0,12}") {
             let codec = codec();
             let mut text = String::from_utf8(codec.encode_event_json(&every_event()[which])).unwrap();
             let i = at % text.len();

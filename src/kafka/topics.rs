@@ -79,7 +79,7 @@ mod tests {
         };
         assert_eq!(
             t.input_pattern(),
-            r"^exercise\.rrc\.in\.[A-Z]{3}\.(incidents|offers|responses)$"
+            r"^exercise\.rrc\.in\.[A-Z]{3}\.(incidents|offers|responses|sightings)$"
         );
     }
 }

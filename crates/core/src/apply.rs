@@ -23,6 +23,7 @@ mod incidents;
 mod offers;
 mod picture;
 mod round;
+mod sightings;
 
 use std::collections::{BTreeMap, BTreeSet};
 

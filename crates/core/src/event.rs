@@ -321,16 +321,80 @@ pub struct AssignmentCompleted {
     pub summary: String,
 }
 
+wire_enum! {
+    /// What a sighting says about an indicator (MISP's sighting types).
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+    pub enum SightingKind {
+        /// Seen in the nation's own data.
+        Sighting = "SIGHTING",
+        /// Seen, and it was not malicious there.
+        FalsePositive = "FALSE_POSITIVE",
+        /// Seen, and confirmed malicious.
+        TruePositive = "TRUE_POSITIVE",
+        /// The nation no longer considers it current.
+        Expiration = "EXPIRATION",
+    }
+}
+
+impl SightingKind {
+    /// Whether it says the indicator was seen to be what it claims.
+    pub fn confirms(self) -> bool {
+        matches!(self, SightingKind::Sighting | SightingKind::TruePositive)
+    }
+}
+
+fn amber() -> Tlp {
+    Tlp::Amber
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// A nation's SIEM saw an indicator (or says it is a false positive, or expired): what hunting
+/// brings back. Topic `rrc.in.<NATION>.sightings`, key `sighting_id`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndicatorSighted {
+    pub envelope: Envelope,
+    /// Chosen by the nation; a repeat is a retry.
+    pub sighting_id: String,
+    /// The hunt package it answers, if any.
+    #[serde(default)]
+    pub hunt_id: Option<String>,
+    pub indicator: Indicator,
+    pub kind: SightingKind,
+    /// How many times, 1..=999,999,999 (STIX's bound).
+    pub count: i32,
+    pub first_seen: i64,
+    pub last_seen: i64,
+    /// A free label of what saw it (a SIEM, a sensor network).
+    pub source: String,
+    #[serde(default)]
+    pub sector: Option<Sector>,
+    #[serde(default = "amber")]
+    pub tlp: Tlp,
+    /// Whether the sighting nation may be named to other nations (never to the cell's
+    /// disadvantage: the cell sees who sighted).
+    #[serde(default = "yes")]
+    pub anonymous: bool,
+}
+
 /// Which input topic of a nation an event belongs on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Stream {
     Incidents,
     Offers,
     Responses,
+    Sightings,
 }
 
 impl Stream {
-    pub const ALL: [Stream; 3] = [Stream::Incidents, Stream::Offers, Stream::Responses];
+    pub const ALL: [Stream; 4] = [
+        Stream::Incidents,
+        Stream::Offers,
+        Stream::Responses,
+        Stream::Sightings,
+    ];
 
     /// The last segment of the input topic name, `rrc.in.<NATION>.<suffix>`.
     pub fn suffix(self) -> &'static str {
@@ -338,6 +402,7 @@ impl Stream {
             Stream::Incidents => "incidents",
             Stream::Offers => "offers",
             Stream::Responses => "responses",
+            Stream::Sightings => "sightings",
         }
     }
 
@@ -503,6 +568,7 @@ events! {
     AssignmentAccepted: Responses, assignment_id, "assignment_accepted" => assignment_accepted;
     AssignmentDeclined: Responses, assignment_id, "assignment_declined" => assignment_declined;
     AssignmentCompleted: Responses, assignment_id, "assignment_completed" => assignment_completed;
+    IndicatorSighted: Sightings, sighting_id, "indicator_sighted" => indicator_sighted;
 }
 
 #[cfg(test)]

@@ -242,6 +242,9 @@ pub struct Campaign {
     pub red_incidents: i64,
     /// Indicator keys that link its non-RED incidents.
     pub indicators: Vec<String>,
+    /// Nations that confirmed it by sightings of its values, without an incident in it.
+    #[serde(default)]
+    pub sighted_in: Vec<String>,
 }
 
 /// What the picture publishes, keyed for the compacted topic.

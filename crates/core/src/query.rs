@@ -62,13 +62,14 @@ pub const LIST_MAX: usize = 100;
 /// A campaign as published, from the figures the correlation keeps: the nations of every
 /// member; ids and linking indicators (reported by two or more) of the non-RED ones only,
 /// the first [`LIST_MAX`] of each.
-pub fn campaign_from_state(
+pub fn campaign_from_state<S: Store + ?Sized>(
+    store: &S,
     state: &CampaignState,
     status: CampaignStatus,
     merged_into: Option<&str>,
     now: i64,
-) -> Campaign {
-    Campaign {
+) -> Result<Campaign, StoreError> {
+    Ok(Campaign {
         campaign_id: state.public.clone().unwrap_or_default(),
         status,
         merged_into: merged_into.map(str::to_owned),
@@ -90,7 +91,8 @@ pub fn campaign_from_state(
             .map(|(k, _)| k.clone())
             .take(LIST_MAX)
             .collect(),
-    }
+        sighted_in: crate::state::sighted_in(store, state)?,
+    })
 }
 
 /// Every campaign that spans two or more nations now.
@@ -103,11 +105,12 @@ pub fn active_campaigns<S: Store + ?Sized>(store: &S) -> Result<Vec<Campaign>, S
             continue;
         }
         out.push(campaign_from_state(
+            store,
             &state,
             CampaignStatus::Active,
             None,
             now,
-        ));
+        )?);
     }
     out.sort_by(|a, b| a.campaign_id.cmp(&b.campaign_id));
     Ok(out)

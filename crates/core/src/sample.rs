@@ -169,6 +169,26 @@ pub fn completed(env: Envelope, assignment: &str) -> Event {
     })
 }
 
+/// A sighting of `indicator` by the envelope's nation: seen once, at the envelope's time, GREEN
+/// and not anonymous.
+pub fn sighted(env: Envelope, id: &str, indicator: Indicator, kind: SightingKind) -> Event {
+    let at = env.occurred_at;
+    Event::IndicatorSighted(IndicatorSighted {
+        envelope: env,
+        sighting_id: id.to_owned(),
+        hunt_id: None,
+        indicator,
+        kind,
+        count: 1,
+        first_seen: at,
+        last_seen: at,
+        source: "siem".into(),
+        sector: None,
+        tlp: Tlp::Green,
+        anonymous: false,
+    })
+}
+
 pub fn withdrawn(env: Envelope, offer: &str) -> Event {
     Event::OfferWithdrawn(OfferWithdrawn {
         envelope: env,

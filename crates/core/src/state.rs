@@ -246,6 +246,32 @@ pub fn posting_key(indicator: &str) -> Vec<u8> {
     key(&[b"x/", indicator.as_bytes()])
 }
 
+/// The nations that sighted a normalized indicator value (a SIGHTING or TRUE_POSITIVE),
+/// sorted: `Vec<String>`.
+pub fn sightings_key(indicator: &str) -> Vec<u8> {
+    key(&[b"s/", indicator.as_bytes()])
+}
+
+/// The nations that confirmed a campaign by sightings rather than incidents: those that
+/// sighted one of its values below the cap (RED members' values are not its own), without an
+/// incident in it. Sorted.
+pub fn sighted_in<S: Store + ?Sized>(
+    store: &S,
+    campaign: &CampaignState,
+) -> Result<Vec<String>, StoreError> {
+    let mut out = std::collections::BTreeSet::new();
+    for value in campaign.counts.keys() {
+        if let Some(nations) = read::<Vec<String>, S>(store, &sightings_key(value))? {
+            out.extend(
+                nations
+                    .into_iter()
+                    .filter(|n| !campaign.nations.contains_key(n)),
+            );
+        }
+    }
+    Ok(out.into_iter().collect())
+}
+
 pub fn incident_indicators_key(incident: &str) -> Vec<u8> {
     key(&[b"v/", incident.as_bytes()])
 }

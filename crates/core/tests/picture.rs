@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use common::*;
 use proptest::prelude::*;
 use rallypoint_core::event::{
-    Capability, Envelope, Event, Indicator, IndicatorKind, Priority, Tlp,
+    Capability, Envelope, Event, Indicator, IndicatorKind, Priority, SightingKind, Tlp,
 };
 use rallypoint_core::picture::{
     Campaign, CampaignStatus, PictureConfig, PictureUpdate, ThreatPicture,
@@ -637,5 +637,154 @@ fn a_campaign_split_by_the_fanout_cap_dissolves_under_its_own_id_not_a_red_one()
             "C-000001".into(),
             CampaignStatus::Dissolved
         )]
+    );
+}
+
+/// A sighting of the domain `value` by `nation`.
+fn sight(w: &mut World, nation: &str, id: &str, value: &str, kind: SightingKind) -> Vec<Output> {
+    let env = w.env(nation);
+    let indicator = Indicator {
+        kind: IndicatorKind::Domain,
+        value: value.to_owned(),
+    };
+    w.apply_all(&sample::sighted(env, id, indicator, kind))
+}
+
+#[test]
+fn a_nation_that_sights_a_campaign_value_is_named_among_those_it_was_sighted_in() {
+    let mut w = world(hourly());
+    report(&mut w, "EST", "I1", Tlp::Green, T0, &["c2.example.net"]);
+    let out = report(&mut w, "LVA", "I2", Tlp::Amber, T0, &["C2.Example.NET"]);
+    assert_eq!(campaigns(&out)[0].1.sighted_in, Vec::<String>::new());
+    // POL has no incident in it: its sighting (of the value as written differently) names it.
+    let out = sight(
+        &mut w,
+        "POL",
+        "S1",
+        "c2.example.net.",
+        SightingKind::Sighting,
+    );
+    let found = campaigns(&out);
+    assert_eq!(found.len(), 1, "{out:?}");
+    assert_eq!(found[0].0, "CampaignUpdated");
+    assert_eq!(found[0].1.sighted_in, vec!["POL"]);
+    assert_eq!(found[0].1.nations, vec!["EST", "LVA"]);
+    // Once per nation and value; a member nation's sighting, a false positive and an
+    // expiration change nothing.
+    assert!(campaigns(&sight(
+        &mut w,
+        "POL",
+        "S2",
+        "c2.example.net",
+        SightingKind::TruePositive
+    ))
+    .is_empty());
+    assert!(campaigns(&sight(
+        &mut w,
+        "EST",
+        "S3",
+        "c2.example.net",
+        SightingKind::Sighting
+    ))
+    .is_empty());
+    assert!(campaigns(&sight(
+        &mut w,
+        "DEU",
+        "S4",
+        "c2.example.net",
+        SightingKind::FalsePositive
+    ))
+    .is_empty());
+    assert!(campaigns(&sight(
+        &mut w,
+        "DEU",
+        "S5",
+        "c2.example.net",
+        SightingKind::Expiration
+    ))
+    .is_empty());
+    // A value no incident reported: recorded, no campaign to name.
+    assert!(campaigns(&sight(
+        &mut w,
+        "DEU",
+        "S6",
+        "other.example",
+        SightingKind::Sighting
+    ))
+    .is_empty());
+    let out = sight(
+        &mut w,
+        "DEU",
+        "S7",
+        "c2.example.net",
+        SightingKind::TruePositive,
+    );
+    assert_eq!(campaigns(&out)[0].1.sighted_in, vec!["DEU", "POL"]);
+    // The query API answers from the same state.
+    let api = rallypoint_core::query::active_campaigns(&w.store).unwrap();
+    assert_eq!(api[0].sighted_in, vec!["DEU", "POL"]);
+}
+
+#[test]
+fn a_sighting_before_the_campaign_counts_when_it_forms_and_a_nation_that_joins_leaves_the_list() {
+    let mut w = world(hourly());
+    report(&mut w, "EST", "I1", Tlp::Green, T0, &["c2.example.net"]);
+    sight(
+        &mut w,
+        "POL",
+        "S1",
+        "c2.example.net",
+        SightingKind::Sighting,
+    );
+    let out = report(&mut w, "LVA", "I2", Tlp::Green, T0, &["c2.example.net"]);
+    let found = campaigns(&out);
+    assert_eq!(found[0].0, "CampaignDetected");
+    assert_eq!(found[0].1.sighted_in, vec!["POL"]);
+    // POL reports an incident of its own in it: a member now, no longer only a sighter.
+    let out = report(&mut w, "POL", "I3", Tlp::Green, T0, &["c2.example.net"]);
+    let found = campaigns(&out);
+    assert_eq!(found[0].1.nations, vec!["EST", "LVA", "POL"]);
+    assert!(found[0].1.sighted_in.is_empty());
+}
+
+#[test]
+fn a_value_only_a_red_member_reported_is_not_the_campaign_s_to_be_sighted() {
+    let mut w = world(hourly());
+    report(
+        &mut w,
+        "EST",
+        "I1",
+        Tlp::Green,
+        T0,
+        &["shared.example", "red-only.example"],
+    );
+    report(&mut w, "LVA", "I2", Tlp::Green, T0, &["shared.example"]);
+    report(
+        &mut w,
+        "LTU",
+        "I3",
+        Tlp::Red,
+        T0,
+        &["shared.example", "secret.example"],
+    );
+    assert!(campaigns(&sight(
+        &mut w,
+        "POL",
+        "S1",
+        "secret.example",
+        SightingKind::Sighting
+    ))
+    .is_empty());
+    let out = sight(
+        &mut w,
+        "POL",
+        "S2",
+        "red-only.example",
+        SightingKind::Sighting,
+    );
+    assert_eq!(
+        campaigns(&out)[0].1.sighted_in,
+        vec!["POL"],
+        "EST reported it, not only LTU"
     );
 }

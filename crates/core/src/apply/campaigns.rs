@@ -139,9 +139,15 @@ impl<S: StoreMut> Fold<'_, '_, S> {
             .chain(parts.values())
             .filter(|p| p.active && p.public != public)
             .map(|p| {
-                query::campaign_from_state(p, CampaignStatus::Merged, public.as_deref(), self.now)
+                query::campaign_from_state(
+                    &*self.st.store,
+                    p,
+                    CampaignStatus::Merged,
+                    public.as_deref(),
+                    self.now,
+                )
             })
-            .collect();
+            .collect::<Result<_, _>>()?;
         let mut retired = Vec::new();
         let mut state = base.unwrap_or_default();
         let merged = !parts.is_empty();
@@ -231,7 +237,7 @@ impl<S: StoreMut> Fold<'_, '_, S> {
         } else {
             CampaignStatus::Dissolved
         };
-        let record = query::campaign_from_state(state, status, None, self.now);
+        let record = query::campaign_from_state(&*self.st.store, state, status, None, self.now)?;
         state.indicators = record.indicators.clone();
         Ok(record)
     }
@@ -244,8 +250,13 @@ impl<S: StoreMut> Fold<'_, '_, S> {
         into: &Option<String>,
     ) -> Result<(), StoreError> {
         for old in olds.iter().filter(|o| o.active && o.public != *into) {
-            let record =
-                query::campaign_from_state(old, CampaignStatus::Merged, into.as_deref(), self.now);
+            let record = query::campaign_from_state(
+                &*self.st.store,
+                old,
+                CampaignStatus::Merged,
+                into.as_deref(),
+                self.now,
+            )?;
             self.emit_campaign(record, false)?;
         }
         Ok(())
@@ -346,11 +357,12 @@ impl<S: StoreMut> Fold<'_, '_, S> {
                 self.st.remove(&campaign_key(&id));
                 if prev.active {
                     let record = query::campaign_from_state(
+                        &*self.st.store,
                         &prev,
                         CampaignStatus::Dissolved,
                         None,
                         self.now,
-                    );
+                    )?;
                     self.emit_campaign(record, false)?;
                 }
             }
@@ -373,6 +385,29 @@ impl<S: StoreMut> Fold<'_, '_, S> {
         }
         self.save_and_publish(&id, state, record, public_was_active)?;
         Ok(split)
+    }
+
+    /// `nation` sighted the normalized value `key` (already recorded under its sightings): the
+    /// active campaign that holds the value, if any, is published again with the nation among
+    /// those it was sighted in, unless the nation has an incident in it.
+    pub(super) fn confirm_campaign(&mut self, key: &str, nation: &str) -> Result<(), StoreError> {
+        let Some(posting) = self.st.load::<Posting>(&posting_key(key))? else {
+            return Ok(());
+        };
+        let Some(member) = posting.incidents.first().filter(|_| !posting.capped) else {
+            return Ok(());
+        };
+        let Some(id) = self.st.load::<String>(&membership_key(member))? else {
+            return Ok(());
+        };
+        let Some(mut state) = self.st.load::<CampaignState>(&campaign_key(&id))? else {
+            return Ok(());
+        };
+        if !state.active || !state.counts.contains_key(key) || state.nations.contains_key(nation) {
+            return Ok(());
+        }
+        let record = self.settle_figures(&mut state)?;
+        self.save_and_publish(&id, state, record, true)
     }
 
     /// Publishes a campaign record and keeps the count of active campaigns.

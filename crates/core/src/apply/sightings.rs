@@ -1,0 +1,54 @@
+//! Handler of the sightings topic: a nation's SIEM saw an indicator (docs/architecture.md,
+//! "Sightings"). A SIGHTING or TRUE_POSITIVE records the nation under the value's sightings,
+//! once per nation and value, and an active campaign that holds the value names the nation
+//! among those it was `sighted_in`, when the nation has no incident in it. FALSE_POSITIVE and
+//! EXPIRATION are validated and journaled; what they retire belongs to the hunt packages.
+
+use super::{Fold, Handled};
+use crate::event::*;
+use crate::indicator;
+use crate::state::sightings_key;
+use crate::store::StoreMut;
+use crate::validate::{Check, Fields};
+
+/// STIX's bound on a sighting's count.
+pub const MAX_COUNT: i32 = 999_999_999;
+
+impl Check for IndicatorSighted {
+    fn check(&self, f: &mut Fields) {
+        f.id("sighting_id", &self.sighting_id);
+        if let Some(hunt) = &self.hunt_id {
+            f.id("hunt_id", hunt);
+        }
+        f.text("indicator.value", &self.indicator.value, 1, 2048);
+        if indicator::key(&self.indicator).is_none() {
+            f.error(format!(
+                "indicator.value is not a valid {} value",
+                self.indicator.kind.as_str()
+            ));
+        }
+        f.range("count", self.count, 1, MAX_COUNT);
+        if self.last_seen < self.first_seen {
+            f.error("last_seen must not be before first_seen".into());
+        }
+        f.text("source", &self.source, 0, 200);
+    }
+}
+
+impl<S: StoreMut> Fold<'_, '_, S> {
+    pub(crate) fn indicator_sighted(&mut self, e: &IndicatorSighted) -> Handled {
+        let Some(key) = indicator::key(&e.indicator).filter(|_| e.kind.confirms()) else {
+            return Ok(Ok(()));
+        };
+        let nation = &e.envelope.nation;
+        let at = sightings_key(&key);
+        let mut nations: Vec<String> = self.st.load(&at)?.unwrap_or_default();
+        let Err(i) = nations.binary_search(nation) else {
+            return Ok(Ok(())); // this nation's sighting of the value is known
+        };
+        nations.insert(i, nation.clone());
+        self.st.save(&at, &nations);
+        self.confirm_campaign(&key, nation)?;
+        Ok(Ok(()))
+    }
+}
