@@ -36,7 +36,7 @@ use super::context::StageContext;
 use super::dead_letter::{self, Original};
 use super::restore::Follower;
 use super::stage::{Recovery, Role, StageError};
-use super::txn::Transactional;
+use super::txn::{SealOutcome, Transactional};
 use super::{Backoff, BatchOffsets, Handled, Topics, HDR_INPUT_TS};
 use crate::codec::Codec;
 use crate::config::Config;
@@ -72,6 +72,9 @@ pub struct Coordinator {
     queries: Option<Receiver<Asked>>,
     /// RocksDB writes that failed after a commit, to bound the takeovers that repair them.
     write_failures: std::sync::Mutex<super::WriteFailures>,
+    /// This process applied commits of its own to the state since it last checked it against
+    /// the changelog (true at start: see [`Coordinator::verify_state`]).
+    unverified: std::sync::atomic::AtomicBool,
 }
 
 /// What one batch must do once its transaction has committed.
@@ -94,6 +97,7 @@ impl Coordinator {
             metrics,
             queries: None,
             write_failures: Default::default(),
+            unverified: std::sync::atomic::AtomicBool::new(true),
         }
     }
 
@@ -254,8 +258,9 @@ impl Coordinator {
             )?;
             crate::fault::point("coordinator.takeover");
             let ends = super::settled::settled(&self.config, &self.outputs(), stop, |hanging| {
-                lifecycle.sealed(STAGE, &super::settled::named(hanging));
-                Ok(txn.seal(hanging, consumer)?)
+                let outcome = self.seal_outcome(hanging, store, stop)?;
+                lifecycle.sealed(STAGE, &super::settled::named(hanging), &outcome);
+                Ok(txn.seal(hanging, consumer, &outcome)?)
             })?;
             Ok((txn, ends))
         })?;
@@ -274,20 +279,11 @@ impl Coordinator {
                 },
             )
         };
-        let mut restored = restore(store)?;
-        // The state must hold exactly what the changelog committed. It holds more when a
-        // commit this coordinator saw succeed lost its markers and ended aborted (by a seal, or
-        // by the abort of the producer's next transaction): then it is rebuilt from the start.
-        let on_changelog =
-            super::restore::last_committed(&self.config, &changelog, JOURNAL_NEXT, end, stop)?
-                .map(|v| position(&v))
-                .transpose()?;
-        let in_state = journal_next(store)?;
-        if in_state != on_changelog {
-            lifecycle.state_ahead(in_state, on_changelog);
-            store.clear().context("clearing the state to rebuild it")?;
-            restored = restore(store)?;
+        if self.unverified.load(Ordering::SeqCst) {
+            self.verify_state(store, stop)?;
+            self.unverified.store(false, Ordering::SeqCst);
         }
+        let restored = restore(store)?;
         if consumer.context().take_revoked() || !self.holds_journal(consumer)? {
             tracing::info!(
                 stage = STAGE,
@@ -314,6 +310,67 @@ impl Coordinator {
             txn,
             batch: BatchOffsets::default(),
         }))
+    }
+
+    /// Clears the state when it holds a batch the changelog does not: a commit this
+    /// coordinator saw acknowledged, applied, and which then ended aborted because Kafka
+    /// dropped its markers (by a seal, or by the abort of the producer's next transaction).
+    /// The state records up to which changelog offset it reflects; the last journal position
+    /// committed on the changelog before that offset must be the one it holds. Only this
+    /// process's own commits can make it differ, so it is checked at the first takeover and
+    /// after the process was active (docs/operations.md, "A commit that ended aborted").
+    fn verify_state(&self, store: &mut RocksStore, stop: &Stop) -> anyhow::Result<()> {
+        let covered = store.changelog_next()?;
+        let on_changelog = super::restore::last_committed(
+            &self.config,
+            &self.topics.changelog(),
+            JOURNAL_NEXT,
+            covered,
+            stop,
+        )?
+        .map(|v| position(&v))
+        .transpose()?;
+        let in_state = journal_next(store)?;
+        if in_state != on_changelog {
+            self.metrics.lifecycle().state_ahead(in_state, on_changelog);
+            store.clear().context("clearing the state to rebuild it")?;
+        }
+        Ok(())
+    }
+
+    /// How to end the hanging transaction on `hanging`. Every record the coordinator writes
+    /// names the journal offset it follows from (`rp.journal_offset`). A commit stands when it
+    /// is on the changelog, or when this instance applied it to its state (which it does only
+    /// after Kafka acknowledged the commit): so the first record without an outcome on each
+    /// partition belongs to a commit that stands when its journal offset lies before the
+    /// later of those two positions, and the seal commits it. Otherwise (an open transaction
+    /// the broker aborted, or a commit nobody saw acknowledged) it aborts, and the batch is
+    /// done again (docs/operations.md, "Hanging transactions").
+    fn seal_outcome(
+        &self,
+        hanging: &[(String, i32)],
+        store: &RocksStore,
+        stop: &Stop,
+    ) -> anyhow::Result<SealOutcome> {
+        let changelog = self.topics.changelog();
+        let end = super::settled::ends(&self.config, std::slice::from_ref(&changelog), stop)?
+            .of(&changelog, 0);
+        let on_changelog =
+            super::restore::last_committed(&self.config, &changelog, JOURNAL_NEXT, end, stop)?
+                .map(|v| position(&v))
+                .transpose()?;
+        let known = on_changelog.max(journal_next(store)?);
+        let stamps = super::settled::first_open_stamps(&self.config, hanging, stop)?;
+        let outcome = seal_outcome(known, &stamps, self.topics.journal());
+        tracing::info!(
+            stage = STAGE,
+            ?stamps,
+            ?on_changelog,
+            in_state = ?journal_next(store)?,
+            ?outcome,
+            "the hanging transaction's records and the journal positions known to be committed"
+        );
+        Ok(outcome)
     }
 
     /// Every topic this stage writes: the changelog first.
@@ -431,6 +488,7 @@ impl Coordinator {
         pending: &mut Pending,
         txn: &mut Transactional,
     ) -> Result<Handled, StageError> {
+        txn.stamp(Some(m.offset()));
         let payload = m.payload().unwrap_or_default();
         // Journal records name their schema by registry id; after an upgrade, old ids are new
         // to this version and are looked up.
@@ -553,6 +611,7 @@ impl Coordinator {
                 .over(store)
                 .put(JOURNAL_NEXT, next.to_be_bytes().to_vec());
         }
+        txn.stamp(batch.next(&self.topics.journal(), 0).map(|next| next - 1));
         for (key, value) in pending.overlay.iter() {
             txn.send(&changelog, Some(key), value.as_deref(), None)?;
         }
@@ -570,6 +629,7 @@ impl Coordinator {
                 .changelog_next()
                 .map_err(|e| store_failed(AFTER_COMMIT, e))?
         };
+        self.unverified.store(true, Ordering::SeqCst);
         store
             .apply(pending.overlay.drain(), next)
             .map_err(|e| self.state_failed(AFTER_COMMIT, e))?;
@@ -701,6 +761,18 @@ pub fn journal_next<S: rallypoint_core::store::Store + ?Sized>(
     position(&bytes).map(Some)
 }
 
+/// The outcome of a hanging transaction whose first open record on each partition follows from
+/// the journal offsets `stamps`, when the journal position `known` is known to be committed:
+/// commit when every one lies before it, else abort (see [`Coordinator::seal_outcome`]).
+fn seal_outcome(known: Option<i64>, stamps: &[Option<i64>], journal: String) -> SealOutcome {
+    match known {
+        Some(next) if stamps.iter().all(|s| s.is_some_and(|o| o < next)) => SealOutcome::Commit {
+            journal: (journal, next),
+        },
+        _ => SealOutcome::Abort,
+    }
+}
+
 /// A journal position as the state and the changelog hold it (`JOURNAL_NEXT`'s value).
 fn position(bytes: &[u8]) -> anyhow::Result<i64> {
     let bytes: [u8; 8] = bytes
@@ -713,4 +785,29 @@ fn input_timestamp(m: &BorrowedMessage<'_>) -> Option<i64> {
     let headers = m.headers()?;
     let h = headers.iter().find(|h| h.key == HDR_INPUT_TS)?;
     std::str::from_utf8(h.value?).ok()?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{seal_outcome, SealOutcome};
+
+    #[test]
+    fn a_hanging_transaction_is_committed_only_when_its_batch_is_known_to_have_committed() {
+        let j = || "journal".to_owned();
+        let commit = SealOutcome::Commit { journal: (j(), 40) };
+        // Records of a batch before position 40, which the changelog or the state holds.
+        assert_eq!(seal_outcome(Some(40), &[Some(31), Some(39)], j()), commit);
+        // A batch at or past it: the broker aborted it, or nobody saw its commit.
+        assert_eq!(seal_outcome(Some(40), &[Some(40)], j()), SealOutcome::Abort);
+        assert_eq!(
+            seal_outcome(Some(40), &[Some(12), Some(41)], j()),
+            SealOutcome::Abort
+        );
+        // A record that names no journal offset (not the coordinator's batch), or nothing known.
+        assert_eq!(
+            seal_outcome(Some(40), &[Some(12), None], j()),
+            SealOutcome::Abort
+        );
+        assert_eq!(seal_outcome(None, &[Some(0)], j()), SealOutcome::Abort);
+    }
 }

@@ -234,8 +234,9 @@ impl Intake {
                 &[self.topics.journal(), self.topics.dlq()],
                 stop,
                 |hanging| {
-                    lifecycle.sealed(STAGE, &super::settled::named(hanging));
-                    Ok(txn.seal(hanging, consumer)?)
+                    let outcome = super::txn::SealOutcome::Abort;
+                    lifecycle.sealed(STAGE, &super::settled::named(hanging), &outcome);
+                    Ok(txn.seal(hanging, consumer, &outcome)?)
                 },
             )?;
             Ok(txn)

@@ -126,6 +126,50 @@ pub fn open_after(
     }
 }
 
+/// The `rp.journal_offset` header (see [`super::txn::Transactional::stamp`]) of the first
+/// record without an outcome on each of `partitions` (at its last stable offset): `None` for
+/// one without that header (or none readable).
+pub fn first_open_stamps(
+    config: &Config,
+    partitions: &[(String, i32)],
+    stop: &Stop,
+) -> anyhow::Result<Vec<Option<i64>>> {
+    use rdkafka::message::{Headers, Message};
+    let committed = reader(config, "read_committed")?;
+    let uncommitted = reader(config, "read_uncommitted")?;
+    let mut out = Vec::new();
+    for (topic, p) in partitions {
+        let (_, stable) = super::with_patience(
+            &format!("reading the stable end of {topic}/{p}"),
+            PATIENCE,
+            stop,
+            || committed.fetch_watermarks(topic, *p, WAIT),
+        )?;
+        let mut tpl = rdkafka::TopicPartitionList::new();
+        tpl.add_partition_offset(topic, *p, rdkafka::Offset::Offset(stable))?;
+        uncommitted.assign(&tpl)?;
+        let started = Instant::now();
+        let mut stamp = None;
+        while started.elapsed() < WAIT && !stop.is_stopped() {
+            super::watchdog::beat();
+            match uncommitted.poll(Duration::from_millis(100)) {
+                Some(Ok(m)) => {
+                    stamp = m.headers().and_then(|h| {
+                        h.iter()
+                            .find(|h| h.key == super::txn::HDR_JOURNAL_OFFSET)
+                            .and_then(|h| std::str::from_utf8(h.value?).ok()?.parse().ok())
+                    });
+                    break;
+                }
+                Some(Err(e)) => tracing::debug!(error = %e, "reading a record without an outcome"),
+                None => {}
+            }
+        }
+        out.push(stamp);
+    }
+    Ok(out)
+}
+
 pub fn named(partitions: &[(String, i32)]) -> String {
     partitions
         .iter()

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
-use rdkafka::message::OwnedHeaders;
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer, PurgeConfig};
 use rdkafka::{ClientConfig, TopicPartitionList};
 
@@ -35,6 +35,8 @@ pub const PATIENCE: Duration = Duration::from_secs(300);
 
 /// The key of the tombstone a [`Transactional::seal`] writes, in a transaction it aborts.
 pub const SEAL_KEY: &[u8] = b"rallypoint.seal";
+/// The header naming the journal offset a coordinator record follows from.
+pub const HDR_JOURNAL_OFFSET: &str = "rp.journal_offset";
 
 /// What librdkafka says to do about an error.
 #[derive(Debug, PartialEq, Eq)]
@@ -73,8 +75,20 @@ pub struct Transactional {
     timeout: Duration,
     exactly_once: bool,
     open: bool,
+    /// The journal offset the records sent now follow from (see [`Transactional::stamp`]).
+    journal_offset: Option<i64>,
     /// Retries end once the process stops.
     stop: Stop,
+}
+
+/// How a seal ends the hanging transaction it finds (see [`Transactional::seal`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SealOutcome {
+    /// The transaction was not committed, or nobody can tell: its records are aborted.
+    Abort,
+    /// It was committed, and Kafka dropped some of its markers: its records are committed, and
+    /// the group's offset on `journal` (topic, partition 0) is set to its next offset.
+    Commit { journal: (String, i64) },
 }
 
 impl Transactional {
@@ -115,6 +129,7 @@ impl Transactional {
             timeout,
             exactly_once,
             open: false,
+            journal_offset: None,
             stop: stop.clone(),
         };
         if !exactly_once {
@@ -167,18 +182,22 @@ impl Transactional {
     }
 
     /// Ends every hanging transaction of this producer id on `partitions` (see
-    /// [`super::settled`]) with one outcome, abort: an aborted transaction of its own writes one
-    /// tombstone under [`SEAL_KEY`] to each (invisible to `read_committed` readers; compaction
-    /// removes it) and the group's offsets, and its abort markers end whatever this producer id
-    /// left open there, the group's pending offsets too. Nothing is done without transactions.
+    /// [`super::settled`]) with one `outcome`: a transaction of its own writes one tombstone
+    /// under [`SEAL_KEY`] to each (invisible to `read_committed` readers; compaction removes
+    /// it) and adds the group's offsets, and its markers end whatever this producer id left
+    /// open there, the group's pending offsets too. For an abort the offsets sent are
+    /// discarded with it; for a commit they are the journal position the commit stands for.
+    /// Nothing is done without transactions.
     pub fn seal(
         &mut self,
         partitions: &[(String, i32)],
         consumer: &BaseConsumer<StageContext>,
+        outcome: &SealOutcome,
     ) -> Result<(), StageError> {
         if !self.exactly_once {
             return Ok(());
         }
+        self.stamp(None);
         self.begin()?;
         for (topic, partition) in partitions {
             let record: BaseRecord<'_, [u8], [u8]> =
@@ -188,23 +207,45 @@ impl Transactional {
             }
         }
         // The group's pending offsets, if any, are this producer id's too: adding the group to
-        // the transaction makes its abort end them. The offsets sent are discarded with it.
+        // the transaction makes its marker end them.
         if let Some(group) = consumer.group_metadata() {
             let mut offsets = TopicPartitionList::new();
-            for (topic, partition) in partitions {
-                offsets
-                    .add_partition_offset(topic, *partition, rdkafka::Offset::Offset(0))
-                    .map_err(|e| StageError::Abort(e.to_string()))?;
-            }
+            let added = match outcome {
+                SealOutcome::Abort => partitions.iter().try_for_each(|(topic, partition)| {
+                    offsets.add_partition_offset(topic, *partition, rdkafka::Offset::Offset(0))
+                }),
+                SealOutcome::Commit {
+                    journal: (topic, next),
+                } => offsets.add_partition_offset(topic, 0, rdkafka::Offset::Offset(*next)),
+            };
+            added.map_err(|e| StageError::Abort(e.to_string()))?;
             if let Err(e) = watchdog::watch("send_offsets_to_transaction", self.timeout, || {
                 self.producer
                     .send_offsets_to_transaction(&offsets, &group, self.timeout)
             }) {
-                tracing::info!(error = %e, "sealing: the group's offsets were refused; the abort ends the transaction all the same");
+                tracing::info!(error = %e, "sealing: the group's offsets were refused; the marker ends the transaction all the same");
             }
         }
         self.drain().map_err(|e| error(Class::Abort, &e))?;
-        self.abort()
+        match outcome {
+            SealOutcome::Abort => self.abort(),
+            SealOutcome::Commit { .. } => {
+                self.retry("commit_transaction", |p, t| p.commit_transaction(t))
+                    .inspect_err(|_| {
+                        let _ = self.abort();
+                    })?;
+                self.open = false;
+                Ok(())
+            }
+        }
+    }
+
+    /// Stamps every record sent from now on with the journal offset it follows from (header
+    /// `rp.journal_offset`), or stops stamping (`None`). The coordinator stamps what it sends
+    /// for each journal record, so that a seal can tell from a hanging record whether the
+    /// commit it belonged to stands (see `coordinator::seal_outcome`).
+    pub fn stamp(&mut self, journal_offset: Option<i64>) {
+        self.journal_offset = journal_offset;
     }
 
     /// Queues one record in the current transaction, beginning it if needed.
@@ -216,6 +257,13 @@ impl Transactional {
         headers: Option<OwnedHeaders>,
     ) -> Result<(), StageError> {
         self.begin()?;
+        let headers = match self.journal_offset {
+            Some(offset) => Some(headers.unwrap_or_default().insert(Header {
+                key: HDR_JOURNAL_OFFSET,
+                value: Some(&offset.to_string()),
+            })),
+            None => headers,
+        };
         let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic);
         record.key = key;
         record.payload = payload;

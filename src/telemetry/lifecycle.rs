@@ -184,12 +184,13 @@ impl Lifecycle {
         );
     }
 
-    pub fn sealed(&self, stage: &str, partitions: &str) {
+    pub fn sealed(&self, stage: &str, partitions: &str, outcome: &dyn std::fmt::Debug) {
         self.seals.with_label_values(&[stage]).inc();
         tracing::warn!(
             stage,
             partitions,
-            "a hanging transaction: records without an outcome past the transaction timeout; aborting them with a transaction of this stage's producer (docs/operations.md, \"Hanging transactions\")"
+            ?outcome,
+            "a hanging transaction: records without an outcome past the transaction timeout; ending them with a transaction of this stage's producer (docs/operations.md, \"Hanging transactions\")"
         );
     }
 
