@@ -360,7 +360,15 @@ impl Coordinator {
                 .map(|v| position(&v))
                 .transpose()?;
         let known = on_changelog.max(journal_next(store)?);
-        let stamps = super::settled::first_open_stamps(&self.config, hanging, stop)?;
+        let stamps: Vec<Option<i64>> =
+            super::settled::first_open_headers(&self.config, hanging, stop)?
+                .iter()
+                .map(|h| {
+                    super::settled::header_text(h.as_deref()?, super::txn::HDR_JOURNAL_OFFSET)?
+                        .parse()
+                        .ok()
+                })
+                .collect();
         let outcome = seal_outcome(known, &stamps, self.topics.journal());
         tracing::info!(
             stage = STAGE,
@@ -767,7 +775,7 @@ pub fn journal_next<S: rallypoint_core::store::Store + ?Sized>(
 fn seal_outcome(known: Option<i64>, stamps: &[Option<i64>], journal: String) -> SealOutcome {
     match known {
         Some(next) if stamps.iter().all(|s| s.is_some_and(|o| o < next)) => SealOutcome::Commit {
-            journal: (journal, next),
+            offsets: vec![(journal, 0, next)],
         },
         _ => SealOutcome::Abort,
     }
@@ -794,7 +802,9 @@ mod tests {
     #[test]
     fn a_hanging_transaction_is_committed_only_when_its_batch_is_known_to_have_committed() {
         let j = || "journal".to_owned();
-        let commit = SealOutcome::Commit { journal: (j(), 40) };
+        let commit = SealOutcome::Commit {
+            offsets: vec![(j(), 0, 40)],
+        };
         // Records of a batch before position 40, which the changelog or the state holds.
         assert_eq!(seal_outcome(Some(40), &[Some(31), Some(39)], j()), commit);
         // A batch at or past it: the broker aborted it, or nobody saw its commit.

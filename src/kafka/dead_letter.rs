@@ -83,6 +83,21 @@ fn parse_source(text: &str) -> Option<(&str, i32, i64)> {
     Some((topic, partition, offset))
 }
 
+/// The input record (topic, partition, offset) a journal record (`rp.source`) or an intake
+/// dead letter (`source.topic`, `source.partition`, `source.offset`) follows from, by its
+/// headers.
+pub fn source_of(headers: &[(String, Vec<u8>)]) -> Option<(String, i32, i64)> {
+    let text = |key: &str| super::settled::header_text(headers, key);
+    if let Some((topic, partition, offset)) = text(HDR_SOURCE).and_then(parse_source) {
+        return Some((topic.to_owned(), partition, offset));
+    }
+    Some((
+        text("source.topic")?.to_owned(),
+        text("source.partition")?.parse().ok()?,
+        text("source.offset")?.parse().ok()?,
+    ))
+}
+
 impl<'a> Original<'a> {
     /// The consumed record itself (intake's rejections).
     pub fn consumed<M: Message>(m: &'a M) -> Self {

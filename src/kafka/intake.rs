@@ -234,13 +234,69 @@ impl Intake {
                 &[self.topics.journal(), self.topics.dlq()],
                 stop,
                 |hanging| {
-                    let outcome = super::txn::SealOutcome::Abort;
+                    let outcome = self.seal_outcome(hanging, consumer, stop)?;
                     lifecycle.sealed(STAGE, &super::settled::named(hanging), &outcome);
                     Ok(txn.seal(hanging, consumer, &outcome)?)
                 },
             )?;
             Ok(txn)
         })
+    }
+
+    /// How to end the hanging transaction on `hanging`: every record intake writes names the
+    /// input record it follows from, and the group's committed offsets say which inputs are
+    /// done. When the first record without an outcome on each partition follows from an input
+    /// before the committed offset of its partition, its batch committed (Kafka wrote the
+    /// marker on the group's offsets and dropped it there), and the seal commits it; otherwise
+    /// (the offsets unreadable, pending with the records, or before them) it aborts, and the
+    /// batch is read again from the committed offsets (docs/operations.md, "Hanging
+    /// transactions").
+    fn seal_outcome(
+        &self,
+        hanging: &[(String, i32)],
+        consumer: &BaseConsumer<StageContext>,
+        stop: &Stop,
+    ) -> anyhow::Result<super::txn::SealOutcome> {
+        let sources: Vec<Option<(String, i32, i64)>> =
+            super::settled::first_open_headers(&self.config, hanging, stop)?
+                .iter()
+                .map(|h| dead_letter::source_of(h.as_deref()?))
+                .collect();
+        let mut tpl = rdkafka::TopicPartitionList::new();
+        for (topic, partition, _) in sources.iter().flatten() {
+            if tpl.find_partition(topic, *partition).is_none() {
+                tpl.add_partition(topic, *partition);
+            }
+        }
+        let wait = super::CALL_TIMEOUT;
+        let committed = match super::watchdog::watch("committed_offsets", wait, || {
+            consumer.committed_offsets(tpl, wait)
+        }) {
+            Ok(list) => Some(
+                list.elements()
+                    .iter()
+                    .filter_map(|e| match e.offset() {
+                        rdkafka::Offset::Offset(o) => {
+                            Some((e.topic().to_owned(), e.partition(), o))
+                        }
+                        _ => None,
+                    })
+                    .collect::<Vec<_>>(),
+            ),
+            Err(e) => {
+                tracing::info!(stage = STAGE, error = %e, "sealing: the group's committed offsets cannot be read");
+                None
+            }
+        };
+        let outcome = seal_outcome(&sources, committed.as_deref());
+        tracing::info!(
+            stage = STAGE,
+            ?sources,
+            ?committed,
+            ?outcome,
+            "the hanging transaction's records and the group's committed offsets"
+        );
+        Ok(outcome)
     }
 
     /// Routes one input record to the journal or the dead-letter topic, or leaves it for later
@@ -366,4 +422,69 @@ fn headers_size(headers: &OwnedHeaders) -> usize {
         .iter()
         .map(|h| h.key.len() + h.value.map_or(0, <[u8]>::len) + 10)
         .sum()
+}
+
+/// The outcome of a hanging intake transaction whose first open record on each partition
+/// follows from the inputs `sources`, when the group has `committed` these offsets (`None`:
+/// unreadable): commit when every source lies before its partition's committed offset.
+fn seal_outcome(
+    sources: &[Option<(String, i32, i64)>],
+    committed: Option<&[(String, i32, i64)]>,
+) -> super::txn::SealOutcome {
+    use super::txn::SealOutcome;
+    let Some(committed) = committed else {
+        return SealOutcome::Abort;
+    };
+    let done = |source: &Option<(String, i32, i64)>| {
+        source.as_ref().is_some_and(|(topic, partition, offset)| {
+            committed
+                .iter()
+                .any(|(t, p, next)| t == topic && p == partition && offset < next)
+        })
+    };
+    if !sources.is_empty() && sources.iter().all(done) {
+        SealOutcome::Commit {
+            offsets: committed.to_vec(),
+        }
+    } else {
+        SealOutcome::Abort
+    }
+}
+
+#[cfg(test)]
+mod seal_tests {
+    use super::seal_outcome;
+    use crate::kafka::txn::SealOutcome;
+
+    #[test]
+    fn a_hanging_intake_transaction_is_committed_only_when_the_group_committed_past_its_inputs() {
+        let src = |p: i32, o: i64| Some(("rrc.in.EST.incidents".to_owned(), p, o));
+        let committed = vec![
+            ("rrc.in.EST.incidents".to_owned(), 0, 100),
+            ("rrc.in.EST.incidents".to_owned(), 1, 7),
+        ];
+        assert_eq!(
+            seal_outcome(&[src(0, 99), src(1, 6)], Some(&committed)),
+            SealOutcome::Commit {
+                offsets: committed.clone()
+            }
+        );
+        // An input at or past its committed offset: not done, read again.
+        assert_eq!(
+            seal_outcome(&[src(0, 99), src(1, 7)], Some(&committed)),
+            SealOutcome::Abort
+        );
+        // A partition the group committed nothing for, a record naming no input, offsets that
+        // cannot be read (pending with the records), or nothing read at all.
+        assert_eq!(
+            seal_outcome(&[src(2, 0)], Some(&committed)),
+            SealOutcome::Abort
+        );
+        assert_eq!(
+            seal_outcome(&[src(0, 1), None], Some(&committed)),
+            SealOutcome::Abort
+        );
+        assert_eq!(seal_outcome(&[src(0, 1)], None), SealOutcome::Abort);
+        assert_eq!(seal_outcome(&[], Some(&committed)), SealOutcome::Abort);
+    }
 }

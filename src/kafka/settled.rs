@@ -126,14 +126,17 @@ pub fn open_after(
     }
 }
 
-/// The `rp.journal_offset` header (see [`super::txn::Transactional::stamp`]) of the first
-/// record without an outcome on each of `partitions` (at its last stable offset): `None` for
-/// one without that header (or none readable).
-pub fn first_open_stamps(
+/// A record's headers: (key, value) pairs, a missing value as empty.
+pub type HeaderList = Vec<(String, Vec<u8>)>;
+
+/// The headers of the first record without an outcome on each of `partitions` (at its last
+/// stable offset), `None` where none could be read: what a stage reads to tell whether the
+/// batch a hanging transaction belonged to committed (see [`super::txn::SealOutcome`]).
+pub fn first_open_headers(
     config: &Config,
     partitions: &[(String, i32)],
     stop: &Stop,
-) -> anyhow::Result<Vec<Option<i64>>> {
+) -> anyhow::Result<Vec<Option<HeaderList>>> {
     use rdkafka::message::{Headers, Message};
     let committed = reader(config, "read_committed")?;
     let uncommitted = reader(config, "read_uncommitted")?;
@@ -149,25 +152,39 @@ pub fn first_open_stamps(
         tpl.add_partition_offset(topic, *p, rdkafka::Offset::Offset(stable))?;
         uncommitted.assign(&tpl)?;
         let started = Instant::now();
-        let mut stamp = None;
+        let mut first = None;
         while started.elapsed() < WAIT && !stop.is_stopped() {
             super::watchdog::beat();
             match uncommitted.poll(Duration::from_millis(100)) {
                 Some(Ok(m)) => {
-                    stamp = m.headers().and_then(|h| {
-                        h.iter()
-                            .find(|h| h.key == super::txn::HDR_JOURNAL_OFFSET)
-                            .and_then(|h| std::str::from_utf8(h.value?).ok()?.parse().ok())
-                    });
+                    first = Some(
+                        m.headers()
+                            .map(|h| {
+                                h.iter()
+                                    .map(|h| {
+                                        (h.key.to_owned(), h.value.unwrap_or_default().to_vec())
+                                    })
+                                    .collect()
+                            })
+                            .unwrap_or_default(),
+                    );
                     break;
                 }
                 Some(Err(e)) => tracing::debug!(error = %e, "reading a record without an outcome"),
                 None => {}
             }
         }
-        out.push(stamp);
+        out.push(first);
     }
     Ok(out)
+}
+
+/// The text value of header `key` among `headers`.
+pub fn header_text<'a>(headers: &'a [(String, Vec<u8>)], key: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(k, _)| k == key)
+        .and_then(|(_, v)| std::str::from_utf8(v).ok())
 }
 
 pub fn named(partitions: &[(String, i32)]) -> String {

@@ -87,8 +87,8 @@ pub enum SealOutcome {
     /// The transaction was not committed, or nobody can tell: its records are aborted.
     Abort,
     /// It was committed, and Kafka dropped some of its markers: its records are committed, and
-    /// the group's offset on `journal` (topic, partition 0) is set to its next offset.
-    Commit { journal: (String, i64) },
+    /// the group's offsets (topic, partition, next offset) are set to where it left them.
+    Commit { offsets: Vec<(String, i32, i64)> },
 }
 
 impl Transactional {
@@ -214,9 +214,15 @@ impl Transactional {
                 SealOutcome::Abort => partitions.iter().try_for_each(|(topic, partition)| {
                     offsets.add_partition_offset(topic, *partition, rdkafka::Offset::Offset(0))
                 }),
-                SealOutcome::Commit {
-                    journal: (topic, next),
-                } => offsets.add_partition_offset(topic, 0, rdkafka::Offset::Offset(*next)),
+                SealOutcome::Commit { offsets: at } => {
+                    at.iter().try_for_each(|(topic, partition, next)| {
+                        offsets.add_partition_offset(
+                            topic,
+                            *partition,
+                            rdkafka::Offset::Offset(*next),
+                        )
+                    })
+                }
             };
             added.map_err(|e| StageError::Abort(e.to_string()))?;
             if let Err(e) = watchdog::watch("send_offsets_to_transaction", self.timeout, || {

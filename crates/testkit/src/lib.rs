@@ -519,8 +519,17 @@ impl Harness {
 }
 
 impl Drop for Harness {
+    /// Kills the processor; when the test failed, keeps its folder (configuration, state,
+    /// `run.log`) and says where, for a look after the fact.
     fn drop(&mut self) {
         self.kill();
+        if std::thread::panicking() {
+            let dir = std::mem::replace(&mut self.dir, tempfile::TempDir::new().unwrap());
+            eprintln!(
+                "the processor's folder (run.log, state, configuration) is kept in {}",
+                dir.keep().display()
+            );
+        }
     }
 }
 
