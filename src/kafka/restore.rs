@@ -131,8 +131,8 @@ pub fn restore(
 /// times as many each time it finds nothing.
 const LOOK_BACK: i64 = 4096;
 
-/// The value of the last committed record of `key` on partition 0 of `topic` before `end` (the
-/// changelog's high watermark once nothing is open on it), `None` if there is none. Reads the
+/// The value of the last committed record of `key` on partition 0 of `topic` before `end` (or
+/// before the last stable offset, if that is lower), `None` if there is none. Reads the
 /// committed records of a window before `end`, widening it until the key is found or the start
 /// is reached. The latest record of a key is never compacted away, nor is a committed one
 /// hidden by an abort, so this is what a rebuild from the start would leave for the key.
@@ -148,8 +148,16 @@ pub fn last_committed(
         "consumer_close",
         super::CALL_TIMEOUT,
     );
+    // A committed reader stops at the last stable offset: past it (a transaction still open
+    // there) it would wait for records it is not given, and never see the partition's end.
+    let (_, stable) = super::with_patience(
+        &format!("reading the stable end of {topic}"),
+        PATIENCE,
+        stop,
+        || consumer.fetch_watermarks(topic, 0, Duration::from_secs(10)),
+    )?;
     let mut window = LOOK_BACK;
-    let mut to = end;
+    let mut to = end.min(stable);
     while to > 0 {
         let from = (to - window).max(0);
         let mut tpl = TopicPartitionList::new();
