@@ -9,7 +9,9 @@ use super::{Codec, DeadLetter, Format, Header};
 /// One sample record of every schema, single-object encoded, for interoperability checks
 /// with other Avro implementations.
 pub fn samples(codec: &Codec) -> Vec<(&'static str, Vec<u8>)> {
-    use rallypoint_core::event::{Capability, Priority, Tlp};
+    use rallypoint_core::event::{
+        Capability, Indicator, IndicatorKind, Priority, SightingKind, Tlp,
+    };
     use rallypoint_core::sample::{self, Clock};
     let mut c = Clock::new(1_800_000_000_000, 1_000);
     let mut out = Vec::new();
@@ -28,8 +30,18 @@ pub fn samples(codec: &Codec) -> Vec<(&'static str, Vec<u8>)> {
             &[(Capability::IcsOt, 3), (Capability::Forensics, 1)],
         ),
         sample::incident_updated(c.envelope("EST"), "I1", Priority::Emergency),
-        // Both report 203.0.113.7, as I1 did: a campaign of EST and LVA, then LTU joins.
+        // Both report 203.0.113.7, as I1 did: a campaign of EST and LVA, which POL's SIEM
+        // sights, then LTU joins.
         sample::incident(c.envelope("LVA"), "I2", Tlp::Green, Priority::High),
+        sample::sighted(
+            c.envelope("POL"),
+            "S1",
+            Indicator {
+                kind: IndicatorKind::Ipv4,
+                value: "203.0.113.7".into(),
+            },
+            SightingKind::TruePositive,
+        ),
         sample::incident(c.envelope("LTU"), "I3", Tlp::Green, Priority::High),
         sample::accepted(c.envelope("DEU"), "A-00000001"),
         sample::offer_updated(c.envelope("DEU"), "O1", 2),
