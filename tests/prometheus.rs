@@ -186,7 +186,9 @@ fn prometheus_scrapes_the_processor_and_counts_exactly_the_records_fed() {
     }
     // Every input partition and the journal report their lag, and it drains to nothing.
     let partitions = r#"count(rallypoint_consumer_lag_records{job="rallypoint"})"#;
-    let want = (NATIONS.len() * 3 * 2 + 1) as f64;
+    // Each nation's input topics (one per stream, two partitions each) and the journal.
+    let streams = rallypoint_core::event::Stream::ALL.len();
+    let want = (NATIONS.len() * streams * 2 + 1) as f64;
     assert_eq!(prom.wait_for(partitions, want), Some(want), "{partitions}");
     let lag = r#"sum(rallypoint_consumer_lag_records{job="rallypoint"})"#;
     assert_eq!(prom.wait_for(lag, 0.0), Some(0.0), "{lag}");
