@@ -193,7 +193,7 @@ impl RocksStore {
 
     /// Empties the store: every key, the changelog position (back to 0) and the caches, so
     /// that a restore rebuilds it from the changelog's start. For a state found ahead of what
-    /// the changelog committed (see `kafka::restore::ahead_of_changelog`).
+    /// the changelog committed (see `kafka::coordinator::Coordinator::verify_state`).
     pub fn clear(&mut self) -> Result<(), StoreError> {
         // Every key sorts below this one: the core's start with printable ASCII, the
         // bookkeeping with a NUL.

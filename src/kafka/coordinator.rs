@@ -264,26 +264,22 @@ impl Coordinator {
             })?;
             Ok((txn, ends))
         })?;
-        let end = ends.of(&changelog, 0);
-        let restore = |store: &mut RocksStore| {
-            super::restore::restore(
-                &self.config,
-                &changelog,
-                store,
-                &self.metrics,
-                end,
-                stop,
-                || {
-                    // Keep the membership alive; the journal is paused, so nothing is returned.
-                    let _ = consumer.poll(Duration::ZERO);
-                },
-            )
-        };
         if self.unverified.load(Ordering::SeqCst) {
             self.verify_state(store, stop)?;
             self.unverified.store(false, Ordering::SeqCst);
         }
-        let restored = restore(store)?;
+        let restored = super::restore::restore(
+            &self.config,
+            &changelog,
+            store,
+            &self.metrics,
+            ends.of(&changelog, 0),
+            stop,
+            || {
+                // Keep the membership alive; the journal is paused, so nothing is returned.
+                let _ = consumer.poll(Duration::ZERO);
+            },
+        )?;
         if consumer.context().take_revoked() || !self.holds_journal(consumer)? {
             tracing::info!(
                 stage = STAGE,
@@ -359,7 +355,8 @@ impl Coordinator {
             super::restore::last_committed(&self.config, &changelog, JOURNAL_NEXT, end, stop)?
                 .map(|v| position(&v))
                 .transpose()?;
-        let known = on_changelog.max(journal_next(store)?);
+        let in_state = journal_next(store)?;
+        let known = on_changelog.max(in_state);
         let stamps: Vec<Option<i64>> =
             super::settled::first_open_headers(&self.config, hanging, stop)?
                 .iter()
@@ -374,7 +371,7 @@ impl Coordinator {
             stage = STAGE,
             ?stamps,
             ?on_changelog,
-            in_state = ?journal_next(store)?,
+            ?in_state,
             ?outcome,
             "the hanging transaction's records and the journal positions known to be committed"
         );

@@ -150,14 +150,8 @@ pub fn last_committed(
     );
     // A committed reader stops at the last stable offset: past it (a transaction still open
     // there) it would wait for records it is not given, and never see the partition's end.
-    let (_, stable) = super::with_patience(
-        &format!("reading the stable end of {topic}"),
-        PATIENCE,
-        stop,
-        || consumer.fetch_watermarks(topic, 0, Duration::from_secs(10)),
-    )?;
     let mut window = LOOK_BACK;
-    let mut to = end.min(stable);
+    let mut to = end.min(super::settled::stable_end(&consumer, topic, 0, stop)?);
     while to > 0 {
         let from = (to - window).max(0);
         let mut tpl = TopicPartitionList::new();

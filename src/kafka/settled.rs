@@ -10,8 +10,9 @@
 //! records (a marker ends every open transaction of its producer id on the partition) and give
 //! them its own outcome, and a batch whose offsets were aborted could see its records committed
 //! (journaled twice), or the reverse (lost). So each stage checks here first, and ends a
-//! hanging transaction of its own producer id with one outcome everywhere: abort, records and
-//! the group's pending offsets alike, so the batch is read and done again.
+//! hanging transaction of its own producer id with one outcome everywhere, records and the
+//! group's pending offsets alike: commit when it can tell that the batch committed, else abort,
+//! and the batch is read and done again (see [`super::txn::SealOutcome`]).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -83,6 +84,23 @@ pub fn ends(config: &Config, topics: &[String], stop: &Stop) -> anyhow::Result<E
     Ok(Ends(ends))
 }
 
+/// The last stable offset of `topic`/`partition`, as a `read_committed` reader sees it: below
+/// it every record has an outcome.
+pub fn stable_end<C: rdkafka::consumer::ConsumerContext>(
+    committed: &BaseConsumer<C>,
+    topic: &str,
+    partition: i32,
+    stop: &Stop,
+) -> anyhow::Result<i64> {
+    let (_, stable) = super::with_patience(
+        &format!("reading the stable end of {topic}/{partition}"),
+        PATIENCE,
+        stop,
+        || committed.fetch_watermarks(topic, partition, WAIT),
+    )?;
+    Ok(stable)
+}
+
 /// Waits, for up to `patience`, until every partition of `ends` is stable up to its end;
 /// returns those still open then.
 pub fn open_after(
@@ -98,13 +116,7 @@ pub fn open_after(
     loop {
         let mut still = Vec::new();
         for (topic, p) in open {
-            let (_, stable) = super::with_patience(
-                &format!("reading the stable end of {topic}/{p}"),
-                PATIENCE,
-                stop,
-                || committed.fetch_watermarks(&topic, p, WAIT),
-            )?;
-            if stable < ends.of(&topic, p) {
+            if stable_end(&committed, &topic, p, stop)? < ends.of(&topic, p) {
                 still.push((topic, p));
             }
         }
@@ -142,12 +154,7 @@ pub fn first_open_headers(
     let uncommitted = reader(config, "read_uncommitted")?;
     let mut out = Vec::new();
     for (topic, p) in partitions {
-        let (_, stable) = super::with_patience(
-            &format!("reading the stable end of {topic}/{p}"),
-            PATIENCE,
-            stop,
-            || committed.fetch_watermarks(topic, *p, WAIT),
-        )?;
+        let stable = stable_end(&committed, topic, *p, stop)?;
         let mut tpl = rdkafka::TopicPartitionList::new();
         tpl.add_partition_offset(topic, *p, rdkafka::Offset::Offset(stable))?;
         uncommitted.assign(&tpl)?;
@@ -216,9 +223,9 @@ impl From<super::stage::StageError> for Unsettled {
 /// Makes every partition of `topics` stable up to the end it had when this was called, and
 /// returns those ends. A partition still open once every transaction of another producer must
 /// have ended (the transaction timeout, and the broker's sweep) holds a hanging transaction: it
-/// is `seal`ed (an aborted transaction of this stage's producer on it, see
-/// [`super::txn::Transactional::seal`]; the caller logs and counts it) and waited for once
-/// more; one that stays open even then is not this producer's ([`Unsettled::Foreign`]).
+/// is `seal`ed (a transaction of this stage's producer on it, see
+/// [`super::txn::Transactional::seal`]; the caller decides its outcome, logs and counts it) and
+/// waited for once more; one that stays open even then is not this producer's ([`Unsettled::Foreign`]).
 pub fn settled(
     config: &Config,
     topics: &[String],

@@ -75,8 +75,9 @@ pub struct Transactional {
     timeout: Duration,
     exactly_once: bool,
     open: bool,
-    /// The journal offset the records sent now follow from (see [`Transactional::stamp`]).
-    journal_offset: Option<i64>,
+    /// The journal offset the records sent now follow from, as its header carries it (see
+    /// [`Transactional::stamp`]).
+    journal_offset: Option<String>,
     /// Retries end once the process stops.
     stop: Stop,
 }
@@ -251,7 +252,7 @@ impl Transactional {
     /// for each journal record, so that a seal can tell from a hanging record whether the
     /// commit it belonged to stands (see `coordinator::seal_outcome`).
     pub fn stamp(&mut self, journal_offset: Option<i64>) {
-        self.journal_offset = journal_offset;
+        self.journal_offset = journal_offset.map(|o| o.to_string());
     }
 
     /// Queues one record in the current transaction, beginning it if needed.
@@ -263,10 +264,10 @@ impl Transactional {
         headers: Option<OwnedHeaders>,
     ) -> Result<(), StageError> {
         self.begin()?;
-        let headers = match self.journal_offset {
+        let headers = match &self.journal_offset {
             Some(offset) => Some(headers.unwrap_or_default().insert(Header {
                 key: HDR_JOURNAL_OFFSET,
-                value: Some(&offset.to_string()),
+                value: Some(offset),
             })),
             None => headers,
         };
