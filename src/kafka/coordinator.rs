@@ -616,11 +616,14 @@ impl Coordinator {
                 .over(store)
                 .put(JOURNAL_NEXT, next.to_be_bytes().to_vec());
         }
-        txn.stamp(batch.next(&self.topics.journal(), 0).map(|next| next - 1));
-        for (key, value) in pending.overlay.iter() {
+        let last_offset = batch.next(&self.topics.journal(), 0).map(|next| next - 1);
+        txn.stamp(last_offset);
+        let records = super::changelog::pack(pending.overlay.iter(), last_offset.unwrap_or(-1));
+        for (key, value) in &records {
             txn.send(&changelog, Some(key), value.as_deref(), None)?;
         }
-        let changes = pending.overlay.len();
+        let changes = records.len();
+        drop(records);
         crate::fault::point("coordinator.produced");
         super::commit_batch(STAGE, consumer, txn, batch, &self.metrics)?;
         crate::fault::point("coordinator.committed");

@@ -4,7 +4,8 @@
 //! stages run ([`batch`]), committed offsets ([`offsets`]), retried calls ([`retry`]), the
 //! watchdog over every blocking call ([`watchdog`]), client callbacks ([`context`]), dead
 //! letters ([`dead_letter`]), no transaction left open where a stage writes ([`settled`]),
-//! changelog restore ([`restore`]), and the two stages, [`intake`]
+//! how state changes travel on the changelog ([`changelog`]), changelog restore
+//! ([`restore`]), and the two stages, [`intake`]
 //! and [`coordinator`].
 //!
 //! Each stage runs its poll-process-commit loop on a thread of its own with a `BaseConsumer`,
@@ -13,6 +14,7 @@
 
 pub mod admin;
 pub mod batch;
+pub mod changelog;
 pub mod client;
 pub mod context;
 pub mod coordinator;

@@ -42,7 +42,7 @@ fn changelog_consumer(
 /// Restores up to `end`, the changelog's high watermark once no transaction is open on it (see
 /// [`super::settled`]): a `read_committed` reader's end is the last stable offset, which stops
 /// short of a transaction still open, and restoring only to there would miss a batch that
-/// committed, and resume the journal before it. Returns how many changelog records were
+/// committed, and resume the journal before it. Returns how many state changes were
 /// applied. `between` is called every
 /// [`BETWEEN_EVERY`] while records are read, so the caller can keep its group membership alive
 /// (poll its consumer) during a long rebuild.
@@ -92,7 +92,7 @@ pub fn restore(
             Some(Ok(m)) => {
                 progressed = Instant::now();
                 let Some(key) = m.key() else { continue };
-                pending.push((key.to_vec(), m.payload().map(<[u8]>::to_vec)));
+                super::changelog::unpack(key, m.payload(), &mut pending)?;
                 next = m.offset() + 1;
                 if pending.len() >= FLUSH_EVERY {
                     applied += pending.len() as u64;
@@ -219,7 +219,7 @@ impl Follower {
     }
 
     /// Applies, in one batch, what arrives within `wait` (up to [`FLUSH_EVERY`] records);
-    /// returns how many records were applied.
+    /// returns how many state changes were applied (a record of event ids is one per id: see [`super::changelog`]).
     pub fn follow(&mut self, store: &mut RocksStore, wait: Duration) -> anyhow::Result<usize> {
         let mut pending: Vec<(Vec<u8>, Option<Vec<u8>>)> = Vec::new();
         let mut next = None;
@@ -229,7 +229,7 @@ impl Follower {
                 Some(Ok(m)) => {
                     next = Some(m.offset() + 1);
                     if let Some(key) = m.key() {
-                        pending.push((key.to_vec(), m.payload().map(<[u8]>::to_vec)));
+                        super::changelog::unpack(key, m.payload(), &mut pending)?;
                     }
                 }
                 Some(Err(e)) => tracing::debug!(error = %e, "changelog follower: consumer error"),

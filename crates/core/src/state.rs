@@ -162,8 +162,11 @@ pub fn assignment_key(id: &str) -> Vec<u8> {
     key(&[b"a/", id.as_bytes()])
 }
 
+/// The ids of the events applied: `e/<event id>`, marked once and never removed.
+pub const SEEN: &[u8] = b"e/";
+
 pub fn seen_key(event_id: &str) -> Vec<u8> {
-    key(&[b"e/", event_id.as_bytes()])
+    key(&[SEEN, event_id.as_bytes()])
 }
 
 pub fn offers_prefix(c: Capability) -> Vec<u8> {
