@@ -15,6 +15,13 @@
 //!   runs at the share over that ratio. It measures the events/s applied, and the latency from each input
 //!   record's timestamp to the moment a `read_committed` consumer of the coalition's decisions
 //!   holds a decision it led to (the decision's `rp.input_ts` header), as p50, p99 and p99.9;
+//! - **the broker's work per input event** in each maximum run: records (transaction markers
+//!   included) and bytes written, by kind of topic (journal, changelog, decisions, picture,
+//!   dead letters, transaction state and offsets), and the broker's and the processor's CPU;
+//! - **side by side** (`E2E_PEER=0` skips it): a JSON backlog of the same size, journaled by
+//!   the intake alone and then drained by the coordinator alone, and the same by a Kafka
+//!   Streams application of the same two-stage shape (`benches/peer`, `scripts/peer.sh`):
+//!   the events/s each drains its journal at, with CPU and broker work per event;
 //! - peak RSS (VmHWM) of the processor and its state (keys, bytes on disk) after every run;
 //! - **growth**: a backlog of `E2E_GROWTH_BASE` events (default 50,000; 0 skips this), then
 //!   nine times as many more: peak RSS (VmHWM) when each is applied, the state ten times
@@ -36,6 +43,7 @@ use std::time::{Duration, Instant};
 use rallypoint::config::Config;
 use rallypoint::kafka::{now_ms, Topics};
 use rallypoint::simulate;
+use rallypoint_testkit::broker_work::{cpu_seconds, BrokerWork};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Headers;
 use rdkafka::{ClientConfig, Message};
@@ -67,6 +75,12 @@ impl Broker {
         };
         b.bootstrap = b.script(&["start"]);
         b
+    }
+
+    /// What the broker has written and spent so far.
+    fn work(&self) -> BrokerWork {
+        BrokerWork::read(&self.bootstrap, &self.dir.path().join("kafka"))
+            .expect("the broker's work")
     }
 
     fn script(&self, args: &[&str]) -> String {
@@ -144,10 +158,19 @@ impl Processor {
 
     /// Starts the processor; returns how long it took to answer `/readyz`.
     fn start(&mut self) -> Duration {
-        let log = std::fs::File::create(self.config.with_extension("log")).expect("a log file");
+        self.start_as("all")
+    }
+
+    /// Starts the processor in `role` (`all`, `intake`, `coordinator`).
+    fn start_as(&mut self, role: &str) -> Duration {
+        let log = std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(self.config.with_extension("log"))
+            .expect("a log file");
         let started = Instant::now();
         self.child = Some(
-            self.command(&["run"])
+            self.command(&["run", "--role", role])
                 .stdout(Stdio::null())
                 .stderr(log)
                 .spawn()
@@ -209,8 +232,45 @@ impl Processor {
             .sum()
     }
 
+    /// The processor's CPU seconds so far.
+    fn cpu_seconds(&self) -> f64 {
+        self.child.as_ref().map_or(f64::NAN, |c| {
+            cpu_seconds(&c.id().to_string()).unwrap_or(f64::NAN)
+        })
+    }
+
     fn applied(&self) -> f64 {
         self.metric("rallypoint_records_in_total", "stage=\"coordinator\"")
+    }
+
+    /// Samples `count` every 100 ms until it reaches `want` and has not moved for 2 s (or has
+    /// not moved for 30 s); returns the rate from its first rise to its last, and the last
+    /// value.
+    fn rate_until(&self, want: f64, count: impl Fn(&Self) -> f64) -> (f64, f64) {
+        let mut samples: Vec<(Instant, f64)> = Vec::new();
+        let mut still = Instant::now();
+        loop {
+            let n = count(self);
+            let at = Instant::now();
+            if samples.last().is_none_or(|(_, last)| n > *last) {
+                still = at;
+                samples.push((at, n));
+            }
+            if n >= want && still.elapsed() > Duration::from_secs(2)
+                || still.elapsed() > Duration::from_secs(30)
+            {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let first = samples
+            .iter()
+            .find(|(_, n)| *n > 0.0)
+            .copied()
+            .unwrap_or((Instant::now(), 0.0));
+        let (last_at, last_n) = samples.last().copied().unwrap_or(first);
+        let seconds = (last_at - first.0).as_secs_f64().max(1e-3);
+        ((last_n - first.1) / seconds, last_n)
     }
 
     /// A `/proc/<pid>/status` figure in MiB (VmRSS, VmHWM).
@@ -369,6 +429,143 @@ struct Run {
     peak_rss_mib: f64,
     state_keys: f64,
     state_mib: f64,
+    /// What the broker wrote and spent per input event (maximum runs).
+    broker: Option<Amplification>,
+}
+
+/// The broker's work per input event in a maximum run, from a reading of every topic's end
+/// offsets, segment sizes and the broker's CPU time before the processor starts and once it
+/// has applied the backlog (`rallypoint_testkit::broker_work`).
+#[derive(Clone, Debug, Serialize)]
+struct Amplification {
+    /// The input events the figures are divided by: the backlog the coordinator applied.
+    input_events: f64,
+    /// Records (transaction markers included) and bytes written per input event, by kind of
+    /// topic: journal, changelog, decisions, threat picture, dead letters, and the broker's
+    /// own transaction state and consumer offsets.
+    by_topic: std::collections::BTreeMap<String, PerEvent>,
+    records_per_event: f64,
+    bytes_per_event: f64,
+    broker_cpu_us_per_event: f64,
+    processor_cpu_us_per_event: f64,
+}
+
+/// The journal drained side by side by Rallypoint and the Kafka Streams peer
+/// ([`Bench::side_by_side`]).
+#[derive(Clone, Debug, Serialize)]
+struct SideBySide {
+    /// Feed events in the JSON backlog.
+    events: u64,
+    rallypoint: Drain,
+    peer: Drain,
+}
+
+/// One processor's two stages, each alone on the backlog.
+#[derive(Clone, Debug, Serialize)]
+struct Drain {
+    /// Events/s the first stage journaled.
+    intake_per_s: f64,
+    /// Events/s the second stage drained the journal at: the figure compared. Rallypoint's
+    /// from its first applied event to its last; the peer's over the second half, once its
+    /// JVM is warm (both the peer's figures are its second half's).
+    drain_per_s: f64,
+    /// Per journal event the second stage applied: its process's CPU (from its start), and
+    /// the broker's CPU, records and bytes while it drained.
+    cpu_us_per_event: f64,
+    broker_cpu_us_per_event: f64,
+    broker_records_per_event: f64,
+    broker_bytes_per_event: f64,
+}
+
+impl Drain {
+    fn of(intake_per_s: f64, drain_per_s: f64, cpu: f64, work: &BrokerWork, events: f64) -> Self {
+        let events = events.max(1.0);
+        let all = work.grouped(|_| Some(String::new()));
+        let (records, bytes) = all.get("").copied().unwrap_or_default();
+        Self {
+            intake_per_s,
+            drain_per_s,
+            cpu_us_per_event: cpu * 1e6 / events,
+            broker_cpu_us_per_event: work.cpu_seconds * 1e6 / events,
+            broker_records_per_event: records as f64 / events,
+            broker_bytes_per_event: bytes as f64 / events,
+        }
+    }
+}
+
+fn describe_side_by_side(s: &SideBySide) -> String {
+    let row = |name: &str, d: &Drain| {
+        format!(
+            "  {name:<10} intake {:>7.0}/s, journal drained {:>7.0}/s; per event: {:>5.0} µs CPU, broker {:>5.0} µs, {:.2} records, {:.0} bytes",
+            d.intake_per_s,
+            d.drain_per_s,
+            d.cpu_us_per_event,
+            d.broker_cpu_us_per_event,
+            d.broker_records_per_event,
+            d.broker_bytes_per_event
+        )
+    };
+    format!(
+        "side by side, {} JSON feed events, exactly once:\n{}\n{}\n  drain ratio {:.2}",
+        s.events,
+        row("rallypoint", &s.rallypoint),
+        row("peer", &s.peer),
+        s.rallypoint.drain_per_s / s.peer.drain_per_s
+    )
+}
+
+#[derive(Clone, Debug, Serialize)]
+struct PerEvent {
+    records: f64,
+    bytes: f64,
+}
+
+impl Amplification {
+    /// `work`: the broker's work over the run; `processor_cpu`: the processor's CPU seconds.
+    fn of(work: &BrokerWork, topics: &Topics, events: f64, processor_cpu: f64) -> Self {
+        let (journal, changelog, dlq, picture) = (
+            topics.journal(),
+            topics.changelog(),
+            topics.dlq(),
+            topics.threat_picture(),
+        );
+        let decisions = topics.coalition_decisions();
+        let out_prefix = decisions.trim_end_matches("coalition.decisions").to_owned();
+        let kind = |t: &str| -> Option<String> {
+            Some(
+                match t {
+                    _ if t == journal => "journal",
+                    _ if t == changelog => "changelog",
+                    _ if t == dlq => "dead letters",
+                    _ if t == picture => "threat picture",
+                    _ if t.starts_with(&out_prefix) && t.ends_with(".decisions") => "decisions",
+                    "__transaction_state" | "__consumer_offsets" => "transactions and offsets",
+                    _ => return None,
+                }
+                .to_owned(),
+            )
+        };
+        let events = events.max(1.0);
+        let by_topic: std::collections::BTreeMap<String, PerEvent> = work
+            .grouped(kind)
+            .into_iter()
+            .map(|(k, (records, bytes))| {
+                let per = PerEvent {
+                    records: records as f64 / events,
+                    bytes: bytes as f64 / events,
+                };
+                (k, per)
+            })
+            .collect();
+        Self {
+            input_events: events,
+            records_per_event: by_topic.values().map(|p| p.records).sum(),
+            bytes_per_event: by_topic.values().map(|p| p.bytes).sum(),
+            by_topic,
+            broker_cpu_us_per_event: work.cpu_seconds * 1e6 / events,
+            processor_cpu_us_per_event: processor_cpu * 1e6 / events,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -421,6 +618,7 @@ struct Report {
     machine: Machine,
     runs: Vec<Run>,
     growth: Option<Growth>,
+    side_by_side: Option<SideBySide>,
     targets: Vec<Target>,
 }
 
@@ -475,38 +673,86 @@ impl Bench {
             ..options(0.0)
         };
         let fed = simulate::run(&p.config(), &opts).expect("the feed ran");
+        let before = self.broker.work();
         p.start();
-        let mut samples: Vec<(Instant, f64)> = Vec::new();
-        let mut still = Instant::now();
-        loop {
-            let n = p.applied();
-            let at = Instant::now();
-            if samples.last().is_none_or(|(_, last)| n > *last) {
-                still = at;
-                samples.push((at, n));
-            }
-            if n >= fed.events as f64 && still.elapsed() > Duration::from_secs(2)
-                || still.elapsed() > Duration::from_secs(30)
-            {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let first = samples
-            .iter()
-            .find(|(_, n)| *n > 0.0)
-            .copied()
-            .unwrap_or((Instant::now(), 0.0));
-        let (last_at, last_n) = samples.last().copied().unwrap_or(first);
-        let seconds = (last_at - first.0).as_secs_f64().max(1e-3);
+        let (applied_per_s, last_n) = p.rate_until(fed.events as f64, Processor::applied);
         let measured = Measured {
             feed_per_s: None,
             offered_per_s: None,
-            applied_per_s: (last_n - first.1) / seconds,
+            applied_per_s,
             behind_seconds: 0.0,
             latency: None,
         };
-        finish(p, guarantee, &fed, measured)
+        let work = self.broker.work().since(&before);
+        let topics = Topics::new(&p.config());
+        let amplification = Amplification::of(&work, &topics, last_n, p.cpu_seconds());
+        println!("{}", describe_amplification(&amplification));
+        let mut run = finish(p, guarantee, &fed, measured);
+        run.broker = Some(amplification);
+        run
+    }
+
+    /// The journal drained side by side: the same JSON backlog of `backlog` feed events,
+    /// journaled by Rallypoint's intake and then drained by its coordinator, each alone
+    /// (`run --role`), then journaled and drained by the Kafka Streams peer's two stages
+    /// (`benches/peer`, `scripts/peer.sh`), on the same broker, one after the other.
+    fn side_by_side(&mut self, backlog: u64) -> SideBySide {
+        let mut p = self.processor("exactly_once_v2");
+        let opts = simulate::Options {
+            count: Some(backlog),
+            json_share: 1.0,
+            ..options(0.0)
+        };
+        let fed = simulate::run(&p.config(), &opts).expect("the feed ran");
+        let events = fed.events as f64;
+        p.start_as("intake");
+        let intake = |p: &Processor| p.metric("rallypoint_records_in_total", "stage=\"intake\"");
+        let (intake_per_s, _) = p.rate_until(events, intake);
+        p.stop();
+        let before = self.broker.work();
+        p.start_as("coordinator");
+        let (drain_per_s, applied) = p.rate_until(events, Processor::applied);
+        let work = self.broker.work().since(&before);
+        let rallypoint = Drain::of(intake_per_s, drain_per_s, p.cpu_seconds(), &work, applied);
+        p.stop();
+
+        let namespace = p.config().kafka.namespace;
+        let nations = NATIONS.join(",");
+        let peer = |stage: &str| -> serde_json::Value {
+            let out = Command::new("scripts/peer.sh")
+                .args(["drain", "--bootstrap", &self.broker.bootstrap])
+                .args(["--namespace", &namespace, "--nations", &nations])
+                .args(["--stage", stage, "--expect", &fed.events.to_string()])
+                .stderr(Stdio::inherit())
+                .output()
+                .expect("scripts/peer.sh runs");
+            assert!(
+                out.status.success(),
+                "scripts/peer.sh drain --stage {stage} failed"
+            );
+            serde_json::from_slice(&out.stdout).expect("peer.sh prints one JSON line")
+        };
+        let figure = |v: &serde_json::Value, name: &str| v[name].as_f64().unwrap_or(f64::NAN);
+        let peer_intake = peer("intake");
+        let before = self.broker.work();
+        let peer_fold = peer("fold");
+        let work = self.broker.work().since(&before);
+        // The peer's JVM compiles its hot paths during the drain: its warm rate (the second
+        // half's) is the one compared, not counting the JIT against it.
+        let peer = Drain::of(
+            figure(&peer_intake, "steady_events_per_s"),
+            figure(&peer_fold, "steady_events_per_s"),
+            figure(&peer_fold, "cpu_seconds"),
+            &work,
+            events,
+        );
+        let result = SideBySide {
+            events: fed.events,
+            rallypoint,
+            peer,
+        };
+        println!("{}", describe_side_by_side(&result));
+        result
     }
 
     /// A fixed load: the feed at `rate` events/s for the run's seconds, the offer desks
@@ -660,6 +906,7 @@ fn finish(mut p: Processor, guarantee: &'static str, fed: &simulate::Report, m: 
         peak_rss_mib: p.memory_mib("VmHWM"),
         state_keys: p.metric("rallypoint_state_keys", ""),
         state_mib: p.state_mib(),
+        broker: None,
     };
     p.stop();
     println!("{}", describe(&run));
@@ -691,6 +938,21 @@ fn options(rate: f64) -> simulate::Options {
         seed: 7,
         progress: false,
     }
+}
+
+fn describe_amplification(a: &Amplification) -> String {
+    let mut out = format!(
+        "  broker work per input event: {:.2} records, {:.0} bytes, broker CPU {:.0} µs (processor {:.0} µs)",
+        a.records_per_event, a.bytes_per_event, a.broker_cpu_us_per_event, a.processor_cpu_us_per_event
+    );
+    for (kind, per) in &a.by_topic {
+        let _ = write!(
+            out,
+            "\n    {kind:<26} {:>6.2} records {:>8.0} bytes",
+            per.records, per.bytes
+        );
+    }
+    out
 }
 
 fn describe(r: &Run) -> String {
@@ -764,7 +1026,7 @@ fn maximum(runs: &[Run], guarantee: &str) -> f64 {
     max.iter().sum::<f64>() / max.len().max(1) as f64
 }
 
-fn targets(runs: &[Run], growth: Option<&Growth>) -> Vec<Target> {
+fn targets(runs: &[Run], growth: Option<&Growth>, side: Option<&SideBySide>) -> Vec<Target> {
     let (eos, alos) = (
         maximum(runs, "exactly_once_v2"),
         maximum(runs, "at_least_once"),
@@ -805,6 +1067,18 @@ fn targets(runs: &[Run], growth: Option<&Growth>) -> Vec<Target> {
                 half.applied_per_s
             ),
             met: p99 <= 250,
+        });
+    }
+    if let Some(s) = side {
+        let ratio = s.rallypoint.drain_per_s / s.peer.drain_per_s;
+        out.push(Target {
+            name: "journal drained, exactly once, against the Kafka Streams peer",
+            goal: "≥ 2×".into(),
+            measured: format!(
+                "{ratio:.2}× ({:.0} / {:.0} events/s)",
+                s.rallypoint.drain_per_s, s.peer.drain_per_s
+            ),
+            met: ratio >= 2.0,
         });
     }
     if let Some(g) = growth {
@@ -1104,6 +1378,8 @@ fn main() {
             runs.push(bench.max(g, backlog));
         }
     }
+    // E2E_PEER=0 leaves the Kafka Streams peer out.
+    let side_by_side = (env_or("E2E_PEER", 1) != 0).then(|| bench.side_by_side(backlog));
     let eos_max = maximum(&runs, "exactly_once_v2");
     // A load is a share of the maximum in input events; the offer desks add their answers to
     // the feed's events. How many they add is learnt from the first, lightest load (a loaded
@@ -1125,9 +1401,10 @@ fn main() {
     let growth = (growth_base > 0).then(|| bench.growth(growth_base));
     let report = Report {
         machine: machine(&bench.broker),
-        targets: targets(&runs, growth.as_ref()),
+        targets: targets(&runs, growth.as_ref(), side_by_side.as_ref()),
         runs,
         growth,
+        side_by_side,
     };
     for t in &report.targets {
         println!(

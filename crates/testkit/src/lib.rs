@@ -2,7 +2,10 @@
 //! (each test under a namespace of its own, so tests share one broker without seeing each
 //! other), more processor instances ([`Node`]), services of a test's own ([`LocalService`]:
 //! a broker, a schema registry), and the exactly-once check ([`assert_exactly_once`]), which
-//! compares the committed topics with the pure fold of the journal (`rallypoint::implied`).
+//! compares the committed topics with the pure fold of the journal (`rallypoint::implied`),
+//! and what a broker wrote and spent in a run ([`broker_work`]).
+
+pub mod broker_work;
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
