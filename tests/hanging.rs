@@ -29,14 +29,31 @@ fn ends(bootstrap: &str, topic: &str) -> (i64, i64) {
             .create()
             .unwrap()
     };
-    let t = Duration::from_secs(30);
-    let (_, stable) = reader("read_committed")
-        .fetch_watermarks(topic, 0, t)
-        .unwrap();
-    let (_, high) = reader("read_uncommitted")
-        .fetch_watermarks(topic, 0, t)
-        .unwrap();
+    let (_, stable) = watermarks(&reader("read_committed"), topic);
+    let (_, high) = watermarks(&reader("read_uncommitted"), topic);
     (stable, high)
+}
+
+/// The partition's watermarks; just after the broker's restart the partition has no leader
+/// for a moment (NotLeaderForPartition), which is waited out for up to 30 s.
+fn watermarks(reader: &BaseConsumer, topic: &str) -> (i64, i64) {
+    use rdkafka::types::RDKafkaErrorCode::{LeaderNotAvailable, NotLeaderForPartition};
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match reader.fetch_watermarks(topic, 0, Duration::from_secs(10)) {
+            Ok(w) => return w,
+            Err(e)
+                if Instant::now() < deadline
+                    && matches!(
+                        e.rdkafka_error_code(),
+                        Some(NotLeaderForPartition | LeaderNotAvailable)
+                    ) =>
+            {
+                std::thread::sleep(Duration::from_millis(200))
+            }
+            Err(e) => panic!("watermarks of {topic}: {e}"),
+        }
+    }
 }
 
 #[test]
