@@ -26,15 +26,10 @@ pub fn pack<'a>(
     last_offset: i64,
 ) -> Vec<Record<'a>> {
     let mut out = Vec::new();
-    let mut ids: Vec<&str> = Vec::new();
+    let mut ids: Vec<&[u8]> = Vec::new();
     for (key, value) in changes {
         match (key.strip_prefix(SEEN), value) {
-            (Some(id), Some(v)) if v.is_empty() => match std::str::from_utf8(id) {
-                Ok(id) => ids.push(id),
-                // Event ids are UTF-8 (they come from decoded records): kept as a record of
-                // their own if one ever is not.
-                Err(_) => out.push((Cow::Borrowed(&key[..]), Some(Cow::Borrowed(&v[..])))),
-            },
+            (Some(id), Some(v)) if v.is_empty() => ids.push(id),
             _ => out.push((Cow::Borrowed(&key[..]), value.as_deref().map(Cow::Borrowed))),
         }
     }
@@ -51,10 +46,10 @@ pub fn pack<'a>(
 pub fn unpack(key: &[u8], value: Option<&[u8]>, into: &mut Vec<Change>) -> anyhow::Result<()> {
     match (key.starts_with(SEEN_BATCH), value) {
         (true, Some(packed)) => {
-            let ids: Vec<String> = decode(key, packed)?;
+            let ids: Vec<Vec<u8>> = decode(key, packed)?;
             into.extend(
                 ids.into_iter()
-                    .map(|id| ([SEEN, id.as_bytes()].concat(), Some(Vec::new()))),
+                    .map(|id| ([SEEN, &id].concat(), Some(Vec::new()))),
             );
         }
         // A packed record is never removed; a tombstone of one changes nothing in the state.

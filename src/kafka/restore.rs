@@ -219,7 +219,8 @@ impl Follower {
     }
 
     /// Applies, in one batch, what arrives within `wait` (up to [`FLUSH_EVERY`] records);
-    /// returns how many state changes were applied (a record of event ids is one per id: see [`super::changelog`]).
+    /// returns how many state changes were applied (a record of event ids counts one per id:
+    /// see [`super::changelog`]).
     pub fn follow(&mut self, store: &mut RocksStore, wait: Duration) -> anyhow::Result<usize> {
         let mut pending: Vec<(Vec<u8>, Option<Vec<u8>>)> = Vec::new();
         let mut next = None;

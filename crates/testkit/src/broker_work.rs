@@ -128,14 +128,18 @@ pub fn cpu_seconds(pid: &str) -> anyhow::Result<f64> {
     Ok((ticks(14)? + ticks(15)?) / clock_ticks())
 }
 
-/// Clock ticks per second (`getconf CLK_TCK`; 100 on Linux unless it says otherwise).
+/// Clock ticks per second (`getconf CLK_TCK`; 100 on Linux unless it says otherwise), asked
+/// once per process.
 fn clock_ticks() -> f64 {
-    std::process::Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
-        .unwrap_or(100.0)
+    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        std::process::Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+            .unwrap_or(100.0)
+    })
 }
 
 #[cfg(test)]
