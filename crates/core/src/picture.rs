@@ -226,8 +226,9 @@ pub enum CampaignStatus {
 }
 
 /// Incidents of several nations linked by shared indicators (`CampaignDetected` and
-/// `CampaignUpdated` in `schemas/`). Its id is its smallest incident id, so it does not depend
-/// on the order incidents arrived in.
+/// `CampaignUpdated` in `schemas/`). Its id is a public one of its own (`C-<n>`), given when
+/// it first spans two nations and kept when it takes others in; which incidents it links does
+/// not depend on the order they arrived in.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Campaign {
     pub campaign_id: String,

@@ -302,7 +302,7 @@ pub struct Posting {
 /// another without reading its members again.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CampaignState {
-    /// Sorted incident ids; the first is the campaign's internal id (its state key), which
+    /// Sorted incident ids; one of them is the campaign's internal id (its state key), which
     /// never leaves the coordinator.
     pub members: Vec<String>,
     /// Whether it was last published as active (spanning two or more nations).

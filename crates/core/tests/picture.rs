@@ -13,7 +13,7 @@ use rallypoint_core::picture::{
     Campaign, CampaignStatus, PictureConfig, PictureUpdate, ThreatPicture,
 };
 use rallypoint_core::sample;
-use rallypoint_core::state::{CampaignState, PictureStats, PICTURE_STATS};
+use rallypoint_core::state::{membership_key, CampaignState, PictureStats, PICTURE_STATS};
 use rallypoint_core::store::Store;
 use rallypoint_core::tlp::Role;
 use rallypoint_core::{CoreConfig, Output};
@@ -360,8 +360,20 @@ fn end_state(
             let mut state: CampaignState = rallypoint_core::state::decode(&k, &v).unwrap();
             assert!(state.public.is_some() || !state.active, "{state:?}");
             state.public = None;
-            (String::from_utf8(k.clone()).unwrap(), state)
+            // The internal key is one of its members, which one depends on arrival order
+            // (the largest part's); every member points to it.
+            let key = String::from_utf8(k[2..].to_vec()).unwrap();
+            assert!(state.members.contains(&key), "{key}: {state:?}");
+            for m in &state.members {
+                let mk = membership_key(m);
+                let at = w.store.get(&mk).unwrap().expect("a member's campaign");
+                let at: String = rallypoint_core::state::decode(&mk, &at).unwrap();
+                assert_eq!(at, key, "{m}'s campaign");
+            }
+            (state.members.join(","), state)
         })
+        .collect::<BTreeMap<_, _>>()
+        .into_iter()
         .collect();
     (state, latest, stats(&w).capped_values)
 }

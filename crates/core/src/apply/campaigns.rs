@@ -5,8 +5,9 @@
 //! (see [`indicator::links`]). The result depends only on which incidents reported which
 //! indicators, never on their
 //! order: a value reported by more incidents than the fan-out cap links none of them (so the
-//! cap does not pick winners by arrival), and a campaign is named after its smallest incident
-//! id.
+//! cap does not pick winners by arrival). Internally a campaign is kept under one of its
+//! members' ids, the key of the largest campaign it took in; it is published under a public
+//! id of its own.
 //!
 //! Two paths keep the work small. The usual one: a new incident (or new values of one) joins
 //! the campaigns of the incidents it now shares a value with, and their kept figures (members,
@@ -108,31 +109,21 @@ impl<S: StoreMut> Fold<'_, '_, S> {
                 None => loose.push(x.to_owned()),
             }
         }
-        // Internally a campaign is keyed by its smallest member; that key never leaves the
-        // coordinator.
-        let id = parts
-            .values()
-            .filter_map(|p| p.members.first())
-            .chain(&loose)
-            .min()
-            .cloned()
-            .unwrap_or_default();
         // It is published under the oldest public id of its parts (none: a new one once it
         // spans two nations), so joining never renames what the cell already knows.
         let public = oldest_public(parts.values());
         let public_was_active = held_active(parts.values(), &public);
-        // The largest campaign takes the others in: its figures are not copied.
+        // The largest campaign takes the others in, under its key: its figures are not
+        // copied, and only the members of the smaller parts are pointed elsewhere. Internally
+        // a campaign is keyed by one of its members; that key never leaves the coordinator.
         let base_id = parts
             .iter()
             .max_by(|a, b| (a.1.members.len(), b.0).cmp(&(b.1.members.len(), a.0)))
             .map(|(id, _)| id.clone());
         let base = base_id.as_ref().and_then(|b| parts.remove(b));
-        // Rare: a smaller campaign or a new incident has the smallest id, and the base's state
-        // moves to that key.
-        let renamed = match (&base_id, &base) {
-            (Some(base_id), Some(base)) if *base_id != id => Some((base_id.clone(), base.clone())),
-            _ => None,
-        };
+        let id = base_id
+            .or_else(|| loose.iter().min().cloned())
+            .unwrap_or_default();
         // Active parts published under another id than the joined one's are merged into it.
         let merged_records: Vec<_> = base
             .iter()
@@ -153,12 +144,8 @@ impl<S: StoreMut> Fold<'_, '_, S> {
         let merged = !parts.is_empty();
         for (old_id, other) in parts {
             merge_into(&mut state, &other);
-            // The one that bears the key lives on as the joined campaign.
-            if old_id != id {
-                retired.push((old_id, other));
-            }
+            retired.push((old_id, other));
         }
-        retired.extend(renamed);
         state.public = public;
         for x in &loose {
             self.add_member(&mut state, x)?;
@@ -324,11 +311,11 @@ impl<S: StoreMut> Fold<'_, '_, S> {
         Ok(members)
     }
 
-    /// Keys a recomputed component by its smallest member, publishes it under the oldest
-    /// public id of the campaigns it takes in, and retires those. Returns the keys of earlier
-    /// campaigns that lost members and live on elsewhere.
+    /// Keys a recomputed component by the key of the largest campaign it takes in (its
+    /// smallest member when it takes in none), publishes it under the oldest public id of
+    /// those campaigns, and retires the others. Returns the keys of earlier campaigns that
+    /// lost members and live on elsewhere.
     fn settle_campaign(&mut self, members: BTreeSet<String>) -> Result<Vec<String>, StoreError> {
-        let id = members.first().cloned().unwrap_or_default();
         let mut before: BTreeSet<String> = BTreeSet::new();
         for m in &members {
             if let Some(old) = self.st.load::<String>(&membership_key(m))? {
@@ -336,18 +323,32 @@ impl<S: StoreMut> Fold<'_, '_, S> {
             }
         }
         // Campaigns keyed by a member of this component continue in it; the others keep
-        // their key (their smallest member is elsewhere) and are recomputed after.
+        // their key (that member is elsewhere) and are recomputed after.
         let mut split = Vec::new();
+        let mut kept = Vec::new();
+        for old in before {
+            if !members.contains(&old) {
+                split.push(old);
+            } else if let Some(state) = self.st.load::<CampaignState>(&campaign_key(&old))? {
+                kept.push((old, state));
+            }
+        }
+        let id = kept
+            .iter()
+            .max_by(|a, b| (a.1.members.len(), &b.0).cmp(&(b.1.members.len(), &a.0)))
+            .map(|(id, _)| id.clone())
+            .or_else(|| members.first().cloned())
+            .unwrap_or_default();
+        let mut previous = None;
         let mut olds = Vec::new();
-        for old in before.iter().filter(|old| **old != id) {
-            if !members.contains(old) {
-                split.push(old.clone());
-            } else if let Some(state) = self.st.load::<CampaignState>(&campaign_key(old))? {
-                self.st.remove(&campaign_key(old));
+        for (old, state) in kept {
+            if old == id {
+                previous = Some(state);
+            } else {
+                self.st.remove(&campaign_key(&old));
                 olds.push(state);
             }
         }
-        let previous: Option<CampaignState> = self.st.load(&campaign_key(&id))?;
         olds.extend(previous.clone());
         let public = oldest_public(&olds);
         let public_was_active = held_active(&olds, &public);
