@@ -253,12 +253,13 @@ impl<S: StoreMut> Fold<'_, '_, S> {
         let key = waiting_key_of(incident, request, idx);
         let was = self.st.contains(&key)?;
         let now = incident.open && request.needs[idx].missing() > 0;
-        if now {
-            self.st.mark(&key);
-        } else {
-            self.st.remove(&key);
-        }
         if was != now {
+            // Marked again, a listed key would go to the changelog again for nothing.
+            if now {
+                self.st.mark(&key);
+            } else {
+                self.st.remove(&key);
+            }
             let delta = if now { 1 } else { -1 };
             self.totals(&crate::picture::scopes(incident), |t| {
                 t.unmet_needs += delta
