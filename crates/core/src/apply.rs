@@ -210,7 +210,7 @@ impl<S: StoreMut> Fold<'_, '_, S> {
             offer.assignments.retain(|a| a != id);
             self.mark_supply(offer.capability, &offer.offer_id);
             self.st.put_offer(&offer);
-            self.index_offer(&offer);
+            self.index_offer(&offer)?;
         }
         let subject = self.subject_of(&asg.request_id, asg.need)?;
         if let Some(mut request) = self.st.request(&asg.request_id)? {
@@ -285,18 +285,68 @@ impl<S: StoreMut> Fold<'_, '_, S> {
 
     /// Lists an offer among those with free capacity (matched) or among the full ones (only
     /// counted in rationales); returns whether it has free capacity.
-    fn index_offer(&mut self, offer: &Offer) -> bool {
+    fn index_offer(&mut self, offer: &Offer) -> Result<bool, StoreError> {
         let free = offer_index_key(offer.capability, &offer.offer_id);
-        let full = full_offer_key(offer.capability, &offer.offer_id);
         let has_free = offer.remaining() > 0;
         if has_free {
-            self.st.remove(&full);
-            self.st.mark(&free);
+            if !self.st.contains(&free)? {
+                self.st.mark(&free);
+            }
         } else {
             self.st.remove(&free);
-            self.st.mark(&full);
         }
-        has_free
+        self.list_full(offer, !has_free)?;
+        Ok(has_free)
+    }
+
+    /// Lists `offer` among the full offers of its capability, or takes it off, under its
+    /// current window; keeps their count.
+    fn list_full(&mut self, offer: &Offer, full: bool) -> Result<(), StoreError> {
+        let key = full_offer_key(offer.capability, offer.closes_at(), &offer.offer_id);
+        if self.st.contains(&key)? == full {
+            return Ok(());
+        }
+        if full {
+            self.st.mark(&key);
+        } else {
+            self.st.remove(&key);
+        }
+        self.count_full(offer.capability, if full { 1 } else { -1 })
+    }
+
+    fn count_full(&mut self, c: Capability, delta: i64) -> Result<(), StoreError> {
+        let key = full_count_key(c);
+        let n = self.st.load::<u32>(&key)?.unwrap_or(0) as i64 + delta;
+        if n > 0 {
+            self.st.save(&key, &(n as u32));
+        } else {
+            self.st.remove(&key);
+        }
+        Ok(())
+    }
+
+    /// How many offers of capability `c` are full with their window still open, once those
+    /// whose window has closed for good are taken off the list.
+    fn live_full_offers(&mut self, c: Capability) -> Result<i32, StoreError> {
+        let prefix = full_offers_prefix(c);
+        let now = self.now;
+        let mut closed = Vec::new();
+        for_each_key(&*self.st.store, &prefix, |key| {
+            match time_after(key, prefix.len()).filter(|t| *t < now) {
+                Some(_) => {
+                    closed.push(key.to_vec());
+                    Ok(true)
+                }
+                None => Ok(false),
+            }
+        })?;
+        for key in &closed {
+            self.st.remove(key);
+        }
+        if !closed.is_empty() {
+            self.count_full(c, -(closed.len() as i64))?;
+        }
+        Ok(self.st.load::<u32>(&full_count_key(c))?.unwrap_or(0) as i32)
     }
 
     fn mark_supply(&mut self, c: Capability, offer_id: &str) {

@@ -6,6 +6,8 @@
 //! - `i/<incident_id>`, `r/<request_id>`, `o/<offer_id>`, `a/<assignment_id>`: entities
 //! - `w/<capability>/<rank>/<request_id>/<need>`: needs still missing units, best rank first
 //! - `c/<capability>/<offer_id>`: offers with free capacity, by capability
+//! - `f/<capability>/<closes_at hex>/<offer_id>`: offers with none left, by the time their window
+//!   closes for good; `m/full/<capability>`: how many
 //! - `d/<deadline hex>/<assignment_id>`: acceptance deadlines in stream-time order
 //! - `t/<time hex>/<offer_id>`: offers whose window opens later, by the stream time from which
 //!   they can be proposed (window start minus response time)
@@ -28,7 +30,8 @@ use crate::store::{Store, StoreError, StoreMut};
 
 /// 2: needs carry a delivery preference, offers their sector expertise and delivery.
 /// 3: campaigns carry the public id they are published under.
-const FORMAT: u8 = 3;
+/// 4: full offers are listed by the end of their window, and counted (`m/full/`).
+const FORMAT: u8 = 4;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Incident {
@@ -182,9 +185,16 @@ pub fn full_offers_prefix(c: Capability) -> Vec<u8> {
 }
 
 /// An offer with no free capacity left: not matched, but counted in rationales as excluded by
-/// `no_remaining_capacity`.
-pub fn full_offer_key(c: Capability, offer_id: &str) -> Vec<u8> {
-    key(&[b"f/", c.as_str().as_bytes(), b"/", offer_id.as_bytes()])
+/// `no_remaining_capacity` until its window closes for good (`closes_at`, which orders them).
+pub fn full_offer_key(c: Capability, closes_at: i64, offer_id: &str) -> Vec<u8> {
+    let prefix = full_offers_prefix(c);
+    timed_key(&prefix, closes_at, offer_id)
+}
+
+/// How many offers of capability `c` are listed as full: `u32`, kept with the `f/` index so
+/// that rationales count them without reading them.
+pub fn full_count_key(c: Capability) -> Vec<u8> {
+    key(&[b"m/full/", c.as_str().as_bytes()])
 }
 
 pub fn waiting_prefix(c: Capability) -> Vec<u8> {
@@ -352,7 +362,12 @@ fn timed_key(prefix: &[u8], at: i64, id: &str) -> Vec<u8> {
 
 /// Parses the time out of a `d/` or `t/` key.
 pub fn deadline_of(key: &[u8]) -> Option<i64> {
-    let hex = key.get(2..18)?;
+    time_after(key, 2)
+}
+
+/// Parses the 16 hex digits of time at `at` in a key.
+pub fn time_after(key: &[u8], at: usize) -> Option<i64> {
+    let hex = key.get(at..at + 16)?;
     i64::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()
 }
 

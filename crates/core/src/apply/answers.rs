@@ -79,7 +79,7 @@ impl<S: StoreMut> Fold<'_, '_, S> {
             offer.assignments.retain(|a| a != id);
             self.st.put_offer(&offer);
             self.capacity(&offer.nation, offer.capability, 0, -(asg.units as i64))?;
-            self.offer_available(&offer);
+            self.offer_available(&offer)?;
         }
         Ok(Ok(()))
     }

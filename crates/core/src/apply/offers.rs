@@ -69,7 +69,7 @@ impl<S: StoreMut> Fold<'_, '_, S> {
         };
         self.st.put_offer(&offer);
         self.capacity(&offer.nation, offer.capability, offer.capacity as i64, 0)?;
-        self.offer_available(&offer);
+        self.offer_available(&offer)?;
         Ok(Ok(()))
     }
 
@@ -83,6 +83,8 @@ impl<S: StoreMut> Fold<'_, '_, S> {
         };
         self.st
             .remove(&opening_key(offer.opens_at(), &offer.offer_id));
+        // The full list is ordered by the window's end, which the new terms may move.
+        self.list_full(&offer, false)?;
         offer.capacity = e.capacity_units;
         offer.available_from = e.available_from;
         offer.available_until = e.available_until;
@@ -98,7 +100,7 @@ impl<S: StoreMut> Fold<'_, '_, S> {
         }
         // Reload: cancelling changed the commitment.
         if let Some(offer) = self.st.offer(&e.offer_id)? {
-            self.offer_available(&offer);
+            self.offer_available(&offer)?;
         }
         Ok(Ok(()))
     }
@@ -122,8 +124,7 @@ impl<S: StoreMut> Fold<'_, '_, S> {
         self.st.remove(&offer_key(&offer.offer_id));
         self.st
             .remove(&offer_index_key(offer.capability, &offer.offer_id));
-        self.st
-            .remove(&full_offer_key(offer.capability, &offer.offer_id));
+        self.list_full(&left, false)?;
         self.st
             .remove(&opening_key(offer.opens_at(), &offer.offer_id));
         Ok(Ok(()))
@@ -145,9 +146,9 @@ impl<S: StoreMut> Fold<'_, '_, S> {
 
     /// Lists an offer with free capacity for matching: now if its window lets it be proposed
     /// at the current stream time, else from the stream time at which it will.
-    pub(super) fn offer_available(&mut self, offer: &Offer) {
-        if !self.index_offer(offer) {
-            return;
+    pub(super) fn offer_available(&mut self, offer: &Offer) -> Result<(), StoreError> {
+        if !self.index_offer(offer)? {
+            return Ok(());
         }
         if offer.opens_at() > self.now {
             self.st
@@ -155,6 +156,7 @@ impl<S: StoreMut> Fold<'_, '_, S> {
         } else {
             self.mark_supply(offer.capability, &offer.offer_id);
         }
+        Ok(())
     }
 
     /// Assignments of `offer` that its terms no longer cover, in the order to cancel them.

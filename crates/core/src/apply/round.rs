@@ -97,8 +97,7 @@ impl<S: StoreMut> Fold<'_, '_, S> {
         for taker in takers {
             self.settle(taker, &mut offers, &solver, &unseen)?;
         }
-        self.save_offers(&offers, &before);
-        Ok(())
+        self.save_offers(&offers, &before)
     }
 
     /// The offers a round may hand out: the new supply, or with fresh needs every offer with
@@ -131,23 +130,17 @@ impl<S: StoreMut> Fold<'_, '_, S> {
 
     /// The live offers of capability `c` that the round did not consider, which rationales
     /// count all the same: the full ones, and in a round of new supply only, the other offers
-    /// with free capacity. A full offer whose window has closed for good leaves the index on
-    /// the way.
+    /// with free capacity. Full offers are counted, not read (see [`Fold::live_full_offers`]).
     fn unseen_offers(
         &mut self,
         c: Capability,
         considered: &[Offer],
         supply_only: bool,
     ) -> Result<Unseen, StoreError> {
-        let mut unseen = Unseen::default();
-        let prefix = full_offers_prefix(c);
-        for (key, _) in self.st.store.scan_prefix(&prefix)? {
-            let id = std::str::from_utf8(&key[prefix.len()..]).unwrap_or_default();
-            match self.st.offer(id)? {
-                Some(o) if o.closes_at() >= self.now => unseen.full += 1,
-                _ => self.st.remove(&key),
-            }
-        }
+        let mut unseen = Unseen {
+            full: self.live_full_offers(c)?,
+            ..Unseen::default()
+        };
         if supply_only {
             let seen: BTreeSet<&str> = considered.iter().map(|o| o.offer_id.as_str()).collect();
             unseen.free = self
@@ -368,15 +361,16 @@ impl<S: StoreMut> Fold<'_, '_, S> {
     }
 
     /// Writes offers whose commitment changed; an offer with nothing left leaves the index.
-    fn save_offers(&mut self, offers: &[Offer], before: &[i32]) {
+    fn save_offers(&mut self, offers: &[Offer], before: &[i32]) -> Result<(), StoreError> {
         for (offer, before) in offers.iter().zip(before) {
             if offer.committed != *before {
                 self.st.put_offer(offer);
                 if offer.remaining() <= 0 {
-                    self.index_offer(offer);
+                    self.index_offer(offer)?;
                 }
             }
         }
+        Ok(())
     }
 }
 
