@@ -249,7 +249,13 @@ impl Coordinator {
         consumer.pause(&held)?;
         let changelog = self.topics.changelog();
         let lifecycle = self.metrics.lifecycle();
-        let (txn, ends) = super::settled::with_settled_producer(STAGE, lifecycle, stop, || {
+        // Settling can outlast the group's poll interval: the journal is paused, so polling
+        // returns nothing, and keeps the membership (a lapsed one hands the journal to the
+        // other instance, whose takeover this one's producers would fence back).
+        let keep_alive = || {
+            let _ = consumer.poll(Duration::ZERO);
+        };
+        let settled = super::settled::with_settled_producer(STAGE, lifecycle, stop, || {
             let mut txn = Transactional::new(
                 &self.config,
                 "rallypoint-coordinator",
@@ -257,13 +263,27 @@ impl Coordinator {
                 stop,
             )?;
             crate::fault::point("coordinator.takeover");
-            let ends = super::settled::settled(&self.config, &self.outputs(), stop, |hanging| {
-                let outcome = self.seal_outcome(hanging, store, stop)?;
-                lifecycle.sealed(STAGE, &super::settled::named(hanging), &outcome);
-                Ok(txn.seal(hanging, consumer, &outcome)?)
-            })?;
+            let outputs = self.outputs();
+            let ends =
+                super::settled::settled(&self.config, &outputs, stop, &keep_alive, |hanging| {
+                    let outcome = self.seal_outcome(hanging, store, stop)?;
+                    lifecycle.sealed(STAGE, &super::settled::named(hanging), &outcome);
+                    Ok(txn.seal(hanging, consumer, &outcome)?)
+                })?;
             Ok((txn, ends))
-        })?;
+        });
+        let (txn, ends) = match settled {
+            Ok(settled) => settled,
+            // Another instance took the journal over meanwhile: it is the active one.
+            Err(StageError::Fenced(why)) => {
+                tracing::info!(stage = STAGE, why, "fenced while taking over: standing by");
+                return Ok(Mode::Standby {
+                    follower: None,
+                    since_fenced: Some(Instant::now()),
+                });
+            }
+            Err(e) => return Err(e.into()),
+        };
         if self.unverified.load(Ordering::SeqCst) {
             self.verify_state(store, stop)?;
             self.unverified.store(false, Ordering::SeqCst);

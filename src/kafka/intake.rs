@@ -227,12 +227,13 @@ impl Intake {
     ) -> anyhow::Result<Transactional> {
         let id = format!("rallypoint-intake-{}", self.config.kafka.instance_id);
         let lifecycle = self.metrics.lifecycle();
-        super::settled::with_settled_producer(STAGE, lifecycle, stop, || {
+        let settled = super::settled::with_settled_producer(STAGE, lifecycle, stop, || {
             let mut txn = Transactional::new(&self.config, &id, self.topics.changelog(), stop)?;
             super::settled::settled(
                 &self.config,
                 &[self.topics.journal(), self.topics.dlq()],
                 stop,
+                &|| {},
                 |hanging| {
                     let outcome = self.seal_outcome(hanging, consumer, stop)?;
                     lifecycle.sealed(STAGE, &super::settled::named(hanging), &outcome);
@@ -240,7 +241,8 @@ impl Intake {
                 },
             )?;
             Ok(txn)
-        })
+        });
+        Ok(settled?)
     }
 
     /// How to end the hanging transaction on `hanging`: every record intake writes names the

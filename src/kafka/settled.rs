@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 
+use super::stage::StageError;
 use super::watchdog::Watched;
 use crate::config::Config;
 use crate::stop::Stop;
@@ -108,6 +109,7 @@ pub fn open_after(
     ends: &Ends,
     patience: Duration,
     stop: &Stop,
+    keep_alive: &dyn Fn(),
 ) -> anyhow::Result<Vec<(String, i32)>> {
     let committed = reader(config, "read_committed")?;
     let started = Instant::now();
@@ -131,6 +133,7 @@ pub fn open_after(
             logged = true;
         }
         super::watchdog::beat();
+        keep_alive();
         if stop.sleep(Duration::from_millis(100)) {
             anyhow::bail!("stopping while a transaction is open on {}", named(&still));
         }
@@ -212,11 +215,18 @@ pub enum Unsettled {
     /// Another producer's transaction hangs there, which only it or an operator can end.
     #[error("{0}")]
     Foreign(String),
+    /// Another instance made a producer with the same transactional id meanwhile: it holds the
+    /// stage's work now, and a new producer here would only fence it back.
+    #[error("producer fenced: {0}")]
+    Fenced(String),
 }
 
-impl From<super::stage::StageError> for Unsettled {
-    fn from(e: super::stage::StageError) -> Self {
-        Self::Failed(e.into())
+impl From<StageError> for Unsettled {
+    fn from(e: StageError) -> Self {
+        match e {
+            StageError::Fenced(why) => Self::Fenced(why),
+            other => Self::Failed(other.into()),
+        }
     }
 }
 
@@ -226,20 +236,23 @@ impl From<super::stage::StageError> for Unsettled {
 /// is `seal`ed (a transaction of this stage's producer on it, see
 /// [`super::txn::Transactional::seal`]; the caller decides its outcome, logs and counts it) and
 /// waited for once more; one that stays open even then is not this producer's ([`Unsettled::Foreign`]).
+/// `keep_alive` is called while it waits, which can take longer than the group allows between
+/// two polls: a stage whose input is paused polls there to keep its membership.
 pub fn settled(
     config: &Config,
     topics: &[String],
     stop: &Stop,
+    keep_alive: &dyn Fn(),
     seal: impl FnOnce(&[(String, i32)]) -> Result<(), Unsettled>,
 ) -> Result<Ends, Unsettled> {
     let ends = ends(config, topics, stop)?;
     let patience = config.kafka.transaction_timeout + Duration::from_secs(15);
-    let hanging = open_after(config, &ends, patience, stop)?;
+    let hanging = open_after(config, &ends, patience, stop, keep_alive)?;
     if hanging.is_empty() {
         return Ok(ends);
     }
     seal(&hanging)?;
-    let still = open_after(config, &ends, PATIENCE, stop)?;
+    let still = open_after(config, &ends, PATIENCE, stop, keep_alive)?;
     if still.is_empty() {
         return Ok(ends);
     }
@@ -260,22 +273,26 @@ pub const ATTEMPTS: usize = 3;
 /// Runs `attempt` (make a producer, [`settled`] where it writes) until it succeeds: when a
 /// call failed on the way, as when the broker went away again while a seal aborted, the old
 /// producer is dropped and a new one looks again, after a pause, up to [`ATTEMPTS`] times in
-/// all. Another producer's hanging transaction, a stop, or the last failure end the stage.
+/// all. Another producer's hanging transaction ([`StageError::Stop`]), a stop, or the last
+/// failure ([`StageError::Other`]) end the stage; a fence ends the attempts with
+/// [`StageError::Fenced`], for the stage's recovery policy to decide (a coordinator stands
+/// by: another instance holds the journal).
 pub fn with_settled_producer<T>(
     stage: &'static str,
     lifecycle: &crate::telemetry::Lifecycle,
     stop: &Stop,
     mut attempt: impl FnMut() -> Result<T, Unsettled>,
-) -> anyhow::Result<T> {
+) -> Result<T, StageError> {
     let mut made = 1;
     loop {
         match attempt() {
             Ok(t) => return Ok(t),
-            Err(Unsettled::Foreign(why)) => anyhow::bail!(why),
+            Err(Unsettled::Foreign(why)) => return Err(StageError::Stop(why)),
+            Err(Unsettled::Fenced(why)) => return Err(StageError::Fenced(why)),
             Err(Unsettled::Failed(e)) if made >= ATTEMPTS || stop.is_stopped() => {
-                return Err(e.context(format!(
+                return Err(StageError::Other(e.context(format!(
                     "{stage}: {made} producers in a row could not settle where it writes"
-                )))
+                ))))
             }
             Err(Unsettled::Failed(e)) => {
                 made += 1;

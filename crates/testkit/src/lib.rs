@@ -3,9 +3,12 @@
 //! other), more processor instances ([`Node`]), services of a test's own ([`LocalService`]:
 //! a broker, a schema registry), and the exactly-once check ([`assert_exactly_once`]), which
 //! compares the committed topics with the pure fold of the journal (`rallypoint::implied`),
-//! and what a broker wrote and spent in a run ([`broker_work`]).
+//! what a broker wrote and spent in a run ([`broker_work`]), and a benchmark's own processor
+//! process ([`process::Processor`]). The load generator is the product's own simulated feed
+//! (`rallypoint::simulate`, `rallypoint simulate`).
 
 pub mod broker_work;
+pub mod process;
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -581,19 +584,22 @@ impl Node {
             .is_some_and(|c| c.try_wait().unwrap().is_none())
     }
 
-    /// Waits up to `timeout` for the process to exit by itself; its status if it did.
+    /// The process's exit status once it has ended, waiting up to `timeout` (zero: looks
+    /// once).
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
         let started = Instant::now();
-        while started.elapsed() < timeout {
+        loop {
             if let Some(c) = self.child.as_mut() {
                 if let Some(status) = c.try_wait().unwrap() {
                     self.child = None;
                     return Some(status);
                 }
             }
+            if started.elapsed() >= timeout {
+                return None;
+            }
             std::thread::sleep(Duration::from_millis(20));
         }
-        None
     }
 
     pub fn log(&self) -> String {
