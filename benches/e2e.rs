@@ -35,7 +35,7 @@
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -43,7 +43,9 @@ use std::time::{Duration, Instant};
 use rallypoint::config::Config;
 use rallypoint::kafka::{now_ms, Topics};
 use rallypoint::simulate;
-use rallypoint_testkit::broker_work::{cpu_seconds, BrokerWork};
+use rallypoint_testkit::broker_work::BrokerWork;
+use rallypoint_testkit::process::Processor;
+use rallypoint_testkit::LocalService;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Headers;
 use rdkafka::{ClientConfig, Message};
@@ -62,256 +64,20 @@ fn env_or<T: std::str::FromStr>(key: &str, default: T) -> T {
 
 /// The local broker (`scripts/kafka-local.sh`) in a folder of its own, removed on drop.
 struct Broker {
-    dir: tempfile::TempDir,
+    service: LocalService,
     bootstrap: String,
 }
 
 impl Broker {
     fn start() -> Self {
-        let dir = tempfile::tempdir().expect("a temporary folder");
-        let mut b = Self {
-            dir,
-            bootstrap: String::new(),
-        };
-        b.bootstrap = b.script(&["start"]);
-        b
+        let service = LocalService::new("kafka-local.sh", "KAFKA", &[]);
+        let bootstrap = service.run(&["start"]);
+        Self { service, bootstrap }
     }
 
     /// What the broker has written and spent so far.
     fn work(&self) -> BrokerWork {
-        BrokerWork::read(&self.bootstrap, &self.dir.path().join("kafka"))
-            .expect("the broker's work")
-    }
-
-    fn script(&self, args: &[&str]) -> String {
-        let out = Command::new("scripts/kafka-local.sh")
-            .args(args)
-            .env("KAFKA_LOCAL_DIR", self.dir.path().join("kafka"))
-            .stderr(Stdio::inherit())
-            .output()
-            .expect("scripts/kafka-local.sh runs");
-        assert!(out.status.success(), "kafka-local.sh {args:?} failed");
-        let text = String::from_utf8_lossy(&out.stdout);
-        text.lines().last().unwrap_or_default().trim().to_owned()
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = Command::new("scripts/kafka-local.sh")
-            .args(["stop", "--clean"])
-            .env("KAFKA_LOCAL_DIR", self.dir.path().join("kafka"))
-            .output();
-    }
-}
-
-/// One processor process with its config file, state folder and HTTP port.
-struct Processor {
-    child: Option<Child>,
-    config: PathBuf,
-    state: PathBuf,
-    port: u16,
-}
-
-impl Processor {
-    fn new(work: &Path, bootstrap: &str, namespace: &str, guarantee: &str) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let state = work.join(namespace).join("state");
-        let config = work.join(namespace).join("rallypoint.toml");
-        std::fs::create_dir_all(config.parent().expect("a folder")).expect("a run folder");
-        let nations = NATIONS.map(|n| format!("\"{n}\"")).join(", ");
-        std::fs::write(
-            &config,
-            format!(
-                "nations = [{nations}]\n\
-                 [kafka]\nbootstrap_servers = \"{bootstrap}\"\nnamespace = \"{namespace}\"\n\
-                 instance_id = \"bench\"\nprocessing_guarantee = \"{guarantee}\"\n\
-                 [state]\ndir = \"{}\"\n[http]\nlisten = \"127.0.0.1:{port}\"\n\
-                 [log]\nlevel = \"warn\"\n",
-                state.display()
-            ),
-        )
-        .expect("the config file");
-        Self {
-            child: None,
-            config,
-            state,
-            port,
-        }
-    }
-
-    fn config(&self) -> Config {
-        Config::load(Some(&self.config)).expect("the bench config is valid")
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        // RALLYPOINT_BIN: another build to measure (e.g. the one before a change).
-        let bin = std::env::var("RALLYPOINT_BIN")
-            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_rallypoint").to_owned());
-        let mut c = Command::new(bin);
-        c.arg("--config").arg(&self.config).args(args);
-        c
-    }
-
-    /// Starts the processor; returns how long it took to answer `/readyz`.
-    fn start(&mut self) -> Duration {
-        self.start_as("all")
-    }
-
-    /// Starts the processor in `role` (`all`, `intake`, `coordinator`).
-    fn start_as(&mut self, role: &str) -> Duration {
-        let log = std::fs::File::options()
-            .create(true)
-            .append(true)
-            .open(self.config.with_extension("log"))
-            .expect("a log file");
-        let started = Instant::now();
-        self.child = Some(
-            self.command(&["run", "--role", role])
-                .stdout(Stdio::null())
-                .stderr(log)
-                .spawn()
-                .expect("the processor starts"),
-        );
-        while self.get("/readyz").is_none_or(|(status, _)| status != 200) {
-            assert!(
-                started.elapsed() < Duration::from_secs(120),
-                "not ready after 2 minutes: see {}",
-                self.config.with_extension("log").display()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        started.elapsed()
-    }
-
-    /// SIGTERM, then waits for the process to end.
-    fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &child.id().to_string()])
-                .status();
-            let deadline = Instant::now() + Duration::from_secs(30);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = child.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    fn get(&self, path: &str) -> Option<(u16, String)> {
-        let url = format!("http://127.0.0.1:{}{path}", self.port);
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(5)))
-            .build()
-            .into();
-        let mut response = agent.get(&url).call().ok()?;
-        let status = response.status().as_u16();
-        Some((status, response.body_mut().read_to_string().ok()?))
-    }
-
-    /// The sum of every series of metric `name` whose labels contain `labels`.
-    fn metric(&self, name: &str, labels: &str) -> f64 {
-        let Some((_, body)) = self.get("/metrics") else {
-            return f64::NAN;
-        };
-        body.lines()
-            .filter(|l| {
-                l.strip_prefix(name)
-                    .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
-                    && l.contains(labels)
-            })
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
-    }
-
-    /// The processor's CPU seconds so far.
-    fn cpu_seconds(&self) -> f64 {
-        self.child.as_ref().map_or(f64::NAN, |c| {
-            cpu_seconds(&c.id().to_string()).unwrap_or(f64::NAN)
-        })
-    }
-
-    fn applied(&self) -> f64 {
-        self.metric("rallypoint_records_in_total", "stage=\"coordinator\"")
-    }
-
-    /// Samples `count` every 100 ms until it reaches `want` and has not moved for 2 s (or has
-    /// not moved for 30 s); returns the rate from its first rise to its last, and the last
-    /// value.
-    fn rate_until(&self, want: f64, count: impl Fn(&Self) -> f64) -> (f64, f64) {
-        let mut samples: Vec<(Instant, f64)> = Vec::new();
-        let mut still = Instant::now();
-        loop {
-            let n = count(self);
-            let at = Instant::now();
-            if samples.last().is_none_or(|(_, last)| n > *last) {
-                still = at;
-                samples.push((at, n));
-            }
-            if n >= want && still.elapsed() > Duration::from_secs(2)
-                || still.elapsed() > Duration::from_secs(30)
-            {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let first = samples
-            .iter()
-            .find(|(_, n)| *n > 0.0)
-            .copied()
-            .unwrap_or((Instant::now(), 0.0));
-        let (last_at, last_n) = samples.last().copied().unwrap_or(first);
-        let seconds = (last_at - first.0).as_secs_f64().max(1e-3);
-        ((last_n - first.1) / seconds, last_n)
-    }
-
-    /// A `/proc/<pid>/status` figure in MiB (VmRSS, VmHWM).
-    fn memory_mib(&self, field: &str) -> f64 {
-        let Some(child) = &self.child else {
-            return f64::NAN;
-        };
-        let status =
-            std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap_or_default();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-            .map_or(f64::NAN, |kib| kib / 1024.0)
-    }
-
-    fn state_mib(&self) -> f64 {
-        fn size(p: &Path) -> u64 {
-            std::fs::read_dir(p)
-                .map(|entries| {
-                    entries
-                        .flatten()
-                        .map(|e| match e.metadata() {
-                            Ok(m) if m.is_dir() => size(&e.path()),
-                            Ok(m) => m.len(),
-                            Err(_) => 0,
-                        })
-                        .sum()
-                })
-                .unwrap_or(0)
-        }
-        size(&self.state) as f64 / (1024.0 * 1024.0)
-    }
-}
-
-impl Drop for Processor {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        BrokerWork::read(&self.bootstrap, &self.service.folder()).expect("the broker's work")
     }
 }
 
@@ -657,6 +423,7 @@ impl Bench {
             &self.broker.bootstrap,
             &namespace,
             guarantee,
+            &NATIONS,
         );
         let created = p.command(&["topics", "create"]).output().expect("topics");
         assert!(created.status.success(), "topics create failed");
@@ -1003,7 +770,7 @@ fn machine(broker: &Broker) -> Machine {
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
         .unwrap_or_default();
-    let version = std::fs::read_to_string(broker.dir.path().join("kafka/kafka-version"))
+    let version = std::fs::read_to_string(broker.service.folder().join("kafka-version"))
         .map(|v| v.trim().to_owned())
         .unwrap_or_else(|_| "4.x".into());
     Machine {
