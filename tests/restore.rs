@@ -1,7 +1,9 @@
 //! A state rebuilt from the changelog alone (a cold start: the state folder lost) knows every
 //! event applied before: the changelog carries a batch's event ids in one record
 //! (`E/<journal offset>`, docs/architecture.md "The changelog"), the restore unpacks them,
-//! and an event sent again after the rebuild is a duplicate, not a second application.
+//! and an event sent again after the rebuild is a duplicate, not a second application. The
+//! keys that follow from one entity each are not on the changelog: the restore derives them
+//! again, the same as the lost state held them.
 
 use rallypoint_testkit as common;
 
@@ -9,6 +11,7 @@ use std::time::Duration;
 
 use common::Harness;
 use rallypoint::store::RocksStore;
+use rallypoint_core::derived;
 use rallypoint_core::event::{Capability, Event, Priority, Tlp};
 use rallypoint_core::sample::{self, Clock};
 use rallypoint_core::state::seen_key;
@@ -24,7 +27,7 @@ fn feed(clock: &mut Clock, rounds: usize) -> Vec<Event> {
                 clock.envelope(nation),
                 &format!("O-{nation}-{round}"),
                 Capability::Forensics,
-                1,
+                1 + (round % 2) as i32,
             ));
             out.push(sample::incident(
                 clock.envelope(nation),
@@ -32,9 +35,23 @@ fn feed(clock: &mut Clock, rounds: usize) -> Vec<Event> {
                 Tlp::Green,
                 Priority::High,
             ));
+            out.push(sample::request(
+                clock.envelope(nation),
+                &format!("R-{nation}-{round}"),
+                &format!("I-{nation}-{round}"),
+                &[(Capability::Forensics, 1)],
+            ));
         }
     }
     out
+}
+
+/// The state's keys that are derived from entities, with their values.
+fn derived_entries(store: &RocksStore) -> Vec<(Vec<u8>, Vec<u8>)> {
+    derived::DERIVED
+        .iter()
+        .flat_map(|p| store.scan_prefix(p).unwrap())
+        .collect()
 }
 
 #[test]
@@ -63,8 +80,22 @@ fn event_ids_travel_packed_and_a_cold_restore_still_knows_every_one() {
         sent.len()
     );
 
+    assert!(
+        !keys.iter().any(|k| derived::is_derived(k)),
+        "a derived key on the changelog"
+    );
+
     // The state folder lost: the next start rebuilds it from the changelog alone.
     let state = h.dir.path().join("state").join("coordinator");
+    let lost = derived_entries(&RocksStore::open(&state).unwrap());
+    for prefix in derived::DERIVED {
+        let n = lost.iter().filter(|(k, _)| k.starts_with(prefix)).count();
+        assert!(
+            n > 0,
+            "the feed makes {} keys",
+            String::from_utf8_lossy(prefix)
+        );
+    }
     std::fs::remove_dir_all(&state).unwrap();
     h.start();
     let again = &sent[..4];
@@ -92,6 +123,7 @@ fn event_ids_travel_packed_and_a_cold_restore_still_knows_every_one() {
     );
     h.kill();
     let store = RocksStore::open(&state).unwrap();
+    assert_eq!(derived_entries(&store), lost, "derived again as they were");
     for e in &sent {
         let id = &e.envelope().event_id;
         assert!(store.get(&seen_key(id)).unwrap().is_some(), "{id} unknown");

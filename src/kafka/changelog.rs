@@ -1,26 +1,30 @@
 //! How the coordinator's state changes travel on the changelog topic (docs/architecture.md,
 //! "The changelog"): one record per key a batch changed, holding its last value (or a
-//! tombstone), except the ids of the events applied. Those (`e/<event id>`, written once and
+//! tombstone), except the keys that follow from one entity each, which restoring derives again
+//! ([`rallypoint_core::derived`]) and the changelog does not carry, and the ids of the events
+//! applied. Those (`e/<event id>`, written once and
 //! never changed or removed) travel together: one record per batch, keyed
 //! `E/<last journal offset of the batch>`, that restoring unpacks into one state key per
 //! id. So the duplicate check costs the broker one record per batch, not one per event.
 
 use std::borrow::Cow;
 
+use rallypoint_core::derived;
 use rallypoint_core::state::{decode, encode, SEEN};
 
 /// The key prefix of a batch's packed event ids on the changelog: upper case, which no state
 /// key starts with.
 pub const SEEN_BATCH: &[u8] = b"E/";
 
-pub type Change = (Vec<u8>, Option<Vec<u8>>);
+pub use rallypoint_core::derived::Change;
 
 /// A changelog record to send: its key and value (none: a tombstone), borrowed from the batch's
 /// changes where they can be.
 pub type Record<'a> = (Cow<'a, [u8]>, Option<Cow<'a, [u8]>>);
 
 /// The changelog records of a batch's changes, `last_offset` being the batch's last journal
-/// offset: every change as it is, but the event ids' marks packed into one record.
+/// offset: every change as it is, but the derived keys left out and the event ids' marks
+/// packed into one record.
 pub fn pack<'a>(
     changes: impl IntoIterator<Item = (&'a Vec<u8>, &'a Option<Vec<u8>>)>,
     last_offset: i64,
@@ -28,6 +32,9 @@ pub fn pack<'a>(
     let mut out = Vec::new();
     let mut ids: Vec<&[u8]> = Vec::new();
     for (key, value) in changes {
+        if derived::is_derived(key) {
+            continue;
+        }
         match (key.strip_prefix(SEEN), value) {
             (Some(id), Some(v)) if v.is_empty() => ids.push(id),
             _ => out.push((Cow::Borrowed(&key[..]), value.as_deref().map(Cow::Borrowed))),
@@ -83,6 +90,21 @@ mod tests {
         restored.sort();
         assert_eq!(restored, expected);
         assert!(records.iter().any(|(k, _)| &k[..] == b"E/0000000000000029"));
+    }
+
+    #[test]
+    fn keys_derived_from_entities_stay_off_the_changelog() {
+        let changes: Vec<Change> = vec![
+            (b"o/OFF-1".to_vec(), Some(b"\x04offer".to_vec())),
+            (b"c/forensics/OFF-1".to_vec(), Some(Vec::new())),
+            (b"g/INC-1".to_vec(), Some(b"\x04INC-1".to_vec())),
+            (b"d/0000000000000001/ASG-1".to_vec(), None),
+            (b"m/full/forensics".to_vec(), Some(b"\x04\x01".to_vec())),
+            (b"m/stream_time".to_vec(), Some(b"\x04\x02".to_vec())),
+        ];
+        let records = pack(changes.iter().map(|(k, v)| (k, v)), 3);
+        let keys: Vec<&[u8]> = records.iter().map(|(k, _)| &k[..]).collect();
+        assert_eq!(keys, vec![b"o/OFF-1".as_slice(), b"m/stream_time"]);
     }
 
     #[test]

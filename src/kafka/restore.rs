@@ -13,6 +13,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::{Message, Offset, TopicPartitionList};
 
+use super::changelog::Change;
 use crate::config::Config;
 use crate::stop::Stop;
 use crate::store::RocksStore;
@@ -69,7 +70,7 @@ pub fn restore(
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition_offset(topic, 0, Offset::Offset(from))?;
     consumer.assign(&tpl)?;
-    let mut pending: Vec<(Vec<u8>, Option<Vec<u8>>)> = Vec::new();
+    let mut pending: Vec<Change> = Vec::new();
     let mut applied = 0u64;
     let mut next = from;
     let mut called = Instant::now();
@@ -96,8 +97,9 @@ pub fn restore(
                 next = m.offset() + 1;
                 if pending.len() >= FLUSH_EVERY {
                     applied += pending.len() as u64;
+                    let changes = derived(store, std::mem::take(&mut pending))?;
                     store
-                        .apply(pending.drain(..), next)
+                        .apply(changes, next)
                         .context("writing restored changelog records to RocksDB")?;
                     crate::fault::point("restore.chunk");
                 }
@@ -109,9 +111,10 @@ pub fn restore(
         }
     }
     applied += pending.len() as u64;
+    let changes = derived(store, pending)?;
     // `end` may lie past our last record (transaction markers): resume from there next time.
     store
-        .apply(pending, next.max(end))
+        .apply(changes, next.max(end))
         .context("writing restored changelog records to RocksDB")?;
     metrics.tell(ChangelogApplied {
         store: "coordinator",
@@ -125,6 +128,13 @@ pub fn restore(
         "state restored from the changelog"
     );
     Ok(applied)
+}
+
+/// The changes read from the changelog with the keys they imply (see
+/// [`rallypoint_core::derived`]), over the state before them.
+fn derived(store: &RocksStore, pending: Vec<Change>) -> anyhow::Result<Vec<Change>> {
+    rallypoint_core::derived::derive(store, pending)
+        .context("deriving the index keys of restored changelog records")
 }
 
 /// How many changelog records before `end` [`last_committed`] reads first; it reads four
@@ -222,7 +232,7 @@ impl Follower {
     /// returns how many state changes were applied (a record of event ids counts one per id:
     /// see [`super::changelog`]).
     pub fn follow(&mut self, store: &mut RocksStore, wait: Duration) -> anyhow::Result<usize> {
-        let mut pending: Vec<(Vec<u8>, Option<Vec<u8>>)> = Vec::new();
+        let mut pending: Vec<Change> = Vec::new();
         let mut next = None;
         let mut timeout = wait;
         while pending.len() < FLUSH_EVERY {
@@ -240,8 +250,9 @@ impl Follower {
         }
         let Some(next) = next else { return Ok(0) };
         let applied = pending.len();
+        let changes = derived(store, pending)?;
         store
-            .apply(pending, next)
+            .apply(changes, next)
             .context("writing followed changelog records to RocksDB")?;
         Ok(applied)
     }

@@ -286,43 +286,12 @@ impl<S: StoreMut> Fold<'_, '_, S> {
     /// Lists an offer among those with free capacity (matched) or among the full ones (only
     /// counted in rationales); returns whether it has free capacity.
     fn index_offer(&mut self, offer: &Offer) -> Result<bool, StoreError> {
-        let free = offer_index_key(offer.capability, &offer.offer_id);
-        let has_free = offer.remaining() > 0;
-        if has_free {
-            if !self.st.contains(&free)? {
-                self.st.mark(&free);
-            }
-        } else {
-            self.st.remove(&free);
-        }
-        self.list_full(offer, !has_free)?;
-        Ok(has_free)
+        crate::derived::index_offer(&mut *self.st.store, offer)
     }
 
-    /// Lists `offer` among the full offers of its capability, or takes it off, under its
-    /// current window; keeps their count.
+    /// Lists `offer` among the full offers of its capability, or takes it off.
     fn list_full(&mut self, offer: &Offer, full: bool) -> Result<(), StoreError> {
-        let key = full_offer_key(offer.capability, offer.closes_at(), &offer.offer_id);
-        if self.st.contains(&key)? == full {
-            return Ok(());
-        }
-        if full {
-            self.st.mark(&key);
-        } else {
-            self.st.remove(&key);
-        }
-        self.count_full(offer.capability, if full { 1 } else { -1 })
-    }
-
-    fn count_full(&mut self, c: Capability, delta: i64) -> Result<(), StoreError> {
-        let key = full_count_key(c);
-        let n = self.st.load::<u32>(&key)?.unwrap_or(0) as i64 + delta;
-        if n > 0 {
-            self.st.save(&key, &(n as u32));
-        } else {
-            self.st.remove(&key);
-        }
-        Ok(())
+        crate::derived::list_full(&mut *self.st.store, offer, full)
     }
 
     /// How many offers of capability `c` are full with their window still open, once those
@@ -344,7 +313,7 @@ impl<S: StoreMut> Fold<'_, '_, S> {
             self.st.remove(key);
         }
         if !closed.is_empty() {
-            self.count_full(c, -(closed.len() as i64))?;
+            crate::derived::count_full(&mut *self.st.store, c, -(closed.len() as i64))?;
         }
         Ok(self.st.load::<u32>(&full_count_key(c))?.unwrap_or(0) as i32)
     }

@@ -21,6 +21,7 @@
 pub mod apply;
 pub mod attack;
 pub mod decision;
+pub mod derived;
 pub mod event;
 pub mod indicator;
 pub mod optimal;
