@@ -73,11 +73,12 @@ pub fn ends(config: &Config, topics: &[String], stop: &Stop) -> anyhow::Result<E
             .flat_map(|t| t.partitions().iter().map(|p| p.id()))
             .collect();
         for p in partitions {
-            let (_, high) = super::with_patience(
+            let (_, high) = super::retry::with_patience_between(
                 &format!("reading the high watermark of {topic}/{p}"),
                 PATIENCE,
                 stop,
                 || uncommitted.fetch_watermarks(topic, p, WAIT),
+                || refresh_metadata(&uncommitted, topic),
             )?;
             ends.insert((topic.clone(), p), high);
         }
@@ -93,13 +94,24 @@ pub fn stable_end<C: rdkafka::consumer::ConsumerContext>(
     partition: i32,
     stop: &Stop,
 ) -> anyhow::Result<i64> {
-    let (_, stable) = super::with_patience(
+    let (_, stable) = super::retry::with_patience_between(
         &format!("reading the stable end of {topic}/{partition}"),
         PATIENCE,
         stop,
         || committed.fetch_watermarks(topic, partition, WAIT),
+        || refresh_metadata(committed, topic),
     )?;
     Ok(stable)
+}
+
+/// Asks the broker for `topic`'s partitions and leaders. A client that has cached the topic
+/// without a leader for its partition, as it can just after a broker restart, answers
+/// watermark queries with `UnknownPartition` from that cache (seen for a whole minute in the
+/// chaos test) until something refreshes it.
+fn refresh_metadata<C: rdkafka::consumer::ConsumerContext>(client: &BaseConsumer<C>, topic: &str) {
+    let _ = super::watchdog::watch("fetch_metadata", super::CALL_TIMEOUT, || {
+        client.fetch_metadata(Some(topic), WAIT)
+    });
 }
 
 /// Waits, for up to `patience`, until every partition of `ends` is stable up to its end;
