@@ -189,6 +189,13 @@ impl Transactional {
     /// open there, the group's pending offsets too. For an abort the offsets sent are
     /// discarded with it; for a commit they are the journal position the commit stands for.
     /// Nothing is done without transactions.
+    ///
+    /// A commit seal sends the offsets first, before it touches `partitions`. The group can
+    /// refuse them (its member unknown after a restart, say), and after that the transaction
+    /// can only abort: an abort that also reached the hanging records would throw away a batch
+    /// whose offsets the group already holds, and lose its records for good (the chaos test
+    /// saw 186 input records lost this way). So a refused commit seal aborts what holds only
+    /// the offsets and seals again without them.
     pub fn seal(
         &mut self,
         partitions: &[(String, i32)],
@@ -200,6 +207,13 @@ impl Transactional {
         }
         self.stamp(None);
         self.begin()?;
+        if let SealOutcome::Commit { .. } = outcome {
+            if let Err(e) = self.seal_offsets(partitions, consumer, outcome) {
+                tracing::info!(error = %e, "sealing: the group's offsets were refused; sealing without them");
+                self.abort()?;
+                self.begin()?;
+            }
+        }
         for (topic, partition) in partitions {
             let record: BaseRecord<'_, [u8], [u8]> =
                 BaseRecord::to(topic).partition(*partition).key(SEAL_KEY);
@@ -207,30 +221,9 @@ impl Transactional {
                 return Err(error(class(&e), &e));
             }
         }
-        // The group's pending offsets, if any, are this producer id's too: adding the group to
-        // the transaction makes its marker end them.
-        if let Some(group) = consumer.group_metadata() {
-            let mut offsets = TopicPartitionList::new();
-            let added = match outcome {
-                SealOutcome::Abort => partitions.iter().try_for_each(|(topic, partition)| {
-                    offsets.add_partition_offset(topic, *partition, rdkafka::Offset::Offset(0))
-                }),
-                SealOutcome::Commit { offsets: at } => {
-                    at.iter().try_for_each(|(topic, partition, next)| {
-                        offsets.add_partition_offset(
-                            topic,
-                            *partition,
-                            rdkafka::Offset::Offset(*next),
-                        )
-                    })
-                }
-            };
-            added.map_err(|e| StageError::Abort(e.to_string()))?;
-            if let Err(e) = watchdog::watch("send_offsets_to_transaction", self.timeout, || {
-                self.producer
-                    .send_offsets_to_transaction(&offsets, &group, self.timeout)
-            }) {
-                tracing::info!(error = %e, "sealing: the group's offsets were refused; the marker ends the transaction all the same");
+        if let SealOutcome::Abort = outcome {
+            if let Err(e) = self.seal_offsets(partitions, consumer, outcome) {
+                tracing::info!(error = %e, "sealing: the group's offsets were refused; the abort marker ends the transaction all the same");
             }
         }
         self.drain().map_err(|e| error(Class::Abort, &e))?;
@@ -245,6 +238,38 @@ impl Transactional {
                 Ok(())
             }
         }
+    }
+
+    /// Adds the group's offsets to a seal: for an abort, any (they are discarded with it), so
+    /// that its marker ends the group's pending offsets; for a commit, where it left them.
+    fn seal_offsets(
+        &mut self,
+        partitions: &[(String, i32)],
+        consumer: &BaseConsumer<StageContext>,
+        outcome: &SealOutcome,
+    ) -> Result<(), StageError> {
+        // The group's pending offsets, if any, are this producer id's too: adding the group to
+        // the transaction makes its marker end them.
+        let Some(group) = consumer.group_metadata() else {
+            return Ok(());
+        };
+        let mut offsets = TopicPartitionList::new();
+        let added = match outcome {
+            SealOutcome::Abort => partitions.iter().try_for_each(|(topic, partition)| {
+                offsets.add_partition_offset(topic, *partition, rdkafka::Offset::Offset(0))
+            }),
+            SealOutcome::Commit { offsets: at } => {
+                at.iter().try_for_each(|(topic, partition, next)| {
+                    offsets.add_partition_offset(topic, *partition, rdkafka::Offset::Offset(*next))
+                })
+            }
+        };
+        added.map_err(|e| StageError::Abort(e.to_string()))?;
+        watchdog::watch("send_offsets_to_transaction", self.timeout, || {
+            self.producer
+                .send_offsets_to_transaction(&offsets, &group, self.timeout)
+        })
+        .map_err(|e| error(Class::Abort, &e))
     }
 
     /// Stamps every record sent from now on with the journal offset it follows from (header
