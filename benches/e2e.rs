@@ -43,7 +43,7 @@ use std::time::{Duration, Instant};
 use rallypoint::config::Config;
 use rallypoint::kafka::{now_ms, Topics};
 use rallypoint::simulate;
-use rallypoint_testkit::broker_work::BrokerWork;
+use rallypoint_testkit::broker_work::{keys_by_prefix, BrokerWork};
 use rallypoint_testkit::process::Processor;
 use rallypoint_testkit::LocalService;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -214,6 +214,9 @@ struct Amplification {
     bytes_per_event: f64,
     broker_cpu_us_per_event: f64,
     processor_cpu_us_per_event: f64,
+    /// Changelog records per input event by kind of state key (the key up to its first `/`;
+    /// `E`: a batch's event ids).
+    changelog_by_key: std::collections::BTreeMap<String, f64>,
 }
 
 /// The journal drained side by side by Rallypoint and the Kafka Streams peer
@@ -288,7 +291,13 @@ struct PerEvent {
 
 impl Amplification {
     /// `work`: the broker's work over the run; `processor_cpu`: the processor's CPU seconds.
-    fn of(work: &BrokerWork, topics: &Topics, events: f64, processor_cpu: f64) -> Self {
+    fn of(
+        work: &BrokerWork,
+        by_key: &std::collections::BTreeMap<String, i64>,
+        topics: &Topics,
+        events: f64,
+        processor_cpu: f64,
+    ) -> Self {
         let (journal, changelog, dlq, picture) = (
             topics.journal(),
             topics.changelog(),
@@ -330,6 +339,10 @@ impl Amplification {
             by_topic,
             broker_cpu_us_per_event: work.cpu_seconds * 1e6 / events,
             processor_cpu_us_per_event: processor_cpu * 1e6 / events,
+            changelog_by_key: by_key
+                .iter()
+                .map(|(k, n)| (k.clone(), *n as f64 / events))
+                .collect(),
         }
     }
 }
@@ -452,7 +465,9 @@ impl Bench {
         };
         let work = self.broker.work().since(&before);
         let topics = Topics::new(&p.config());
-        let amplification = Amplification::of(&work, &topics, last_n, p.cpu_seconds());
+        let by_key = keys_by_prefix(&self.broker.bootstrap, &topics.changelog())
+            .expect("the changelog reads back");
+        let amplification = Amplification::of(&work, &by_key, &topics, last_n, p.cpu_seconds());
         println!("{}", describe_amplification(&amplification));
         let mut run = finish(p, guarantee, &fed, measured);
         run.broker = Some(amplification);
@@ -719,6 +734,10 @@ fn describe_amplification(a: &Amplification) -> String {
             per.records, per.bytes
         );
     }
+    let mut by_key: Vec<_> = a.changelog_by_key.iter().collect();
+    by_key.sort_by(|x, y| y.1.total_cmp(x.1));
+    let by_key: Vec<String> = by_key.iter().map(|(k, n)| format!("{k}/ {n:.2}")).collect();
+    let _ = write!(out, "\n    changelog by key: {}", by_key.join(", "));
     out
 }
 

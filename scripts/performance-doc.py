@@ -93,8 +93,61 @@ def render(report):
             f"{b['table_readers_mib']:.1f} MiB, open-work index keys {n(a['index_keys'])} → "
             f"{n(b['index_keys'])}; a warm restart was ready in {g['warm_restart_seconds']:.2f} s.",
         ]
+    out += amplification(runs)
+    out += side_by_side(report.get("side_by_side"))
     out += ["", END]
     return "\n".join(out)
+
+
+def amplification(runs):
+    """The broker's work per input event in the exactly-once maximum runs, by kind of topic."""
+    measured = [r["broker"] for r in runs
+                if r.get("broker") and r["guarantee"] == "exactly_once_v2" and r["feed_per_s"] is None]
+    if not measured:
+        return []
+    a = measured[-1]
+    out = [
+        "",
+        f"The broker's work per input event in the last exactly-once maximum run "
+        f"({n(a['input_events'])} input events): {a['records_per_event']:.2f} records "
+        f"(transaction markers included), {a['bytes_per_event']:.0f} bytes; broker CPU "
+        f"{a['broker_cpu_us_per_event']:.0f} µs, the processor's {a['processor_cpu_us_per_event']:.0f} µs.",
+        "",
+        "| kind of topic | records / input event | bytes / input event |",
+        "|---|---|---|",
+    ]
+    for kind, per in sorted(a["by_topic"].items(), key=lambda kv: -kv[1]["records"]):
+        out.append(f"| {kind} | {per['records']:.2f} | {per['bytes']:.0f} |")
+    by_key = a.get("changelog_by_key") or {}
+    if by_key:
+        keys = sorted(by_key.items(), key=lambda kv: -kv[1])
+        out += [
+            "",
+            "Changelog records per input event by kind of state key: "
+            + ", ".join(f"`{k}/` {v:.2f}" for k, v in keys) + ".",
+        ]
+    return out
+
+
+def side_by_side(s):
+    """The journal drained by Rallypoint and by the Kafka Streams peer, one after the other."""
+    if not s:
+        return []
+    out = [
+        "",
+        f"Side by side, the same JSON backlog of {n(s['events'])} feed events, exactly once, on "
+        "the same broker, one after the other (the peer's rates are its second half's):",
+        "",
+        "| | intake, events/s | journal drain, events/s | CPU / event | broker CPU / event | broker records / event | broker bytes / event |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, d in (("Rallypoint", s["rallypoint"]), ("Kafka Streams peer", s["peer"])):
+        out.append(
+            f"| {name} | {n(d['intake_per_s'])} | {n(d['drain_per_s'])} | "
+            f"{d['cpu_us_per_event']:.0f} µs | {d['broker_cpu_us_per_event']:.0f} µs | "
+            f"{d['broker_records_per_event']:.2f} | {d['broker_bytes_per_event']:.0f} |"
+        )
+    return out
 
 
 def main():

@@ -67,6 +67,45 @@ impl BrokerWork {
     }
 }
 
+/// How many records of partition 0 of `topic` carry a key of each prefix (the key up to its
+/// first `/`, markers and aborted records aside: a `read_uncommitted` reader from the start to
+/// the high watermark). For the changelog: which kinds of state key it writes most.
+pub fn keys_by_prefix(bootstrap: &str, topic: &str) -> anyhow::Result<BTreeMap<String, i64>> {
+    use rdkafka::error::KafkaError;
+    use rdkafka::{Message, Offset, TopicPartitionList};
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "rallypoint-broker-work")
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .set("isolation.level", "read_uncommitted")
+        .create()?;
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, 0, Offset::Beginning)?;
+    consumer.assign(&tpl)?;
+    let mut out = BTreeMap::new();
+    let started = std::time::Instant::now();
+    loop {
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(300),
+            "reading {topic}: not at its end after 5 minutes"
+        );
+        match consumer.poll(Duration::from_millis(500)) {
+            Some(Ok(m)) => {
+                let key = m.key().unwrap_or_default();
+                let prefix = key.split(|b| *b == b'/').next().unwrap_or_default();
+                *out.entry(String::from_utf8_lossy(prefix).into_owned())
+                    .or_default() += 1;
+            }
+            // At the end, past the markers too.
+            Some(Err(KafkaError::PartitionEOF(_))) => break,
+            Some(Err(e)) => anyhow::bail!("reading {topic}: {e}"),
+            None => {}
+        }
+    }
+    Ok(out)
+}
+
 /// Every topic's records so far, internal topics included: the sum of the high watermarks.
 fn end_offsets(bootstrap: &str) -> anyhow::Result<BTreeMap<String, i64>> {
     let consumer: BaseConsumer = ClientConfig::new()
