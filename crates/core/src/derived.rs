@@ -19,12 +19,14 @@ use crate::event::Capability;
 use crate::state::*;
 use crate::store::{Overlay, Store, StoreError, StoreMut};
 
-/// The count of full offers per capability: derived with the `f/` list it counts.
-pub const FULL_COUNTS: &[u8] = b"m/full/";
-pub const MEMBERSHIPS: &[u8] = b"g/";
-
 /// The prefixes of derived keys.
-pub const DERIVED: [&[u8]; 5] = [b"c/", b"f/", FULL_COUNTS, DEADLINES, MEMBERSHIPS];
+pub const DERIVED: [&[u8]; 5] = [
+    FREE_OFFERS,
+    FULL_OFFERS,
+    FULL_COUNTS,
+    DEADLINES,
+    MEMBERSHIPS,
+];
 
 /// Whether `key` is derived from an entity, and kept off the changelog.
 pub fn is_derived(key: &[u8]) -> bool {
@@ -90,25 +92,25 @@ pub fn derive<B: Store>(base: &B, changes: Vec<Change>) -> Result<Vec<Change>, S
     {
         let mut st = overlay.over(base);
         for (key, value) in changes {
-            let entity = [b"o/".as_slice(), b"a/", b"k/"]
+            let entity = [OFFERS, ASSIGNMENTS, CAMPAIGNS]
                 .into_iter()
                 .find(|p| key.starts_with(p));
             if let Some(prefix) = entity {
                 let old = st.get(&key)?;
                 match prefix {
-                    b"o/" => offer_changed(
+                    OFFERS => offer_changed(
                         &mut st,
                         decoded(&key, old.as_deref())?,
                         decoded(&key, value.as_deref())?,
                     )?,
-                    b"a/" => assignment_changed(
+                    ASSIGNMENTS => assignment_changed(
                         &mut st,
                         decoded(&key, old.as_deref())?,
                         decoded(&key, value.as_deref())?,
                     )?,
                     _ => campaign_changed(
                         &mut st,
-                        &String::from_utf8_lossy(&key[2..]),
+                        &String::from_utf8_lossy(&key[CAMPAIGNS.len()..]),
                         decoded(&key, old.as_deref())?,
                         decoded(&key, value.as_deref())?,
                     )?,

@@ -157,12 +157,21 @@ pub fn request_key(id: &str) -> Vec<u8> {
     key(&[b"r/", id.as_bytes()])
 }
 
+pub const OFFERS: &[u8] = b"o/";
+pub const ASSIGNMENTS: &[u8] = b"a/";
+pub const CAMPAIGNS: &[u8] = b"k/";
+/// The keyspaces derived from one entity each (see [`crate::derived`]).
+pub const FREE_OFFERS: &[u8] = b"c/";
+pub const FULL_OFFERS: &[u8] = b"f/";
+pub const FULL_COUNTS: &[u8] = b"m/full/";
+pub const MEMBERSHIPS: &[u8] = b"g/";
+
 pub fn offer_key(id: &str) -> Vec<u8> {
-    key(&[b"o/", id.as_bytes()])
+    key(&[OFFERS, id.as_bytes()])
 }
 
 pub fn assignment_key(id: &str) -> Vec<u8> {
-    key(&[b"a/", id.as_bytes()])
+    key(&[ASSIGNMENTS, id.as_bytes()])
 }
 
 /// The ids of the events applied: `e/<event id>`, marked once and never removed.
@@ -173,15 +182,20 @@ pub fn seen_key(event_id: &str) -> Vec<u8> {
 }
 
 pub fn offers_prefix(c: Capability) -> Vec<u8> {
-    key(&[b"c/", c.as_str().as_bytes(), b"/"])
+    key(&[FREE_OFFERS, c.as_str().as_bytes(), b"/"])
 }
 
 pub fn offer_index_key(c: Capability, offer_id: &str) -> Vec<u8> {
-    key(&[b"c/", c.as_str().as_bytes(), b"/", offer_id.as_bytes()])
+    key(&[
+        FREE_OFFERS,
+        c.as_str().as_bytes(),
+        b"/",
+        offer_id.as_bytes(),
+    ])
 }
 
 pub fn full_offers_prefix(c: Capability) -> Vec<u8> {
-    key(&[b"f/", c.as_str().as_bytes(), b"/"])
+    key(&[FULL_OFFERS, c.as_str().as_bytes(), b"/"])
 }
 
 /// An offer with no free capacity left: not matched, but counted in rationales as excluded by
@@ -194,7 +208,7 @@ pub fn full_offer_key(c: Capability, closes_at: i64, offer_id: &str) -> Vec<u8> 
 /// How many offers of capability `c` are listed as full: `u32`, kept with the `f/` index so
 /// that rationales count them without reading them.
 pub fn full_count_key(c: Capability) -> Vec<u8> {
-    key(&[b"m/full/", c.as_str().as_bytes()])
+    key(&[FULL_COUNTS, c.as_str().as_bytes()])
 }
 
 pub fn waiting_prefix(c: Capability) -> Vec<u8> {
@@ -221,7 +235,15 @@ pub const DEADLINES: &[u8] = b"d/";
 /// The index keyspaces: small (their size follows the open work — waiting needs, offers with
 /// free capacity, pending proposals — not the history) and scanned on every event. A store
 /// may keep them in memory; the entities and the seen event ids stay on disk.
-pub const INDEX_PREFIXES: [&[u8]; 7] = [b"c/", b"f/", b"w/", DEADLINES, OPENINGS, PUBLISH, CLOSING];
+pub const INDEX_PREFIXES: [&[u8]; 7] = [
+    FREE_OFFERS,
+    FULL_OFFERS,
+    b"w/",
+    DEADLINES,
+    OPENINGS,
+    PUBLISH,
+    CLOSING,
+];
 
 pub const OPENINGS: &[u8] = b"t/";
 pub const PUBLISH: &[u8] = b"q/";
@@ -290,11 +312,11 @@ pub fn incident_indicators_key(incident: &str) -> Vec<u8> {
 }
 
 pub fn membership_key(incident: &str) -> Vec<u8> {
-    key(&[b"g/", incident.as_bytes()])
+    key(&[MEMBERSHIPS, incident.as_bytes()])
 }
 
 pub fn campaign_key(id: &str) -> Vec<u8> {
-    key(&[b"k/", id.as_bytes()])
+    key(&[CAMPAIGNS, id.as_bytes()])
 }
 
 /// The incidents one indicator value links. Past the fan-out cap the list is dropped and the
