@@ -634,11 +634,17 @@ impl Node {
 /// The value of metric `name` in a Prometheus text exposition, summed over its series; `None`
 /// when it has none.
 pub fn metric_value(body: &str, name: &str) -> Option<f64> {
+    labelled_metric_value(body, name, "")
+}
+
+/// As [`metric_value`], over the series whose line contains `labels` (e.g. `stage="intake"`).
+pub fn labelled_metric_value(body: &str, name: &str, labels: &str) -> Option<f64> {
     let values: Vec<f64> = body
         .lines()
         .filter(|l| {
             l.strip_prefix(name)
                 .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
+                && l.contains(labels)
         })
         .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
         .collect();

@@ -132,14 +132,7 @@ impl Processor {
         let Some((_, body)) = self.get("/metrics") else {
             return f64::NAN;
         };
-        body.lines()
-            .filter(|l| {
-                l.strip_prefix(name)
-                    .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
-                    && l.contains(labels)
-            })
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
+        crate::labelled_metric_value(&body, name, labels).unwrap_or(0.0)
     }
 
     /// The process's CPU seconds so far.
