@@ -108,14 +108,14 @@ impl Feed {
         let capability = *Capability::ALL
             .choose(&mut self.rng)
             .unwrap_or(&Capability::IncidentResponse);
-        let mut e = sample::offer(env, &id, capability, self.rng.random_range(2..8));
-        if let Event::AssetOffered(o) = &mut e {
+        let units = self.rng.random_range(2..8);
+        let e = sample::offer_with(env, &id, capability, units, |o| {
             o.team = format!("{nation} {} team {}", capability.as_str(), self.seq % 10);
             o.max_tlp = *[Tlp::Amber, Tlp::AmberStrict, Tlp::Red]
                 .choose(&mut self.rng)
                 .unwrap_or(&Tlp::Amber);
             o.response_time_minutes = self.rng.random_range(30..720);
-        }
+        });
         self.offers.entry(nation.to_owned()).or_default().push(id);
         e
     }
@@ -143,8 +143,7 @@ impl Feed {
         ]
         .choose(&mut self.rng)
         .unwrap_or(&Tlp::Amber);
-        let mut incident = sample::incident(env, &id, tlp, priority);
-        if let Event::IncidentReported(i) = &mut incident {
+        let incident = sample::incident_with(env, &id, tlp, priority, |i| {
             i.sector = *[
                 Sector::Energy,
                 Sector::Health,
@@ -178,7 +177,7 @@ impl Feed {
             ];
             i.essential_entity = self.rng.random_bool(0.6);
             i.cross_border = self.rng.random_bool(0.3);
-        }
+        });
         let request_id = self.id("R", nation);
         let env = self.envelope(nation);
         let mut caps: Vec<Capability> = Capability::ALL

@@ -2,8 +2,6 @@
 //! implementations (`rallypoint schemas --samples`, `scripts/check-avro-interop.sh`) and the codec's
 //! tests, kept out of the codec itself.
 
-use rallypoint_core::event::Event;
-
 use super::{Codec, DeadLetter, Format, Header};
 
 /// One sample record of every schema, single-object encoded, for interoperability checks
@@ -15,11 +13,10 @@ pub fn samples(codec: &Codec) -> Vec<(&'static str, Vec<u8>)> {
     use rallypoint_core::sample::{self, Clock};
     let mut c = Clock::new(1_800_000_000_000, 1_000);
     let mut out = Vec::new();
-    let mut offer = sample::offer(c.envelope("DEU"), "O1", Capability::IcsOt, 4);
-    if let Event::AssetOffered(o) = &mut offer {
+    let offer = sample::offer_with(c.envelope("DEU"), "O1", Capability::IcsOt, 4, |o| {
         o.max_tlp = Tlp::Red;
         o.eligible_nations = vec!["EST".into()];
-    }
+    });
     let events = vec![
         sample::incident(c.envelope("EST"), "I1", Tlp::AmberStrict, Priority::Severe),
         offer,

@@ -303,7 +303,7 @@ mod tests {
 
     #[test]
     fn subjects_are_percent_encoded_in_paths() {
-        assert_eq!(encode("rallypoint.AssetOffered"), "rallypoint.AssetOffered");
+        assert_eq!(encode("rallypoint.Example_2"), "rallypoint.Example_2");
         assert_eq!(encode("a b/c"), "a%20b%2Fc");
     }
 

@@ -2,10 +2,10 @@
 //! records it reads, filling the codec's id table.
 //!
 //! # Subjects
-//! One topic carries several record types (an incidents topic carries `IncidentReported`,
-//! `IncidentUpdated`, `AssistanceRequested` and `IncidentClosed`), so subjects follow
-//! Confluent's *RecordNameStrategy*: the subject of a schema is its record's full name, e.g.
-//! `rallypoint.AssetOffered`, whatever the topic. A type has one schema history, shared by
+//! One topic carries several record types (an incidents topic carries every type that
+//! `rallypoint_core::event::Event::TYPES` puts on `Stream::Incidents`), so subjects follow
+//! Confluent's *RecordNameStrategy*: the subject of a schema is its record's full name
+//! (`rallypoint.` and the type's name), whatever the topic. A type has one schema history, shared by
 //! every nation's topics, and its compatibility is checked in one place.
 //!
 //! # When the registry does not answer

@@ -90,8 +90,8 @@ pub fn not_refused_before(o: &Offer, n: &NeedContext) -> bool {
     !n.refused_offers.contains(&o.offer_id)
 }
 
-/// For an assignment already made: the rules an offer's new terms can break (see
-/// `OfferUpdated`). Capacity is settled separately; window and response time bind only new
+/// For an assignment already made: the rules an offer's new terms can break (when its
+/// nation updates it). Capacity is settled separately; window and response time bind only new
 /// proposals.
 pub fn still_allowed(o: &Offer, requester: &str, tlp: Tlp) -> Result<(), Rule> {
     let n = NeedContext {

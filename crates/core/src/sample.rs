@@ -51,7 +51,18 @@ pub fn uuid_from(a: u64, b: i64) -> String {
 }
 
 pub fn incident(env: Envelope, id: &str, tlp: Tlp, priority: Priority) -> Event {
-    Event::IncidentReported(IncidentReported {
+    incident_with(env, id, tlp, priority, |_| {})
+}
+
+/// An [`incident`] whose fields `change` sets further (the simulator's sectors and techniques).
+pub fn incident_with(
+    env: Envelope,
+    id: &str,
+    tlp: Tlp,
+    priority: Priority,
+    change: impl FnOnce(&mut IncidentReported),
+) -> Event {
+    let mut incident = IncidentReported {
         envelope: env,
         incident_id: id.to_owned(),
         title: format!("Incident {id}"),
@@ -72,7 +83,9 @@ pub fn incident(env: Envelope, id: &str, tlp: Tlp, priority: Priority) -> Event 
             kind: IndicatorKind::Ipv4,
             value: "203.0.113.7".into(),
         }],
-    })
+    };
+    change(&mut incident);
+    Event::IncidentReported(incident)
 }
 
 pub fn request(env: Envelope, id: &str, incident: &str, needs: &[(Capability, i32)]) -> Event {
@@ -102,8 +115,19 @@ pub fn closed(env: Envelope, incident: &str) -> Event {
 
 /// An offer available for a year from the envelope's time, answering in 60 minutes.
 pub fn offer(env: Envelope, id: &str, capability: Capability, units: i32) -> Event {
+    offer_with(env, id, capability, units, |_| {})
+}
+
+/// An [`offer`] whose fields `change` sets further (its TLP ceiling, eligible nations, team).
+pub fn offer_with(
+    env: Envelope,
+    id: &str,
+    capability: Capability,
+    units: i32,
+    change: impl FnOnce(&mut AssetOffered),
+) -> Event {
     let from = env.reported_at - 1_000;
-    Event::AssetOffered(AssetOffered {
+    let mut offer = AssetOffered {
         envelope: env,
         offer_id: id.to_owned(),
         team: format!("Team {id}"),
@@ -117,7 +141,9 @@ pub fn offer(env: Envelope, id: &str, capability: Capability, units: i32) -> Eve
         max_tlp: Tlp::Amber,
         sector_expertise: vec![Sector::Energy],
         delivery: Delivery::Either,
-    })
+    };
+    change(&mut offer);
+    Event::AssetOffered(offer)
 }
 
 /// New terms for offer `id`, as [`offer`] states them, with `units` of capacity.
