@@ -1,7 +1,8 @@
 //! Coordinator: folds the journal into state with the pure core and publishes what it decides.
 //!
-//! Per batch: apply each journal event into an in-memory overlay over RocksDB (the picture's
-//! tallies held decoded until the batch ends, then written into it), produce the
+//! Per batch: apply each journal event into an in-memory overlay over RocksDB (the batch's
+//! entities and picture tallies held typed until the batch ends, then written into it: the
+//! working set, `rallypoint_core::working`), produce the
 //! decisions, dead letters and the overlay as changelog records, commit them with the journal
 //! offset in one transaction, and only then write the overlay to RocksDB with the changelog
 //! offset it reaches. An abort drops the overlay and rewinds the journal: RocksDB never holds
@@ -25,8 +26,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use rallypoint_core::decision::Audience;
-use rallypoint_core::picture::Tallies;
 use rallypoint_core::store::{Overlay, StoreMut};
+use rallypoint_core::Working;
 use rallypoint_core::{apply_with, CoreConfig, Output};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
@@ -81,8 +82,9 @@ pub struct Coordinator {
 #[derive(Default)]
 struct Pending {
     overlay: Overlay,
-    /// The picture's tallies the batch changed, decoded; into the overlay before the commit.
-    tallies: Tallies,
+    /// The batch's working set (its entities and picture tallies, typed); into the overlay
+    /// before the commit.
+    working: Working,
     input_timestamps: Vec<i64>,
     decisions: Vec<&'static str>,
 }
@@ -529,7 +531,7 @@ impl Coordinator {
         };
         let outputs = apply_with(
             &mut pending.overlay.over(store),
-            &mut pending.tallies,
+            &mut pending.working,
             &self.core,
             &event,
         )
@@ -629,7 +631,7 @@ impl Coordinator {
         mut pending: Pending,
     ) -> Result<(), StageError> {
         let changelog = self.topics.changelog();
-        pending.tallies.flush(&mut pending.overlay.over(store));
+        pending.working.flush(&mut pending.overlay.over(store));
         if let Some(next) = batch.next(&self.topics.journal(), 0) {
             pending
                 .overlay

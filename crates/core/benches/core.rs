@@ -5,9 +5,8 @@
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use rallypoint_core::picture::Tallies;
 use rallypoint_core::sample;
-use rallypoint_core::{apply, apply_with, CoreConfig, MemStore};
+use rallypoint_core::{apply, apply_with, CoreConfig, MemStore, Working};
 
 fn fold(c: &mut Criterion) {
     let nations = ["EST", "LVA", "LTU", "POL", "DEU", "FRA", "NLD", "FIN"];
@@ -28,19 +27,19 @@ fn fold(c: &mut Criterion) {
             BatchSize::LargeInput,
         )
     });
-    // As the coordinator folds: one transaction's events share the decoded picture tallies,
-    // written to the store once per batch.
+    // As the coordinator folds: one transaction's events share its working set (entities and
+    // picture tallies, typed), written to the store once per batch.
     group.bench_function("mixed_stream_20k_events_in_batches_of_500", |b| {
         b.iter_batched(
             MemStore::new,
             |mut store| {
-                let mut tallies = Tallies::default();
+                let mut working = Working::default();
                 for batch in events.chunks(500) {
                     for e in batch {
-                        apply_with(&mut store, &mut tallies, &config, e)
+                        apply_with(&mut store, &mut working, &config, e)
                             .expect("the in-memory store does not fail");
                     }
-                    tallies.flush(&mut store);
+                    working.flush(&mut store);
                 }
                 store
             },

@@ -37,6 +37,7 @@ use crate::reject::{RejectReason, Rejection};
 use crate::state::*;
 use crate::store::{for_each_key, StoreError, StoreMut};
 use crate::tlp;
+use crate::working::Working;
 
 /// Parameters of the fold. Part of what a replay must reproduce: change them and decisions change.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -73,25 +74,26 @@ pub fn apply<S: StoreMut>(
     config: &CoreConfig,
     event: &Event,
 ) -> Result<Vec<Output>, StoreError> {
-    let mut tallies = Tallies::default();
-    let outputs = apply_with(store, &mut tallies, config, event)?;
-    tallies.flush(store);
+    let mut working = Working::default();
+    let outputs = apply_with(store, &mut working, config, event)?;
+    working.flush(store);
     Ok(outputs)
 }
 
-/// [`apply`], with the picture's tallies held decoded in `tallies` across events: the same
-/// state and outputs once [`Tallies::flush`] has written them to `store`, which must happen
-/// before anything else reads the store, and only then.
+/// [`apply`], with the transaction's entities and picture tallies held typed in `working`
+/// across events (see [`crate::working`]): the same state and outputs once
+/// [`Working::flush`] has written them to `store`, which must happen before anything else
+/// reads the store, and only then.
 pub fn apply_with<S: StoreMut>(
     store: &mut S,
-    tallies: &mut Tallies,
+    working: &mut Working,
     config: &CoreConfig,
     event: &Event,
 ) -> Result<Vec<Output>, StoreError> {
     let env = event.envelope();
     let mut fold = Fold {
-        st: State::new(store),
-        tallies,
+        st: State::new(store, &mut working.entities),
+        tallies: &mut working.tallies,
         config,
         cause: &env.event_id,
         cause_nation: &env.nation,

@@ -15,7 +15,8 @@
 //! - [`picture`], [`indicator`], [`attack`]: the live threat picture, campaign correlation over
 //!   normalized indicators, and the ATT&CK tactics of techniques; [`query`]: read-only views
 //!   of them for the query API
-//! - [`state`], [`store`]: typed state over a narrow key-value interface
+//! - [`state`], [`store`]: typed state over a narrow key-value interface; [`working`]: the
+//!   entities of a transaction, held typed until it writes them back
 //! - [`reject`]: why an input was not applied
 
 pub mod apply;
@@ -35,8 +36,10 @@ pub mod state;
 pub mod store;
 pub mod tlp;
 pub mod validate;
+pub mod working;
 
 pub use apply::{apply, apply_with, CoreConfig, Output};
 pub use event::Event;
 pub use reject::{RejectReason, Rejection};
 pub use store::{MemStore, Store, StoreMut};
+pub use working::Working;

@@ -442,14 +442,16 @@ pub fn stream_time<S: Store + ?Sized>(store: &S) -> Result<i64, StoreError> {
     Ok(read(store, STREAM_TIME)?.unwrap_or(0))
 }
 
-/// Typed access to the coordinator's state.
+/// Typed access to the coordinator's state: the entities through the transaction's working
+/// set ([`crate::working`]), everything else on the store.
 pub struct State<'s, S: StoreMut> {
     pub store: &'s mut S,
+    entities: &'s mut crate::working::EntitySet,
 }
 
 impl<'s, S: StoreMut> State<'s, S> {
-    pub fn new(store: &'s mut S) -> Self {
-        Self { store }
+    pub(crate) fn new(store: &'s mut S, entities: &'s mut crate::working::EntitySet) -> Self {
+        Self { store, entities }
     }
 
     pub fn load<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StoreError> {
@@ -509,15 +511,15 @@ impl<'s, S: StoreMut> State<'s, S> {
     }
 
     pub fn incident(&self, id: &str) -> Result<Option<Incident>, StoreError> {
-        self.load(&incident_key(id))
+        self.entities.incident(&*self.store, id)
     }
 
     pub fn request(&self, id: &str) -> Result<Option<Request>, StoreError> {
-        self.load(&request_key(id))
+        self.entities.request(&*self.store, id)
     }
 
     pub fn offer(&self, id: &str) -> Result<Option<Offer>, StoreError> {
-        self.load(&offer_key(id))
+        self.entities.offer(&*self.store, id)
     }
 
     pub fn assignment(&self, id: &str) -> Result<Option<Assignment>, StoreError> {
@@ -525,15 +527,19 @@ impl<'s, S: StoreMut> State<'s, S> {
     }
 
     pub fn put_incident(&mut self, v: &Incident) {
-        self.save(&incident_key(&v.incident_id), v);
+        self.entities.put_incident(v);
     }
 
     pub fn put_request(&mut self, v: &Request) {
-        self.save(&request_key(&v.request_id), v);
+        self.entities.put_request(v);
     }
 
     pub fn put_offer(&mut self, v: &Offer) {
-        self.save(&offer_key(&v.offer_id), v);
+        self.entities.put_offer(v);
+    }
+
+    pub fn delete_offer(&mut self, id: &str) {
+        self.entities.delete_offer(id);
     }
 
     pub fn put_assignment(&mut self, v: &Assignment) {

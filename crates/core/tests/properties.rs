@@ -4,12 +4,11 @@
 use proptest::prelude::*;
 use rallypoint_core::decision::{Audience, Decision};
 use rallypoint_core::event::Tlp;
-use rallypoint_core::picture::Tallies;
 use rallypoint_core::rules::{self, NeedContext};
 use rallypoint_core::sample;
-use rallypoint_core::state::{Offer, Request, State};
+use rallypoint_core::state::{Incident, Offer, Request};
 use rallypoint_core::store::Store;
-use rallypoint_core::{apply_with, CoreConfig, MemStore, Output};
+use rallypoint_core::{apply_with, CoreConfig, MemStore, Output, Working};
 
 const NATIONS: [&str; 5] = ["EST", "LVA", "LTU", "POL", "DEU"];
 
@@ -106,13 +105,13 @@ proptest! {
     fn no_waiting_need_has_an_eligible_offer_with_free_capacity(
         seed in any::<u64>(), n in 20usize..200, answers in proptest::collection::vec(any::<u8>(), 1..8)
     ) {
-        let (mut store, _) = run(seed, n, &answers);
+        let (store, _) = run(seed, n, &answers);
         let offers = entities::<Offer>(&store, b"o/");
         let requests = entities::<Request>(&store, b"r/");
-        let state = State::new(&mut store);
-        let now = state.stream_time().unwrap();
+        let now = rallypoint_core::state::stream_time(&store).unwrap();
         for r in &requests {
-            let incident = state.incident(&r.incident_id).unwrap().unwrap();
+            let key = rallypoint_core::state::incident_key(&r.incident_id);
+            let incident: Incident = rallypoint_core::state::read(&store, &key).unwrap().unwrap();
             if !incident.open {
                 continue;
             }
@@ -131,10 +130,11 @@ proptest! {
         }
     }
 
-    /// The coordinator folds a transaction's events with one [`Tallies`] and flushes it
-    /// before the commit: the same state and outputs as flushing after every event.
+    /// The coordinator folds a transaction's events with one [`Working`] set (entities and
+    /// tallies held typed) and flushes it before the commit: the same state and outputs as
+    /// flushing after every event.
     #[test]
-    fn batches_sharing_their_tallies_give_the_same_state_and_outputs(
+    fn batches_sharing_their_working_set_give_the_same_state_and_outputs(
         seed in any::<u64>(),
         n in 20usize..150,
         batch in 1usize..80,
@@ -159,13 +159,13 @@ proptest! {
         )
         .unwrap();
         let mut batched = MemStore::new();
-        let mut tallies = Tallies::default();
+        let mut working = Working::default();
         let mut outputs = Vec::new();
         for events in journal.chunks(batch) {
             for e in events {
-                outputs.extend(apply_with(&mut batched, &mut tallies, &config, e).unwrap());
+                outputs.extend(apply_with(&mut batched, &mut working, &config, e).unwrap());
             }
-            tallies.flush(&mut batched);
+            working.flush(&mut batched);
         }
         prop_assert_eq!(outputs, expected);
         prop_assert!(one_by_one.iter().eq(batched.iter()), "the states differ");

@@ -121,7 +121,7 @@ impl<S: StoreMut> Fold<'_, '_, S> {
             -(left.capacity as i64),
             -(left.committed as i64),
         )?;
-        self.st.remove(&offer_key(&offer.offer_id));
+        self.st.delete_offer(&offer.offer_id);
         self.st
             .remove(&offer_index_key(offer.capability, &offer.offer_id));
         self.list_full(&left, false)?;
