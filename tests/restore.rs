@@ -39,7 +39,12 @@ fn feed(clock: &mut Clock, rounds: usize) -> Vec<Event> {
                 clock.envelope(nation),
                 &format!("R-{nation}-{round}"),
                 &format!("I-{nation}-{round}"),
-                &[(Capability::Forensics, 1)],
+                // Nobody offers ICS/OT: those needs wait (`w/`).
+                if round % 2 == 1 {
+                    &[(Capability::Forensics, 1), (Capability::IcsOt, 1)][..]
+                } else {
+                    &[(Capability::Forensics, 1)][..]
+                },
             ));
         }
     }

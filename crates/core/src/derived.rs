@@ -6,7 +6,10 @@
 //! - `c/<capability>/<offer_id>` and `f/<capability>/<closes_at>/<offer_id>` with its count
 //!   `m/full/<capability>`: an offer with free capacity, or with none;
 //! - `d/<respond_by>/<assignment_id>`: a proposal waiting for its answer;
-//! - `g/<incident_id>`: the campaign an incident belongs to, from the campaign's members.
+//! - `g/<incident_id>`: the campaign an incident belongs to, from the campaign's members;
+//! - `n/<request_id>` and `w/<capability>/<rank>/<request_id>/<need>`: a request whose
+//!   incident is open, and each of its needs still missing units, ranked — from the request
+//!   and its incident together ([`request_keys`]).
 //!
 //! The fold takes closed offers off `c/` and `f/` lazily, in the rounds that read them; a
 //! derived state may still list them, which no round can tell apart: a round skips an offer
@@ -20,12 +23,14 @@ use crate::state::*;
 use crate::store::{Overlay, Store, StoreError, StoreMut};
 
 /// The prefixes of derived keys.
-pub const DERIVED: [&[u8]; 5] = [
+pub const DERIVED: [&[u8]; 7] = [
     FREE_OFFERS,
     FULL_OFFERS,
     FULL_COUNTS,
     DEADLINES,
     MEMBERSHIPS,
+    OPEN_REQUESTS,
+    WAITING,
 ];
 
 /// Whether `key` is derived from an entity, and kept off the changelog.
@@ -85,6 +90,82 @@ pub fn count_full<S: StoreMut + ?Sized>(
     Ok(())
 }
 
+/// The keys a request implies with its incident: while the incident is open, `n/<request>`,
+/// and `w/…` for each need still missing units, under the request's rank. The fold keeps
+/// exactly these (`crates/core/tests/properties.rs` checks it).
+pub fn request_keys(incident: &Incident, request: &Request) -> Vec<Vec<u8>> {
+    if !incident.open {
+        return Vec::new();
+    }
+    let mut keys = vec![open_request_key(&request.request_id)];
+    let rank = crate::rank::rank_key(incident, request);
+    for (idx, need) in request.needs.iter().enumerate() {
+        if need.missing() > 0 {
+            keys.push(waiting_key(
+                need.capability,
+                &rank,
+                &request.request_id,
+                idx as u8,
+            ));
+        }
+    }
+    keys
+}
+
+/// Moves the keys a request implied (`before`) to those it implies now (`after`).
+fn rekey<S: StoreMut + ?Sized>(
+    st: &mut S,
+    before: Vec<Vec<u8>>,
+    after: Vec<Vec<u8>>,
+) -> Result<(), StoreError> {
+    for key in before.iter().filter(|k| !after.contains(k)) {
+        unmark(st, key)?;
+    }
+    for key in &after {
+        mark(st, key)?;
+    }
+    Ok(())
+}
+
+fn request_changed<S: StoreMut + ?Sized>(
+    st: &mut S,
+    old: Option<Request>,
+    new: Option<Request>,
+) -> Result<(), StoreError> {
+    let Some(incident_id) = new.as_ref().or(old.as_ref()).map(|r| r.incident_id.clone()) else {
+        return Ok(());
+    };
+    let incident: Option<Incident> = read(st, &incident_key(&incident_id))?;
+    let keys = |r: &Option<Request>| match (&incident, r) {
+        (Some(i), Some(r)) => request_keys(i, r),
+        _ => Vec::new(),
+    };
+    let (before, after) = (keys(&old), keys(&new));
+    rekey(st, before, after)
+}
+
+fn incident_changed<S: StoreMut + ?Sized>(
+    st: &mut S,
+    old: Option<Incident>,
+    new: Option<Incident>,
+) -> Result<(), StoreError> {
+    let mut ids: Vec<&String> = old.iter().chain(&new).flat_map(|i| &i.requests).collect();
+    ids.sort();
+    ids.dedup();
+    for id in ids {
+        let Some(request) = read::<Request, _>(st, &request_key(id))? else {
+            continue;
+        };
+        let keys = |i: &Option<Incident>| match i {
+            Some(i) => request_keys(i, &request),
+            None => Vec::new(),
+        };
+        let (before, after) = (keys(&old), keys(&new));
+        rekey(st, before, after)?;
+    }
+    Ok(())
+}
+
 /// `changes` read from the changelog, with the derived keys they imply over `base` (the state
 /// before them), as the changes to write.
 pub fn derive<B: Store>(base: &B, changes: Vec<Change>) -> Result<Vec<Change>, StoreError> {
@@ -92,7 +173,7 @@ pub fn derive<B: Store>(base: &B, changes: Vec<Change>) -> Result<Vec<Change>, S
     {
         let mut st = overlay.over(base);
         for (key, value) in changes {
-            let entity = [OFFERS, ASSIGNMENTS, CAMPAIGNS]
+            let entity = [OFFERS, ASSIGNMENTS, CAMPAIGNS, INCIDENTS, REQUESTS]
                 .into_iter()
                 .find(|p| key.starts_with(p));
             if let Some(prefix) = entity {
@@ -104,6 +185,16 @@ pub fn derive<B: Store>(base: &B, changes: Vec<Change>) -> Result<Vec<Change>, S
                         decoded(&key, value.as_deref())?,
                     )?,
                     ASSIGNMENTS => assignment_changed(
+                        &mut st,
+                        decoded(&key, old.as_deref())?,
+                        decoded(&key, value.as_deref())?,
+                    )?,
+                    INCIDENTS => incident_changed(
+                        &mut st,
+                        decoded(&key, old.as_deref())?,
+                        decoded(&key, value.as_deref())?,
+                    )?,
+                    REQUESTS => request_changed(
                         &mut st,
                         decoded(&key, old.as_deref())?,
                         decoded(&key, value.as_deref())?,

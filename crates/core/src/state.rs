@@ -149,12 +149,15 @@ fn hex16(v: u64) -> [u8; 16] {
     out
 }
 
+pub const INCIDENTS: &[u8] = b"i/";
+pub const REQUESTS: &[u8] = b"r/";
+
 pub fn incident_key(id: &str) -> Vec<u8> {
-    key(&[b"i/", id.as_bytes()])
+    key(&[INCIDENTS, id.as_bytes()])
 }
 
 pub fn request_key(id: &str) -> Vec<u8> {
-    key(&[b"r/", id.as_bytes()])
+    key(&[REQUESTS, id.as_bytes()])
 }
 
 pub const OFFERS: &[u8] = b"o/";
@@ -211,15 +214,18 @@ pub fn full_count_key(c: Capability) -> Vec<u8> {
     key(&[FULL_COUNTS, c.as_str().as_bytes()])
 }
 
+/// Needs still missing units, by capability and rank (derived from a request and its incident).
+pub const WAITING: &[u8] = b"w/";
+
 pub fn waiting_prefix(c: Capability) -> Vec<u8> {
-    key(&[b"w/", c.as_str().as_bytes(), b"/"])
+    key(&[WAITING, c.as_str().as_bytes(), b"/"])
 }
 
 /// Waiting-need key: ascending order is best rank first (see [`crate::rank`]).
 pub fn waiting_key(c: Capability, rank: &str, request_id: &str, need: u8) -> Vec<u8> {
     let need = [b'0' + need / 100, b'0' + need / 10 % 10, b'0' + need % 10];
     key(&[
-        b"w/",
+        WAITING,
         c.as_str().as_bytes(),
         b"/",
         rank.as_bytes(),
@@ -238,7 +244,7 @@ pub const DEADLINES: &[u8] = b"d/";
 pub const INDEX_PREFIXES: [&[u8]; 7] = [
     FREE_OFFERS,
     FULL_OFFERS,
-    b"w/",
+    WAITING,
     DEADLINES,
     OPENINGS,
     PUBLISH,

@@ -6,7 +6,9 @@ use rallypoint_core::decision::{Audience, Decision};
 use rallypoint_core::event::Tlp;
 use rallypoint_core::rules::{self, NeedContext};
 use rallypoint_core::sample;
-use rallypoint_core::state::{Incident, Offer, Request};
+use rallypoint_core::state::{
+    incident_key, read, Incident, Offer, Request, OPEN_REQUESTS, REQUESTS, WAITING,
+};
 use rallypoint_core::store::Store;
 use rallypoint_core::{apply_with, CoreConfig, MemStore, Output, Working};
 
@@ -97,6 +99,28 @@ proptest! {
                 prop_assert!(need.covered >= 0 && need.covered <= need.units, "{:?}", r);
             }
         }
+    }
+
+    /// The waiting needs and open requests the fold keeps are exactly those its requests and
+    /// incidents imply, so that a restore can derive them (`derived::request_keys`).
+    #[test]
+    fn the_waiting_and_open_request_keys_are_those_the_requests_imply(
+        seed in any::<u64>(), n in 20usize..200, answers in proptest::collection::vec(any::<u8>(), 1..8)
+    ) {
+        let (store, _) = run(seed, n, &answers);
+        let mut kept = Vec::new();
+        for prefix in [WAITING, OPEN_REQUESTS] {
+            kept.extend(store.scan_prefix(prefix).unwrap().into_iter().map(|(k, _)| k));
+        }
+        let mut implied = Vec::new();
+        for r in entities::<Request>(&store, REQUESTS) {
+            let incident: Incident = read(&store, &incident_key(&r.incident_id)).unwrap().unwrap();
+            implied.extend(rallypoint_core::derived::request_keys(&incident, &r));
+        }
+        kept.sort();
+        implied.sort();
+        prop_assert!(!implied.is_empty() || n < 40, "no request implies a key");
+        prop_assert_eq!(kept, implied);
     }
 
     /// The matcher leaves nothing on the table: no need that still misses units has an
