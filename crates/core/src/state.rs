@@ -15,7 +15,7 @@
 //! - `q/<time hex>/<tally>`: tallies whose next publication is due then
 //! - `z/<time hex>/<tally>`: windows that close then (end plus allowed lateness)
 //! - `x/<indicator key>`: incidents one normalized indicator links (capped)
-//! - `v/<incident_id>`: an incident's indicator keys; `g/<incident_id>`: its campaign
+//! - `g/<incident_id>`: an incident's campaign
 //! - `k/<campaign_id>`: a campaign's members
 //! - `n/<request_id>`: requests whose incident is open
 //!
@@ -31,7 +31,8 @@ use crate::store::{Store, StoreError, StoreMut};
 /// 2: needs carry a delivery preference, offers their sector expertise and delivery.
 /// 3: campaigns carry the public id they are published under.
 /// 4: full offers are listed by the end of their window, and counted (`m/full/`).
-const FORMAT: u8 = 4;
+/// 5: an incident holds its indicator keys (no `v/<incident_id>` key of their own).
+const FORMAT: u8 = 5;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Incident {
@@ -48,6 +49,9 @@ pub struct Incident {
     pub techniques: Vec<String>,
     pub open: bool,
     pub requests: Vec<String>,
+    /// The normalized indicator values it reported that link (see [`crate::indicator`]), in
+    /// the order they were first reported: its part of the correlation.
+    pub indicator_keys: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -311,10 +315,6 @@ pub fn sighted_in<S: Store + ?Sized>(
         }
     }
     Ok(out.into_iter().collect())
-}
-
-pub fn incident_indicators_key(incident: &str) -> Vec<u8> {
-    key(&[b"v/", incident.as_bytes()])
 }
 
 pub fn membership_key(incident: &str) -> Vec<u8> {

@@ -26,19 +26,21 @@ use crate::state::*;
 use crate::store::{StoreError, StoreMut};
 
 impl<S: StoreMut> Fold<'_, '_, S> {
-    /// Adds an incident's indicators to the correlation and updates the campaigns they touch.
+    /// Adds an incident's indicators to the correlation and updates the campaigns they touch;
+    /// writes `incident` with its new indicator keys before the campaigns read them.
     pub(super) fn correlate(
         &mut self,
-        incident_id: &str,
+        incident: &mut Incident,
         indicators: &[Indicator],
     ) -> Result<(), StoreError> {
+        let incident_id = incident.incident_id.clone();
+        let incident_id = incident_id.as_str();
         let keys: BTreeSet<String> = indicators
             .iter()
             .filter(|i| indicator::links(i.kind))
             .filter_map(indicator::key)
             .collect();
-        let list_key = incident_indicators_key(incident_id);
-        let mut mine: Vec<String> = self.st.load(&list_key)?.unwrap_or_default();
+        let mine = &mut incident.indicator_keys;
         let mut seeds = BTreeSet::from([incident_id.to_owned()]);
         let mut linked = BTreeSet::new();
         let mut live_keys = Vec::new();
@@ -70,7 +72,7 @@ impl<S: StoreMut> Fold<'_, '_, S> {
             self.st.save(&pkey, &posting);
             mine.push(key);
         }
-        self.st.save(&list_key, &mine);
+        self.st.put_incident(incident);
         if new_values + newly_capped > 0 {
             self.stats(|s| {
                 s.indicator_values += new_values;
@@ -193,11 +195,7 @@ impl<S: StoreMut> Fold<'_, '_, S> {
             }
             return Ok(());
         }
-        let keys: Vec<String> = self
-            .st
-            .load(&incident_indicators_key(id))?
-            .unwrap_or_default();
-        for k in keys {
+        for k in incident.indicator_keys {
             let capped = self
                 .st
                 .load::<Posting>(&posting_key(&k))?
@@ -290,9 +288,10 @@ impl<S: StoreMut> Fold<'_, '_, S> {
         let mut queue = VecDeque::from([seed.to_owned()]);
         let mut values_seen = BTreeSet::new();
         while let Some(i) = queue.pop_front() {
-            let keys: Vec<String> = self
+            let keys = self
                 .st
-                .load(&incident_indicators_key(&i))?
+                .incident(&i)?
+                .map(|i| i.indicator_keys)
                 .unwrap_or_default();
             for key in keys {
                 if !values_seen.insert(key.clone()) {

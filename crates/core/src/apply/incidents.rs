@@ -58,7 +58,7 @@ impl<S: StoreMut> Fold<'_, '_, S> {
                 format!("incident {} exists", e.incident_id),
             );
         }
-        let incident = Incident {
+        let mut incident = Incident {
             incident_id: e.incident_id.clone(),
             nation: e.envelope.nation.clone(),
             title: e.title.clone(),
@@ -72,6 +72,7 @@ impl<S: StoreMut> Fold<'_, '_, S> {
             techniques: e.techniques.clone(),
             open: true,
             requests: Vec::new(),
+            indicator_keys: Vec::new(),
         };
         self.st.put_incident(&incident);
         let scopes = picture::scopes(&incident);
@@ -89,7 +90,7 @@ impl<S: StoreMut> Fold<'_, '_, S> {
                 picture::count_technique(&mut t.techniques, technique);
             }
         })?;
-        self.correlate(&e.incident_id, &e.indicators)?;
+        self.correlate(&mut incident, &e.indicators)?;
         Ok(Ok(()))
     }
 
@@ -141,7 +142,7 @@ impl<S: StoreMut> Fold<'_, '_, S> {
                 }
             })?;
         }
-        self.correlate(&e.incident_id, &e.indicators)?;
+        self.correlate(&mut incident, &e.indicators)?;
         for request in &requests {
             for idx in 0..request.needs.len() {
                 self.set_waiting(&incident, request, idx)?;
