@@ -2,6 +2,12 @@
 //! with real ATT&CK techniques and exploited CVEs (from `data/`), asks for help, closes
 //! incidents; a responder answers the proposals addressed to each nation, accepting most and
 //! declining some, as national offer desks would.
+//!
+//! Like a real desk, a nation keeps its open work bounded however long the feed runs: past
+//! [`OPEN_INCIDENTS`] open incidents it closes its oldest before anything else, and past
+//! [`LIVE_OFFERS`] live offers it withdraws its oldest. So a long feed grows the history (closed
+//! incidents, answered requests, event ids, indicators) while the open work stays about the
+//! same, as an alliance's does.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -23,6 +29,11 @@ use crate::codec;
 use crate::config::Config;
 use crate::kafka::{now_ms, Topics};
 use crate::registry::Schemas;
+
+/// Open incidents a nation holds at most before it closes its oldest.
+pub const OPEN_INCIDENTS: usize = 40;
+/// Live offers a nation holds at most before it withdraws its oldest.
+pub const LIVE_OFFERS: usize = 16;
 
 const TECHNIQUES: &str = include_str!("../data/attack-techniques.csv");
 const KEV: &str = include_str!("../data/cisa-kev.csv");
@@ -235,6 +246,16 @@ impl Feed {
     /// The next few feed events.
     fn next(&mut self) -> Vec<Event> {
         let nation = self.nation();
+        if self.open.get(&nation).map_or(0, Vec::len) >= OPEN_INCIDENTS {
+            if let Some(e) = self.close(&nation) {
+                return vec![e];
+            }
+        }
+        if self.offers.get(&nation).map_or(0, Vec::len) >= LIVE_OFFERS {
+            if let Some(e) = self.withdraw(&nation) {
+                return vec![e];
+            }
+        }
         let roll = self.rng.random_range(0..100);
         let some = match roll {
             0..=54 => Some(self.incident(&nation).to_vec()),

@@ -77,7 +77,7 @@ mod tests {
             (seen_key("ev-1"), Some(Vec::new())),
             (b"i/INC-1".to_vec(), Some(b"\x01incident".to_vec())),
             (seen_key("ev-2"), Some(Vec::new())),
-            (b"w/x".to_vec(), None),
+            (b"x/ipv4:203.0.113.7".to_vec(), None),
         ];
         let records = pack(changes.iter().map(|(k, v)| (k, v)), 41);
         assert_eq!(records.len(), 3, "two changes and one record of ids");
@@ -100,6 +100,8 @@ mod tests {
             (b"g/INC-1".to_vec(), Some(b"\x04INC-1".to_vec())),
             (b"d/0000000000000001/ASG-1".to_vec(), None),
             (b"m/full/forensics".to_vec(), Some(b"\x04\x01".to_vec())),
+            (b"n/REQ-1".to_vec(), Some(Vec::new())),
+            (b"w/forensics/1/REQ-1/000".to_vec(), None),
             (b"m/stream_time".to_vec(), Some(b"\x04\x02".to_vec())),
         ];
         let records = pack(changes.iter().map(|(k, v)| (k, v)), 3);
