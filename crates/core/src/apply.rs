@@ -26,6 +26,7 @@ mod round;
 mod sightings;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::rc::Rc;
 
 use crate::decision::{
     AssignmentCancelled, CancelReason, Decision, DecisionHeader, IncidentDetails, Subject,
@@ -215,7 +216,7 @@ impl<S: StoreMut> Fold<'_, '_, S> {
             self.index_offer(&offer)?;
         }
         let subject = self.subject_of(&asg.request_id, asg.need)?;
-        if let Some(mut request) = self.st.request(&asg.request_id)? {
+        if let Some(mut request) = self.st.request(&asg.request_id)?.map(Rc::unwrap_or_clone) {
             let need = &mut request.needs[asg.need as usize];
             need.covered -= asg.units;
             if matches!(reason, CancelReason::Declined | CancelReason::TimedOut) {

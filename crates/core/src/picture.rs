@@ -112,11 +112,11 @@ pub struct Tally {
 /// once per event. [`crate::apply()`] flushes after its one event; the coordinator flushes
 /// once per transaction, before it commits the state changes.
 ///
-/// Every entry is a change: a tally (`Some`) or its removal (`None`). Ordered, so that a
-/// flush writes in the same order every time.
+/// Every entry is a change: a tally (`Some`) or its removal (`None`). Hashed, for the many
+/// lookups of a batch; a flush sorts them, so that it writes in the same order every time.
 #[derive(Debug, Default)]
 pub struct Tallies {
-    changed: BTreeMap<Vec<u8>, Option<Tally>>,
+    changed: std::collections::HashMap<Vec<u8>, Option<Tally>>,
 }
 
 impl Tallies {
@@ -162,7 +162,9 @@ impl Tallies {
 
     /// Writes every change to `store` and forgets it.
     pub fn flush<S: StoreMut + ?Sized>(&mut self, store: &mut S) {
-        for (key, tally) in std::mem::take(&mut self.changed) {
+        let mut changed: Vec<_> = self.changed.drain().collect();
+        changed.sort_by(|a, b| a.0.cmp(&b.0));
+        for (key, tally) in changed {
             match tally {
                 Some(t) => store.put(&key, encode(&t)),
                 None => store.delete(&key),

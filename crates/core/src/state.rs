@@ -516,16 +516,20 @@ impl<'s, S: StoreMut> State<'s, S> {
         Ok(format!("C-{next:06}"))
     }
 
-    pub fn incident(&self, id: &str) -> Result<Option<Incident>, StoreError> {
+    pub fn incident(&self, id: &str) -> Result<Option<std::rc::Rc<Incident>>, StoreError> {
         self.entities.incident(&*self.store, id)
     }
 
-    pub fn request(&self, id: &str) -> Result<Option<Request>, StoreError> {
+    pub fn request(&self, id: &str) -> Result<Option<std::rc::Rc<Request>>, StoreError> {
         self.entities.request(&*self.store, id)
     }
 
+    /// An offer, owned: the fold changes the offers it reads (rounds commit their units).
     pub fn offer(&self, id: &str) -> Result<Option<Offer>, StoreError> {
-        self.entities.offer(&*self.store, id)
+        Ok(self
+            .entities
+            .offer(&*self.store, id)?
+            .map(std::rc::Rc::unwrap_or_clone))
     }
 
     pub fn assignment(&self, id: &str) -> Result<Option<Assignment>, StoreError> {
@@ -538,6 +542,11 @@ impl<'s, S: StoreMut> State<'s, S> {
 
     pub fn put_request(&mut self, v: &Request) {
         self.entities.put_request(v);
+    }
+
+    /// [`State::put_request`] of a request the caller holds shared: no copy.
+    pub fn put_request_shared(&mut self, v: std::rc::Rc<Request>) {
+        self.entities.put_request_shared(v);
     }
 
     pub fn put_offer(&mut self, v: &Offer) {

@@ -17,6 +17,7 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::rc::Rc;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -36,7 +37,8 @@ struct Entities<T> {
 
 #[derive(Debug)]
 struct Slot<T> {
-    value: Option<T>,
+    /// Shared with the fold's readers: a read costs no copy, a change replaces it.
+    value: Option<Rc<T>>,
     /// Written by the fold since it was read: goes back to the store at the flush.
     dirty: bool,
 }
@@ -49,11 +51,11 @@ impl<T: Clone + Serialize + DeserializeOwned> Entities<T> {
         }
     }
 
-    fn get<S: Store + ?Sized>(&self, store: &S, id: &str) -> Result<Option<T>, StoreError> {
+    fn get<S: Store + ?Sized>(&self, store: &S, id: &str) -> Result<Option<Rc<T>>, StoreError> {
         if let Some(slot) = self.slots.borrow().get(id) {
             return Ok(slot.value.clone());
         }
-        let value: Option<T> = read(store, &(self.key)(id))?;
+        let value: Option<Rc<T>> = read::<T, S>(store, &(self.key)(id))?.map(Rc::new);
         self.slots.borrow_mut().insert(
             id.to_owned(),
             Slot {
@@ -64,7 +66,7 @@ impl<T: Clone + Serialize + DeserializeOwned> Entities<T> {
         Ok(value)
     }
 
-    fn put(&mut self, id: &str, value: Option<T>) {
+    fn put(&mut self, id: &str, value: Option<Rc<T>>) {
         let slots = self.slots.get_mut();
         match slots.get_mut(id) {
             Some(slot) => {
@@ -80,7 +82,7 @@ impl<T: Clone + Serialize + DeserializeOwned> Entities<T> {
     /// Writes the changed entities in id order (a flush writes the same way every time), and
     /// forgets them all.
     fn flush<S: StoreMut + ?Sized>(&mut self, store: &mut S) {
-        let mut dirty: Vec<(String, Option<T>)> = self
+        let mut dirty: Vec<(String, Option<Rc<T>>)> = self
             .slots
             .get_mut()
             .drain()
@@ -91,7 +93,7 @@ impl<T: Clone + Serialize + DeserializeOwned> Entities<T> {
         for (id, value) in dirty {
             let key = (self.key)(&id);
             match value {
-                Some(v) => store.put(&key, encode(&v)),
+                Some(v) => store.put(&key, encode(&*v)),
                 None => store.delete(&key),
             }
         }
@@ -160,7 +162,7 @@ impl EntitySet {
         &self,
         store: &S,
         id: &str,
-    ) -> Result<Option<Incident>, StoreError> {
+    ) -> Result<Option<Rc<Incident>>, StoreError> {
         self.incidents.get(store, id)
     }
 
@@ -168,7 +170,7 @@ impl EntitySet {
         &self,
         store: &S,
         id: &str,
-    ) -> Result<Option<Request>, StoreError> {
+    ) -> Result<Option<Rc<Request>>, StoreError> {
         self.requests.get(store, id)
     }
 
@@ -176,20 +178,25 @@ impl EntitySet {
         &self,
         store: &S,
         id: &str,
-    ) -> Result<Option<Offer>, StoreError> {
+    ) -> Result<Option<Rc<Offer>>, StoreError> {
         self.offers.get(store, id)
     }
 
     pub(crate) fn put_incident(&mut self, v: &Incident) {
-        self.incidents.put(&v.incident_id, Some(v.clone()));
+        self.incidents.put(&v.incident_id, Some(Rc::new(v.clone())));
     }
 
     pub(crate) fn put_request(&mut self, v: &Request) {
-        self.requests.put(&v.request_id, Some(v.clone()));
+        self.requests.put(&v.request_id, Some(Rc::new(v.clone())));
+    }
+
+    pub(crate) fn put_request_shared(&mut self, v: Rc<Request>) {
+        let id = v.request_id.clone();
+        self.requests.put(&id, Some(v));
     }
 
     pub(crate) fn put_offer(&mut self, v: &Offer) {
-        self.offers.put(&v.offer_id, Some(v.clone()));
+        self.offers.put(&v.offer_id, Some(Rc::new(v.clone())));
     }
 
     pub(crate) fn delete_offer(&mut self, id: &str) {

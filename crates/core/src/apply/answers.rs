@@ -70,7 +70,11 @@ impl<S: StoreMut> Fold<'_, '_, S> {
             Err(r) => return Ok(Err(r)),
         };
         self.st.remove(&assignment_key(id));
-        if let Some(mut request) = self.st.request(&asg.request_id)? {
+        if let Some(mut request) = self
+            .st
+            .request(&asg.request_id)?
+            .map(std::rc::Rc::unwrap_or_clone)
+        {
             request.assignments.retain(|a| a != id);
             self.st.put_request(&request);
         }

@@ -195,7 +195,7 @@ impl<S: StoreMut> Fold<'_, '_, S> {
             }
             return Ok(());
         }
-        for k in incident.indicator_keys {
+        for k in incident.indicator_keys.iter().cloned() {
             let capped = self
                 .st
                 .load::<Posting>(&posting_key(&k))?
@@ -291,7 +291,7 @@ impl<S: StoreMut> Fold<'_, '_, S> {
             let keys = self
                 .st
                 .incident(&i)?
-                .map(|i| i.indicator_keys)
+                .map(|i| i.indicator_keys.clone())
                 .unwrap_or_default();
             for key in keys {
                 if !values_seen.insert(key.clone()) {

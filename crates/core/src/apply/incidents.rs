@@ -171,7 +171,7 @@ impl<S: StoreMut> Fold<'_, '_, S> {
                 RejectReason::WrongState,
                 format!("incident {id} is closed"),
             )),
-            Some(i) => Ok(i),
+            Some(i) => Ok(std::rc::Rc::unwrap_or_clone(i)),
         })
     }
 

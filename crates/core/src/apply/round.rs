@@ -15,6 +15,7 @@
 //! weighing them. The work is proportional to what can change, not to how many needs wait.
 
 use std::collections::BTreeSet;
+use std::rc::Rc;
 
 use super::{subject, Fold};
 use crate::decision::{AssignmentProposed, AssistanceUnmet, Decision, Rationale, RuleCount};
@@ -27,8 +28,9 @@ use crate::store::{StoreError, StoreMut};
 
 /// A need taking part in a round.
 struct Taker {
-    incident: Incident,
-    request: Request,
+    incident: Rc<Incident>,
+    /// Shared with the working set until the round changes it.
+    request: Rc<Request>,
     idx: usize,
     /// Its index in the solver.
     slot: usize,
@@ -43,6 +45,9 @@ struct Unseen {
     full: i32,
     free: Vec<Offer>,
 }
+
+/// A need that can take part in a round: its incident, its request, and its index there.
+type Joining = (Rc<Incident>, Rc<Request>, usize);
 
 /// Needs are visited a page of the waiting index at a time.
 const PAGE: usize = 64;
@@ -195,7 +200,7 @@ impl<S: StoreMut> Fold<'_, '_, S> {
         &self,
         request_id: &str,
         idx: usize,
-    ) -> Result<Option<(Incident, Request, usize)>, StoreError> {
+    ) -> Result<Option<Joining>, StoreError> {
         let Some(request) = self.st.request(request_id)? else {
             return Ok(None);
         };
@@ -214,8 +219,8 @@ impl<S: StoreMut> Fold<'_, '_, S> {
     /// wants, then one that knows the incident's sector, then the fastest, then by offer id.
     fn join(
         &self,
-        incident: Incident,
-        request: Request,
+        incident: Rc<Incident>,
+        request: Rc<Request>,
         idx: usize,
         offers: &[Offer],
         solver: &mut Solver,
@@ -319,8 +324,9 @@ impl<S: StoreMut> Fold<'_, '_, S> {
             offer.assignments.push(asg.assignment_id.clone());
             let (nation, c) = (offer.nation.clone(), offer.capability);
             self.capacity(&nation, c, 0, units as i64)?;
-            t.request.needs[t.idx].covered += units;
-            t.request.assignments.push(asg.assignment_id.clone());
+            let request = Rc::make_mut(&mut t.request);
+            request.needs[t.idx].covered += units;
+            request.assignments.push(asg.assignment_id.clone());
             self.st.put_assignment(&asg);
             self.st
                 .mark(&deadline_key(asg.respond_by, &asg.assignment_id));
@@ -336,7 +342,7 @@ impl<S: StoreMut> Fold<'_, '_, S> {
                 rationale: Some(rationale()),
             }));
         }
-        let need = &mut t.request.needs[t.idx];
+        let need = &mut Rc::make_mut(&mut t.request).needs[t.idx];
         let missing = need.missing();
         if missing == 0 {
             need.unmet_announced = 0;
@@ -355,7 +361,7 @@ impl<S: StoreMut> Fold<'_, '_, S> {
         }
         if changed {
             self.set_waiting(&t.incident, &t.request, t.idx)?;
-            self.st.put_request(&t.request);
+            self.st.put_request_shared(t.request);
         }
         Ok(())
     }
