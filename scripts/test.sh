@@ -36,6 +36,9 @@ cargo fmt --all -- --check
 cargo clippy --release --workspace --all-targets -- -D warnings
 # Fingerprints and bytes agree with fastavro, an independent Avro implementation.
 scripts/check-avro-interop.sh
+# Hunt patterns, indicator ids and warninglists agree with stix2-patterns, pycti and
+# PyMISPWarningLists.
+scripts/check-hunt-interop.sh
 cargo test --release --workspace
 # Crash soak: 100,000 events, SIGKILLed at random moments and at every kill point between the
 # steps of a transaction (built with the fault-injection feature), exactly once at the end.

@@ -14,7 +14,8 @@
 //! - [`decision`], [`tlp`]: the decisions, and who may see what of them
 //! - [`picture`], [`indicator`], [`attack`]: the live threat picture, campaign correlation over
 //!   normalized indicators, and the ATT&CK tactics of techniques; [`query`]: read-only views
-//!   of them for the query API
+//!   of them for the query API; [`hunt`]: a campaign's indicators as STIX patterns under
+//!   OpenCTI's ids, and the warninglists that keep values out of hunts
 //! - [`state`], [`store`]: typed state over a narrow key-value interface; [`working`]: the
 //!   entities of a transaction, held typed until it writes them back
 //! - [`reject`]: why an input was not applied
@@ -24,6 +25,7 @@ pub mod attack;
 pub mod decision;
 pub mod derived;
 pub mod event;
+pub mod hunt;
 pub mod indicator;
 pub mod optimal;
 pub mod picture;

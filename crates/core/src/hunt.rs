@@ -1,0 +1,203 @@
+//! What a nation's SIEM loads to hunt with: a linking indicator of a campaign as a STIX 2.1
+//! pattern, under an id every importer computes the same way (docs/architecture.md, "Hunt
+//! packages").
+//!
+//! - [`pattern`]: the STIX 2.1 pattern of a normalized indicator ([`crate::indicator::key`]),
+//!   `[ipv4-addr:value = '203.0.113.7']`, string literals escaped as the grammar requires;
+//! - [`indicator_id`]: `indicator--<UUIDv5>` over the canonical JSON of the pattern, the recipe
+//!   OpenCTI uses for an indicator's standard id, so that importing a package twice updates the
+//!   indicator instead of duplicating it;
+//! - [`warninglist`]: values that must never be pushed to a hunt (public resolvers, private
+//!   ranges, the empty file's hashes, top domains), in MISP's warninglist format.
+//!
+//! Plain functions of their inputs: the same campaign gives the same patterns and ids on every
+//! replay.
+
+pub mod warninglist;
+
+use crate::event::IndicatorKind;
+
+/// The STIX 2.1 namespace of deterministic ids (STIX 2.1, 2.9) that OpenCTI also uses for its
+/// indicators' standard ids.
+const STIX_NAMESPACE: [u8; 16] = [
+    0x00, 0xab, 0xed, 0xb4, 0xaa, 0x42, 0x46, 0x6c, 0x9c, 0x01, 0xfe, 0xd2, 0x33, 0x15, 0xa9, 0xb7,
+];
+
+/// The kind and normalized value of a correlation key (`<kind>:<value>`), as
+/// [`crate::indicator::key`] builds it.
+pub fn split_key(key: &str) -> Option<(IndicatorKind, &str)> {
+    let (kind, value) = key.split_once(':')?;
+    let kind = IndicatorKind::ALL
+        .into_iter()
+        .find(|k| k.as_str() == kind)?;
+    Some((kind, value))
+}
+
+/// The STIX 2.1 pattern that matches a normalized indicator, or `None` for a kind that is not
+/// hunted (a CVE names a vulnerability, not an observable).
+pub fn pattern(kind: IndicatorKind, value: &str) -> Option<String> {
+    let path = match kind {
+        IndicatorKind::Ipv4 => "ipv4-addr:value",
+        IndicatorKind::Ipv6 => "ipv6-addr:value",
+        IndicatorKind::Domain => "domain-name:value",
+        IndicatorKind::Url => "url:value",
+        IndicatorKind::Email => "email-addr:value",
+        IndicatorKind::Sha256 => "file:hashes.'SHA-256'",
+        IndicatorKind::Sha1 => "file:hashes.'SHA-1'",
+        IndicatorKind::Md5 => "file:hashes.MD5",
+        IndicatorKind::Cve => return None,
+    };
+    let mut out = String::with_capacity(path.len() + value.len() + 8);
+    out.push('[');
+    out.push_str(path);
+    out.push_str(" = '");
+    for c in value.chars() {
+        // In a STIX pattern's string literal only the quote and the backslash are escaped.
+        if c == '\'' || c == '\\' {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push_str("']");
+    Some(out)
+}
+
+/// `indicator--<uuid>`: UUIDv5 in the STIX namespace over `{"pattern":"<pattern>"}` (the
+/// pattern trimmed, the object in RFC 8785 canonical JSON), as OpenCTI computes an indicator's
+/// standard id. The interop test compares it with `pycti`'s own.
+pub fn indicator_id(pattern: &str) -> String {
+    let mut name = String::with_capacity(pattern.len() + 16);
+    name.push_str("{\"pattern\":");
+    json_string(pattern.trim(), &mut name);
+    name.push('}');
+    format!("indicator--{}", uuid_v5(&STIX_NAMESPACE, name.as_bytes()))
+}
+
+/// A JSON string literal as RFC 8785 writes it (as ECMAScript's `JSON.stringify`): `"` and `\`
+/// escaped, control characters as `\b \t \n \f \r` or `\u00xx`, everything else as is.
+fn json_string(s: &str, out: &mut String) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\u{08}' => out.push_str("\\b"),
+            '\t' => out.push_str("\\t"),
+            '\n' => out.push_str("\\n"),
+            '\u{0c}' => out.push_str("\\f"),
+            '\r' => out.push_str("\\r"),
+            c if (c as u32) < 0x20 => {
+                out.push_str("\\u00");
+                out.push(HEX[(c as usize) >> 4] as char);
+                out.push(HEX[(c as usize) & 0xf] as char);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// RFC 9562 UUID version 5 (SHA-1, name-based), hyphenated lower case.
+fn uuid_v5(namespace: &[u8; 16], name: &[u8]) -> String {
+    use sha1::{Digest, Sha1};
+    let mut h = Sha1::new();
+    h.update(namespace);
+    h.update(name);
+    let digest = h.finalize();
+    let mut b = [0u8; 16];
+    b.copy_from_slice(&digest[..16]);
+    b[6] = (b[6] & 0x0f) | 0x50;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let mut out = String::with_capacity(36);
+    for (i, byte) in b.iter().enumerate() {
+        if matches!(i, 4 | 6 | 8 | 10) {
+            out.push('-');
+        }
+        out.push(HEX[(byte >> 4) as usize] as char);
+        out.push(HEX[(byte & 0xf) as usize] as char);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_hunted_kind_has_its_stix_object_path() {
+        use IndicatorKind::*;
+        let cases = [
+            (Ipv4, "203.0.113.7", "[ipv4-addr:value = '203.0.113.7']"),
+            (Ipv6, "2001:db8::1", "[ipv6-addr:value = '2001:db8::1']"),
+            (
+                Domain,
+                "c2.example.net",
+                "[domain-name:value = 'c2.example.net']",
+            ),
+            (
+                Url,
+                "http://x.example/a",
+                "[url:value = 'http://x.example/a']",
+            ),
+            (
+                Email,
+                "ops@example.com",
+                "[email-addr:value = 'ops@example.com']",
+            ),
+            (
+                Md5,
+                "d41d8cd98f00b204e9800998ecf8427e",
+                "[file:hashes.MD5 = 'd41d8cd98f00b204e9800998ecf8427e']",
+            ),
+            (Sha1, "ab", "[file:hashes.'SHA-1' = 'ab']"),
+            (Sha256, "cd", "[file:hashes.'SHA-256' = 'cd']"),
+        ];
+        for (kind, value, want) in cases {
+            assert_eq!(pattern(kind, value).as_deref(), Some(want));
+        }
+        assert_eq!(pattern(Cve, "CVE-2024-3400"), None);
+    }
+
+    #[test]
+    fn quotes_and_backslashes_in_a_value_are_escaped() {
+        assert_eq!(
+            pattern(IndicatorKind::Url, r"http://x.example/a'b\c").as_deref(),
+            Some(r"[url:value = 'http://x.example/a\'b\\c']")
+        );
+    }
+
+    /// RFC 9562's own example of a version 5 UUID: the DNS namespace and "www.example.com".
+    #[test]
+    fn uuid_v5_is_the_rfc_example() {
+        let dns = [
+            0x6b, 0xa7, 0xb8, 0x10, 0x9d, 0xad, 0x11, 0xd1, 0x80, 0xb4, 0x00, 0xc0, 0x4f, 0xd4,
+            0x30, 0xc8,
+        ];
+        assert_eq!(
+            uuid_v5(&dns, b"www.example.com"),
+            "2ed6657d-e927-568b-95e1-2665a8aea6a2"
+        );
+    }
+
+    #[test]
+    fn the_canonical_json_escapes_what_rfc_8785_escapes() {
+        let mut out = String::new();
+        json_string("a\"b\\c\u{1}\u{1f}\n\té/\u{7f}", &mut out);
+        assert_eq!(out, "\"a\\\"b\\\\c\\u0001\\u001f\\n\\té/\u{7f}\"");
+    }
+
+    #[test]
+    fn a_key_splits_into_kind_and_value() {
+        assert_eq!(
+            split_key("domain:c2.example.net"),
+            Some((IndicatorKind::Domain, "c2.example.net"))
+        );
+        assert_eq!(
+            split_key("ipv6:2001:db8::1"),
+            Some((IndicatorKind::Ipv6, "2001:db8::1"))
+        );
+        assert_eq!(split_key("nope:x"), None);
+    }
+}
