@@ -8,11 +8,14 @@
 //!   OpenCTI uses for an indicator's standard id, so that importing a package twice updates the
 //!   indicator instead of duplicating it;
 //! - [`warninglist`]: values that must never be pushed to a hunt (public resolvers, private
-//!   ranges, the empty file's hashes, top domains), in MISP's warninglist format.
+//!   ranges, the empty file's hashes, top domains), in MISP's warninglist format;
+//! - [`decay`]: how long an indicator is valid without a refresh, its score as it ages, and
+//!   when false-positive reports retire it.
 //!
 //! Plain functions of their inputs: the same campaign gives the same patterns and ids on every
 //! replay.
 
+pub mod decay;
 pub mod warninglist;
 
 use crate::event::IndicatorKind;

@@ -196,11 +196,7 @@ impl<S: StoreMut> Fold<'_, '_, S> {
     }
 
     /// The need's request and incident, if it is still open and missing units.
-    fn load_taker(
-        &self,
-        request_id: &str,
-        idx: usize,
-    ) -> Result<Option<Joining>, StoreError> {
+    fn load_taker(&self, request_id: &str, idx: usize) -> Result<Option<Joining>, StoreError> {
         let Some(request) = self.st.request(request_id)? else {
             return Ok(None);
         };
