@@ -88,7 +88,7 @@ fn nth_root(v: u128, n: u32) -> u128 {
     }
     let (mut lo, mut hi) = (0u128, 1u128 << (128 / n).min(64));
     while lo < hi {
-        let mid = lo + (hi - lo + 1) / 2;
+        let mid = lo + (hi - lo).div_ceil(2);
         match mid.checked_pow(n) {
             Some(p) if p <= v => lo = mid,
             _ => hi = mid - 1,
