@@ -9,7 +9,11 @@ const RELEASED: &str = "schemas/released/v1";
 
 fn main() {
     println!("cargo:rerun-if-changed={RELEASED}");
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(RELEASED);
+    // Read at run time, and named relative to the crate in the generated code: a build folder
+    // shared by checkouts in different places (CI's clones and a developer's) never points one
+    // checkout at another's files.
+    let root = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
+    let dir = Path::new(&root).join(RELEASED);
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .map(|entry| entry.expect("a readable entry").path())
@@ -32,10 +36,10 @@ fn main() {
                 })
             })
             .collect();
+        let file = format!("/{RELEASED}/{stem}.avsc");
         let _ = writeln!(
             out,
-            "    ({name:?}, include_str!({:?})),",
-            path.display().to_string()
+            "    ({name:?}, include_str!(concat!(env!(\"CARGO_MANIFEST_DIR\"), {file:?}))),"
         );
     }
     out.push(']');
