@@ -35,23 +35,22 @@ fn report(clock: &mut Clock, n: usize, pool: usize) -> Event {
         unreachable!()
     };
     let mut indicators: Vec<Indicator> = (0..PER_INCIDENT - 1)
-        .map(|k| Indicator {
-            kind: IndicatorKind::Sha256,
-            value: format!(
-                "{:064x}",
-                (n * PER_INCIDENT + k) as u128 * 0x9E37_79B9_7F4A_7C15
-            ),
+        .map(|k| {
+            Indicator::new(
+                IndicatorKind::Sha256,
+                format!(
+                    "{:064x}",
+                    (n * PER_INCIDENT + k) as u128 * 0x9E37_79B9_7F4A_7C15
+                ),
+            )
         })
         .collect();
-    indicators.push(Indicator {
-        kind: IndicatorKind::Domain,
-        value: format!("infra-{}.example.net", (n * 7919) % pool),
-    });
+    indicators.push(Indicator::new(
+        IndicatorKind::Domain,
+        format!("infra-{}.example.net", (n * 7919) % pool),
+    ));
     if n.is_multiple_of(10) {
-        indicators[0] = Indicator {
-            kind: IndicatorKind::Ipv4,
-            value: "9.9.9.9".into(),
-        };
+        indicators[0] = Indicator::new(IndicatorKind::Ipv4, "9.9.9.9".into());
     }
     r.indicators = indicators;
     Event::IncidentReported(r)

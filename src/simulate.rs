@@ -177,14 +177,11 @@ impl Feed {
                 i.sector.as_str().replace('_', " ")
             );
             i.indicators = vec![
-                Indicator {
-                    kind: IndicatorKind::Cve,
-                    value: cve,
-                },
-                Indicator {
-                    kind: IndicatorKind::Ipv4,
-                    value: format!("198.51.100.{}", self.rng.random_range(1..255)),
-                },
+                Indicator::new(IndicatorKind::Cve, cve),
+                Indicator::new(
+                    IndicatorKind::Ipv4,
+                    format!("198.51.100.{}", self.rng.random_range(1..255)),
+                ),
             ];
             i.essential_entity = self.rng.random_bool(0.6);
             i.cross_border = self.rng.random_bool(0.3);

@@ -117,10 +117,8 @@ fn plant(events: Vec<Event>) -> Planted {
                 let technique = format!("T1{}", canary(&mut n, "te"));
                 r.techniques.push(technique.clone());
                 let domain = format!("{}.example", canary(&mut n, "do"));
-                r.indicators.push(Indicator {
-                    kind: IndicatorKind::Domain,
-                    value: domain.clone(),
-                });
+                r.indicators
+                    .push(Indicator::new(IndicatorKind::Domain, domain.clone()));
                 for (text, kind) in [
                     (id, Kind::Id),
                     (r.title.clone(), Kind::Content),
@@ -144,10 +142,8 @@ fn plant(events: Vec<Event>) -> Planted {
                     }
                     Event::IncidentUpdated(u) => {
                         let domain = format!("{}.example", canary(&mut n, "up"));
-                        u.indicators.push(Indicator {
-                            kind: IndicatorKind::Domain,
-                            value: domain.clone(),
-                        });
+                        u.indicators
+                            .push(Indicator::new(IndicatorKind::Domain, domain.clone()));
                         (domain, Kind::Content)
                     }
                     Event::IncidentClosed(c) => {

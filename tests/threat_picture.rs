@@ -19,10 +19,7 @@ fn with_indicators(mut e: Event, values: &[&str]) -> Event {
     if let Event::IncidentReported(r) = &mut e {
         r.indicators = values
             .iter()
-            .map(|v| Indicator {
-                kind: IndicatorKind::Domain,
-                value: (*v).to_owned(),
-            })
+            .map(|v| Indicator::new(IndicatorKind::Domain, (*v).to_owned()))
             .collect();
     }
     e

@@ -33,10 +33,7 @@ pub fn samples(codec: &Codec) -> Vec<(&'static str, Vec<u8>)> {
         sample::sighted(
             c.envelope("POL"),
             "S1",
-            Indicator {
-                kind: IndicatorKind::Ipv4,
-                value: "203.0.113.7".into(),
-            },
+            Indicator::new(IndicatorKind::Ipv4, "203.0.113.7".into()),
             SightingKind::TruePositive,
         ),
         sample::incident(c.envelope("LTU"), "I3", Tlp::Green, Priority::High),

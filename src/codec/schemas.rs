@@ -60,14 +60,19 @@ pub fn files() -> impl Iterator<Item = (&'static str, &'static str)> {
         .chain(OUTPUTS.iter().copied())
 }
 
-/// The last released version of the schemas (`schemas/released/v1`): records written with it
-/// still decode (resolved to the current schema, new fields taking their defaults), and a
-/// test checks that every current schema can read it.
-const RELEASED_COMMON: &str = include_str!("../../schemas/released/v1/common.avsc");
+/// Every released version of the schemas (`schemas/released/v<N>/`), oldest first: records
+/// written with any of them still decode (resolved to the current schema, new fields taking
+/// their defaults), and a test checks that every current schema can read them. Each is
+/// `(version, its common types, its records as (type name, schema))`: `build.rs` lists the
+/// folders, so releasing the schemas is copying their files into a new one.
+pub const RELEASES: &[Release] = include!(concat!(env!("OUT_DIR"), "/released.rs"));
 
-/// Every released record but the common types, `(type name, schema)`: `build.rs` lists the
-/// folder, so releasing a schema is copying its file there.
-pub const RELEASED: &[(&str, &str)] = include!(concat!(env!("OUT_DIR"), "/released.rs"));
+/// A release's version folder, its common types, and its records.
+pub type Release = (
+    &'static str,
+    &'static str,
+    &'static [(&'static str, &'static str)],
+);
 
 /// One compiled top-level schema.
 pub struct Compiled {
@@ -141,13 +146,20 @@ pub fn compile_all() -> Result<Vec<Compiled>, SchemaError> {
         .collect()
 }
 
-/// Compiles every schema of the last release ([`RELEASED`]).
+/// Compiles every schema of every release ([`RELEASES`]), once per distinct fingerprint.
 pub fn compile_released() -> Result<Vec<Compiled>, SchemaError> {
-    let library = library(RELEASED_COMMON)?;
-    RELEASED
-        .iter()
-        .map(|(name, text)| compile(name, text, &library))
-        .collect()
+    let mut seen = std::collections::HashSet::new();
+    let mut out = Vec::new();
+    for (_, common, records) in RELEASES {
+        let library = library(common)?;
+        for (name, text) in records.iter() {
+            let compiled = compile(name, text, &library)?;
+            if seen.insert(compiled.fingerprint) {
+                out.push(compiled);
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Compiles a schema a registry gave (self-contained JSON) as a writer schema of record `name`.

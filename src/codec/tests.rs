@@ -20,10 +20,7 @@ fn every_event() -> Vec<Event> {
         sample::sighted(
             c.envelope("LVA"),
             "S-1",
-            Indicator {
-                kind: IndicatorKind::Domain,
-                value: "c2.example.net".into(),
-            },
+            Indicator::new(IndicatorKind::Domain, "c2.example.net".into()),
             SightingKind::TruePositive,
         ),
     ]

@@ -42,10 +42,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .into_iter()
             .find(|k| k.as_str() == kind)
             .ok_or_else(|| format!("unknown kind {kind}"))?;
-        let key = indicator::key(&Indicator {
-            kind,
-            value: value.to_owned(),
-        });
+        let key = indicator::key(&Indicator::new(kind, value.to_owned()));
         let normalized = key
             .as_deref()
             .and_then(|k| k.split_once(':'))

@@ -165,10 +165,47 @@ wire_enum! {
     }
 }
 
+/// An observable an incident reported, or a nation sighted. Confidence and the times it was
+/// first and last seen are optional (added in schema version 3; older records read as none).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Indicator {
     pub kind: IndicatorKind,
     pub value: String,
+    /// How sure the reporter is that it is malicious, 0..=100.
+    #[serde(default)]
+    pub confidence: Option<i32>,
+    #[serde(default)]
+    pub first_seen: Option<i64>,
+    /// Not before `first_seen`.
+    #[serde(default)]
+    pub last_seen: Option<i64>,
+}
+
+impl Indicator {
+    /// An indicator with no confidence or times given.
+    pub fn new(kind: IndicatorKind, value: String) -> Self {
+        Self {
+            kind,
+            value,
+            confidence: None,
+            first_seen: None,
+            last_seen: None,
+        }
+    }
+}
+
+/// Whether an incident's indicators may be shared with every member's hunt (see
+/// docs/architecture.md, "Hunt packages"). DEFAULT releases those of CLEAR and GREEN incidents;
+/// ALLIANCE is the source's explicit permission to share an AMBER incident's as well (TLP 2.0
+/// lets a source widen sharing); NONE keeps them with the coordination cell. AMBER_STRICT and
+/// RED incidents are never released, whatever this says.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum HuntRelease {
+    #[default]
+    Default,
+    Alliance,
+    None,
 }
 
 /// NCISS-style impact inputs, each 0..=100.
@@ -212,6 +249,9 @@ pub struct IncidentReported {
     pub impact: Impact,
     pub techniques: Vec<String>,
     pub indicators: Vec<Indicator>,
+    /// Added in schema version 3 with the default DEFAULT: older records still decode.
+    #[serde(default)]
+    pub hunt_release: HuntRelease,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -18,7 +18,46 @@
 pub mod decay;
 pub mod warninglist;
 
-use crate::event::IndicatorKind;
+use crate::event::{HuntRelease, IndicatorKind, Tlp};
+
+/// What an open incident allows of its indicators.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Release {
+    /// They may go to every member's hunt, marked with this TLP (the incident's).
+    Shared(Tlp),
+    /// They stay with the coordination cell.
+    Withheld,
+    /// ALLIANCE on an AMBER_STRICT or RED incident: withheld all the same, and counted, since
+    /// a source's flag cannot lift those markings.
+    Overridden,
+}
+
+/// The release an open incident of `tlp` gives its indicators: DEFAULT shares CLEAR and GREEN,
+/// ALLIANCE also AMBER (TLP 2.0 lets the source widen sharing), NONE nothing; AMBER_STRICT and
+/// RED are never shared.
+pub fn release(tlp: Tlp, consent: HuntRelease) -> Release {
+    match (tlp, consent) {
+        (_, HuntRelease::None) => Release::Withheld,
+        (Tlp::Clear | Tlp::Green, _) => Release::Shared(tlp),
+        (Tlp::Amber, HuntRelease::Alliance) => Release::Shared(tlp),
+        (Tlp::Amber, HuntRelease::Default) => Release::Withheld,
+        (Tlp::AmberStrict | Tlp::Red, HuntRelease::Alliance) => Release::Overridden,
+        (Tlp::AmberStrict | Tlp::Red, HuntRelease::Default) => Release::Withheld,
+    }
+}
+
+/// The TLP a value is released under, given what each open incident that reported it allows:
+/// the least restrictive of those that share it (a source that shared it under GREEN lets it
+/// go as GREEN, whatever others said); `None` when none does.
+pub fn released_under(bases: impl IntoIterator<Item = Release>) -> Option<Tlp> {
+    bases
+        .into_iter()
+        .filter_map(|r| match r {
+            Release::Shared(tlp) => Some(tlp),
+            _ => None,
+        })
+        .min()
+}
 
 /// The STIX 2.1 namespace of deterministic ids (STIX 2.1, 2.9) that OpenCTI also uses for its
 /// indicators' standard ids.
@@ -189,6 +228,38 @@ mod tests {
         let mut out = String::new();
         json_string("a\"b\\c\u{1}\u{1f}\n\té/\u{7f}", &mut out);
         assert_eq!(out, "\"a\\\"b\\\\c\\u0001\\u001f\\n\\té/\u{7f}\"");
+    }
+
+    #[test]
+    fn only_clear_green_and_consented_amber_are_released() {
+        use HuntRelease::*;
+        let cases = [
+            (Tlp::Clear, Default, Release::Shared(Tlp::Clear)),
+            (Tlp::Green, Default, Release::Shared(Tlp::Green)),
+            (Tlp::Green, Alliance, Release::Shared(Tlp::Green)),
+            (Tlp::Green, None, Release::Withheld),
+            (Tlp::Amber, Default, Release::Withheld),
+            (Tlp::Amber, Alliance, Release::Shared(Tlp::Amber)),
+            (Tlp::Amber, None, Release::Withheld),
+            (Tlp::AmberStrict, Default, Release::Withheld),
+            (Tlp::AmberStrict, Alliance, Release::Overridden),
+            (Tlp::Red, Alliance, Release::Overridden),
+            (Tlp::Red, None, Release::Withheld),
+        ];
+        for (tlp, consent, want) in cases {
+            assert_eq!(release(tlp, consent), want, "{tlp:?} {consent:?}");
+        }
+    }
+
+    #[test]
+    fn a_value_goes_under_the_least_restrictive_basis_that_shares_it() {
+        let amber = release(Tlp::Amber, HuntRelease::Alliance);
+        let green = release(Tlp::Green, HuntRelease::Default);
+        let red = release(Tlp::Red, HuntRelease::Alliance);
+        assert_eq!(released_under([amber, green, red]), Some(Tlp::Green));
+        assert_eq!(released_under([amber, red]), Some(Tlp::Amber));
+        assert_eq!(released_under([red, Release::Withheld]), None);
+        assert_eq!(released_under([]), None);
     }
 
     #[test]

@@ -116,10 +116,7 @@ mod tests {
     use super::*;
 
     fn k(kind: IndicatorKind, v: &str) -> Option<String> {
-        key(&Indicator {
-            kind,
-            value: v.into(),
-        })
+        key(&Indicator::new(kind, v.into()))
     }
 
     #[test]

@@ -79,10 +79,8 @@ pub fn incident_with(
             recoverability: 50,
         },
         techniques: vec!["T1486".into(), "T1059.001".into()],
-        indicators: vec![Indicator {
-            kind: IndicatorKind::Ipv4,
-            value: "203.0.113.7".into(),
-        }],
+        indicators: vec![Indicator::new(IndicatorKind::Ipv4, "203.0.113.7".into())],
+        hunt_release: HuntRelease::Default,
     };
     change(&mut incident);
     Event::IncidentReported(incident)
@@ -180,10 +178,10 @@ pub fn incident_updated(env: Envelope, incident: &str, priority: Priority) -> Ev
             recoverability: 60,
         },
         techniques: vec!["T1021.001".into()],
-        indicators: vec![Indicator {
-            kind: IndicatorKind::Domain,
-            value: "update.example.net".into(),
-        }],
+        indicators: vec![Indicator::new(
+            IndicatorKind::Domain,
+            "update.example.net".into(),
+        )],
     })
 }
 
@@ -284,17 +282,14 @@ pub fn stream(nations: &[&str], n: usize, seed: u64) -> Vec<Event> {
                     // Shared infrastructure from a small pool links some incidents into
                     // campaigns; a file hash of its own links none.
                     r.indicators = vec![
-                        Indicator {
-                            kind: IndicatorKind::Domain,
-                            value: format!("c2-{}.example.net", rng.below(40)),
-                        },
-                        Indicator {
-                            kind: IndicatorKind::Sha256,
-                            value: format!(
-                                "{:064x}",
-                                k as u128 * 0x9E37_79B9_7F4A_7C15 + seed as u128
-                            ),
-                        },
+                        Indicator::new(
+                            IndicatorKind::Domain,
+                            format!("c2-{}.example.net", rng.below(40)),
+                        ),
+                        Indicator::new(
+                            IndicatorKind::Sha256,
+                            format!("{:064x}", k as u128 * 0x9E37_79B9_7F4A_7C15 + seed as u128),
+                        ),
                     ];
                 }
                 out.push(report);

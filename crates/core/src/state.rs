@@ -25,14 +25,15 @@
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::event::{Capability, Delivery, Impact, Priority, RsitClass, Sector, Tlp};
+use crate::event::{Capability, Delivery, HuntRelease, Impact, Priority, RsitClass, Sector, Tlp};
 use crate::store::{Store, StoreError, StoreMut};
 
 /// 2: needs carry a delivery preference, offers their sector expertise and delivery.
 /// 3: campaigns carry the public id they are published under.
 /// 4: full offers are listed by the end of their window, and counted (`m/full/`).
 /// 5: an incident holds its indicator keys (no `v/<incident_id>` key of their own).
-const FORMAT: u8 = 5;
+/// 6: an incident holds whether its indicators may be released to hunts.
+const FORMAT: u8 = 6;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Incident {
@@ -52,6 +53,8 @@ pub struct Incident {
     /// The normalized indicator values it reported that link (see [`crate::indicator`]), in
     /// the order they were first reported: its part of the correlation.
     pub indicator_keys: Vec<String>,
+    /// Whether its indicators may go to every member's hunt (see [`crate::hunt::release`]).
+    pub hunt_release: HuntRelease,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -182,8 +182,9 @@ impl Fields {
         if techniques.len() > 64 || indicators.len() > 256 {
             self.error("at most 64 techniques and 256 indicators".into());
         }
-        for i in indicators {
+        for (n, i) in indicators.iter().enumerate() {
             self.text("indicators.value", &i.value, 1, 2048);
+            self.indicator_facts(&format!("indicators[{n}]"), i);
         }
         for (name, v) in [
             ("functional", impact.functional),
@@ -191,6 +192,18 @@ impl Fields {
             ("recoverability", impact.recoverability),
         ] {
             self.range(&format!("impact.{name}"), v, 0, 100);
+        }
+    }
+
+    /// An indicator's optional confidence (0..=100) and the order of its first and last seen.
+    pub fn indicator_facts(&mut self, field: &str, i: &Indicator) {
+        if let Some(c) = i.confidence {
+            self.range(&format!("{field}.confidence"), c, 0, 100);
+        }
+        if let (Some(first), Some(last)) = (i.first_seen, i.last_seen) {
+            if last < first {
+                self.error(format!("{field}: last_seen must not be before first_seen"));
+            }
         }
     }
 
@@ -265,6 +278,49 @@ mod tests {
         assert_eq!(Origin::from_topic("rrc.in.est.offers"), None);
         assert_eq!(Origin::from_topic("rrc.in.EST.gossip"), None);
         assert_eq!(Origin::from_topic("rrc.out.EST.decisions"), None);
+    }
+
+    /// An indicator's confidence is 0..=100 and it cannot be last seen before it was first seen;
+    /// every broken bound is named, and a sound record passes.
+    #[test]
+    fn an_indicators_confidence_and_times_are_checked() {
+        use crate::event::{Event, Indicator, IndicatorKind, Tlp};
+        use crate::sample;
+        let origin = Origin::from_topic("rrc.in.EST.incidents").unwrap();
+        let mut clock = sample::Clock::new(1_800_000_000_000, 1000);
+        let with = |clock: &mut sample::Clock, i: Indicator| {
+            sample::incident_with(
+                clock.envelope("EST"),
+                "I-1",
+                Tlp::Green,
+                crate::event::Priority::High,
+                |r| {
+                    r.indicators = vec![i];
+                },
+            )
+        };
+        let check = |e: &Event| validate(e, &origin, 1_800_000_000_000, &Limits::default());
+        let mut sound = Indicator::new(IndicatorKind::Domain, "c2.example.net".into());
+        sound.confidence = Some(100);
+        sound.first_seen = Some(1_799_000_000_000);
+        sound.last_seen = Some(1_799_000_000_000);
+        assert_eq!(check(&with(&mut clock, sound.clone())), Ok(()));
+        let mut broken = sound;
+        broken.confidence = Some(101);
+        broken.last_seen = Some(1_798_000_000_000);
+        let err = check(&with(&mut clock, broken)).unwrap_err();
+        assert_eq!(err.reason, RejectReason::InvalidField);
+        assert!(
+            err.detail.contains("indicators[0].confidence = 101"),
+            "{}",
+            err.detail
+        );
+        assert!(
+            err.detail
+                .contains("indicators[0]: last_seen must not be before first_seen"),
+            "{}",
+            err.detail
+        );
     }
 
     #[test]

@@ -86,10 +86,7 @@ fn report(
     if let Event::IncidentReported(r) = &mut e {
         r.indicators = indicators
             .iter()
-            .map(|d| Indicator {
-                kind: IndicatorKind::Domain,
-                value: (*d).to_owned(),
-            })
+            .map(|d| Indicator::new(IndicatorKind::Domain, (*d).to_owned()))
             .collect();
     }
     w.apply_all(&e)
@@ -503,10 +500,7 @@ fn a_shared_cve_links_nothing_because_unrelated_actors_exploit_the_same_flaw() {
         let e = w.env(nation);
         let mut ev = sample::incident(e, id, Tlp::Green, Priority::High);
         if let Event::IncidentReported(r) = &mut ev {
-            r.indicators = vec![Indicator {
-                kind: IndicatorKind::Cve,
-                value: "CVE-2024-3400".into(),
-            }];
+            r.indicators = vec![Indicator::new(IndicatorKind::Cve, "CVE-2024-3400".into())];
         }
         assert!(campaigns(&w.apply_all(&ev)).is_empty());
     }
@@ -655,10 +649,7 @@ fn a_campaign_split_by_the_fanout_cap_dissolves_under_its_own_id_not_a_red_one()
 /// A sighting of the domain `value` by `nation`.
 fn sight(w: &mut World, nation: &str, id: &str, value: &str, kind: SightingKind) -> Vec<Output> {
     let env = w.env(nation);
-    let indicator = Indicator {
-        kind: IndicatorKind::Domain,
-        value: value.to_owned(),
-    };
+    let indicator = Indicator::new(IndicatorKind::Domain, value.to_owned());
     w.apply_all(&sample::sighted(env, id, indicator, kind))
 }
 

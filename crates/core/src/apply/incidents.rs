@@ -73,6 +73,7 @@ impl<S: StoreMut> Fold<'_, '_, S> {
             open: true,
             requests: Vec::new(),
             indicator_keys: Vec::new(),
+            hunt_release: e.hunt_release,
         };
         self.st.put_incident(&incident);
         let scopes = picture::scopes(&incident);

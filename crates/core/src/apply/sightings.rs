@@ -21,6 +21,7 @@ impl Check for IndicatorSighted {
             f.id("hunt_id", hunt);
         }
         f.text("indicator.value", &self.indicator.value, 1, 2048);
+        f.indicator_facts("indicator", &self.indicator);
         if indicator::key(&self.indicator).is_none() {
             f.error(format!(
                 "indicator.value is not a valid {} value",
