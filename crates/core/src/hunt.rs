@@ -59,6 +59,98 @@ pub fn released_under(bases: impl IntoIterator<Item = Release>) -> Option<Tlp> {
         .min()
 }
 
+/// What becomes of one linking value of a campaign in its hunt package.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Published to every member's hunt topic under `tlp`; `inform` names an informing
+    /// warninglist that holds it, for the coordination cell.
+    Publish {
+        pattern: String,
+        id: String,
+        tlp: Tlp,
+        inform: Option<String>,
+    },
+    /// No open incident that reported it releases it; `overridden` counts ALLIANCE flags that
+    /// AMBER_STRICT or RED could not honour.
+    Withheld { overridden: u32 },
+    /// A blocking warninglist holds it.
+    Blocked { list: String },
+    /// Past the package's cap: listed to the coordination cell as truncated.
+    Truncated,
+    /// Not a hunted kind (a CVE), or not a valid value of its kind.
+    NotHunted,
+}
+
+/// One value of a campaign and what becomes of it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Candidate {
+    /// Its correlation key, `<kind>:<normalized value>`.
+    pub key: String,
+    pub outcome: Outcome,
+}
+
+/// A campaign's hunt package: for each linking value, in the order given (the caller's
+/// priority), with what each open incident that reported it allows, what is published. At most
+/// `cap` values are published; the releasable ones after them are truncated. The checks run in
+/// this order: hunted kind, release, blocking warninglist, cap.
+pub fn package<'k>(
+    values: impl IntoIterator<Item = (&'k str, Vec<Release>)>,
+    lists: &warninglist::Warninglists,
+    cap: usize,
+) -> Vec<Candidate> {
+    let mut published = 0;
+    values
+        .into_iter()
+        .map(|(key, bases)| {
+            let outcome = candidate(key, &bases, lists, cap, &mut published);
+            Candidate {
+                key: key.to_owned(),
+                outcome,
+            }
+        })
+        .collect()
+}
+
+fn candidate(
+    key: &str,
+    bases: &[Release],
+    lists: &warninglist::Warninglists,
+    cap: usize,
+    published: &mut usize,
+) -> Outcome {
+    let Some((kind, value)) = split_key(key) else {
+        return Outcome::NotHunted;
+    };
+    let Some(pattern) = pattern(kind, value) else {
+        return Outcome::NotHunted;
+    };
+    let Some(tlp) = released_under(bases.iter().copied()) else {
+        let overridden = bases.iter().filter(|r| **r == Release::Overridden).count();
+        return Outcome::Withheld {
+            overridden: overridden as u32,
+        };
+    };
+    let hit = lists.check(kind, value);
+    if let Some(hit) = hit
+        .as_ref()
+        .filter(|h| h.action == warninglist::Action::Block)
+    {
+        return Outcome::Blocked {
+            list: hit.list.clone(),
+        };
+    }
+    if *published >= cap {
+        return Outcome::Truncated;
+    }
+    *published += 1;
+    Outcome::Publish {
+        id: indicator_id(&pattern),
+        pattern,
+        tlp,
+        inform: hit.map(|h| h.list),
+    }
+}
+
 /// The STIX 2.1 namespace of deterministic ids (STIX 2.1, 2.9) that OpenCTI also uses for its
 /// indicators' standard ids.
 const STIX_NAMESPACE: [u8; 16] = [
@@ -260,6 +352,63 @@ mod tests {
         assert_eq!(released_under([amber, red]), Some(Tlp::Amber));
         assert_eq!(released_under([red, Release::Withheld]), None);
         assert_eq!(released_under([]), None);
+    }
+
+    fn lists() -> warninglist::Warninglists {
+        use warninglist::{Action, Warninglist};
+        let list = |name: &str, kind: &str, entries: &[&str], action| {
+            let text = format!(
+                r#"{{"name":"{name}","version":1,"description":"","type":"{kind}","list":{entries:?},"matching_attributes":["ip-dst","domain"]}}"#
+            );
+            Warninglist::from_misp_json(&text, action).unwrap()
+        };
+        warninglist::Warninglists::new(vec![
+            list("private", "cidr", &["10.0.0.0/8"], Action::Block),
+            list("shorteners", "hostname", &["bit.ly"], Action::Inform),
+        ])
+    }
+
+    /// Each outcome once, in the given order: the cap counts published values only.
+    #[test]
+    fn a_package_publishes_released_unlisted_values_up_to_its_cap() {
+        let green = release(Tlp::Green, HuntRelease::Default);
+        let amber = release(Tlp::Amber, HuntRelease::Default);
+        let red = release(Tlp::Red, HuntRelease::Alliance);
+        let values = [
+            ("cve:CVE-2024-3400", vec![green]),
+            ("domain:c2.example.net", vec![amber, green]),
+            ("ipv4:10.1.2.3", vec![green]),
+            ("domain:x.bit.ly", vec![green]),
+            ("domain:secret.example.net", vec![amber, red, red]),
+            ("domain:late.example.net", vec![green]),
+        ];
+        let got = package(values.iter().map(|(k, b)| (*k, b.clone())), &lists(), 2);
+        let outcomes: Vec<&Outcome> = got.iter().map(|c| &c.outcome).collect();
+        let pattern = "[domain-name:value = 'c2.example.net']".to_owned();
+        assert_eq!(
+            outcomes,
+            [
+                &Outcome::NotHunted,
+                &Outcome::Publish {
+                    id: indicator_id(&pattern),
+                    pattern,
+                    tlp: Tlp::Green,
+                    inform: None,
+                },
+                &Outcome::Blocked {
+                    list: "private".into()
+                },
+                &Outcome::Publish {
+                    pattern: "[domain-name:value = 'x.bit.ly']".into(),
+                    id: indicator_id("[domain-name:value = 'x.bit.ly']"),
+                    tlp: Tlp::Green,
+                    inform: Some("shorteners".into()),
+                },
+                &Outcome::Withheld { overridden: 2 },
+                &Outcome::Truncated,
+            ]
+        );
+        assert_eq!(got[5].key, "domain:late.example.net");
     }
 
     #[test]
