@@ -244,6 +244,11 @@ fn uuid_v5(namespace: &[u8; 16], name: &[u8]) -> String {
     b.copy_from_slice(&digest[..16]);
     b[6] = (b[6] & 0x0f) | 0x50;
     b[8] = (b[8] & 0x3f) | 0x80;
+    hyphenated(&b)
+}
+
+/// A UUID's 16 bytes as 8-4-4-4-12 lowercase hex digits, as `uuid` formats them.
+pub(crate) fn hyphenated(b: &[u8; 16]) -> String {
     let mut out = String::with_capacity(36);
     for (i, byte) in b.iter().enumerate() {
         if matches!(i, 4 | 6 | 8 | 10) {
