@@ -120,18 +120,9 @@ pub fn audience_cause_id(nation: &str, cause: &str) -> String {
     b.copy_from_slice(&d[..16]);
     b[6] = (b[6] & 0x0f) | 0x80; // version 8: custom
     b[8] = (b[8] & 0x3f) | 0x80; // RFC 9562 variant
-                                 // 8-4-4-4-12 lowercase hex digits, as `uuid` formats them: built without `format!`,
-                                 // since every decision to another nation computes one.
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(36);
-    for (i, byte) in b.iter().enumerate() {
-        if matches!(i, 4 | 6 | 8 | 10) {
-            out.push('-');
-        }
-        out.push(DIGITS[(byte >> 4) as usize] as char);
-        out.push(DIGITS[(byte & 0xf) as usize] as char);
-    }
-    out
+
+    // Built without `format!`: every decision to another nation computes one.
+    crate::hunt::hyphenated(&b)
 }
 
 #[cfg(test)]
