@@ -146,20 +146,29 @@ pub fn compile_all() -> Result<Vec<Compiled>, SchemaError> {
         .collect()
 }
 
-/// Compiles every schema of every release ([`RELEASES`]), once per distinct fingerprint.
+/// Compiles every release ([`RELEASES`]), oldest first: `(version, its records)`.
+pub fn compile_releases() -> Result<Vec<(&'static str, Vec<Compiled>)>, SchemaError> {
+    RELEASES
+        .iter()
+        .map(|(version, common, records)| {
+            let library = library(common)?;
+            let compiled = records
+                .iter()
+                .map(|(name, text)| compile(name, text, &library))
+                .collect::<Result<_, _>>()?;
+            Ok((*version, compiled))
+        })
+        .collect()
+}
+
+/// Every schema of every release, once per distinct fingerprint.
 pub fn compile_released() -> Result<Vec<Compiled>, SchemaError> {
     let mut seen = std::collections::HashSet::new();
-    let mut out = Vec::new();
-    for (_, common, records) in RELEASES {
-        let library = library(common)?;
-        for (name, text) in records.iter() {
-            let compiled = compile(name, text, &library)?;
-            if seen.insert(compiled.fingerprint) {
-                out.push(compiled);
-            }
-        }
-    }
-    Ok(out)
+    Ok(compile_releases()?
+        .into_iter()
+        .flat_map(|(_, records)| records)
+        .filter(|c| seen.insert(c.fingerprint))
+        .collect())
 }
 
 /// Compiles a schema a registry gave (self-contained JSON) as a writer schema of record `name`.
@@ -489,7 +498,7 @@ mod compatibility_tests {
     use super::*;
     use apache_avro::schema_compatibility::SchemaCompatibility;
 
-    /// Backward compatibility with the last release: a consumer on the current schemas reads
+    /// Backward compatibility with every release: a consumer on the current schemas reads
     /// every record written with the released ones.
     #[test]
     fn every_current_schema_reads_what_the_last_release_wrote() {
