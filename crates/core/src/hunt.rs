@@ -208,56 +208,25 @@ pub fn indicator_id(pattern: &str) -> String {
 }
 
 /// A JSON string literal as RFC 8785 writes it (as ECMAScript's `JSON.stringify`): `"` and `\`
-/// escaped, control characters as `\b \t \n \f \r` or `\u00xx`, everything else as is.
+/// escaped, control characters as `\b \t \n \f \r` or `\u00xx`, everything else as is;
+/// `serde_json` writes strings exactly so.
 fn json_string(s: &str, out: &mut String) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\u{08}' => out.push_str("\\b"),
-            '\t' => out.push_str("\\t"),
-            '\n' => out.push_str("\\n"),
-            '\u{0c}' => out.push_str("\\f"),
-            '\r' => out.push_str("\\r"),
-            c if (c as u32) < 0x20 => {
-                out.push_str("\\u00");
-                out.push(HEX[(c as usize) >> 4] as char);
-                out.push(HEX[(c as usize) & 0xf] as char);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
+    out.push_str(&serde_json::Value::from(s).to_string());
 }
-
-const HEX: &[u8; 16] = b"0123456789abcdef";
 
 /// RFC 9562 UUID version 5 (SHA-1, name-based), hyphenated lower case.
 fn uuid_v5(namespace: &[u8; 16], name: &[u8]) -> String {
-    use sha1::{Digest, Sha1};
-    let mut h = Sha1::new();
-    h.update(namespace);
-    h.update(name);
-    let digest = h.finalize();
-    let mut b = [0u8; 16];
-    b.copy_from_slice(&digest[..16]);
-    b[6] = (b[6] & 0x0f) | 0x50;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    hyphenated(&b)
+    hyphenated(uuid::Uuid::new_v5(
+        &uuid::Uuid::from_bytes(*namespace),
+        name,
+    ))
 }
 
-/// A UUID's 16 bytes as 8-4-4-4-12 lowercase hex digits, as `uuid` formats them.
-pub(crate) fn hyphenated(b: &[u8; 16]) -> String {
-    let mut out = String::with_capacity(36);
-    for (i, byte) in b.iter().enumerate() {
-        if matches!(i, 4 | 6 | 8 | 10) {
-            out.push('-');
-        }
-        out.push(HEX[(byte >> 4) as usize] as char);
-        out.push(HEX[(byte & 0xf) as usize] as char);
-    }
-    out
+/// A UUID as 8-4-4-4-12 lowercase hex digits, written without `format!`'s machinery.
+pub(crate) fn hyphenated(id: uuid::Uuid) -> String {
+    id.hyphenated()
+        .encode_lower(&mut uuid::Uuid::encode_buffer())
+        .to_owned()
 }
 
 #[cfg(test)]

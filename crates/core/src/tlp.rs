@@ -122,7 +122,7 @@ pub fn audience_cause_id(nation: &str, cause: &str) -> String {
     b[8] = (b[8] & 0x3f) | 0x80; // RFC 9562 variant
 
     // Built without `format!`: every decision to another nation computes one.
-    crate::hunt::hyphenated(&b)
+    crate::hunt::hyphenated(uuid::Uuid::from_bytes(b))
 }
 
 #[cfg(test)]

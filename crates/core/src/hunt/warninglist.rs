@@ -34,23 +34,6 @@ pub enum Action {
     Inform,
 }
 
-impl Action {
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "block" => Some(Self::Block),
-            "inform" => Some(Self::Inform),
-            _ => None,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Block => "block",
-            Self::Inform => "inform",
-        }
-    }
-}
-
 /// A list as MISP publishes it.
 #[derive(Deserialize)]
 struct MispList {
@@ -148,18 +131,16 @@ impl Warninglist {
                 raw.list.into_iter().collect(),
             ),
             "cidr" => {
-                let (mut v4, mut v6, mut other) = (
-                    BTreeMap::<u8, HashSet<u32>>::new(),
-                    BTreeMap::new(),
-                    HashSet::new(),
-                );
+                let mut v4: BTreeMap<u8, HashSet<u32>> = BTreeMap::new();
+                let mut v6: BTreeMap<u8, HashSet<u128>> = BTreeMap::new();
+                let mut other = HashSet::new();
                 for entry in raw.list {
                     match network(&entry) {
                         Some(Net::V4(addr, len)) => {
                             v4.entry(len).or_default().insert(addr);
                         }
                         Some(Net::V6(addr, len)) => {
-                            v6.entry(len).or_insert_with(HashSet::new).insert(addr);
+                            v6.entry(len).or_default().insert(addr);
                         }
                         None if entry.contains('/') => skipped += 1,
                         None => {
