@@ -7,6 +7,10 @@
 //! broker stops without a controlled shutdown and stays away past the transaction timeout,
 //! and on its restart the broker aborts the transaction while its partitions have no leader
 //! yet, dropping the markers: the partition's committed readers stay held back.
+//!
+//! While the coordinator waits for that transaction's outcome, the test also fences its
+//! consumer (another member joins under its static identity): the coordinator must start
+//! over with a new consumer and take over, not stand by on a dead one.
 
 use rallypoint_testkit as common;
 
@@ -131,6 +135,24 @@ fn the_coordinator_aborts_a_hanging_transaction_of_its_own_before_writing() {
 
     let mut node = h.node("p");
     node.start();
+    // While the coordinator waits for the hanging transaction's outcome, its journal paused,
+    // another member joins its group under its static identity: the coordinator's consumer is
+    // fenced for good, and the one poll that says so is one that only keeps the membership
+    // alive. The stage must start over with a new consumer, not stand by on a dead one.
+    let waiting = Instant::now();
+    while !node
+        .log()
+        .lines()
+        .any(|l| l.contains("waiting for its outcome") && l.contains(topic.as_str()))
+    {
+        assert!(
+            waiting.elapsed() < Duration::from_secs(60),
+            "the coordinator never waited for the hanging transaction\n{}",
+            node.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    fence_coordinator_consumer(&bootstrap, &config.name("rallypoint-coordinator"), "p", &h);
     assert!(
         node.wait_readyz("coordinator: active", Duration::from_secs(120))
             .is_some(),
@@ -146,6 +168,16 @@ fn the_coordinator_aborts_a_hanging_transaction_of_its_own_before_writing() {
         node.metric("rallypoint_hanging_transactions_sealed_total"),
         Some(1.0),
         "one seal, by the coordinator"
+    );
+    assert_eq!(
+        common::labelled_metric_value(
+            &node.get("/metrics").unwrap().1,
+            "rallypoint_consumer_losses_total",
+            "stage=\"coordinator\""
+        ),
+        Some(1.0),
+        "the fenced consumer was replaced once\n{}",
+        node.log()
     );
     let (stable, high) = ends(&bootstrap, &topic);
     assert_eq!(
@@ -172,5 +204,34 @@ fn the_coordinator_aborts_a_hanging_transaction_of_its_own_before_writing() {
     println!(
         "sealed: {STRAY} stray records aborted; then {} events journaled once and {} decisions equal to the fold",
         checked.journaled, checked.decisions
+    );
+}
+
+/// Joins `group` as the static member `instance` until the broker hands it the journal, which
+/// fences the member that held that identity before; then leaves the identity to be taken back.
+fn fence_coordinator_consumer(bootstrap: &str, group: &str, instance: &str, h: &Harness) {
+    let fencer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .set("group.instance.id", instance)
+        .set("partition.assignment.strategy", "cooperative-sticky")
+        .set("enable.auto.commit", "false")
+        .set("session.timeout.ms", "6000")
+        .create()
+        .unwrap();
+    fencer
+        .subscribe(&[&h.topic("rrc.internal.journal")])
+        .unwrap();
+    let started = Instant::now();
+    while fencer.assignment().unwrap().count() == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the fencing member was never assigned the journal"
+        );
+        let _ = fencer.poll(Duration::from_millis(100));
+    }
+    println!(
+        "fenced the coordinator's consumer after {:?}",
+        started.elapsed()
     );
 }

@@ -119,6 +119,7 @@ pub fn poll_batch(
 ) -> Result<Polled, StageError> {
     use rdkafka::consumer::Consumer;
     use rdkafka::Message;
+    context::StageContext::fatal(consumer)?;
     let deadline = std::time::Instant::now() + commit_interval;
     while batch.records < max_batch {
         let left = deadline.saturating_duration_since(std::time::Instant::now());

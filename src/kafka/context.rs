@@ -81,6 +81,23 @@ impl StageContext {
         }
     }
 
+    /// The consumer's fatal error, if it has one. librdkafka hands a fatal consumer error
+    /// (`FENCED_INSTANCE_ID`) to one poll only, and then the consumer does nothing more: a poll
+    /// whose result is not looked at (one that only keeps the membership alive while a takeover
+    /// waits) would leave the stage silent for good. The client keeps the error, so every
+    /// stage round asks it here.
+    pub fn fatal(consumer: &BaseConsumer<StageContext>) -> Result<(), super::ConsumerLost> {
+        match consumer.client().fatal_error() {
+            None => Ok(()),
+            Some((code, reason)) => {
+                let e = KafkaError::MessageConsumptionFatal(code);
+                let mut lost = consumer.context().lost(&e);
+                lost.why = format!("{} ({reason})", lost.why);
+                Err(lost)
+            }
+        }
+    }
+
     /// Counts a committed batch; every [`PROGRESS_EVERY`] while the stage works, logs one
     /// line at info with its position, rate and lag, so that a slow stage can be told from a
     /// stuck one.

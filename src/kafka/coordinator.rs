@@ -163,6 +163,7 @@ impl Coordinator {
         let mut backoff = Backoff::default();
         while !stop.is_stopped() {
             super::watchdog::beat();
+            StageContext::fatal(&consumer)?;
             if figures_read.elapsed() >= FIGURES_EVERY {
                 self.observe(&store);
                 figures_read = Instant::now();
@@ -210,7 +211,7 @@ impl Coordinator {
         let patient = since_fenced.is_none_or(|t| t.elapsed() >= self.config.kafka.session_timeout);
         if self.holds_journal(consumer)? && patient {
             drop(follower);
-            return Ok(self.take_over(consumer, store, status, stop)?);
+            return self.take_over(consumer, store, status, stop);
         }
         if consumer.context().has_joined() {
             status.set(Phase::Standby);
@@ -243,12 +244,16 @@ impl Coordinator {
         store: &mut RocksStore,
         status: &StageStatus,
         stop: &Stop,
-    ) -> anyhow::Result<Mode> {
+    ) -> Result<Mode, StageError> {
         let started = Instant::now();
         status.set(Phase::Restoring);
         tracing::info!(stage = STAGE, "journal assigned: taking over");
-        let held = consumer.assignment()?;
-        consumer.pause(&held)?;
+        let held = consumer
+            .assignment()
+            .map_err(StageError::client("reading the assignment"))?;
+        consumer
+            .pause(&held)
+            .map_err(StageError::client("pausing the journal"))?;
         let changelog = self.topics.changelog();
         let lifecycle = self.metrics.lifecycle();
         // Settling can outlast the group's poll interval: the journal is paused, so polling
@@ -284,7 +289,7 @@ impl Coordinator {
                     since_fenced: Some(Instant::now()),
                 });
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(e),
         };
         if self.unverified.load(Ordering::SeqCst) {
             self.verify_state(store, stop)?;
@@ -302,6 +307,8 @@ impl Coordinator {
                 let _ = consumer.poll(Duration::ZERO);
             },
         )?;
+        // A keep-alive poll above may have been the one that carried a fatal consumer error.
+        StageContext::fatal(consumer)?;
         if consumer.context().take_revoked() || !self.holds_journal(consumer)? {
             tracing::info!(
                 stage = STAGE,
