@@ -46,6 +46,7 @@ pub struct CoreConfig {
     /// How long, in stream time, a provider has to accept a proposal.
     pub acceptance_timeout_ms: i64,
     pub picture: crate::picture::PictureConfig,
+    pub hunt: crate::hunt::HuntConfig,
 }
 
 impl Default for CoreConfig {
@@ -53,6 +54,7 @@ impl Default for CoreConfig {
         Self {
             acceptance_timeout_ms: 30 * 60 * 1000,
             picture: crate::picture::PictureConfig::default(),
+            hunt: crate::hunt::HuntConfig::default(),
         }
     }
 }
@@ -67,6 +69,8 @@ pub enum Output {
     Rejected(Rejection),
     /// A scope-window of the threat picture, or a campaign, for the compacted topic.
     Picture(crate::picture::PictureUpdate),
+    /// A campaign's hunt indicator, for every member nation's compacted hunt topic.
+    Hunt(crate::hunt::HuntUpdate),
 }
 
 /// Applies one journal event to the state in `store` and returns what to publish.

@@ -18,7 +18,209 @@
 pub mod decay;
 pub mod warninglist;
 
-use crate::event::{HuntRelease, IndicatorKind, Tlp};
+use serde::{Deserialize, Serialize};
+
+use crate::event::{HuntRelease, IndicatorKind, Sector, Tlp};
+
+/// How a campaign's hunt packages are made (docs/architecture.md, "Hunt packages").
+#[derive(Clone, Debug)]
+pub struct HuntConfig {
+    /// At most this many indicators per campaign are published; the rest are truncated.
+    pub max_indicators: usize,
+    /// Values never pushed (blocking lists) or pushed with a note to the cell (informing).
+    pub lists: std::sync::Arc<warninglist::Warninglists>,
+    /// How long, in stream time, a retired indicator's record stays on the compacted hunt
+    /// topics before a tombstone removes it.
+    pub tombstone_after_ms: i64,
+}
+
+/// Two configurations decide alike when their bounds and their lists (by name, version and
+/// action) are the same.
+impl PartialEq for HuntConfig {
+    fn eq(&self, other: &Self) -> bool {
+        let lists = |c: &Self| -> Vec<(String, String, warninglist::Action)> {
+            c.lists
+                .lists()
+                .iter()
+                .map(|l| (l.name.clone(), l.version.clone(), l.action))
+                .collect()
+        };
+        self.max_indicators == other.max_indicators
+            && self.tombstone_after_ms == other.tombstone_after_ms
+            && (std::sync::Arc::ptr_eq(&self.lists, &other.lists) || lists(self) == lists(other))
+    }
+}
+
+impl Eq for HuntConfig {}
+
+impl Default for HuntConfig {
+    fn default() -> Self {
+        Self {
+            max_indicators: 500,
+            lists: warninglist::builtin(),
+            tombstone_after_ms: 7 * 24 * 60 * 60 * 1000,
+        }
+    }
+}
+
+/// The Permissible Actions Protocol marking of a hunt indicator: what a recipient may do with
+/// it. It follows the TLP it is released under: PAP:CLEAR and PAP:GREEN allow active
+/// measures (blocking), PAP:AMBER only passive ones.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Pap {
+    Clear,
+    Green,
+    Amber,
+}
+
+impl Pap {
+    pub fn for_tlp(tlp: Tlp) -> Self {
+        match tlp {
+            Tlp::Clear => Pap::Clear,
+            Tlp::Green => Pap::Green,
+            _ => Pap::Amber,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Pap::Clear => "CLEAR",
+            Pap::Green => "GREEN",
+            Pap::Amber => "AMBER",
+        }
+    }
+
+    /// What a recipient's SIEM may do with the indicator, in order of intrusiveness.
+    pub fn actions(self) -> &'static [HuntAction] {
+        match self {
+            Pap::Clear | Pap::Green => {
+                &[HuntAction::SearchLogs, HuntAction::Alert, HuntAction::Block]
+            }
+            Pap::Amber => &[HuntAction::SearchLogs, HuntAction::Alert],
+        }
+    }
+}
+
+/// One thing a recipient may do with a hunt indicator.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum HuntAction {
+    /// Search its own logs for past matches.
+    SearchLogs,
+    /// Raise an alert on a match.
+    Alert,
+    /// Block traffic to or from the value.
+    Block,
+}
+
+impl HuntAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HuntAction::SearchLogs => "SEARCH_LOGS",
+            HuntAction::Alert => "ALERT",
+            HuntAction::Block => "BLOCK",
+        }
+    }
+}
+
+/// Why a hunt indicator was retired.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RetireReason {
+    /// Its `valid_until` passed without a refresh.
+    Expired,
+    /// Nations reported it as a false positive (see [`decay::false_positive_retires`]).
+    FalsePositive,
+    /// A blocking warninglist holds it.
+    Warninglisted,
+    /// Its campaign no longer spans two nations, was merged into another, or no longer holds
+    /// the value.
+    CampaignDissolved,
+    /// No open incident that reported it releases it any more.
+    ReleaseWithdrawn,
+}
+
+impl RetireReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RetireReason::Expired => "EXPIRED",
+            RetireReason::FalsePositive => "FALSE_POSITIVE",
+            RetireReason::Warninglisted => "WARNINGLISTED",
+            RetireReason::CampaignDissolved => "CAMPAIGN_DISSOLVED",
+            RetireReason::ReleaseWithdrawn => "RELEASE_WITHDRAWN",
+        }
+    }
+}
+
+/// One indicator of a campaign's hunt package, as every member's SIEM receives it. It names no
+/// nation: only how many nations' releasing incidents reported the value, and their sectors.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HuntIndicator {
+    /// The public id of the campaign it belongs to (`C-000001`).
+    pub campaign_id: String,
+    /// `indicator--<uuid>` ([`indicator_id`]).
+    pub indicator_id: String,
+    pub kind: IndicatorKind,
+    /// The STIX 2.1 pattern ([`pattern`]); its pattern type is `stix`.
+    pub pattern: String,
+    /// Stream time of its first publication in this campaign.
+    pub valid_from: i64,
+    /// Stream time at which it retires as EXPIRED unless refreshed.
+    pub valid_until: i64,
+    /// 0–100, falling with age ([`decay::Model::score`]).
+    pub score: u8,
+    /// 0–100: how well the releasing reports corroborate it.
+    pub confidence: u8,
+    /// ATT&CK tactics of the releasing incidents' techniques, sorted.
+    pub kill_chain_phases: Vec<String>,
+    /// The TLP it is released under ([`released_under`]).
+    pub tlp: Tlp,
+    pub pap: Pap,
+    /// How many nations' releasing incidents reported it.
+    pub nation_count: u32,
+    /// The sectors of those incidents, sorted.
+    pub sectors: Vec<Sector>,
+    /// Stream time of this record.
+    pub stream_time: i64,
+}
+
+impl HuntIndicator {
+    /// The record key on the compacted hunt topics: one per campaign and indicator.
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.campaign_id, self.indicator_id)
+    }
+}
+
+/// What the hunt topics receive: every member's topic the same record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HuntUpdate {
+    /// New, or changed (a refresh, a new score step, a wider spread, another TLP).
+    Published(HuntIndicator),
+    /// No longer to be hunted; the full indicator again, for importers that need it.
+    Retired {
+        indicator: HuntIndicator,
+        reason: RetireReason,
+    },
+    /// The grace period after a retirement has passed: the key's record is removed from the
+    /// compacted topics (a tombstone: the key with no value).
+    Removed { key: String },
+}
+
+impl HuntUpdate {
+    pub fn key(&self) -> String {
+        match self {
+            HuntUpdate::Published(i) | HuntUpdate::Retired { indicator: i, .. } => i.key(),
+            HuntUpdate::Removed { key } => key.clone(),
+        }
+    }
+
+    /// The `rp.type` header; `None` for a tombstone, which has no value.
+    pub fn type_name(&self) -> Option<&'static str> {
+        match self {
+            HuntUpdate::Published(_) => Some("HuntIndicatorPublished"),
+            HuntUpdate::Retired { .. } => Some("HuntIndicatorRetired"),
+            HuntUpdate::Removed { .. } => None,
+        }
+    }
+}
 
 /// What an open incident allows of its indicators.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

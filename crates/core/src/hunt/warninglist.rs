@@ -308,10 +308,112 @@ impl Warninglists {
     }
 }
 
+/// The default lists, `data/warninglists/{block,inform}/*.json` (their source and licence:
+/// `data/warninglists/README.md`), built into the binary so that every instance and every
+/// replay decides alike.
+const BUILTIN: &[(&str, &str, Action)] = &[
+    (
+        "empty-hashes.json",
+        include_str!("../../../../data/warninglists/block/empty-hashes.json"),
+        Action::Block,
+    ),
+    (
+        "ipv6-linklocal.json",
+        include_str!("../../../../data/warninglists/block/ipv6-linklocal.json"),
+        Action::Block,
+    ),
+    (
+        "multicast.json",
+        include_str!("../../../../data/warninglists/block/multicast.json"),
+        Action::Block,
+    ),
+    (
+        "public-dns-v4.json",
+        include_str!("../../../../data/warninglists/block/public-dns-v4.json"),
+        Action::Block,
+    ),
+    (
+        "public-dns-v6.json",
+        include_str!("../../../../data/warninglists/block/public-dns-v6.json"),
+        Action::Block,
+    ),
+    (
+        "rfc1918.json",
+        include_str!("../../../../data/warninglists/block/rfc1918.json"),
+        Action::Block,
+    ),
+    (
+        "rfc3849.json",
+        include_str!("../../../../data/warninglists/block/rfc3849.json"),
+        Action::Block,
+    ),
+    (
+        "rfc5735.json",
+        include_str!("../../../../data/warninglists/block/rfc5735.json"),
+        Action::Block,
+    ),
+    (
+        "rfc6598.json",
+        include_str!("../../../../data/warninglists/block/rfc6598.json"),
+        Action::Block,
+    ),
+    (
+        "tranco10k.json",
+        include_str!("../../../../data/warninglists/block/tranco10k.json"),
+        Action::Block,
+    ),
+    (
+        "sinkholes.json",
+        include_str!("../../../../data/warninglists/inform/sinkholes.json"),
+        Action::Inform,
+    ),
+    (
+        "url-shortener.json",
+        include_str!("../../../../data/warninglists/inform/url-shortener.json"),
+        Action::Inform,
+    ),
+];
+
+/// The default lists, parsed once.
+pub fn builtin() -> std::sync::Arc<Warninglists> {
+    static LISTS: std::sync::OnceLock<std::sync::Arc<Warninglists>> = std::sync::OnceLock::new();
+    LISTS
+        .get_or_init(|| {
+            std::sync::Arc::new(Warninglists::new(
+                BUILTIN
+                    .iter()
+                    .map(|(file, text, action)| {
+                        Warninglist::from_misp_json(text, *action)
+                            .unwrap_or_else(|e| panic!("built-in warninglist {file}: {e}"))
+                    })
+                    .collect(),
+            ))
+        })
+        .clone()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use IndicatorKind::*;
+
+    #[test]
+    fn the_built_in_lists_parse_and_decide() {
+        let lists = builtin();
+        assert_eq!(lists.lists().len(), BUILTIN.len());
+        let hit = |kind, value| lists.check(kind, value).map(|h| (h.list, h.action));
+        assert!(matches!(hit(Ipv4, "10.1.2.3"), Some((_, Action::Block))));
+        assert!(matches!(hit(Ipv4, "8.8.8.8"), Some((_, Action::Block))));
+        assert!(matches!(
+            hit(Domain, "x.2ly.link"),
+            Some((_, Action::Inform))
+        ));
+        assert!(
+            matches!(hit(Domain, "bit.ly"), Some((_, Action::Block))),
+            "a top domain"
+        );
+        assert_eq!(hit(Domain, "c2.campaign-rallypoint.net"), None);
+    }
 
     fn list(kind: &str, entries: &[&str], attrs: &[&str]) -> Warninglist {
         let text = serde_json::json!({
