@@ -19,6 +19,7 @@
 
 mod answers;
 mod campaigns;
+mod hunt;
 mod incidents;
 mod offers;
 mod picture;
@@ -119,6 +120,7 @@ pub fn apply_with<S: StoreMut>(
     fold.st.mark(&seen);
     fold.advance_stream_time(env.reported_at)?;
     fold.expire_deadlines()?;
+    fold.hunt_due()?;
     fold.picture_due()?;
     if let Err(rejection) = event.rule(&mut fold)? {
         fold.outputs.push(Output::Rejected(rejection));

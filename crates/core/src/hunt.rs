@@ -20,7 +20,7 @@ pub mod warninglist;
 
 use serde::{Deserialize, Serialize};
 
-use crate::event::{HuntRelease, IndicatorKind, Sector, Tlp};
+use crate::event::{HuntRelease, IndicatorKind, Pap, Sector, Tlp};
 
 /// How a campaign's hunt packages are made (docs/architecture.md, "Hunt packages").
 #[derive(Clone, Debug)]
@@ -63,42 +63,27 @@ impl Default for HuntConfig {
     }
 }
 
-/// The Permissible Actions Protocol marking of a hunt indicator: what a recipient may do with
-/// it. It follows the TLP it is released under: PAP:CLEAR and PAP:GREEN allow active
-/// measures (blocking), PAP:AMBER only passive ones.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-pub enum Pap {
-    Clear,
-    Green,
-    Amber,
+/// What a recipient's SIEM may do with an indicator under `pap`, in order of intrusiveness:
+/// PAP:RED only passive searches of its own logs, PAP:AMBER also alerts, PAP:GREEN and
+/// PAP:CLEAR also blocking.
+pub fn actions(pap: Pap) -> &'static [HuntAction] {
+    match pap {
+        Pap::Clear | Pap::Green => &[HuntAction::SearchLogs, HuntAction::Alert, HuntAction::Block],
+        Pap::Amber => &[HuntAction::SearchLogs, HuntAction::Alert],
+        Pap::Red => &[HuntAction::SearchLogs],
+    }
 }
 
-impl Pap {
-    pub fn for_tlp(tlp: Tlp) -> Self {
-        match tlp {
-            Tlp::Clear => Pap::Clear,
-            Tlp::Green => Pap::Green,
-            _ => Pap::Amber,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Pap::Clear => "CLEAR",
-            Pap::Green => "GREEN",
-            Pap::Amber => "AMBER",
-        }
-    }
-
-    /// What a recipient's SIEM may do with the indicator, in order of intrusiveness.
-    pub fn actions(self) -> &'static [HuntAction] {
-        match self {
-            Pap::Clear | Pap::Green => {
-                &[HuntAction::SearchLogs, HuntAction::Alert, HuntAction::Block]
-            }
-            Pap::Amber => &[HuntAction::SearchLogs, HuntAction::Alert],
-        }
-    }
+/// The most restrictive of `paps`: an action one source rules out on a value would affect its
+/// own operation whoever else reported the value. `None` for none.
+pub fn most_restrictive(paps: impl IntoIterator<Item = Pap>) -> Option<Pap> {
+    let rank = |p: &Pap| match p {
+        Pap::Clear => 0,
+        Pap::Green => 1,
+        Pap::Amber => 2,
+        Pap::Red => 3,
+    };
+    paps.into_iter().max_by_key(rank)
 }
 
 /// One thing a recipient may do with a hunt indicator.
@@ -173,6 +158,8 @@ pub struct HuntIndicator {
     pub kill_chain_phases: Vec<String>,
     /// The TLP it is released under ([`released_under`]).
     pub tlp: Tlp,
+    /// The most restrictive PAP of the releasing incidents ([`most_restrictive`]); what it
+    /// allows is [`actions`].
     pub pap: Pap,
     /// How many nations' releasing incidents reported it.
     pub nation_count: u32,

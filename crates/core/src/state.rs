@@ -18,6 +18,11 @@
 //! - `g/<incident_id>`: an incident's campaign
 //! - `k/<campaign_id>`: a campaign's members
 //! - `n/<request_id>`: requests whose incident is open
+//! - `s/<indicator key>`: nations that sighted a value
+//! - `h/<campaign public id>/<indicator key>`: a campaign's hunt indicators, published or
+//!   retired ([`HuntEntry`])
+//! - `y/<time hex>/<campaign public id>/<indicator key>`: when a hunt indicator is due next
+//!   (its next score step, its expiry, or the tombstone after its retirement)
 //!
 //! Values are postcard-encoded, prefixed by a format byte so that a later layout can be told
 //! apart from this one.
@@ -25,7 +30,9 @@
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::event::{Capability, Delivery, HuntRelease, Impact, Priority, RsitClass, Sector, Tlp};
+use crate::event::{
+    Capability, Delivery, HuntRelease, Impact, Pap, Priority, RsitClass, Sector, Tlp,
+};
 use crate::store::{Store, StoreError, StoreMut};
 
 /// 2: needs carry a delivery preference, offers their sector expertise and delivery.
@@ -33,7 +40,8 @@ use crate::store::{Store, StoreError, StoreMut};
 /// 4: full offers are listed by the end of their window, and counted (`m/full/`).
 /// 5: an incident holds its indicator keys (no `v/<incident_id>` key of their own).
 /// 6: an incident holds whether its indicators may be released to hunts.
-const FORMAT: u8 = 6;
+/// 7: an incident holds its PAP; campaigns' hunt indicators (`h/`, `y/`).
+const FORMAT: u8 = 7;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Incident {
@@ -55,6 +63,8 @@ pub struct Incident {
     pub indicator_keys: Vec<String>,
     /// Whether its indicators may go to every member's hunt (see [`crate::hunt::release`]).
     pub hunt_release: HuntRelease,
+    /// What recipients may do with its indicators (see [`crate::hunt::most_restrictive`]).
+    pub pap: Pap,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -318,6 +328,41 @@ pub fn sighted_in<S: Store + ?Sized>(
         }
     }
     Ok(out.into_iter().collect())
+}
+
+pub const HUNTS: &[u8] = b"h/";
+pub const HUNT_DUE: &[u8] = b"y/";
+
+/// Where a campaign's hunt indicators are kept: `h/<public id>/`.
+pub fn hunt_prefix(campaign: &str) -> Vec<u8> {
+    key(&[HUNTS, campaign.as_bytes(), b"/"])
+}
+
+pub fn hunt_key(campaign: &str, indicator: &str) -> Vec<u8> {
+    key(&[HUNTS, campaign.as_bytes(), b"/", indicator.as_bytes()])
+}
+
+/// A campaign's hunt indicator as last published or retired, and what its next change depends
+/// on (docs/architecture.md, "Hunt packages").
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HuntEntry {
+    /// As last published, or retired.
+    pub indicator: crate::hunt::HuntIndicator,
+    /// The score at the last refresh, from which it decays.
+    pub base: u8,
+    /// Stream time of the last refresh: the score and `valid_until` count from it.
+    pub refreshed_at: i64,
+    /// The open incidents that released it at the last refresh, sorted: one more refreshes it.
+    pub basis: Vec<String>,
+    /// Why it was retired; `None` while it is published.
+    pub retired: Option<crate::hunt::RetireReason>,
+    /// Its record was removed from the topics (only a false positive's entry is kept then, so
+    /// that the value is never published again for the campaign).
+    pub removed: bool,
+    /// The stream time of its `y/` key; 0 for none.
+    pub due: i64,
+    /// Nations that reported it as a false positive, sorted.
+    pub false_positives: Vec<String>,
 }
 
 pub fn membership_key(incident: &str) -> Vec<u8> {

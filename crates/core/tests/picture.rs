@@ -27,6 +27,7 @@ fn world(picture: PictureConfig) -> World {
     w.config = CoreConfig {
         acceptance_timeout_ms: 600_000,
         picture,
+        ..CoreConfig::default()
     };
     w.clock = sample::Clock::new(T0, 1_000);
     w

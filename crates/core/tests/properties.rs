@@ -173,6 +173,7 @@ proptest! {
                 emit_interval_ms: 3_000,
                 ..Default::default()
             },
+            ..CoreConfig::default()
         };
         let mut one_by_one = MemStore::new();
         let (journal, expected) = sample::fold_with_answers(

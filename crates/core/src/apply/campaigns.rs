@@ -259,10 +259,11 @@ impl<S: StoreMut> Fold<'_, '_, S> {
         let active = state.active;
         self.st.save(&campaign_key(id), &state);
         match (was_active, active) {
-            (false, true) => self.emit_campaign(record, true),
-            (true, _) => self.emit_campaign(record, false),
-            (false, false) => Ok(()),
+            (false, true) => self.emit_campaign(record, true)?,
+            (true, _) => self.emit_campaign(record, false)?,
+            (false, false) => {}
         }
+        self.hunt_campaign(&state)
     }
 
     /// The rare path: recomputes the campaign of each seed incident from its members'
@@ -423,6 +424,10 @@ impl<S: StoreMut> Fold<'_, '_, S> {
         };
         if delta != 0 {
             self.stats(|s| s.active_campaigns += delta)?;
+        }
+        if delta < 0 {
+            // Merged or dissolved: its hunt indicators go with it.
+            self.hunt_withdraw(&campaign.campaign_id)?;
         }
         self.outputs.push(Output::Picture(if detected {
             PictureUpdate::CampaignDetected(campaign)

@@ -74,6 +74,7 @@ impl<S: StoreMut> Fold<'_, '_, S> {
             requests: Vec::new(),
             indicator_keys: Vec::new(),
             hunt_release: e.hunt_release,
+            pap: e.pap,
         };
         self.st.put_incident(&incident);
         let scopes = picture::scopes(&incident);
@@ -230,6 +231,8 @@ impl<S: StoreMut> Fold<'_, '_, S> {
         };
         incident.open = false;
         self.st.put_incident(&incident);
+        // A closed incident releases nothing to hunts any more.
+        self.hunt_incident_campaign(&incident.incident_id)?;
         let scopes = picture::scopes(&incident);
         let requests = incident.requests.len() as i64;
         self.totals(&scopes, |t| {

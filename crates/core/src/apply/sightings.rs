@@ -1,8 +1,9 @@
 //! Handler of the sightings topic: a nation's SIEM saw an indicator (docs/architecture.md,
 //! "Sightings"). A SIGHTING or TRUE_POSITIVE records the nation under the value's sightings,
 //! once per nation and value, and an active campaign that holds the value names the nation
-//! among those it was `sighted_in`, when the nation has no incident in it. FALSE_POSITIVE and
-//! EXPIRATION are validated and journaled; what they retire belongs to the hunt packages.
+//! among those it was `sighted_in`, when the nation has no incident in it. Every kind also
+//! goes to the hunt indicator of the value, if one is published (`hunt_sighted`: a refresh,
+//! or false positives that retire it).
 
 use super::{Fold, Handled};
 use crate::event::*;
@@ -38,10 +39,14 @@ impl Check for IndicatorSighted {
 
 impl<S: StoreMut> Fold<'_, '_, S> {
     pub(crate) fn indicator_sighted(&mut self, e: &IndicatorSighted) -> Handled {
-        let Some(key) = indicator::key(&e.indicator).filter(|_| e.kind.confirms()) else {
+        let Some(key) = indicator::key(&e.indicator) else {
             return Ok(Ok(()));
         };
         let nation = &e.envelope.nation;
+        self.hunt_sighted(&key, nation, e.kind)?;
+        if !e.kind.confirms() {
+            return Ok(Ok(()));
+        }
         let at = sightings_key(&key);
         let mut nations: Vec<String> = self.st.load(&at)?.unwrap_or_default();
         let Err(i) = nations.binary_search(nation) else {

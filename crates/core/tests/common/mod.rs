@@ -28,10 +28,11 @@ impl World {
         self.clock.envelope(nation)
     }
 
-    /// Decisions and rejections; threat-picture updates are left to [`World::apply_all`].
+    /// Decisions and rejections; threat-picture and hunt updates are left to
+    /// [`World::apply_all`].
     pub fn apply(&mut self, e: &Event) -> Vec<Output> {
         let mut out = self.apply_all(e);
-        out.retain(|o| !matches!(o, Output::Picture(_)));
+        out.retain(|o| !matches!(o, Output::Picture(_) | Output::Hunt(_)));
         out
     }
 

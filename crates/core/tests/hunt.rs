@@ -1,0 +1,520 @@
+//! Hunt packages through the fold: what a campaign publishes to every member's hunt topic,
+//! and when it retires (docs/architecture.md, "Hunt packages").
+
+mod common;
+
+use common::World;
+use rallypoint_core::event::{
+    HuntRelease, Indicator, IndicatorKind, Pap, Priority, SightingKind, Tlp,
+};
+use rallypoint_core::hunt::{self, HuntIndicator, HuntUpdate, RetireReason};
+use rallypoint_core::{sample, Output};
+
+const DAY: i64 = 24 * 60 * 60 * 1000;
+
+/// An incident of `nation` with the given domains, marking and release.
+fn report(
+    w: &mut World,
+    nation: &str,
+    id: &str,
+    tlp: Tlp,
+    release: HuntRelease,
+    domains: &[&str],
+) -> Vec<Output> {
+    let env = w.env(nation);
+    let e = sample::incident_with(env, id, tlp, Priority::High, |r| {
+        r.hunt_release = release;
+        r.pap = Pap::Green;
+        r.indicators = domains
+            .iter()
+            .map(|d| Indicator::new(IndicatorKind::Domain, (*d).to_owned()))
+            .collect();
+    });
+    w.apply_all(&e)
+}
+
+fn hunts(out: &[Output]) -> Vec<HuntUpdate> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Hunt(h) => Some(h.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn published(out: &[Output]) -> Vec<HuntIndicator> {
+    hunts(out)
+        .into_iter()
+        .filter_map(|h| match h {
+            HuntUpdate::Published(i) => Some(i),
+            _ => None,
+        })
+        .collect()
+}
+
+fn retired(out: &[Output]) -> Vec<(String, RetireReason)> {
+    hunts(out)
+        .into_iter()
+        .filter_map(|h| match h {
+            HuntUpdate::Retired { indicator, reason } => Some((indicator.pattern, reason)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn domain(value: &str) -> String {
+    format!("[domain-name:value = '{value}']")
+}
+
+/// An event at stream time `t` (a sighting of an unrelated value moves it).
+fn at(w: &mut World, t: i64) -> Vec<Output> {
+    w.clock.now = t - w.clock.step_ms;
+    let env = w.env("FRA");
+    let indicator = Indicator::new(IndicatorKind::Domain, "unrelated.example.org".into());
+    w.apply_all(&sample::sighted(
+        env,
+        &format!("S-{t}"),
+        indicator,
+        rallypoint_core::event::SightingKind::Sighting,
+    ))
+}
+
+#[test]
+fn a_green_campaign_of_three_nations_publishes_its_values_once_naming_no_nation() {
+    let mut w = World::new();
+    let g = HuntRelease::Default;
+    assert!(hunts(&report(
+        &mut w,
+        "EST",
+        "I1",
+        Tlp::Green,
+        g,
+        &["c2.example.net"]
+    ))
+    .is_empty());
+    let out = report(
+        &mut w,
+        "LVA",
+        "I2",
+        Tlp::Green,
+        g,
+        &["c2.example.net", "drop.example.net"],
+    );
+    let t = w.clock.now;
+    let got = published(&out);
+    let patterns: Vec<&str> = got.iter().map(|i| i.pattern.as_str()).collect();
+    // The value two nations reported first, then the other.
+    assert_eq!(
+        patterns,
+        [domain("c2.example.net"), domain("drop.example.net")]
+    );
+    let c2 = &got[0];
+    assert_eq!(c2.campaign_id, "C-000001");
+    assert_eq!(c2.indicator_id, hunt::indicator_id(&c2.pattern));
+    assert_eq!(c2.tlp, Tlp::Green);
+    assert_eq!(c2.pap, Pap::Green);
+    assert_eq!((c2.valid_from, c2.valid_until), (t, t + 120 * DAY));
+    assert_eq!((c2.nation_count, c2.confidence, c2.score), (2, 65, 65));
+    assert_eq!(got[1].nation_count, 1);
+    assert_eq!(c2.kill_chain_phases, ["execution", "impact"]);
+
+    // A third nation reporting the value an hour later (no score step due yet) refreshes it:
+    // one more nation, a higher confidence, a lifetime from now.
+    w.clock.now += DAY / 24;
+    let out = report(&mut w, "POL", "I3", Tlp::Green, g, &["c2.example.net"]);
+    let t3 = w.clock.now;
+    let got = published(&out);
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!((got[0].nation_count, got[0].confidence), (3, 80));
+    assert_eq!((got[0].valid_from, got[0].valid_until), (t, t3 + 120 * DAY));
+
+    // Nothing names a nation.
+    let text = format!("{:?}", hunts(&out));
+    for n in ["EST", "LVA", "POL"] {
+        assert!(!text.contains(n), "{n} in {text}");
+    }
+}
+
+#[test]
+fn only_clear_green_and_consented_amber_leave_the_cell_and_red_never_whatever_it_says() {
+    let mut w = World::new();
+    report(
+        &mut w,
+        "EST",
+        "I1",
+        Tlp::Amber,
+        HuntRelease::Default,
+        &["a.example.net"],
+    );
+    let out = report(
+        &mut w,
+        "LVA",
+        "I2",
+        Tlp::Red,
+        HuntRelease::Alliance,
+        &["a.example.net", "red.example.net"],
+    );
+    assert!(hunts(&out).is_empty(), "{:?}", hunts(&out));
+    let out = report(
+        &mut w,
+        "POL",
+        "I3",
+        Tlp::AmberStrict,
+        HuntRelease::Alliance,
+        &["a.example.net"],
+    );
+    assert!(hunts(&out).is_empty(), "{:?}", hunts(&out));
+    // AMBER with the source's permission goes, as AMBER; the RED member's value never does.
+    let out = report(
+        &mut w,
+        "DEU",
+        "I4",
+        Tlp::Amber,
+        HuntRelease::Alliance,
+        &["a.example.net"],
+    );
+    let got = published(&out);
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(
+        (got[0].pattern.as_str(), got[0].tlp),
+        (domain("a.example.net").as_str(), Tlp::Amber)
+    );
+    assert_eq!(got[0].nation_count, 1, "only the releasing incident counts");
+    // A GREEN source lets it go as GREEN.
+    let out = report(
+        &mut w,
+        "FRA",
+        "I5",
+        Tlp::Green,
+        HuntRelease::Default,
+        &["a.example.net"],
+    );
+    assert_eq!(published(&out)[0].tlp, Tlp::Green);
+    let all = format!("{:?}", hunts(&out));
+    assert!(!all.contains("red.example.net"));
+}
+
+#[test]
+fn closing_the_last_releasing_incident_withdraws_the_value() {
+    let mut w = World::new();
+    report(
+        &mut w,
+        "EST",
+        "I1",
+        Tlp::Green,
+        HuntRelease::Default,
+        &["x.example.net"],
+    );
+    report(
+        &mut w,
+        "LVA",
+        "I2",
+        Tlp::Amber,
+        HuntRelease::Default,
+        &["x.example.net"],
+    );
+    let env = w.env("LVA");
+    assert!(
+        hunts(&w.apply_all(&sample::closed(env, "I2"))).is_empty(),
+        "I2 released nothing"
+    );
+    let env = w.env("EST");
+    let out = w.apply_all(&sample::closed(env, "I1"));
+    assert_eq!(
+        retired(&out),
+        [(domain("x.example.net"), RetireReason::ReleaseWithdrawn)]
+    );
+}
+
+#[test]
+fn a_warninglisted_value_is_never_published_and_the_cap_truncates_the_rest() {
+    let mut w = World::new();
+    w.config.hunt.max_indicators = 2;
+    let g = HuntRelease::Default;
+    let values = [
+        "google.com",
+        "p.example.net",
+        "q.example.net",
+        "r.example.net",
+    ];
+    report(&mut w, "EST", "I1", Tlp::Green, g, &values);
+    let out = report(&mut w, "LVA", "I2", Tlp::Green, g, &values);
+    let got: Vec<String> = published(&out).into_iter().map(|i| i.pattern).collect();
+    assert_eq!(got, [domain("p.example.net"), domain("q.example.net")]);
+    // Another incident: the published ones keep their place; nothing new passes the cap.
+    let out = report(&mut w, "POL", "I3", Tlp::Green, g, &["r.example.net"]);
+    let got: Vec<String> = published(&out).into_iter().map(|i| i.pattern).collect();
+    assert!(got.is_empty(), "{got:?}");
+}
+
+#[test]
+fn an_indicator_decays_in_steps_expires_and_its_record_is_removed_after_the_grace() {
+    let mut w = World::new();
+    report(
+        &mut w,
+        "EST",
+        "I1",
+        Tlp::Green,
+        HuntRelease::Default,
+        &["d.example.net"],
+    );
+    let out = report(
+        &mut w,
+        "LVA",
+        "I2",
+        Tlp::Green,
+        HuntRelease::Default,
+        &["d.example.net"],
+    );
+    let first = published(&out).remove(0);
+    assert_eq!(first.score, 65);
+    let model = hunt::decay::Model::for_kind(IndicatorKind::Domain);
+    let step = model.next_step(65, first.valid_from, 65).unwrap();
+    // Just before the step: nothing; at it: the score as the model gives it, below 60.
+    let out = at(&mut w, step - 1);
+    assert!(hunts(&out).is_empty(), "{:?}", hunts(&out));
+    let out = at(&mut w, step);
+    let got = published(&out);
+    assert_eq!(got.len(), 1);
+    assert_eq!(
+        got[0].score,
+        model.score(65, w.clock.now - first.valid_from)
+    );
+    assert!(got[0].score <= 60 && got[0].score > 50, "{}", got[0].score);
+    assert_eq!(got[0].valid_until, first.valid_until);
+    // Past valid_until: retired as expired, after any steps still due.
+    let out = at(&mut w, first.valid_until);
+    assert_eq!(
+        retired(&out),
+        [(domain("d.example.net"), RetireReason::Expired)]
+    );
+    let gone = first.valid_until + w.config.hunt.tombstone_after_ms;
+    let out = at(&mut w, gone);
+    assert_eq!(hunts(&out), [HuntUpdate::Removed { key: first.key() }]);
+    let out = at(&mut w, gone + 365 * DAY);
+    assert!(hunts(&out).is_empty());
+}
+
+#[test]
+fn a_merged_campaign_retires_its_indicators_before_the_surviving_one_publishes_them() {
+    let mut w = World::new();
+    let g = HuntRelease::Default;
+    report(&mut w, "EST", "I1", Tlp::Green, g, &["one.example.net"]);
+    report(&mut w, "LVA", "I2", Tlp::Green, g, &["one.example.net"]);
+    report(&mut w, "POL", "I3", Tlp::Green, g, &["two.example.net"]);
+    report(&mut w, "DEU", "I4", Tlp::Green, g, &["two.example.net"]);
+    let out = report(
+        &mut w,
+        "FRA",
+        "I5",
+        Tlp::Green,
+        g,
+        &["one.example.net", "two.example.net"],
+    );
+    let updates = hunts(&out);
+    let retired_at = updates
+        .iter()
+        .position(|h| {
+            matches!(
+                h,
+                HuntUpdate::Retired {
+                    reason: RetireReason::CampaignDissolved,
+                    ..
+                }
+            )
+        })
+        .expect("the merged campaign's indicator retires");
+    let HuntUpdate::Retired { indicator, .. } = &updates[retired_at] else {
+        unreachable!()
+    };
+    assert_eq!(indicator.campaign_id, "C-000002");
+    let republished = updates
+        .iter()
+        .position(|h| matches!(h, HuntUpdate::Published(i) if i.campaign_id == "C-000001" && i.pattern == indicator.pattern))
+        .expect("the surviving campaign publishes it");
+    assert!(retired_at < republished, "{updates:?}");
+}
+
+#[test]
+fn a_replay_gives_the_same_hunt_updates() {
+    let run = || {
+        let mut w = World::new();
+        let mut out = Vec::new();
+        for e in sample::stream(&["EST", "LVA", "POL"], 400, 11) {
+            out.extend(hunts(&w.apply_all(&e)));
+        }
+        out
+    };
+    let (a, b) = (run(), run());
+    assert!(!a.is_empty(), "the sample stream hunts nothing");
+    assert_eq!(a, b);
+}
+
+/// A sighting of the domain `value` by `nation`.
+fn sight(w: &mut World, nation: &str, value: &str, kind: SightingKind) -> Vec<Output> {
+    let env = w.env(nation);
+    let id = format!("S-{nation}-{}", env.event_id);
+    let indicator = Indicator::new(IndicatorKind::Domain, value.to_owned());
+    w.apply_all(&sample::sighted(env, &id, indicator, kind))
+}
+
+#[test]
+fn a_false_positive_from_a_reporting_nation_retires_at_once_and_for_good() {
+    let mut w = World::new();
+    let g = HuntRelease::Default;
+    report(&mut w, "EST", "I1", Tlp::Green, g, &["fp.example.net"]);
+    report(&mut w, "LVA", "I2", Tlp::Green, g, &["fp.example.net"]);
+    let out = sight(&mut w, "LVA", "fp.example.net", SightingKind::FalsePositive);
+    assert_eq!(
+        retired(&out),
+        [(domain("fp.example.net"), RetireReason::FalsePositive)]
+    );
+    // A further report does not bring it back to this campaign.
+    let out = report(&mut w, "POL", "I3", Tlp::Green, g, &["fp.example.net"]);
+    assert!(published(&out).is_empty(), "{:?}", hunts(&out));
+}
+
+#[test]
+fn false_positives_from_others_retire_once_max_2_or_half_the_sighting_nations_say_so() {
+    let mut w = World::new();
+    let g = HuntRelease::Default;
+    report(&mut w, "EST", "I1", Tlp::Green, g, &["h.example.net"]);
+    report(&mut w, "LVA", "I2", Tlp::Green, g, &["h.example.net"]);
+    for n in ["DEU", "FRA", "POL", "ITA", "ESP", "NLD"] {
+        sight(&mut w, n, "h.example.net", SightingKind::Sighting);
+    }
+    // Six nations sighted it: three false positives are needed.
+    for (n, retires) in [
+        ("DEU", false),
+        ("DEU", false),
+        ("FRA", false),
+        ("POL", true),
+    ] {
+        let out = sight(&mut w, n, "h.example.net", SightingKind::FalsePositive);
+        assert_eq!(!retired(&out).is_empty(), retires, "{n}: {:?}", hunts(&out));
+    }
+}
+
+#[test]
+fn a_sighting_refreshes_an_indicator_once_its_score_fell_a_step() {
+    let mut w = World::new();
+    let g = HuntRelease::Default;
+    report(&mut w, "EST", "I1", Tlp::Green, g, &["s.example.net"]);
+    let out = report(&mut w, "LVA", "I2", Tlp::Green, g, &["s.example.net"]);
+    let first = published(&out).remove(0);
+    // At full score a sighting changes nothing.
+    let out = sight(&mut w, "POL", "s.example.net", SightingKind::Sighting);
+    assert!(hunts(&out).is_empty(), "{:?}", hunts(&out));
+    // Past the first step, a sighting brings it back to its base, a lifetime ahead.
+    w.clock.now = first.valid_from + 30 * DAY;
+    let out = sight(&mut w, "DEU", "s.example.net", SightingKind::TruePositive);
+    let got = published(&out);
+    let t = w.clock.now;
+    let last = got.last().expect("refreshed");
+    assert_eq!((last.score, last.valid_until), (65, t + 120 * DAY));
+}
+
+/// One step of a generated scenario.
+#[derive(Clone, Debug)]
+enum Step {
+    /// Nation index, marking, release, values (indexes into the pool).
+    Report(usize, Tlp, HuntRelease, Vec<usize>),
+    /// Closes the n-th report made so far, if any.
+    Close(usize),
+    /// Nation index, value, kind.
+    Sight(usize, usize, SightingKind),
+}
+
+const NATIONS: [&str; 5] = ["EST", "LVA", "LTU", "POL", "FIN"];
+
+fn step() -> impl Strategy<Value = Step> {
+    let tlp = prop_oneof![
+        Just(Tlp::Clear),
+        Just(Tlp::Green),
+        Just(Tlp::Amber),
+        Just(Tlp::AmberStrict),
+        Just(Tlp::Red)
+    ];
+    let release = prop_oneof![
+        Just(HuntRelease::Default),
+        Just(HuntRelease::Alliance),
+        Just(HuntRelease::None)
+    ];
+    let kind = prop_oneof![
+        Just(SightingKind::Sighting),
+        Just(SightingKind::FalsePositive),
+        Just(SightingKind::TruePositive),
+        Just(SightingKind::Expiration)
+    ];
+    prop_oneof![
+        4 => (0..5usize, tlp, release, proptest::collection::vec(0..6usize, 1..4))
+            .prop_map(|(n, t, r, v)| Step::Report(n, t, r, v)),
+        1 => (0..20usize).prop_map(Step::Close),
+        2 => (0..5usize, 0..6usize, kind).prop_map(|(n, v, k)| Step::Sight(n, v, k)),
+    ]
+}
+
+use proptest::prelude::*;
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(10_000))]
+
+    /// The canary property of the hunt topics: a value is published only while an open
+    /// incident that reported it releases it (CLEAR, GREEN, or AMBER with ALLIANCE; never
+    /// AMBER_STRICT or RED), under the least restrictive TLP among those; a value no source
+    /// ever released never appears in any hunt record; and no hunt record holds a nation's
+    /// code.
+    #[test]
+    fn hunt_records_carry_only_released_values_and_no_nation(
+        steps in proptest::collection::vec(step(), 1..16)
+    ) {
+        let pool: Vec<String> = (0..6).map(|i| format!("v{i}.canary-hunt.net")).collect();
+        let mut w = World::new();
+        let mut reports: Vec<(String, Tlp, HuntRelease, Vec<usize>, bool)> = Vec::new();
+        let mut ever_released = [false; 6];
+        for (i, s) in steps.iter().enumerate() {
+            let out = match s {
+                Step::Report(n, tlp, release, values) => {
+                    let id = format!("I{i}");
+                    let domains: Vec<&str> = values.iter().map(|v| pool[*v].as_str()).collect();
+                    let out = report(&mut w, NATIONS[*n], &id, *tlp, *release, &domains);
+                    reports.push((id, *tlp, *release, values.clone(), true));
+                    out
+                }
+                Step::Close(k) => {
+                    let Some(r) = reports.get_mut(*k).filter(|r| r.4) else { continue };
+                    r.4 = false;
+                    let nation = NATIONS[steps.iter().filter_map(|s| match s {
+                        Step::Report(n, ..) => Some(*n),
+                        _ => None,
+                    }).nth(*k).unwrap()];
+                    let env = w.env(nation);
+                    w.apply_all(&sample::closed(env, &reports[*k].0))
+                }
+                Step::Sight(n, v, kind) => sight(&mut w, NATIONS[*n], &pool[*v], *kind),
+            };
+            for (v, value) in pool.iter().enumerate() {
+                let open_releasing: Vec<Tlp> = reports
+                    .iter()
+                    .filter(|r| r.4 && r.3.contains(&v))
+                    .filter_map(|r| match hunt::release(r.1, r.2) {
+                        hunt::Release::Shared(t) => Some(t),
+                        _ => None,
+                    })
+                    .collect();
+                ever_released[v] |= !open_releasing.is_empty();
+                for h in published(&out).iter().filter(|h| h.pattern == domain(value)) {
+                    prop_assert!(!open_releasing.is_empty(), "{value} published without a releasing source: {h:?}");
+                    prop_assert_eq!(Some(h.tlp), open_releasing.iter().min().copied());
+                }
+            }
+            let text = format!("{:?}", hunts(&out));
+            for n in NATIONS {
+                prop_assert!(!text.contains(n), "{} in {}", n, text);
+            }
+            for (v, value) in pool.iter().enumerate() {
+                prop_assert!(ever_released[v] || !text.contains(value.as_str()), "{} leaked: {}", value, text);
+            }
+        }
+    }
+}
