@@ -46,7 +46,7 @@ fn corpus() -> Corpus {
         match output {
             Output::Decision(routed) => decisions.push(routed.decision),
             Output::Picture(update) => pictures.push(update),
-            Output::Rejected(_) => {}
+            Output::Hunt(_) | Output::Rejected(_) => {}
         }
     }
     Corpus {

@@ -31,6 +31,7 @@ pub struct Config {
     pub intake: IntakeConfig,
     pub coordinator: CoordinatorConfig,
     pub picture: PictureSettings,
+    pub hunt: HuntSettings,
     pub schema_registry: SchemaRegistryConfig,
     pub log: LogConfig,
 }
@@ -160,6 +161,20 @@ pub struct PictureSettings {
     pub fanout_cap: u32,
     pub top: usize,
 }
+
+/// How campaigns' hunt packages are published on the members' hunt topics.
+#[derive(Clone, Debug)]
+pub struct HuntSettings {
+    /// At most this many indicators of one campaign are published; the rest are truncated.
+    pub max_indicators: usize,
+    /// How long, in stream time, a retired indicator's record stays on the hunt topics before
+    /// a tombstone removes it.
+    pub tombstone_after: Duration,
+}
+
+/// The longest `hunt.tombstone_after` accepted: ten years, far below where stream time plus it
+/// would overflow.
+const MAX_TOMBSTONE_AFTER: Duration = Duration::from_secs(10 * 365 * 24 * 60 * 60);
 
 #[derive(Clone, Debug)]
 pub struct LogConfig {
@@ -353,6 +368,10 @@ impl Reader {
                 fanout_cap: take!(picture.fanout_cap).0 as u32,
                 top: take!(picture.top).0 as usize,
             },
+            hunt: HuntSettings {
+                max_indicators: take!(hunt.max_indicators).0 as usize,
+                tombstone_after: take!(hunt.tombstone_after).0,
+            },
             schema_registry: SchemaRegistryConfig {
                 url: take!(schema_registry.url).trim().to_owned(),
                 username: take!(schema_registry.username),
@@ -431,6 +450,12 @@ impl Reader {
         self.security_checks(&c.kafka.security);
         self.registry_checks(&c.schema_registry);
         self.query_api_checks(c);
+        if c.hunt.tombstone_after > MAX_TOMBSTONE_AFTER {
+            self.errors.push(format!(
+                "hunt.tombstone_after: {} must be at most 10 years",
+                humantime::format_duration(c.hunt.tombstone_after)
+            ));
+        }
         if c.nations.is_empty() {
             self.errors
                 .push("nations: list at least one member nation".into());
@@ -676,6 +701,7 @@ struct Raw {
     intake: RawIntake,
     coordinator: RawCoordinator,
     picture: RawPicture,
+    hunt: RawHunt,
     log: RawLog,
     schema_registry: RawSchemaRegistry,
 }
@@ -746,6 +772,12 @@ struct RawPicture {
     emit_interval: Checked<Span>,
     fanout_cap: Checked<AtLeastOne>,
     top: Checked<AtLeastOne>,
+}
+
+#[derive(Deserialize)]
+struct RawHunt {
+    max_indicators: Checked<AtLeastOne>,
+    tombstone_after: Checked<Span>,
 }
 
 #[derive(Deserialize)]
@@ -901,6 +933,13 @@ impl Config {
                 fanout_cap: p.fanout_cap,
                 top: p.top,
             },
+            hunt: rallypoint_core::hunt::HuntConfig {
+                max_indicators: self.hunt.max_indicators,
+                lists: rallypoint_core::hunt::warninglist::builtin(),
+                // At most ten years (checked when read), so the milliseconds fit.
+                tombstone_after_ms: i64::try_from(self.hunt.tombstone_after.as_millis())
+                    .unwrap_or(i64::MAX),
+            },
         }
     }
 }
@@ -947,6 +986,49 @@ mod tests {
             assert!(text.contains(needle), "{needle} missing from:\n{text}");
         }
         assert!(err.0.len() >= 6, "{text}");
+    }
+
+    #[test]
+    fn the_hunt_settings_default_and_reach_the_core() {
+        let c = load("").unwrap();
+        assert_eq!(c.hunt.max_indicators, 500);
+        assert_eq!(
+            c.hunt.tombstone_after,
+            Duration::from_secs(7 * 24 * 60 * 60)
+        );
+        let core = c.core();
+        assert_eq!(core.hunt, rallypoint_core::hunt::HuntConfig::default());
+        let c = load("[hunt]\nmax_indicators = 20\ntombstone_after = \"36h\"\n").unwrap();
+        let core = c.core();
+        assert_eq!(core.hunt.max_indicators, 20);
+        assert_eq!(core.hunt.tombstone_after_ms, 36 * 60 * 60 * 1000);
+        assert!(!core.hunt.lists.lists().is_empty(), "the built-in lists");
+    }
+
+    #[test]
+    fn every_bad_hunt_setting_is_listed_at_once() {
+        let err = load("[hunt]\nmax_indicators = 0\ntombstone_after = \"0s\"\nmax_age = 3\n")
+            .unwrap_err();
+        let text = err.to_string();
+        for needle in [
+            "hunt.max_indicators: 0 must be at least 1",
+            "hunt.tombstone_after: must be more than zero",
+            "hunt.max_age: unknown setting",
+        ] {
+            assert!(text.contains(needle), "{needle} missing from:\n{text}");
+        }
+        assert_eq!(err.0.len(), 3, "{text}");
+        for bad in ["\"soon\"", "\"-1d\"", "7"] {
+            let err = load(&format!("[hunt]\ntombstone_after = {bad}\n")).unwrap_err();
+            assert!(
+                err.to_string().contains("hunt.tombstone_after"),
+                "{bad}: {err}"
+            );
+        }
+        let err = load("[hunt]\ntombstone_after = \"20years\"\n").unwrap_err();
+        assert!(err.to_string().contains("at most 10 years"), "{err}");
+        let err = load("[hunt]\nmax_indicators = \"many\"\n").unwrap_err();
+        assert!(err.to_string().contains("hunt.max_indicators"), "{err}");
     }
 
     #[test]

@@ -8,7 +8,10 @@
 //! a partition Kafka keeps the order the coordinator sent in, so the records of a partition
 //! must be exactly the implied records of the keys it holds, in the order the fold made them.
 //! That holds for any number of partitions, and for one partition it is the topic's total
-//! order. Threat-picture records (a compacted topic) are compared as a multiset.
+//! order. Threat-picture records (a compacted topic) are compared as a multiset. Each member's
+//! hunt topic (compacted too, but of one partition, whose order matters) is compared as a
+//! decision topic is: its records in the order the fold made them, a tombstone (no value) only
+//! where the fold removed a key.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -71,10 +74,13 @@ impl Fold for RocksFold<'_> {
 pub struct ImpliedRecord {
     /// The journal offset of the event that caused it.
     pub cause: i64,
-    /// Its place among every output the fold made (decisions and picture records).
+    /// Its place among every record the fold's outputs became (decisions, picture and hunt
+    /// records).
     pub seq: u64,
     pub key: Vec<u8>,
-    pub value: Vec<u8>,
+    /// `None` for a tombstone (a hunt record removed); decisions and picture records always
+    /// have a value.
+    pub value: Option<Vec<u8>>,
 }
 
 /// What a journal implies.
@@ -87,6 +93,9 @@ pub struct Implied {
     /// The threat-picture topic, and its records.
     pub picture_topic: String,
     pub pictures: Vec<ImpliedRecord>,
+    /// Every member nation's hunt topic (each one present, empty when the fold made no hunt
+    /// record), and its records in the order the fold made them.
+    pub hunts: BTreeMap<String, Vec<ImpliedRecord>>,
     /// Events the coordinator rejects: one dead letter each.
     pub rejections: u64,
 }
@@ -94,6 +103,11 @@ pub struct Implied {
 impl Implied {
     pub fn decision_count(&self) -> usize {
         self.decisions.values().map(Vec::len).sum()
+    }
+
+    /// Hunt records, over every member's topic.
+    pub fn hunt_count(&self) -> usize {
+        self.hunts.values().map(Vec::len).sum()
     }
 }
 
@@ -109,27 +123,37 @@ pub fn recompute(
 ) -> Result<Implied, StoreError> {
     let mut implied = Implied {
         picture_topic: topics.threat_picture(),
+        hunts: topics
+            .hunts()
+            .into_iter()
+            .map(|t| (t, Vec::new()))
+            .collect(),
         ..Default::default()
     };
     let mut seq = 0;
     for (offset, event) in journal {
         implied.events += 1;
         for output in fold.fold(core, &event)? {
-            let Some(r) = crate::gate::record(&output, codec, format, topics, None) else {
+            if let Output::Rejected(_) = output {
                 implied.rejections += 1;
                 continue;
-            };
-            seq += 1;
-            let record = ImpliedRecord {
-                cause: offset,
-                seq,
-                key: r.key.into_bytes(),
-                value: r.value,
-            };
-            match output {
-                Output::Decision(_) => implied.decisions.entry(r.topic).or_default().push(record),
-                Output::Picture(_) => implied.pictures.push(record),
-                Output::Rejected(_) => {}
+            }
+            for r in crate::gate::record(&output, codec, format, topics, None) {
+                seq += 1;
+                let record = ImpliedRecord {
+                    cause: offset,
+                    seq,
+                    key: r.key.into_bytes(),
+                    value: r.value,
+                };
+                match output {
+                    Output::Decision(_) => {
+                        implied.decisions.entry(r.topic).or_default().push(record)
+                    }
+                    Output::Picture(_) => implied.pictures.push(record),
+                    Output::Hunt(_) => implied.hunts.entry(r.topic).or_default().push(record),
+                    Output::Rejected(_) => {}
+                }
             }
         }
     }
@@ -141,7 +165,8 @@ pub fn recompute(
 pub struct Emitted {
     pub partition: i32,
     pub key: Vec<u8>,
-    pub value: Vec<u8>,
+    /// `None`: the record had a null value (a tombstone).
+    pub value: Option<Vec<u8>>,
 }
 
 /// What [`compare`] found equal.
@@ -150,11 +175,16 @@ pub struct Agreed {
     pub decisions: usize,
     pub topics: usize,
     pub pictures: usize,
+    /// Hunt records, over the hunt topics compared.
+    pub hunts: usize,
+    /// Hunt topics compared.
+    pub hunt_topics: usize,
 }
 
 /// Whether `emitted` (records per topic, each partition's in offset order) is exactly what
-/// `implied` says: every decision topic `topics` names, and the threat picture when
-/// `emitted` holds it. The error is the first difference found, in journal order.
+/// `implied` says: every decision topic `topics` names, and the threat picture and each
+/// member's hunt topic when `emitted` holds them. The error is the first difference found,
+/// in journal order.
 pub fn compare(
     implied: &Implied,
     topics: &[String],
@@ -174,15 +204,15 @@ pub fn compare(
         let got = emitted.get(topic).unwrap_or(&no_got);
         agreed.topics += 1;
         agreed.decisions += want.len();
-        compare_topic(topic, want, got, &mut first);
+        compare_topic(topic, "decision", want, got, &mut first);
     }
     if let Some(got) = emitted.get(&implied.picture_topic) {
-        let mut want: Vec<&[u8]> = implied
+        let mut want: Vec<Option<&[u8]>> = implied
             .pictures
             .iter()
-            .map(|r| r.value.as_slice())
+            .map(|r| r.value.as_deref())
             .collect();
-        let mut got: Vec<&[u8]> = got.iter().map(|r| r.value.as_slice()).collect();
+        let mut got: Vec<Option<&[u8]>> = got.iter().map(|r| r.value.as_deref()).collect();
         want.sort();
         got.sort();
         if want != got {
@@ -197,6 +227,13 @@ pub fn compare(
             );
         }
         agreed.pictures = want.len();
+    }
+    for (topic, want) in &implied.hunts {
+        if let Some(got) = emitted.get(topic) {
+            agreed.hunt_topics += 1;
+            agreed.hunts += want.len();
+            compare_topic(topic, "hunt record", want, got, &mut first);
+        }
     }
     match first.0 {
         None => Ok(agreed),
@@ -216,8 +253,15 @@ impl Earliest {
     }
 }
 
-/// One decision topic: notes its differences in `first`.
-fn compare_topic(topic: &str, want: &[ImpliedRecord], got: &[Emitted], first: &mut Earliest) {
+/// One topic whose order matters (a decision or hunt topic; `what` its records are):
+/// notes its differences in `first`.
+fn compare_topic(
+    topic: &str,
+    what: &str,
+    want: &[ImpliedRecord],
+    got: &[Emitted],
+    first: &mut Earliest,
+) {
     // Where each key was written; a key in two partitions cannot be the coordinator's.
     let mut partition_of: BTreeMap<&[u8], i32> = BTreeMap::new();
     for r in got {
@@ -242,7 +286,7 @@ fn compare_topic(topic: &str, want: &[ImpliedRecord], got: &[Emitted], first: &m
             None => note(
                 r.cause,
                 format!(
-                    "key {}: a decision is missing (caused at journal offset {})",
+                    "key {}: a {what} is missing (caused at journal offset {})",
                     String::from_utf8_lossy(&r.key),
                     r.cause
                 ),
@@ -259,7 +303,7 @@ fn compare_topic(topic: &str, want: &[ImpliedRecord], got: &[Emitted], first: &m
                 Some(g) => note(
                     w.cause,
                     format!(
-                        "partition {p}, record {n} (key {}): differs from the decision the journal implies there (key {}, caused at journal offset {})",
+                        "partition {p}, record {n} (key {}): differs from the {what} the journal implies there (key {}, caused at journal offset {})",
                         String::from_utf8_lossy(&g.key),
                         String::from_utf8_lossy(&w.key),
                         w.cause
@@ -268,7 +312,7 @@ fn compare_topic(topic: &str, want: &[ImpliedRecord], got: &[Emitted], first: &m
                 None => note(
                     w.cause,
                     format!(
-                        "partition {p}: decision {n} (key {}) is missing (caused at journal offset {})",
+                        "partition {p}: {what} {n} (key {}) is missing (caused at journal offset {})",
                         String::from_utf8_lossy(&w.key),
                         w.cause
                     ),
@@ -280,7 +324,7 @@ fn compare_topic(topic: &str, want: &[ImpliedRecord], got: &[Emitted], first: &m
             note(
                 at,
                 format!(
-                    "partition {p}: {} decision(s) more than the journal implies",
+                    "partition {p}: {} {what}(s) more than the journal implies",
                     got.len() - want.len()
                 ),
             );
@@ -305,7 +349,7 @@ mod tests {
                     cause: *c,
                     seq: *c as u64,
                     key: k.as_bytes().to_vec(),
-                    value: v.as_bytes().to_vec(),
+                    value: Some(v.as_bytes().to_vec()),
                 })
                 .collect(),
         );
@@ -321,7 +365,7 @@ mod tests {
                 .map(|(p, k, v)| Emitted {
                     partition: *p,
                     key: k.as_bytes().to_vec(),
-                    value: v.as_bytes().to_vec(),
+                    value: Some(v.as_bytes().to_vec()),
                 })
                 .collect(),
         );
@@ -419,6 +463,69 @@ mod tests {
         }
     }
 
+    fn hunt(cause: i64, key: &str, value: Option<&str>) -> ImpliedRecord {
+        ImpliedRecord {
+            cause,
+            seq: cause as u64,
+            key: key.as_bytes().to_vec(),
+            value: value.map(|v| v.as_bytes().to_vec()),
+        }
+    }
+
+    fn read(key: &str, value: Option<&str>) -> Emitted {
+        Emitted {
+            partition: 0,
+            key: key.as_bytes().to_vec(),
+            value: value.map(|v| v.as_bytes().to_vec()),
+        }
+    }
+
+    /// A hunt topic holds the fold's records in its order: a retirement before the
+    /// publication under the campaign merged into, and a tombstone (no value, not an empty
+    /// one) where the fold removed a key. A topic not read is not compared.
+    #[test]
+    fn hunt_topics_compare_in_order_with_their_tombstones() {
+        let mut i = implied(&[]);
+        let want = vec![
+            hunt(0, "C-1/x", Some("published")),
+            hunt(1, "C-1/x", Some("retired")),
+            hunt(1, "C-2/x", Some("published")),
+            hunt(2, "C-1/x", None),
+        ];
+        i.hunts.insert("h.EST".into(), want);
+        i.hunts.insert("h.LVA".into(), Vec::new());
+        let good = vec![
+            read("C-1/x", Some("published")),
+            read("C-1/x", Some("retired")),
+            read("C-2/x", Some("published")),
+            read("C-1/x", None),
+        ];
+        let mut got = emitted(&[]);
+        got.insert("h.EST".into(), good.clone());
+        let agreed = compare(&i, &["t".to_string()], &got).unwrap();
+        assert_eq!((agreed.hunts, agreed.hunt_topics), (4, 1));
+
+        let mut swapped = good.clone();
+        swapped.swap(1, 2);
+        let mut empty = good.clone();
+        empty[3].value = Some(Vec::new());
+        let cases = [
+            (swapped, "h.EST partition 0, record 1"),
+            (empty, "differs from the hunt record"),
+            (good[..3].to_vec(), "hunt record 3 (key C-1/x) is missing"),
+        ];
+        for (records, says) in cases {
+            got.insert("h.EST".into(), records);
+            let e = compare(&i, &["t".to_string()], &got).unwrap_err();
+            assert!(e.contains(says), "{e}");
+        }
+        // A member's topic with a record the fold never made.
+        got.insert("h.EST".into(), good);
+        got.insert("h.LVA".into(), vec![read("C-9/y", Some("stray"))]);
+        let e = compare(&i, &["t".to_string()], &got).unwrap_err();
+        assert!(e.contains("h.LVA") && e.contains("more than"), "{e}");
+    }
+
     #[test]
     fn pictures_compare_as_a_multiset_and_unchecked_topics_are_named() {
         let mut i = implied(&WANT);
@@ -427,13 +534,13 @@ mod tests {
                 cause: 0,
                 seq: 10,
                 key: b"k".to_vec(),
-                value: b"p1".to_vec(),
+                value: Some(b"p1".to_vec()),
             },
             ImpliedRecord {
                 cause: 1,
                 seq: 11,
                 key: b"k".to_vec(),
-                value: b"p2".to_vec(),
+                value: Some(b"p2".to_vec()),
             },
         ];
         let mut got = emitted(&[
@@ -448,12 +555,12 @@ mod tests {
                 Emitted {
                     partition: 1,
                     key: b"k".to_vec(),
-                    value: b"p2".to_vec(),
+                    value: Some(b"p2".to_vec()),
                 },
                 Emitted {
                     partition: 0,
                     key: b"k".to_vec(),
-                    value: b"p1".to_vec(),
+                    value: Some(b"p1".to_vec()),
                 },
             ],
         );

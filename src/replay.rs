@@ -5,7 +5,9 @@
 //! the tests use too). It reports the first divergence.
 //!
 //! Decisions are compared partition by partition: within a partition Kafka keeps the order
-//! the coordinator sent in; records of different partitions have no order between them.
+//! the coordinator sent in; records of different partitions have no order between them. The
+//! threat picture and the hunt topics are not compared: they are compacted, so in time they
+//! hold only the latest record of each key.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -29,7 +31,8 @@ struct Read {
     partition: i32,
     offset: i64,
     key: Vec<u8>,
-    value: Vec<u8>,
+    /// `None`: a null value (a tombstone).
+    value: Option<Vec<u8>>,
 }
 
 const PATIENCE: Duration = Duration::from_secs(60);
@@ -55,9 +58,10 @@ pub fn replay(config: &Config, state_dir: PathBuf) -> anyhow::Result<Report> {
     let end = committed_journal_offset(config, &topics)?;
     let mut journal = Vec::new();
     for r in read_topic(config, &topics.journal(), Some(end))? {
-        schemas.prepare(&r.value)?;
+        let value = r.value.as_deref().unwrap_or_default();
+        schemas.prepare(value)?;
         // The coordinator dead-letters what it cannot decode: it implies no decision.
-        if let Ok(event) = codec.decode_event(&r.value) {
+        if let Ok(event) = codec.decode_event(value) {
             journal.push((r.offset, event));
         }
     }
@@ -173,7 +177,7 @@ fn read_topic(config: &Config, topic: &str, end: Option<i64>) -> anyhow::Result<
                     partition: m.partition(),
                     offset: m.offset(),
                     key: m.key().unwrap_or_default().to_vec(),
-                    value: m.payload().unwrap_or_default().to_vec(),
+                    value: m.payload().map(<[u8]>::to_vec),
                 });
             }
             Some(Err(KafkaError::PartitionEOF(p))) => {

@@ -105,7 +105,7 @@ fn decisions_file(implied: &Implied) -> Vec<u8> {
         all.extend(
             records
                 .iter()
-                .map(|r| (r.seq, audience, r.value.as_slice())),
+                .map(|r| (r.seq, audience, r.value.as_deref().unwrap_or_default())),
         );
     }
     all.sort();
@@ -138,7 +138,7 @@ fn emitted(codec: &Codec, recorded: &[Vec<u8>]) -> BTreeMap<String, Vec<Emitted>
         out.entry(topic).or_default().push(Emitted {
             partition: 0,
             key,
-            value: pair[1].clone(),
+            value: Some(pair[1].clone()),
         });
     }
     out

@@ -10,13 +10,14 @@
 //!   simple feeds).
 //!
 //! One concern per file: [`framing`] (which of the three), [`avro`] (bodies), [`json`],
-//! [`records`] (which typed record a name stands for), [`schemas`] (compiled in), [`ids`] (what a
-//! registry id stands for), [`dead_letter`]; `samples` holds fixtures for interoperability
-//! checks, and `tests` the codec's tests.
+//! [`records`] (which typed record a name stands for), [`hunt`] (the hunt topics' records),
+//! [`schemas`] (compiled in), [`ids`] (what a registry id stands for), [`dead_letter`];
+//! `samples` holds fixtures for interoperability checks, and `tests` the codec's tests.
 
 mod avro;
 mod dead_letter;
 mod framing;
+mod hunt;
 mod ids;
 mod json;
 mod records;
@@ -33,6 +34,7 @@ use apache_avro::types::Value;
 use apache_avro::{from_value, Schema};
 use rallypoint_core::decision::Decision;
 use rallypoint_core::event::*;
+use rallypoint_core::hunt::HuntUpdate;
 use rallypoint_core::picture::PictureUpdate;
 use rallypoint_core::{RejectReason, Rejection};
 use serde::Serialize;
@@ -45,7 +47,7 @@ pub use ids::{Learnt, MISSING_RETRY};
 pub use json::event_json;
 use json::{decision_json, decode_json, json_with_type, typed_json, FromJson};
 use records::{decision_from, event_from, picture_from, undecodable, CampaignRecord};
-pub use samples::samples;
+pub use samples::{hunt_samples, samples};
 pub use schemas::SchemaError;
 
 /// The compiled schemas and the tables to find them by fingerprint or registry id.
@@ -367,6 +369,27 @@ impl Codec {
         }
         let (name, value) = self.read_own(bytes)?;
         picture_from(name, &FromAvro(&value))
+    }
+
+    /// A hunt record in the topic's format (`HuntIndicatorPublished`, `HuntIndicatorRetired`);
+    /// `None` for a removal, whose record is a tombstone: the key with no value.
+    pub fn encode_hunt(&self, update: &HuntUpdate, format: Format) -> Option<Vec<u8>> {
+        let (name, record) = hunt::HuntRecord::of(update)?;
+        Some(match format {
+            Format::Avro => self.encode(name, &record),
+            Format::Json => typed_json(&record, name),
+        })
+    }
+
+    /// Decodes the value of a hunt record written by [`Codec::encode_hunt`] (for tests and
+    /// tools); a tombstone has no value to decode.
+    pub fn decode_hunt(&self, bytes: &[u8]) -> Result<HuntUpdate, Rejection> {
+        if detect(bytes) == Some(Framing::Json) {
+            let (kind, v) = json_with_type(bytes)?;
+            return hunt::hunt_from(&kind, &FromJson(&v));
+        }
+        let (name, value) = self.read_own(bytes)?;
+        hunt::hunt_from(name, &FromAvro(&value))
     }
 
     pub fn encode_dead_letter(&self, dl: &DeadLetter) -> Vec<u8> {

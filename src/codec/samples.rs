@@ -2,6 +2,8 @@
 //! implementations (`rallypoint schemas --samples`, `scripts/check-avro-interop.sh`) and the codec's
 //! tests, kept out of the codec itself.
 
+use rallypoint_core::hunt::{HuntIndicator, HuntUpdate, Pap, RetireReason};
+
 use super::{Codec, DeadLetter, Format, Header};
 
 /// One sample record of every schema, single-object encoded, for interoperability checks
@@ -58,8 +60,23 @@ pub fn samples(codec: &Codec) -> Vec<(&'static str, Vec<u8>)> {
                 rallypoint_core::Output::Picture(u) => {
                     (u.type_name(), codec.encode_picture(u, Format::Avro))
                 }
+                rallypoint_core::Output::Hunt(u) => {
+                    match (u.type_name(), codec.encode_hunt(u, Format::Avro)) {
+                        (Some(name), Some(bytes)) => (name, bytes),
+                        _ => continue,
+                    }
+                }
                 rallypoint_core::Output::Rejected(_) => continue,
             };
+            if !out.iter().any(|(n, _)| *n == name) {
+                out.push((name, bytes));
+            }
+        }
+    }
+    for update in hunt_samples() {
+        if let (Some(name), Some(bytes)) =
+            (update.type_name(), codec.encode_hunt(&update, Format::Avro))
+        {
             if !out.iter().any(|(n, _)| *n == name) {
                 out.push((name, bytes));
             }
@@ -81,4 +98,50 @@ pub fn samples(codec: &Codec) -> Vec<(&'static str, Vec<u8>)> {
     };
     out.push(("DeadLetter", codec.encode_dead_letter(&dl)));
     out
+}
+
+/// One hunt update of each kind: an indicator published, another retired, and the removal of
+/// the retired one's key (a tombstone).
+pub fn hunt_samples() -> Vec<HuntUpdate> {
+    use rallypoint_core::event::{IndicatorKind, Sector, Tlp};
+    use rallypoint_core::hunt::{indicator_id, pattern};
+    let indicator = |kind, value: &str, tlp, pap| {
+        let pattern = pattern(kind, value).unwrap_or_default();
+        HuntIndicator {
+            campaign_id: "C-000001".into(),
+            indicator_id: indicator_id(&pattern),
+            kind,
+            pattern,
+            valid_from: 1_800_000_000_000,
+            valid_until: 1_810_368_000_000,
+            score: 80,
+            confidence: 65,
+            kill_chain_phases: vec!["command-and-control".into(), "initial-access".into()],
+            tlp,
+            pap,
+            nation_count: 3,
+            sectors: vec![Sector::Energy, Sector::Health],
+            stream_time: 1_800_000_500_000,
+        }
+    };
+    let retired = indicator(
+        IndicatorKind::Url,
+        "http://evil.example/a'b\\c",
+        Tlp::Amber,
+        Pap::Amber,
+    );
+    let key = retired.key();
+    vec![
+        HuntUpdate::Published(indicator(
+            IndicatorKind::Domain,
+            "c2.example.net",
+            Tlp::Green,
+            Pap::Green,
+        )),
+        HuntUpdate::Retired {
+            indicator: retired,
+            reason: RetireReason::FalsePositive,
+        },
+        HuntUpdate::Removed { key },
+    ]
 }

@@ -49,6 +49,14 @@ const OUTPUTS: &[(&str, &str)] = &[
         "CampaignUpdated",
         include_str!("../../schemas/campaign_updated.avsc"),
     ),
+    (
+        "HuntIndicatorPublished",
+        include_str!("../../schemas/hunt_indicator_published.avsc"),
+    ),
+    (
+        "HuntIndicatorRetired",
+        include_str!("../../schemas/hunt_indicator_retired.avsc"),
+    ),
 ];
 
 /// Every top-level record: (record name, schema text); the input events are those the

@@ -239,6 +239,7 @@ mod fuzz {
         }
         let _ = codec.decode_decision(bytes);
         let _ = codec.decode_dead_letter(bytes);
+        let _ = codec.decode_hunt(bytes);
     }
 
     /// One codec for all cases: compiling the schemas is the slow part.
@@ -516,4 +517,294 @@ fn a_registry_id_that_is_not_a_rallypoint_schema_is_unknown_with_the_reason() {
         .unwrap_err()
         .detail
         .contains("has no schema with id 13"));
+}
+
+mod hunt_records {
+    //! The hunt topics' records: Avro and JSON with the same field names, enums by their
+    //! upper-case wire names, the schema's symbols in step with the core's enums.
+    use super::*;
+    use apache_avro::schema::Schema as AvroSchema;
+    use rallypoint_core::hunt::HuntUpdate;
+
+    fn published() -> HuntUpdate {
+        hunt_samples().remove(0)
+    }
+
+    fn retired() -> HuntUpdate {
+        hunt_samples().remove(1)
+    }
+
+    /// Every update that has a value: each PAP published, each reason retired.
+    fn every_valued_update() -> Vec<HuntUpdate> {
+        let HuntUpdate::Published(base) = published() else {
+            unreachable!()
+        };
+        let mut out = Vec::new();
+        for pap in hunt::every_pap() {
+            let mut i = base.clone();
+            i.pap = pap;
+            out.push(HuntUpdate::Published(i));
+        }
+        for reason in hunt::every_reason() {
+            out.push(HuntUpdate::Retired {
+                indicator: base.clone(),
+                reason,
+            });
+        }
+        out.push(retired());
+        out
+    }
+
+    /// The field names of a compiled record schema, in order.
+    fn field_names(codec: &Codec, name: &str) -> Vec<String> {
+        match &codec.compiled(name).expanded {
+            AvroSchema::Record(r) => r.fields.iter().map(|f| f.name.clone()).collect(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// The symbols of the enum a field holds (or holds an array of).
+    fn symbols(codec: &Codec, record: &str, field: &str) -> Vec<String> {
+        let AvroSchema::Record(r) = &codec.compiled(record).expanded else {
+            panic!()
+        };
+        let f = r.fields.iter().find(|f| f.name == field).unwrap();
+        match &f.schema {
+            AvroSchema::Enum(e) => e.symbols.clone(),
+            AvroSchema::Array(a) => match a.items.as_ref() {
+                AvroSchema::Enum(e) => e.symbols.clone(),
+                other => panic!("{other:?}"),
+            },
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_symbol_tables_are_the_schemas_and_name_every_core_variant() {
+        let codec = Codec::new().unwrap();
+        for record in ["HuntIndicatorPublished", "HuntIndicatorRetired"] {
+            assert_eq!(symbols(&codec, record, "pap"), hunt::PAP_SYMBOLS);
+            assert_eq!(symbols(&codec, record, "actions"), hunt::ACTION_SYMBOLS);
+        }
+        assert_eq!(
+            symbols(&codec, "HuntIndicatorRetired", "reason"),
+            hunt::REASON_SYMBOLS
+        );
+        for pap in hunt::every_pap() {
+            assert!(hunt::PAP_SYMBOLS.contains(&pap.as_str()), "{pap:?}");
+            for a in pap.actions() {
+                assert!(hunt::ACTION_SYMBOLS.contains(&a.as_str()), "{a:?}");
+            }
+        }
+        for r in hunt::every_reason() {
+            assert!(hunt::REASON_SYMBOLS.contains(&r.as_str()), "{r:?}");
+        }
+        // Retired is Published and a reason.
+        let mut published = field_names(&codec, "HuntIndicatorPublished");
+        published.push("reason".into());
+        assert_eq!(published, field_names(&codec, "HuntIndicatorRetired"));
+    }
+
+    #[test]
+    fn hunt_records_round_trip_in_avro_and_json_and_a_removal_has_no_value() {
+        let codec = Codec::new().unwrap();
+        for update in every_valued_update() {
+            for format in [Format::Avro, Format::Json] {
+                let bytes = codec.encode_hunt(&update, format).unwrap();
+                assert_eq!(codec.decode_hunt(&bytes).unwrap(), update, "{format:?}");
+            }
+            let avro = codec.encode_hunt(&update, Format::Avro).unwrap();
+            assert_eq!(detect(&avro), Some(Framing::SingleObject));
+            let name = update.type_name().unwrap();
+            assert_eq!(avro[..10], codec.compiled(name).header());
+        }
+        let removed = hunt_samples().remove(2);
+        assert!(matches!(removed, HuntUpdate::Removed { .. }));
+        for format in [Format::Avro, Format::Json] {
+            assert_eq!(codec.encode_hunt(&removed, format), None);
+        }
+    }
+
+    /// Read with apache-avro's generic reader and the schema alone: every field, the enums
+    /// as their symbols.
+    #[test]
+    fn the_avro_record_reads_back_with_the_schema_alone() {
+        use apache_avro::types::Value as V;
+        let codec = Codec::new().unwrap();
+        let bytes = codec.encode_hunt(&retired(), Format::Avro).unwrap();
+        let compiled = codec.compiled("HuntIndicatorRetired");
+        let schema = Schema::parse_str(&compiled.json).unwrap();
+        let mut body = &bytes[10..];
+        let value = apache_avro::from_avro_datum(&schema, &mut body, None).unwrap();
+        assert!(body.is_empty(), "every byte belongs to the record");
+        let V::Record(fields) = value else { panic!() };
+        let get = |name: &str| {
+            fields
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_else(|| panic!("no field {name}"))
+        };
+        let HuntUpdate::Retired { indicator: i, .. } = retired() else {
+            unreachable!()
+        };
+        assert_eq!(get("campaign_id"), V::String("C-000001".into()));
+        assert_eq!(get("indicator_id"), V::String(i.indicator_id.clone()));
+        assert_eq!(get("kind"), V::Enum(3, "url".into()));
+        assert_eq!(get("pattern"), V::String(i.pattern.clone()));
+        assert_eq!(get("pattern_type"), V::String("stix".into()));
+        assert_eq!(get("valid_from"), V::TimestampMillis(i.valid_from));
+        assert_eq!(get("valid_until"), V::TimestampMillis(i.valid_until));
+        assert_eq!(get("stream_time"), V::TimestampMillis(i.stream_time));
+        assert_eq!(get("score"), V::Int(80));
+        assert_eq!(get("confidence"), V::Int(65));
+        assert_eq!(
+            get("kill_chain_phases"),
+            V::Array(vec![
+                V::String("command-and-control".into()),
+                V::String("initial-access".into())
+            ])
+        );
+        assert_eq!(get("tlp"), V::Enum(2, "AMBER".into()));
+        assert_eq!(get("pap"), V::Enum(2, "AMBER".into()));
+        assert_eq!(
+            get("actions"),
+            V::Array(vec![
+                V::Enum(0, "SEARCH_LOGS".into()),
+                V::Enum(1, "ALERT".into())
+            ])
+        );
+        assert_eq!(get("nation_count"), V::Int(3));
+        assert_eq!(
+            get("sectors"),
+            V::Array(vec![
+                V::Enum(0, "energy".into()),
+                V::Enum(4, "health".into())
+            ])
+        );
+        assert_eq!(get("reason"), V::Enum(1, "FALSE_POSITIVE".into()));
+        assert_eq!(fields.len(), 17);
+    }
+
+    /// The JSON record has the Avro field names, a `type`, and the enums' wire names; read as
+    /// a generic value and resolved against the schema it encodes to the Avro body byte for
+    /// byte.
+    #[test]
+    fn the_json_record_has_the_avro_field_names_and_encodes_to_the_same_avro() {
+        let codec = Codec::new().unwrap();
+        let green = published();
+        let json: serde_json::Value =
+            serde_json::from_slice(&codec.encode_hunt(&green, Format::Json).unwrap()).unwrap();
+        assert_eq!(json["type"], "HuntIndicatorPublished");
+        assert_eq!(json["kind"], "domain");
+        assert_eq!(json["pattern"], "[domain-name:value = 'c2.example.net']");
+        assert_eq!(json["pattern_type"], "stix");
+        assert_eq!(json["tlp"], "GREEN");
+        assert_eq!(json["pap"], "GREEN");
+        assert_eq!(
+            json["actions"],
+            serde_json::json!(["SEARCH_LOGS", "ALERT", "BLOCK"])
+        );
+        assert_eq!(json["sectors"], serde_json::json!(["energy", "health"]));
+        assert_eq!(json["nation_count"], 3);
+        assert_eq!(json["valid_from"], 1_800_000_000_000i64);
+        let r: serde_json::Value =
+            serde_json::from_slice(&codec.encode_hunt(&retired(), Format::Json).unwrap()).unwrap();
+        assert_eq!(r["reason"], "FALSE_POSITIVE");
+        assert_eq!(r["pap"], "AMBER");
+        assert_eq!(r["actions"], serde_json::json!(["SEARCH_LOGS", "ALERT"]));
+
+        for update in every_valued_update() {
+            let name = update.type_name().unwrap();
+            let mut json: serde_json::Value =
+                serde_json::from_slice(&codec.encode_hunt(&update, Format::Json).unwrap()).unwrap();
+            let fields = json.as_object_mut().unwrap();
+            assert_eq!(fields.remove("type"), Some(name.into()));
+            let mut keys: Vec<String> = fields.keys().cloned().collect();
+            let mut want = field_names(&codec, name);
+            keys.sort();
+            want.sort();
+            assert_eq!(keys, want, "{name}");
+            let schema = &codec.compiled(name).schema;
+            let generic = Value::from(json).resolve(schema).unwrap();
+            let generic = apache_avro::to_avro_datum(schema, generic).unwrap();
+            assert_eq!(
+                codec.encode_hunt(&update, Format::Avro).unwrap()[10..],
+                generic[..],
+                "{update:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn hunt_records_are_framed_with_their_registry_ids_once_registered() {
+        let codec = Codec::new().unwrap();
+        assert!(codec.set_registered_id("HuntIndicatorPublished", 71));
+        assert!(codec.set_registered_id("HuntIndicatorRetired", 72));
+        for (update, id) in [(published(), 71), (retired(), 72)] {
+            let bytes = codec.encode_hunt(&update, Format::Avro).unwrap();
+            assert_eq!(detect(&bytes), Some(Framing::Confluent(id)));
+            assert_eq!(codec.decode_hunt(&bytes).unwrap(), update);
+        }
+    }
+
+    #[test]
+    fn a_hunt_record_that_breaks_its_rules_is_refused_with_the_reason() {
+        let codec = Codec::new().unwrap();
+        let good: serde_json::Value =
+            serde_json::from_slice(&codec.encode_hunt(&published(), Format::Json).unwrap())
+                .unwrap();
+        let cases: [(&str, serde_json::Value, &str); 7] = [
+            ("score", 101.into(), "score 101"),
+            ("confidence", (-1).into(), "confidence -1"),
+            ("pattern_type", "sigma".into(), "pattern_type"),
+            ("pap", "RED".into(), "pap \"RED\""),
+            ("actions", serde_json::json!(["BLOCK"]), "actions"),
+            ("nation_count", (-2).into(), "nation_count"),
+            ("reason", "EXPIRED".into(), "has no reason"),
+        ];
+        for (field, value, says) in cases {
+            let mut v = good.clone();
+            v[field] = value;
+            let err = codec
+                .decode_hunt(&serde_json::to_vec(&v).unwrap())
+                .unwrap_err();
+            assert!(err.detail.contains(says), "{field}: {err}");
+        }
+        let mut v = good.clone();
+        v["type"] = "HuntIndicatorRetired".into();
+        assert!(codec
+            .decode_hunt(&serde_json::to_vec(&v).unwrap())
+            .unwrap_err()
+            .detail
+            .contains("no reason"));
+        v["reason"] = "BORED".into();
+        assert!(codec
+            .decode_hunt(&serde_json::to_vec(&v).unwrap())
+            .unwrap_err()
+            .detail
+            .contains("BORED"));
+        // Another record of Rallypoint's is not a hunt record.
+        let dl = samples(&codec)
+            .into_iter()
+            .find(|(n, _)| *n == "DeadLetter")
+            .unwrap()
+            .1;
+        assert_eq!(
+            codec.decode_hunt(&dl).unwrap_err().reason,
+            RejectReason::UnknownSchema
+        );
+    }
+
+    #[test]
+    fn the_samples_hold_every_schema_and_both_hunt_records_once() {
+        let codec = Codec::new().unwrap();
+        let names: Vec<&str> = samples(&codec).into_iter().map(|(n, _)| n).collect();
+        for s in codec.schemas() {
+            assert!(names.contains(&s.name), "{}: no sample", s.name);
+        }
+        for name in ["HuntIndicatorPublished", "HuntIndicatorRetired"] {
+            assert_eq!(names.iter().filter(|n| **n == name).count(), 1, "{name}");
+        }
+    }
 }

@@ -87,6 +87,7 @@ pub fn specs(config: &Config) -> Vec<Spec> {
             partitions: outputs,
             configs: vec![("retention.ms", "2592000000".into())],
         });
+        specs.push(hunt_spec(t.hunt(nation)));
     }
     specs.push(Spec {
         name: t.coalition_decisions(),
@@ -130,6 +131,27 @@ pub fn specs(config: &Config) -> Vec<Spec> {
         ],
     });
     specs
+}
+
+/// A member nation's hunt topic. Compacted: the latest record per campaign and indicator is
+/// what the nation's SIEM hunts for, and a tombstone removes a retired one. ONE partition,
+/// whatever `topics.output_partitions` says: the topic's records keep the order the
+/// coordinator made them in, so the retirement of an indicator under one campaign reaches the
+/// SIEM before its publication under the campaign it merged into (with two partitions the
+/// two keys could land apart and be read the other way round). Tombstones stay readable for
+/// 7 days after compaction (`delete.retention.ms`), so that a SIEM offline for a week still
+/// sees an indicator go.
+fn hunt_spec(name: String) -> Spec {
+    Spec {
+        name,
+        partitions: 1,
+        configs: vec![
+            ("cleanup.policy", "compact".into()),
+            ("min.compaction.lag.ms", "60000".into()),
+            ("segment.ms", "3600000".into()),
+            ("delete.retention.ms", "604800000".into()),
+        ],
+    }
 }
 
 /// Creates what is missing; returns (name, created?) for every topic.
@@ -222,5 +244,36 @@ mod tests {
         assert_eq!(big.producer(), big.journal);
         let huge = RecordLimits::of(&config(1 << 40));
         assert_eq!((huge.input, huge.journal, huge.dlq), (MOST, MOST, MOST));
+    }
+
+    #[test]
+    fn every_member_gets_a_compacted_hunt_topic_of_one_partition() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rallypoint.toml");
+        std::fs::write(
+            &path,
+            "nations = [\"EST\", \"LVA\"]\n[kafka]\nnamespace = \"exercise\"\n[topics]\noutput_partitions = 6\n",
+        )
+        .unwrap();
+        let c = Config::load(Some(&path)).unwrap_or_else(|e| panic!("{e}"));
+        let specs = specs(&c);
+        let hunts: Vec<&Spec> = specs.iter().filter(|s| s.name.ends_with(".hunt")).collect();
+        let names: Vec<&str> = hunts.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["exercise.rrc.out.EST.hunt", "exercise.rrc.out.LVA.hunt"]
+        );
+        for spec in hunts {
+            assert_eq!(spec.partitions, 1, "{}", spec.name);
+            assert!(spec
+                .configs
+                .contains(&("cleanup.policy", "compact".to_owned())));
+        }
+        // The decision topics still take the configured partitions.
+        let decisions = specs
+            .iter()
+            .find(|s| s.name == "exercise.rrc.out.EST.decisions")
+            .unwrap();
+        assert_eq!(decisions.partitions, 6);
     }
 }

@@ -551,22 +551,23 @@ impl Coordinator {
                 self.dead_letter(m, rejection, txn)?;
                 continue;
             }
-            let record = crate::gate::record(
+            let records = crate::gate::record(
                 &output,
                 self.codec(),
                 self.config.topics.decisions_format,
                 &self.topics,
                 stamp.as_deref(),
             );
-            if let Some(record) = record {
-                self.send(&record, txn)?;
+            for record in &records {
+                self.send(record, txn)?;
             }
+            let count = records.len() as u64;
             match output {
                 Output::Decision(routed) => {
                     self.metrics.tell(Sent {
                         stage: STAGE,
                         kind: Kind::Decision,
-                        count: 1,
+                        count,
                     });
                     if routed.audience == Audience::Coalition {
                         pending.decisions.push(routed.decision.type_name());
@@ -576,7 +577,12 @@ impl Coordinator {
                 Output::Picture(_) => self.metrics.tell(Sent {
                     stage: STAGE,
                     kind: Kind::Picture,
-                    count: 1,
+                    count,
+                }),
+                Output::Hunt(_) => self.metrics.tell(Sent {
+                    stage: STAGE,
+                    kind: Kind::Hunt,
+                    count,
                 }),
                 Output::Rejected(_) => {}
             }
@@ -589,7 +595,8 @@ impl Coordinator {
         Ok(Handled::Done)
     }
 
-    /// Sends a record the audience gate made.
+    /// Sends a record the audience gate made; one without a value is a tombstone, sent with a
+    /// null payload.
     fn send(
         &self,
         record: &crate::gate::OutRecord,
@@ -605,7 +612,7 @@ impl Coordinator {
         txn.send(
             &record.topic,
             Some(record.key.as_bytes()),
-            Some(&record.value),
+            record.value.as_deref(),
             Some(headers),
         )
     }

@@ -6,6 +6,8 @@ use crate::config::Config;
 #[derive(Clone, Debug)]
 pub struct Topics {
     prefix: String,
+    /// The member nations (`nations`), in the configured order: each has a hunt topic.
+    nations: Vec<String>,
 }
 
 impl Topics {
@@ -17,7 +19,13 @@ impl Topics {
             } else {
                 format!("{ns}.")
             },
+            nations: config.nations.clone(),
         }
+    }
+
+    /// The member nations, in the configured order.
+    pub fn nations(&self) -> &[String] {
+        &self.nations
     }
 
     pub fn input(&self, nation: &str, stream: rallypoint_core::event::Stream) -> String {
@@ -66,6 +74,19 @@ impl Topics {
     pub fn threat_picture(&self) -> String {
         format!("{}rrc.out.coalition.threat-picture", self.prefix)
     }
+
+    /// A member nation's hunt topic: compacted (the latest record per campaign and indicator
+    /// is what its SIEM hunts for) and of one partition, so that its records keep the order
+    /// the coordinator made them in: the retirement of an indicator under one campaign
+    /// reaches the SIEM before its publication under the campaign it merged into.
+    pub fn hunt(&self, nation: &str) -> String {
+        format!("{}rrc.out.{nation}.hunt", self.prefix)
+    }
+
+    /// Every member nation's hunt topic, in the configured order of the nations.
+    pub fn hunts(&self) -> Vec<String> {
+        self.nations.iter().map(|n| self.hunt(n)).collect()
+    }
 }
 
 #[cfg(test)]
@@ -76,10 +97,25 @@ mod tests {
     fn the_input_pattern_names_every_stream_under_the_namespace() {
         let t = Topics {
             prefix: "exercise.".into(),
+            nations: Vec::new(),
         };
         assert_eq!(
             t.input_pattern(),
             r"^exercise\.rrc\.in\.[A-Z]{3}\.(incidents|offers|responses|sightings)$"
         );
+    }
+
+    #[test]
+    fn every_member_has_a_hunt_topic_under_the_namespace() {
+        let t = Topics {
+            prefix: "exercise.".into(),
+            nations: vec!["LVA".into(), "EST".into()],
+        };
+        assert_eq!(t.hunt("EST"), "exercise.rrc.out.EST.hunt");
+        assert_eq!(
+            t.hunts(),
+            ["exercise.rrc.out.LVA.hunt", "exercise.rrc.out.EST.hunt"]
+        );
+        assert_eq!(t.strip(&t.hunt("LVA")), "rrc.out.LVA.hunt");
     }
 }

@@ -65,6 +65,8 @@ pub enum Kind {
     DeadLetter,
     Decision,
     Picture,
+    /// Records on the members' hunt topics (one per member nation for each hunt update).
+    Hunt,
     Changelog,
 }
 
@@ -75,6 +77,7 @@ impl Kind {
             Kind::DeadLetter => "dlq",
             Kind::Decision => "decision",
             Kind::Picture => "picture",
+            Kind::Hunt => "hunt",
             Kind::Changelog => "changelog",
         }
     }

@@ -98,7 +98,10 @@ pub struct Node {
 pub struct Record {
     pub partition: i32,
     pub key: Option<Vec<u8>>,
+    /// The value; empty for a record without one (see `null_value`).
     pub value: Vec<u8>,
+    /// The record had a null value (a tombstone), not an empty one.
+    pub null_value: bool,
     pub headers: Vec<(String, Vec<u8>)>,
     pub offset: i64,
 }
@@ -718,6 +721,7 @@ fn record(m: &rdkafka::message::BorrowedMessage<'_>) -> Record {
         partition: m.partition(),
         key: m.key().map(<[u8]>::to_vec),
         value: m.payload().unwrap_or_default().to_vec(),
+        null_value: m.payload().is_none(),
         headers,
         offset: m.offset(),
     }
@@ -924,11 +928,14 @@ pub struct Checked {
     /// Decision topics compared: each nation's and the coalition's.
     pub topics: usize,
     pub pictures: usize,
+    /// Hunt records compared, over the hunt topics of `nations`.
+    pub hunts: usize,
     pub dead_letters: usize,
 }
 
 /// Asserts that every event of `sent` was journaled exactly once, and that the committed
-/// decision topics of `nations` and the coalition hold exactly, in order and byte for byte,
+/// decision topics of `nations` and the coalition, and the hunt topics of `nations`, hold
+/// exactly, in order and byte for byte (a tombstone where the fold removed a hunt record),
 /// what the pure core derives from the journal; and the dead-letter topic as many records as
 /// the fold rejects (`sent` holds valid events only, so intake rejects none).
 pub fn assert_exactly_once(
@@ -980,15 +987,16 @@ pub fn assert_exactly_once(
         .map(|n| topics.decisions(n))
         .chain([topics.coalition_decisions()])
         .collect();
+    let hunts: Vec<String> = nations.iter().map(|n| topics.hunt(n)).collect();
     let mut emitted = BTreeMap::new();
-    for topic in names.iter().chain([&implied.picture_topic]) {
+    for topic in names.iter().chain([&implied.picture_topic]).chain(&hunts) {
         let records = h
             .read_all(topics.strip(topic))
             .into_iter()
             .map(|r| Emitted {
                 partition: r.partition,
                 key: r.key.unwrap_or_default(),
-                value: r.value,
+                value: (!r.null_value).then_some(r.value),
             })
             .collect();
         emitted.insert(topic.clone(), records);
@@ -1005,6 +1013,7 @@ pub fn assert_exactly_once(
         decisions: agreed.decisions,
         topics: agreed.topics,
         pictures: agreed.pictures,
+        hunts: agreed.hunts,
         dead_letters,
     }
 }
