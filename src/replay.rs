@@ -173,6 +173,9 @@ fn read_topic(config: &Config, topic: &str, end: Option<i64>) -> anyhow::Result<
                     done.insert(m.partition());
                     continue;
                 }
+                if crate::kafka::is_seal(m.key(), m.payload()) {
+                    continue;
+                }
                 out.push(Read {
                     partition: m.partition(),
                     offset: m.offset(),

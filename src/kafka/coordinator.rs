@@ -365,12 +365,18 @@ impl Coordinator {
 
     /// How to end the hanging transaction on `hanging`. Every record the coordinator writes
     /// names the journal offset it follows from (`rp.journal_offset`). A commit stands when it
-    /// is on the changelog, or when this instance applied it to its state (which it does only
-    /// after Kafka acknowledged the commit): so the first record without an outcome on each
-    /// partition belongs to a commit that stands when its journal offset lies before the
-    /// later of those two positions, and the seal commits it. Otherwise (an open transaction
-    /// the broker aborted, or a commit nobody saw acknowledged) it aborts, and the batch is
-    /// done again (docs/operations.md, "Hanging transactions").
+    /// is on the changelog: so the first record without an outcome on each partition belongs
+    /// to a commit that stands when its journal offset lies before the changelog's committed
+    /// position, and the seal commits it. Otherwise (an open transaction the broker aborted,
+    /// or a commit whose changelog records hang too) it aborts, and the batch is done again
+    /// (docs/operations.md, "Hanging transactions").
+    ///
+    /// Only the changelog decides, never this instance's own state, even when the state
+    /// applied the batch (Kafka acknowledged its commit): two instances taking over one after
+    /// the other can each seal part of the same hanging transaction, and they must end it
+    /// alike. The chaos test saw one abort a batch on one partition and the next, whose state
+    /// held the batch, commit it on the others. An instance whose state holds a batch a seal
+    /// aborted rebuilds it ([`Coordinator::verify_state`]).
     fn seal_outcome(
         &self,
         hanging: &[(String, i32)],
@@ -384,8 +390,9 @@ impl Coordinator {
             super::restore::last_committed(&self.config, &changelog, JOURNAL_NEXT, end, stop)?
                 .map(|v| position(&v))
                 .transpose()?;
+        // Logged for the operator; not evidence (see above).
         let in_state = journal_next(store)?;
-        let known = on_changelog.max(in_state);
+        let known = on_changelog;
         let stamps: Vec<Option<i64>> =
             super::settled::first_open_headers(&self.config, hanging, stop)?
                 .iter()
@@ -522,6 +529,9 @@ impl Coordinator {
         pending: &mut Pending,
         txn: &mut Transactional,
     ) -> Result<Handled, StageError> {
+        if super::txn::is_seal(m.key(), m.payload()) {
+            return Ok(Handled::Done); // a commit seal's tombstone on the journal: no input
+        }
         txn.stamp(Some(m.offset()));
         let payload = m.payload().unwrap_or_default();
         // Journal records name their schema by registry id; after an upgrade, old ids are new

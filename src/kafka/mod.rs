@@ -39,6 +39,7 @@ pub use stage::{
     WRITE_FAILURE_WINDOW,
 };
 pub use topics::Topics;
+pub use txn::is_seal;
 
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()

@@ -35,6 +35,13 @@ pub const PATIENCE: Duration = Duration::from_secs(300);
 
 /// The key of the tombstone a [`Transactional::seal`] writes, in a transaction it aborts.
 pub const SEAL_KEY: &[u8] = b"rallypoint.seal";
+
+/// Whether a record is a seal's tombstone (see [`Transactional::seal`]): the key
+/// [`SEAL_KEY`] and no value. After a commit seal every reader sees one; the contract says to
+/// skip it (docs/contracts.md), and Rallypoint's own readers do.
+pub fn is_seal(key: Option<&[u8]>, payload: Option<&[u8]>) -> bool {
+    key == Some(SEAL_KEY) && payload.is_none()
+}
 /// The header naming the journal offset a coordinator record follows from.
 pub const HDR_JOURNAL_OFFSET: &str = "rp.journal_offset";
 
@@ -184,8 +191,9 @@ impl Transactional {
 
     /// Ends every hanging transaction of this producer id on `partitions` (see
     /// [`super::settled`]) with one `outcome`: a transaction of its own writes one tombstone
-    /// under [`SEAL_KEY`] to each (invisible to `read_committed` readers; compaction removes
-    /// it) and adds the group's offsets, and its markers end whatever this producer id left
+    /// under [`SEAL_KEY`] to each (a partition joins a transaction only with a record; after an
+    /// abort `read_committed` readers never see it, after a commit they do, and skip it as the
+    /// contract says; compaction removes it) and adds the group's offsets, and its markers end whatever this producer id left
     /// open there, the group's pending offsets too. For an abort the offsets sent are
     /// discarded with it; for a commit they are the journal position the commit stands for.
     /// Nothing is done without transactions.

@@ -664,7 +664,8 @@ pub fn read_committed(topic: &str, want: usize, timeout: Duration) -> Vec<Record
     read_committed_at(&bootstrap(), topic, want, timeout)
 }
 
-/// Every committed record of every partition of `topic`, up to each partition's end.
+/// Every committed record of every partition of `topic`, up to each partition's end; a commit
+/// seal's tombstone is skipped, as the contract asks of every consumer.
 pub fn read_to_end(bootstrap: &str, topic: &str) -> Vec<Record> {
     let (consumer, partitions) = reader_from_start(bootstrap, topic, true);
     let mut at_end = std::collections::BTreeSet::new();
@@ -676,6 +677,8 @@ pub fn read_to_end(bootstrap: &str, topic: &str) -> Vec<Record> {
             "{topic}: not at its end after 5 minutes"
         );
         match consumer.poll(Duration::from_millis(200)) {
+            // A commit seal's tombstone: the contract tells every consumer to skip it.
+            Some(Ok(m)) if rallypoint::kafka::is_seal(m.key(), m.payload()) => {}
             Some(Ok(m)) => out.push(record(&m)),
             Some(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => {
                 at_end.insert(p);
@@ -738,7 +741,9 @@ pub fn read_committed_at(
     let mut out = Vec::new();
     while out.len() < want && started.elapsed() < timeout {
         if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
-            out.push(record(&m));
+            if !rallypoint::kafka::is_seal(m.key(), m.payload()) {
+                out.push(record(&m));
+            }
         }
     }
     out
