@@ -123,8 +123,9 @@ fn hunt(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rallypoint_core::event::Pap;
     use rallypoint_core::event::{IndicatorKind, Sector, Tlp};
-    use rallypoint_core::hunt::{HuntIndicator, Pap, RetireReason};
+    use rallypoint_core::hunt::{HuntIndicator, RetireReason};
 
     fn topics(nations: &str) -> Topics {
         let dir = tempfile::tempdir().unwrap();

@@ -1,14 +1,14 @@
 //! Hunt records (`HuntIndicatorPublished`, `HuntIndicatorRetired`): a campaign's hunt
 //! indicator as every member's SIEM receives it, in Avro or JSON with the same field names.
 //!
-//! The core's hunt enums ([`Pap`], [`HuntAction`], [`RetireReason`]) name their wire symbols
+//! The hunt record's enums ([`Pap`], [`HuntAction`], [`RetireReason`]) name their wire symbols
 //! with `as_str()`; here each is written as the symbol of its Avro enum (its index in the
 //! schema's symbols, and its name in JSON), so the core's types need not follow the schema's
 //! symbol order. The symbol tables below are checked against the compiled schemas by the
 //! codec's tests.
 
-use rallypoint_core::event::{IndicatorKind, Sector, Tlp};
-use rallypoint_core::hunt::{HuntAction, HuntIndicator, HuntUpdate, Pap, RetireReason};
+use rallypoint_core::event::{IndicatorKind, Pap, Sector, Tlp};
+use rallypoint_core::hunt::{self, HuntAction, HuntIndicator, HuntUpdate, RetireReason};
 use rallypoint_core::Rejection;
 use serde::ser::{Error as _, SerializeStruct};
 use serde::{Deserialize, Serialize, Serializer};
@@ -115,7 +115,10 @@ impl Serialize for HuntRecord<'_> {
             None => ("HuntIndicatorPublished", 16),
             Some(_) => ("HuntIndicatorRetired", 17),
         };
-        let actions: Vec<Symbol> = i.pap.actions().iter().map(|a| Symbol::action(*a)).collect();
+        let actions: Vec<Symbol> = hunt::actions(i.pap)
+            .iter()
+            .map(|a| Symbol::action(*a))
+            .collect();
         let mut r = s.serialize_struct(name, fields)?;
         r.serialize_field("campaign_id", &i.campaign_id)?;
         r.serialize_field("indicator_id", &i.indicator_id)?;
@@ -178,12 +181,9 @@ impl<'de> Deserialize<'de> for Present {
     }
 }
 
-/// Every PAP a hunt indicator may carry; the match fails to compile when the core adds one.
-pub(super) fn every_pap() -> [Pap; 3] {
-    let _all = |p: Pap| match p {
-        Pap::Clear | Pap::Green | Pap::Amber => (),
-    };
-    [Pap::Clear, Pap::Green, Pap::Amber]
+/// Every PAP a hunt indicator may carry (the most restrictive of its releasing incidents').
+pub(super) fn every_pap() -> [Pap; 4] {
+    Pap::ALL
 }
 
 /// Every retire reason; the match fails to compile when the core adds one.
@@ -230,8 +230,8 @@ pub(super) fn hunt_from(name: &str, src: &impl Parse) -> Result<HuntUpdate, Reje
     let pap = every_pap()
         .into_iter()
         .find(|p| p.as_str() == r.pap)
-        .ok_or_else(|| bad(format!("pap {:?} is not CLEAR, GREEN or AMBER", r.pap)))?;
-    let allowed: Vec<&str> = pap.actions().iter().map(|a| a.as_str()).collect();
+        .ok_or_else(|| bad(format!("pap {:?} is not CLEAR, GREEN, AMBER or RED", r.pap)))?;
+    let allowed: Vec<&str> = hunt::actions(pap).iter().map(|a| a.as_str()).collect();
     if r.actions != allowed {
         return Err(bad(format!(
             "actions {:?} are not what PAP:{} allows ({allowed:?})",

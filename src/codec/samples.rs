@@ -2,7 +2,8 @@
 //! implementations (`rallypoint schemas --samples`, `scripts/check-avro-interop.sh`) and the codec's
 //! tests, kept out of the codec itself.
 
-use rallypoint_core::hunt::{HuntIndicator, HuntUpdate, Pap, RetireReason};
+use rallypoint_core::event::Pap;
+use rallypoint_core::hunt::{HuntIndicator, HuntUpdate, RetireReason};
 
 use super::{Codec, DeadLetter, Format, Header};
 

@@ -592,7 +592,7 @@ mod hunt_records {
         );
         for pap in hunt::every_pap() {
             assert!(hunt::PAP_SYMBOLS.contains(&pap.as_str()), "{pap:?}");
-            for a in pap.actions() {
+            for a in rallypoint_core::hunt::actions(pap) {
                 assert!(hunt::ACTION_SYMBOLS.contains(&a.as_str()), "{a:?}");
             }
         }
@@ -758,7 +758,7 @@ mod hunt_records {
             ("score", 101.into(), "score 101"),
             ("confidence", (-1).into(), "confidence -1"),
             ("pattern_type", "sigma".into(), "pattern_type"),
-            ("pap", "RED".into(), "pap \"RED\""),
+            ("pap", "PURPLE".into(), "pap \"PURPLE\""),
             ("actions", serde_json::json!(["BLOCK"]), "actions"),
             ("nation_count", (-2).into(), "nation_count"),
             ("reason", "EXPIRED".into(), "has no reason"),
