@@ -109,6 +109,7 @@ pub fn apply_with<S: StoreMut>(
         supply: BTreeMap::new(),
         fresh: BTreeMap::new(),
         touched: BTreeSet::new(),
+        hunt_touched: BTreeSet::new(),
     };
     let seen = seen_key(&env.event_id);
     if fold.st.contains(&seen)? {
@@ -154,6 +155,9 @@ pub(crate) struct Fold<'a, 's, S: StoreMut> {
     /// Keys of the picture tallies this event changed: once it ends, each is published or
     /// scheduled.
     touched: BTreeSet<Vec<u8>>,
+    /// Indicator values whose reporting incidents changed in this event (reported, updated,
+    /// closed): only these, and values new to a campaign's package, are worked out again.
+    hunt_touched: BTreeSet<String>,
 }
 
 impl<S: StoreMut> Fold<'_, '_, S> {

@@ -20,7 +20,8 @@
 //! - `n/<request_id>`: requests whose incident is open
 //! - `s/<indicator key>`: nations that sighted a value
 //! - `h/<campaign public id>/<indicator key>`: a campaign's hunt indicators, published or
-//!   retired ([`HuntEntry`])
+//!   retired ([`HuntEntry`]); `h/<campaign public id>/~/<indicator key>`: values worked out
+//!   that have none
 //! - `y/<time hex>/<campaign public id>/<indicator key>`: when a hunt indicator is due next
 //!   (its next score step, its expiry, or the tombstone after its retirement)
 //!
@@ -340,6 +341,21 @@ pub fn hunt_prefix(campaign: &str) -> Vec<u8> {
 
 pub fn hunt_key(campaign: &str, indicator: &str) -> Vec<u8> {
     key(&[HUNTS, campaign.as_bytes(), b"/", indicator.as_bytes()])
+}
+
+/// Under a campaign's hunt prefix, before a value: the value was worked out and has no entry
+/// (not released, blocked, or expired and removed). Indicator keys start with their kind, never
+/// with `~`.
+pub const HUNT_HELD: &[u8] = b"~/";
+
+pub fn hunt_held_key(campaign: &str, indicator: &str) -> Vec<u8> {
+    key(&[
+        HUNTS,
+        campaign.as_bytes(),
+        b"/",
+        HUNT_HELD,
+        indicator.as_bytes(),
+    ])
 }
 
 /// A campaign's hunt indicator as last published or retired, and what its next change depends

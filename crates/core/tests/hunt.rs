@@ -455,6 +455,9 @@ fn step() -> impl Strategy<Value = Step> {
 }
 
 use proptest::prelude::*;
+use rallypoint_core::state::{decode, CampaignState};
+use rallypoint_core::store::Store;
+use std::collections::BTreeMap;
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(10_000))]
@@ -462,8 +465,8 @@ proptest! {
     /// The canary property of the hunt topics: a value is published only while an open
     /// incident that reported it releases it (CLEAR, GREEN, or AMBER with ALLIANCE; never
     /// AMBER_STRICT or RED), under the least restrictive TLP among those; a value no source
-    /// ever released never appears in any hunt record; and no hunt record holds a nation's
-    /// code.
+    /// ever released never appears in any hunt record; every value of an active campaign that
+    /// an open incident releases is published; and no hunt record holds a nation's code.
     #[test]
     fn hunt_records_carry_only_released_values_and_no_nation(
         steps in proptest::collection::vec(step(), 1..16)
@@ -472,6 +475,8 @@ proptest! {
         let mut w = World::new();
         let mut reports: Vec<(String, Tlp, HuntRelease, Vec<usize>, bool)> = Vec::new();
         let mut ever_released = [false; 6];
+        let mut false_positive = [false; 6];
+        let mut live: BTreeMap<(String, String), bool> = BTreeMap::new();
         for (i, s) in steps.iter().enumerate() {
             let out = match s {
                 Step::Report(n, tlp, release, values) => {
@@ -506,6 +511,38 @@ proptest! {
                 for h in published(&out).iter().filter(|h| h.pattern == domain(value)) {
                     prop_assert!(!open_releasing.is_empty(), "{value} published without a releasing source: {h:?}");
                     prop_assert_eq!(Some(h.tlp), open_releasing.iter().min().copied());
+                }
+            }
+            for h in hunts(&out) {
+                match h {
+                    HuntUpdate::Published(i) => live.insert((i.campaign_id, i.pattern), true),
+                    HuntUpdate::Retired { indicator: i, .. } => {
+                        live.insert((i.campaign_id, i.pattern), false)
+                    }
+                    HuntUpdate::Removed { .. } => None,
+                };
+            }
+            if let Step::Sight(_, v, SightingKind::FalsePositive) = s {
+                false_positive[*v] = true;
+            }
+            // And complete: every value of an active campaign that an open incident releases
+            // is published (unless a false positive may have retired it).
+            for (key, bytes) in w.store.scan_prefix(b"k/").unwrap() {
+                let campaign: CampaignState = decode(&key, &bytes).unwrap();
+                let Some(public) = campaign.public.filter(|_| campaign.active) else { continue };
+                for value in campaign.counts.keys() {
+                    let Some(v) = pool.iter().position(|p| format!("domain:{p}") == *value) else { continue };
+                    let releasing = reports.iter().any(|r| {
+                        r.4 && r.3.contains(&v)
+                            && matches!(hunt::release(r.1, r.2), hunt::Release::Shared(_))
+                    });
+                    if releasing && !false_positive[v] {
+                        prop_assert_eq!(
+                            live.get(&(public.clone(), domain(&pool[v]))),
+                            Some(&true),
+                            "{} of {} not published", value, public
+                        );
+                    }
                 }
             }
             let text = format!("{:?}", hunts(&out));

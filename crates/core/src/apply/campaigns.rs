@@ -73,6 +73,9 @@ impl<S: StoreMut> Fold<'_, '_, S> {
             mine.push(key);
         }
         self.st.put_incident(incident);
+        // Its values' releasing sources may have changed (a new incident, new techniques).
+        self.hunt_touched
+            .extend(incident.indicator_keys.iter().cloned());
         if new_values + newly_capped > 0 {
             self.stats(|s| {
                 s.indicator_values += new_values;

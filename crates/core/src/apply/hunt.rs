@@ -42,54 +42,80 @@ pub fn confidence(nations: usize) -> u8 {
 }
 
 impl<S: StoreMut> Fold<'_, '_, S> {
-    /// Brings the hunt package of the active campaign `state` up to date.
+    /// Brings the hunt package of the active campaign `state` up to date: works out again the
+    /// values new to its package and those whose reporting incidents changed in this event
+    /// (`hunt_touched`); every other value's outcome stands.
     pub(super) fn hunt_campaign(&mut self, state: &CampaignState) -> Result<(), StoreError> {
         let Some(public) = state.public.as_deref().filter(|_| state.active) else {
             return Ok(());
         };
-        let mut entries = self.hunt_entries(public)?;
+        let (mut entries, mut held) = self.hunt_entries(public)?;
+        let due = |k: &String| {
+            (!entries.contains_key(k) && !held.contains(k)) || self.hunt_touched.contains(k)
+        };
+        // Published values not worked out again keep their places under the cap.
+        let standing = entries
+            .iter()
+            .filter(|(k, e)| e.retired.is_none() && !due(k) && state.counts.contains_key(*k))
+            .count();
         // Values published before come first, so that the cap never pushes one out for a
         // newcomer; then the most reported.
-        let mut order: Vec<(&String, u32)> = state.counts.iter().map(|(k, c)| (k, *c)).collect();
-        order.sort_by(|a, b| {
-            let live = |k: &String| entries.get(k).is_some_and(|e| e.retired.is_none());
-            (live(b.0), b.1, a.0).cmp(&(live(a.0), a.1, b.0))
-        });
+        let mut order: Vec<(bool, u32, &String)> = state
+            .counts
+            .iter()
+            .filter(|(k, _)| due(k))
+            .map(|(k, c)| (entries.get(k).is_some_and(|e| e.retired.is_none()), *c, k))
+            .collect();
+        order.sort_by(|a, b| (b.0, b.1, a.2).cmp(&(a.0, a.1, b.2)));
         let mut bases = BTreeMap::new();
-        for (key, _) in &order {
+        for (_, _, key) in &order {
             bases.insert((*key).clone(), self.hunt_basis(key)?);
         }
         let package = hunt::package(
             order
                 .iter()
-                .map(|(k, _)| (k.as_str(), bases[*k].releases.clone())),
+                .map(|(_, _, k)| (k.as_str(), bases[*k].releases.clone())),
             &self.config.hunt.lists,
-            self.config.hunt.max_indicators,
+            self.config.hunt.max_indicators.saturating_sub(standing),
         );
         for candidate in package {
-            let entry = entries.remove(&candidate.key);
-            let basis = &bases[&candidate.key];
-            match candidate.outcome {
+            let key = candidate.key.as_str();
+            let entry = entries.remove(key);
+            let was_held = held.remove(key);
+            let basis = &bases[key];
+            let outcome = match candidate.outcome {
                 Outcome::Publish {
                     pattern, id, tlp, ..
-                } => self.hunt_publish(public, &candidate.key, entry, basis, pattern, id, tlp)?,
-                Outcome::Withheld { .. } => self.hunt_retire(
-                    public,
-                    &candidate.key,
-                    entry,
-                    RetireReason::ReleaseWithdrawn,
-                )?,
-                Outcome::Blocked { .. } => {
-                    self.hunt_retire(public, &candidate.key, entry, RetireReason::Warninglisted)?
+                } => {
+                    if was_held {
+                        self.st.remove(&hunt_held_key(public, key));
+                    }
+                    self.hunt_publish(public, key, entry, basis, pattern, id, tlp)?;
+                    continue;
                 }
-                // A value published before is never truncated (it comes first); one that is
-                // not hunted was never published.
-                Outcome::Truncated | Outcome::NotHunted => {}
+                Outcome::Withheld { .. } => Some(RetireReason::ReleaseWithdrawn),
+                Outcome::Blocked { .. } => Some(RetireReason::Warninglisted),
+                // Past the cap: worked out again at the next change, a place may be free.
+                Outcome::Truncated => None,
+                Outcome::NotHunted => Some(RetireReason::ReleaseWithdrawn),
+            };
+            match (entry, outcome) {
+                (Some(e), Some(reason)) => self.hunt_retire(public, key, Some(e), reason)?,
+                (Some(_), None) => {} // a published value is never truncated: it comes first
+                (None, Some(_)) if !was_held => self.st.mark(&hunt_held_key(public, key)),
+                (None, _) => {}
             }
         }
         // Values the campaign no longer holds.
         for (key, entry) in entries {
-            self.hunt_retire(public, &key, Some(entry), RetireReason::CampaignDissolved)?;
+            if !state.counts.contains_key(&key) {
+                self.hunt_retire(public, &key, Some(entry), RetireReason::CampaignDissolved)?;
+            }
+        }
+        for key in held {
+            if !state.counts.contains_key(&key) {
+                self.st.remove(&hunt_held_key(public, &key));
+            }
         }
         Ok(())
     }
@@ -97,8 +123,12 @@ impl<S: StoreMut> Fold<'_, '_, S> {
     /// Retires every published indicator of the campaign published as `public`: it was merged
     /// into another or dissolved.
     pub(super) fn hunt_withdraw(&mut self, public: &str) -> Result<(), StoreError> {
-        for (key, entry) in self.hunt_entries(public)? {
+        let (entries, held) = self.hunt_entries(public)?;
+        for (key, entry) in entries {
             self.hunt_retire(public, &key, Some(entry), RetireReason::CampaignDissolved)?;
+        }
+        for key in held {
+            self.st.remove(&hunt_held_key(public, &key));
         }
         Ok(())
     }
@@ -223,7 +253,10 @@ impl<S: StoreMut> Fold<'_, '_, S> {
                     entry.removed = true;
                     self.st.save(&hunt_key(public, key), &entry);
                 } else {
+                    // Worked out again only when its reporting incidents change, so that an
+                    // expired value does not come back without new evidence.
                     self.st.remove(&hunt_key(public, key));
+                    self.st.mark(&hunt_held_key(public, key));
                 }
             } else if self.now >= entry.indicator.valid_until {
                 self.hunt_retire(public, key, Some(entry), RetireReason::Expired)?;
@@ -243,15 +276,29 @@ impl<S: StoreMut> Fold<'_, '_, S> {
         Ok(())
     }
 
-    /// The campaign's hunt entries by value, removed ones included.
-    fn hunt_entries(&self, public: &str) -> Result<BTreeMap<String, HuntEntry>, StoreError> {
+    /// The campaign's hunt entries by value (removed ones included), and the values worked
+    /// out before that have no entry (not released, blocked, or expired and removed).
+    #[allow(clippy::type_complexity)]
+    fn hunt_entries(
+        &self,
+        public: &str,
+    ) -> Result<(BTreeMap<String, HuntEntry>, BTreeSet<String>), StoreError> {
         let prefix = hunt_prefix(public);
-        let mut out = BTreeMap::new();
+        let mut entries = BTreeMap::new();
+        let mut held = BTreeSet::new();
         for (k, v) in self.st.store.scan_prefix(&prefix)? {
-            let key = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
-            out.insert(key, decode::<HuntEntry>(&k, &v)?);
+            let rest = &k[prefix.len()..];
+            match rest.strip_prefix(HUNT_HELD) {
+                Some(key) => {
+                    held.insert(String::from_utf8_lossy(key).into_owned());
+                }
+                None => {
+                    let key = String::from_utf8_lossy(rest).into_owned();
+                    entries.insert(key, decode::<HuntEntry>(&k, &v)?);
+                }
+            }
         }
-        Ok(out)
+        Ok((entries, held))
     }
 
     /// What the open incidents that reported `key` say about it.

@@ -232,6 +232,8 @@ impl<S: StoreMut> Fold<'_, '_, S> {
         incident.open = false;
         self.st.put_incident(&incident);
         // A closed incident releases nothing to hunts any more.
+        self.hunt_touched
+            .extend(incident.indicator_keys.iter().cloned());
         self.hunt_incident_campaign(&incident.incident_id)?;
         let scopes = picture::scopes(&incident);
         let requests = incident.requests.len() as i64;
