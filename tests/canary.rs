@@ -119,6 +119,11 @@ fn plant(events: Vec<Event>) -> Planted {
                 let domain = format!("{}.example", canary(&mut n, "do"));
                 r.indicators
                     .push(Indicator::new(IndicatorKind::Domain, domain.clone()));
+                // Half of them ask for their indicators to be shared with the alliance, which
+                // their marking overrides.
+                if n % 2 == 0 {
+                    r.hunt_release = rallypoint_core::event::HuntRelease::Alliance;
+                }
                 for (text, kind) in [
                     (id, Kind::Id),
                     (r.title.clone(), Kind::Content),
@@ -443,6 +448,7 @@ fn the_sweep_finds_a_canary_where_it_does_not_belong() {
 #[test]
 fn the_scenarios_reach_restricted_campaigns_and_helpers() {
     let (mut red_campaign_members, mut helper_decisions, mut derived_ids) = (0, 0, 0);
+    let mut hunt_published = 0;
     for seed in 0..200 {
         let planted = plant(sample::stream(&NATIONS, 120, seed));
         let red: BTreeSet<&str> = planted
@@ -484,6 +490,9 @@ fn the_scenarios_reach_restricted_campaigns_and_helpers() {
                         }
                     }
                 }
+                Output::Hunt(rallypoint_core::hunt::HuntUpdate::Published(_)) => {
+                    hunt_published += 1
+                }
                 _ => {}
             }
         }
@@ -492,6 +501,7 @@ fn the_scenarios_reach_restricted_campaigns_and_helpers() {
         red_campaign_members > 0,
         "no RED incident joined a campaign"
     );
+    assert!(hunt_published > 0, "no hunt indicator was published");
     assert!(helper_decisions > 0, "no helper heard of a RED incident");
     assert!(derived_ids > 0, "no nation saw a derived cause id");
 }
