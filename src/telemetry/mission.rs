@@ -1,6 +1,7 @@
 //! Mission figures as gauges: open incidents by priority, open requests, unmet needs, capacity
 //! offered and committed per capability, and the correlation's size (active campaigns,
-//! indicator values, capped values, late events). The coordinator reads them from its
+//! indicator values, capped values, late events; hunt indicators published, ALLIANCE
+//! releases overridden). The coordinator reads them from its
 //! committed state every few seconds ([`MissionGauges::observe`]); they are the picture's
 //! running totals, so they agree with the threat-picture topic.
 
@@ -20,6 +21,8 @@ pub struct MissionGauges {
     indicator_values: IntGauge,
     capped: IntGauge,
     late: IntCounter,
+    hunt_indicators: IntGauge,
+    hunt_overridden: IntCounter,
 }
 
 use super::register;
@@ -82,6 +85,19 @@ impl MissionGauges {
                      the picture's totals, not in a window.",
                 ),
             )?,
+            hunt_indicators: gauge(
+                reg,
+                "rallypoint_hunt_indicators",
+                "Hunt indicators published on the members' hunt topics and not retired.",
+            )?,
+            hunt_overridden: register(
+                reg,
+                IntCounter::new(
+                    "rallypoint_hunt_release_overridden_total",
+                    "Incidents that asked for ALLIANCE release of their indicators, which their \
+                     AMBER_STRICT or RED marking overrode: nothing of theirs was released.",
+                ),
+            )?,
         })
     }
 
@@ -114,6 +130,11 @@ impl MissionGauges {
         let seen = self.late.get();
         if stats.late_events > seen {
             self.late.inc_by(stats.late_events - seen);
+        }
+        self.hunt_indicators.set(stats.hunt_indicators);
+        let seen = self.hunt_overridden.get();
+        if stats.hunt_overridden > seen {
+            self.hunt_overridden.inc_by(stats.hunt_overridden - seen);
         }
         Ok(())
     }

@@ -429,6 +429,10 @@ pub struct PictureStats {
     pub capped_values: u64,
     pub active_campaigns: i64,
     pub late_events: u64,
+    /// Hunt indicators published and not retired, over every campaign.
+    pub hunt_indicators: i64,
+    /// Incidents whose ALLIANCE release their AMBER_STRICT or RED marking overrode.
+    pub hunt_overridden: u64,
 }
 
 pub const PICTURE_STATS: &[u8] = b"m/picture";

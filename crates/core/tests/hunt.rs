@@ -180,6 +180,14 @@ fn only_clear_green_and_consented_amber_leave_the_cell_and_red_never_whatever_it
         (domain("a.example.net").as_str(), Tlp::Amber)
     );
     assert_eq!(got[0].nation_count, 1, "only the releasing incident counts");
+    let stats: rallypoint_core::state::PictureStats =
+        rallypoint_core::state::read(&w.store, rallypoint_core::state::PICTURE_STATS)
+            .unwrap()
+            .unwrap();
+    assert_eq!(
+        stats.hunt_overridden, 2,
+        "the RED and AMBER_STRICT ALLIANCE flags"
+    );
     // A GREEN source lets it go as GREEN.
     let out = report(
         &mut w,
@@ -455,7 +463,7 @@ fn step() -> impl Strategy<Value = Step> {
 }
 
 use proptest::prelude::*;
-use rallypoint_core::state::{decode, CampaignState};
+use rallypoint_core::state::{decode, read, CampaignState, PictureStats, PICTURE_STATS};
 use rallypoint_core::store::Store;
 use std::collections::BTreeMap;
 
@@ -545,6 +553,12 @@ proptest! {
                     }
                 }
             }
+            let stats: PictureStats = read(&w.store, PICTURE_STATS).unwrap().unwrap_or_default();
+            prop_assert_eq!(
+                stats.hunt_indicators,
+                live.values().filter(|l| **l).count() as i64,
+                "the gauge of live hunt indicators"
+            );
             let text = format!("{:?}", hunts(&out));
             for n in NATIONS {
                 prop_assert!(!text.contains(n), "{} in {}", n, text);

@@ -406,6 +406,9 @@ impl<S: StoreMut> Fold<'_, '_, S> {
                 e
             }
             _ => {
+                if live.is_none() {
+                    self.stats(|s| s.hunt_indicators += 1)?;
+                }
                 let false_positives = match entry {
                     Some(old) => {
                         self.hunt_unschedule(public, key, &old);
@@ -451,6 +454,7 @@ impl<S: StoreMut> Fold<'_, '_, S> {
             return Ok(()); // retired before: as it is
         }
         self.hunt_unschedule(public, key, &entry);
+        self.stats(|s| s.hunt_indicators -= 1)?;
         entry.retired = Some(reason);
         entry.indicator.stream_time = self.now;
         self.outputs.push(Output::Hunt(HuntUpdate::Retired {

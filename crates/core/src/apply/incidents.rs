@@ -92,6 +92,9 @@ impl<S: StoreMut> Fold<'_, '_, S> {
                 picture::count_technique(&mut t.techniques, technique);
             }
         })?;
+        if crate::hunt::release(e.tlp, e.hunt_release) == crate::hunt::Release::Overridden {
+            self.stats(|s| s.hunt_overridden += 1)?;
+        }
         self.correlate(&mut incident, &e.indicators)?;
         Ok(Ok(()))
     }
