@@ -3,6 +3,11 @@
 //! incidents; a responder answers the proposals addressed to each nation, accepting most and
 //! declining some, as national offer desks would.
 //!
+//! So that campaigns have something to hunt, incidents also report a domain under
+//! [`SIM_DOMAIN`] from a pool that slides as the feed goes on (a value is shared by a few dozen
+//! incidents at most, below the fan-out cap), some are CLEAR or GREEN, and some AMBER ones
+//! consent to ALLIANCE release.
+//!
 //! Like a real desk, a nation keeps its open work bounded however long the feed runs: past
 //! [`OPEN_INCIDENTS`] open incidents it closes its oldest before anything else, and past
 //! [`LIVE_OFFERS`] live offers it withdraws its oldest. So a long feed grows the history (closed
@@ -34,6 +39,14 @@ use crate::registry::Schemas;
 pub const OPEN_INCIDENTS: usize = 40;
 /// Live offers a nation holds at most before it withdraws its oldest.
 pub const LIVE_OFFERS: usize = 16;
+
+/// The registrable domain of the simulated adversaries' infrastructure: under a reserved
+/// top-level domain (RFC 2606), so never a real one, and on no warninglist, so it is hunted.
+pub const SIM_DOMAIN: &str = "kestrel-relay.example";
+/// Incidents per step of the domain pool: every this many incidents, the pool moves on by one.
+const DOMAIN_STEP: u64 = 24;
+/// Domains in the pool at a time: an incident reports one of them.
+const DOMAIN_WINDOW: u64 = 8;
 
 const TECHNIQUES: &str = include_str!("../data/attack-techniques.csv");
 const KEV: &str = include_str!("../data/cisa-kev.csv");
@@ -69,6 +82,8 @@ struct Feed {
     open: BTreeMap<String, Vec<String>>,
     offers: BTreeMap<String, Vec<String>>,
     seq: u64,
+    /// Incidents reported so far: where the domain pool is.
+    incidents: u64,
     run: String,
 }
 
@@ -86,6 +101,7 @@ impl Feed {
             open: BTreeMap::new(),
             offers: BTreeMap::new(),
             seq: 0,
+            incidents: 0,
             run: format!("{:x}", now_ms() % 0xff_ffff),
         }
     }
@@ -154,6 +170,9 @@ impl Feed {
         ]
         .choose(&mut self.rng)
         .unwrap_or(&Tlp::Amber);
+        let domain =
+            sim_domain(self.incidents / DOMAIN_STEP + self.rng.random_range(0..DOMAIN_WINDOW));
+        self.incidents += 1;
         let incident = sample::incident_with(env, &id, tlp, priority, |i| {
             i.sector = *[
                 Sector::Energy,
@@ -182,9 +201,29 @@ impl Feed {
                     IndicatorKind::Ipv4,
                     format!("198.51.100.{}", self.rng.random_range(1..255)),
                 ),
+                Indicator::new(IndicatorKind::Domain, domain),
             ];
             i.essential_entity = self.rng.random_bool(0.6);
             i.cross_border = self.rng.random_bool(0.3);
+            i.pap = *[
+                Pap::Clear,
+                Pap::Green,
+                Pap::Green,
+                Pap::Amber,
+                Pap::Amber,
+                Pap::Red,
+            ]
+            .choose(&mut self.rng)
+            .unwrap_or(&Pap::Amber);
+            // Half the AMBER reports consent to the alliance's hunt; a few reports of any
+            // marking refuse any release.
+            i.hunt_release = if self.rng.random_bool(0.05) {
+                HuntRelease::None
+            } else if tlp == Tlp::Amber && self.rng.random_bool(0.5) {
+                HuntRelease::Alliance
+            } else {
+                HuntRelease::Default
+            };
         });
         let request_id = self.id("R", nation);
         let env = self.envelope(nation);
@@ -264,6 +303,13 @@ impl Feed {
         };
         some.unwrap_or_else(|| self.incident(&nation).to_vec())
     }
+}
+
+/// The `n`th domain of the simulated adversaries' pool, under [`SIM_DOMAIN`].
+fn sim_domain(n: u64) -> String {
+    const LABELS: [&str; 6] = ["update", "cdn", "sync", "login", "telemetry", "vpn"];
+    let label = LABELS[(n % LABELS.len() as u64) as usize];
+    format!("{label}-{n}.{SIM_DOMAIN}")
 }
 
 fn column(csv: &str) -> Vec<String> {
@@ -462,4 +508,40 @@ fn respond(
     }
     sender.producer.flush(Duration::from_secs(10))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NATIONS: [&str; 8] = ["EST", "LVA", "LTU", "POL", "DEU", "FRA", "NLD", "FIN"];
+
+    #[test]
+    fn the_domain_pool_slides_and_stays_off_the_warninglists() {
+        let lists = rallypoint_core::hunt::warninglist::builtin();
+        for n in 0..200 {
+            let d = sim_domain(n);
+            assert!(
+                lists.check(IndicatorKind::Domain, &d).is_none(),
+                "{d} is on a warninglist"
+            );
+        }
+        let mut feed = Feed::new(NATIONS.map(str::to_owned).to_vec(), 7);
+        let mut domains = BTreeMap::<String, u32>::new();
+        for _ in 0..2_000 {
+            let [Event::IncidentReported(i), _] = feed.incident("EST") else {
+                panic!("an incident and its request");
+            };
+            for v in i
+                .indicators
+                .iter()
+                .filter(|v| v.kind == IndicatorKind::Domain)
+            {
+                *domains.entry(v.value.clone()).or_default() += 1;
+            }
+        }
+        // A value is shared, and by fewer incidents than the fan-out cap (50).
+        let most = domains.values().max().copied().unwrap_or(0);
+        assert!(domains.len() > 50 && most > 1 && most < 50, "{domains:?}");
+    }
 }
