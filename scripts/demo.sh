@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Quick start: builds Rallypoint, starts a local Kafka broker, creates the topics, runs the
-# processor, feeds it simulated national events, and shows the decisions as they are taken.
+# processor, feeds it simulated national events, and shows the decisions as they are taken;
+# then what the simulated nations did, the hunt included: the indicators of cross-nation
+# campaigns published to every nation's hunt topic and retired, and the sightings the nations'
+# simulated SIEMs sent back.
 # The broker and the processor keep running afterwards; `scripts/demo.sh stop` ends both.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -54,14 +57,18 @@ echo "== feeding simulated events of $(grep -m1 '^nations' config/defaults.toml 
 echo "== decisions for the coordination cell (rrc.out.coalition.decisions), as JSON:"
 "$bin" watch --audience coalition --idle 15s &
 watch_pid=$!
-"$bin" simulate --rate "$rate" --duration "$duration" --quiet
+"$bin" simulate --rate "$rate" --duration "$duration" --quiet >"$run_dir/simulate.out"
 wait "$watch_pid" || true
 echo
+echo "== what the simulated nations sent, and the hunt: indicators on every nation's rrc.out.<NATION>.hunt, sightings from their SIEMs"
+cat "$run_dir/simulate.out"
+echo
 echo "== totals from http://$listen/metrics"
-curl -fsS "http://$listen/metrics" | grep -E '^rallypoint_(decisions_total|dead_letters_total|records_in_total)' || true
+curl -fsS "http://$listen/metrics" | grep -E '^rallypoint_(decisions_total|dead_letters_total|records_in_total|records_out_total\{[^}]*kind="hunt")' || true
 cat <<MSG
 
 Rallypoint is still running: metrics at http://$listen/metrics, broker at $bootstrap.
 Read a nation's decisions:  kcat -b $bootstrap -C -t rrc.out.EST.decisions -X isolation.level=read_committed -e
+Read a nation's hunt:       kcat -b $bootstrap -C -t rrc.out.EST.hunt -X isolation.level=read_committed -e -f '%k\n'
 Stop everything:            scripts/demo.sh stop
 MSG

@@ -47,7 +47,7 @@ pub enum Command {
         #[command(subcommand)]
         action: TopicsAction,
     },
-    /// Feed simulated national events.
+    /// Feed simulated national events; nations' SIEMs answer the hunt topics with sightings.
     Simulate {
         /// Events per second (0: as fast as possible).
         #[arg(long, default_value_t = 20.0)]
@@ -164,6 +164,7 @@ pub fn main() -> anyhow::Result<()> {
                 "simulated {} events and {} responses in {:.1} s",
                 r.events, r.responses, r.seconds
             );
+            println!("{}", r.hunting.describe());
             Ok(())
         }
         Command::Watch {

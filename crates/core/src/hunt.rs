@@ -3,7 +3,9 @@
 //! packages").
 //!
 //! - [`pattern`]: the STIX 2.1 pattern of a normalized indicator ([`crate::indicator::key`]),
-//!   `[ipv4-addr:value = '203.0.113.7']`, string literals escaped as the grammar requires;
+//!   `[ipv4-addr:value = '203.0.113.7']`, string literals escaped as the grammar requires, and
+//!   its inverse [`pattern_value`], which reads the kind and value back (a SIEM's, the
+//!   simulator's);
 //! - [`indicator_id`]: `indicator--<UUIDv5>` over the canonical JSON of the pattern, the recipe
 //!   OpenCTI uses for an indicator's standard id, so that importing a package twice updates the
 //!   indicator instead of duplicating it;
@@ -359,17 +361,7 @@ pub fn split_key(key: &str) -> Option<(IndicatorKind, &str)> {
 /// The STIX 2.1 pattern that matches a normalized indicator, or `None` for a kind that is not
 /// hunted (a CVE names a vulnerability, not an observable).
 pub fn pattern(kind: IndicatorKind, value: &str) -> Option<String> {
-    let path = match kind {
-        IndicatorKind::Ipv4 => "ipv4-addr:value",
-        IndicatorKind::Ipv6 => "ipv6-addr:value",
-        IndicatorKind::Domain => "domain-name:value",
-        IndicatorKind::Url => "url:value",
-        IndicatorKind::Email => "email-addr:value",
-        IndicatorKind::Sha256 => "file:hashes.'SHA-256'",
-        IndicatorKind::Sha1 => "file:hashes.'SHA-1'",
-        IndicatorKind::Md5 => "file:hashes.MD5",
-        IndicatorKind::Cve => return None,
-    };
+    let path = object_path(kind)?;
     let mut out = String::with_capacity(path.len() + value.len() + 8);
     out.push('[');
     out.push_str(path);
@@ -383,6 +375,46 @@ pub fn pattern(kind: IndicatorKind, value: &str) -> Option<String> {
     }
     out.push_str("']");
     Some(out)
+}
+
+/// The STIX 2.1 object path a hunted kind's pattern compares; `None` for a CVE.
+fn object_path(kind: IndicatorKind) -> Option<&'static str> {
+    Some(match kind {
+        IndicatorKind::Ipv4 => "ipv4-addr:value",
+        IndicatorKind::Ipv6 => "ipv6-addr:value",
+        IndicatorKind::Domain => "domain-name:value",
+        IndicatorKind::Url => "url:value",
+        IndicatorKind::Email => "email-addr:value",
+        IndicatorKind::Sha256 => "file:hashes.'SHA-256'",
+        IndicatorKind::Sha1 => "file:hashes.'SHA-1'",
+        IndicatorKind::Md5 => "file:hashes.MD5",
+        IndicatorKind::Cve => return None,
+    })
+}
+
+/// The inverse of [`pattern`]: the kind and value of a pattern `[<object path> = '<value>']`
+/// as [`pattern`] writes it, the literal's `\'` and `\\` unescaped. `None` for anything else:
+/// another object path, another operator, a pattern of more than one comparison, an unescaped
+/// quote or another escape in the literal.
+pub fn pattern_value(pattern: &str) -> Option<(IndicatorKind, String)> {
+    let inner = pattern.strip_prefix('[')?.strip_suffix("']")?;
+    let (path, literal) = inner.split_once(" = '")?;
+    let kind = IndicatorKind::ALL
+        .into_iter()
+        .find(|k| object_path(*k) == Some(path))?;
+    let mut value = String::with_capacity(literal.len());
+    let mut chars = literal.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => match chars.next()? {
+                e @ ('\'' | '\\') => value.push(e),
+                _ => return None,
+            },
+            '\'' => return None,
+            c => value.push(c),
+        }
+    }
+    Some((kind, value))
 }
 
 /// `indicator--<uuid>`: UUIDv5 in the STIX namespace over `{"pattern":"<pattern>"}` (the
@@ -463,6 +495,54 @@ mod tests {
             pattern(IndicatorKind::Url, r"http://x.example/a'b\c").as_deref(),
             Some(r"[url:value = 'http://x.example/a\'b\\c']")
         );
+    }
+
+    #[test]
+    fn every_hunted_kind_round_trips_through_its_pattern() {
+        let values = [
+            "203.0.113.7",
+            "2001:db8::1",
+            "c2.example.net",
+            "http://x.example/a'b\\c?q=''",
+            "ops@example.com",
+            "d41d8cd98f00b204e9800998ecf8427e",
+            r"\'\\'",
+            "",
+        ];
+        let mut hunted = 0;
+        for kind in IndicatorKind::ALL {
+            for value in values {
+                let Some(p) = pattern(kind, value) else {
+                    assert_eq!(kind, IndicatorKind::Cve);
+                    continue;
+                };
+                hunted += 1;
+                assert_eq!(
+                    pattern_value(&p),
+                    Some((kind, value.to_owned())),
+                    "{kind:?} {p}"
+                );
+            }
+        }
+        assert_eq!(hunted, (IndicatorKind::ALL.len() - 1) * values.len());
+    }
+
+    #[test]
+    fn what_pattern_does_not_write_has_no_value() {
+        for p in [
+            "",
+            "[domain-name:value = 'a'",
+            "domain-name:value = 'a']",
+            "[domain-name:value != 'a']",
+            "[vulnerability:name = 'CVE-2024-3400']",
+            "[domain-name:value = 'a' OR domain-name:value = 'b']",
+            "[domain-name:value = 'a'b']",
+            r"[domain-name:value = 'a\nb']",
+            r"[domain-name:value = 'a\']",
+            "[file:hashes.'SHA-512' = 'ab']",
+        ] {
+            assert_eq!(pattern_value(p), None, "{p}");
+        }
     }
 
     /// RFC 9562's own example of a version 5 UUID: the DNS namespace and "www.example.com".

@@ -196,8 +196,20 @@ pub fn completed(env: Envelope, assignment: &str) -> Event {
 /// A sighting of `indicator` by the envelope's nation: seen once, at the envelope's time, GREEN
 /// and not anonymous.
 pub fn sighted(env: Envelope, id: &str, indicator: Indicator, kind: SightingKind) -> Event {
+    sighted_with(env, id, indicator, kind, |_| {})
+}
+
+/// A [`sighted`] whose fields `change` sets further (the simulated SIEMs' counts, times and
+/// the hunt indicator they answer).
+pub fn sighted_with(
+    env: Envelope,
+    id: &str,
+    indicator: Indicator,
+    kind: SightingKind,
+    change: impl FnOnce(&mut IndicatorSighted),
+) -> Event {
     let at = env.occurred_at;
-    Event::IndicatorSighted(IndicatorSighted {
+    let mut sighting = IndicatorSighted {
         envelope: env,
         sighting_id: id.to_owned(),
         hunt_id: None,
@@ -210,7 +222,9 @@ pub fn sighted(env: Envelope, id: &str, indicator: Indicator, kind: SightingKind
         sector: None,
         tlp: Tlp::Green,
         anonymous: false,
-    })
+    };
+    change(&mut sighting);
+    Event::IndicatorSighted(sighting)
 }
 
 pub fn withdrawn(env: Envelope, offer: &str) -> Event {
