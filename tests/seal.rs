@@ -57,9 +57,14 @@ fn a_commit_seal_whose_offsets_the_group_refuses_still_commits() {
         .expect("the seal commits without the refused offsets");
 
     let sealed = h
-        .read_all("rrc.internal.journal")
+        .read_all_with_seals("rrc.internal.journal")
         .into_iter()
         .filter(|r| r.key.as_deref() == Some(SEAL_KEY))
         .count();
     assert_eq!(sealed, 1, "the seal's record is committed on {journal}");
+    // What the contract tells consumers: skip it. Rallypoint's own readers do.
+    assert!(
+        h.read_all("rrc.internal.journal").is_empty(),
+        "a reader that skips seals sees nothing"
+    );
 }

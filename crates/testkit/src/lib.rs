@@ -477,6 +477,11 @@ impl Harness {
         read_to_end(&self.bootstrap, &self.topic(base))
     }
 
+    /// As [`Harness::read_all`], a commit seal's tombstones included.
+    pub fn read_all_with_seals(&self, base: &str) -> Vec<Record> {
+        read_to_end_seals(&self.bootstrap, &self.topic(base), true)
+    }
+
     /// The next offset the coordinator will read from the journal, as its committed state
     /// says (the last `p/journal_next` on the changelog); `None` before its first commit. Not
     /// the group's committed offset: the broker can keep that unreadable (see
@@ -667,6 +672,12 @@ pub fn read_committed(topic: &str, want: usize, timeout: Duration) -> Vec<Record
 /// Every committed record of every partition of `topic`, up to each partition's end; a commit
 /// seal's tombstone is skipped, as the contract asks of every consumer.
 pub fn read_to_end(bootstrap: &str, topic: &str) -> Vec<Record> {
+    read_to_end_seals(bootstrap, topic, false)
+}
+
+/// As [`read_to_end`]; with `seals`, a commit seal's tombstones are kept (for the tests of
+/// the seal itself).
+pub fn read_to_end_seals(bootstrap: &str, topic: &str, seals: bool) -> Vec<Record> {
     let (consumer, partitions) = reader_from_start(bootstrap, topic, true);
     let mut at_end = std::collections::BTreeSet::new();
     let mut out = Vec::new();
@@ -678,7 +689,7 @@ pub fn read_to_end(bootstrap: &str, topic: &str) -> Vec<Record> {
         );
         match consumer.poll(Duration::from_millis(200)) {
             // A commit seal's tombstone: the contract tells every consumer to skip it.
-            Some(Ok(m)) if rallypoint::kafka::is_seal(m.key(), m.payload()) => {}
+            Some(Ok(m)) if !seals && rallypoint::kafka::is_seal(m.key(), m.payload()) => {}
             Some(Ok(m)) => out.push(record(&m)),
             Some(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => {
                 at_end.insert(p);
