@@ -391,27 +391,42 @@ impl<S: StoreMut> Fold<'_, '_, S> {
         Ok(split)
     }
 
-    /// `nation` sighted the normalized value `key` (already recorded under its sightings): the
-    /// active campaign that holds the value, if any, is published again with the nation among
-    /// those it was sighted in, unless the nation has an incident in it.
-    pub(super) fn confirm_campaign(&mut self, key: &str, nation: &str) -> Result<(), StoreError> {
+    /// The campaign that holds the normalized value `key` through it (a value below the cap):
+    /// the value's posting, the campaign's internal id and its state.
+    pub(super) fn campaign_of_value(
+        &self,
+        key: &str,
+    ) -> Result<Option<(Posting, String, CampaignState)>, StoreError> {
         let Some(posting) = self.st.load::<Posting>(&posting_key(key))? else {
-            return Ok(());
+            return Ok(None);
         };
         let Some(member) = posting.incidents.first().filter(|_| !posting.capped) else {
-            return Ok(());
+            return Ok(None);
         };
         let Some(id) = self.st.load::<String>(&membership_key(member))? else {
-            return Ok(());
+            return Ok(None);
         };
-        let Some(mut state) = self.st.load::<CampaignState>(&campaign_key(&id))? else {
-            return Ok(());
+        let Some(state) = self.st.load::<CampaignState>(&campaign_key(&id))? else {
+            return Ok(None);
         };
+        Ok(Some((posting, id, state)))
+    }
+
+    /// `nation` sighted the normalized value `key` (already recorded under its sightings): the
+    /// active campaign that holds the value (`id`, `state`), if any, is published again with
+    /// the nation among those it was sighted in, unless the nation has an incident in it.
+    pub(super) fn confirm_campaign(
+        &mut self,
+        key: &str,
+        nation: &str,
+        id: &str,
+        mut state: CampaignState,
+    ) -> Result<(), StoreError> {
         if !state.active || !state.counts.contains_key(key) || state.nations.contains_key(nation) {
             return Ok(());
         }
         let record = self.settle_figures(&mut state)?;
-        self.save_and_publish(&id, state, record, true)
+        self.save_and_publish(id, state, record, true)
     }
 
     /// Publishes a campaign record and keeps the count of active campaigns.

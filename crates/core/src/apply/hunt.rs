@@ -146,9 +146,9 @@ impl<S: StoreMut> Fold<'_, '_, S> {
     }
 
     /// A nation's sighting of the normalized value `key`, for the hunt indicator of the
-    /// active campaign that holds it, if any. A SIGHTING or TRUE_POSITIVE refreshes it once its
-    /// score has fallen a step since the last refresh (so that sightings, the most frequent
-    /// input, publish at most once a step); a FALSE_POSITIVE retires it at once when the nation
+    /// campaign that holds it (`state`, through the value's `posting`), if it is active. A
+    /// SIGHTING or TRUE_POSITIVE refreshes it once its score has fallen a step since the last
+    /// refresh (so that sightings, the most frequent input, publish at most once a step); a FALSE_POSITIVE retires it at once when the nation
     /// reported the value itself, otherwise once at least max(2, half of the nations that
     /// sighted it) have. EXPIRATION is recorded on the journal only.
     pub(super) fn hunt_sighted(
@@ -156,20 +156,9 @@ impl<S: StoreMut> Fold<'_, '_, S> {
         key: &str,
         nation: &str,
         kind: crate::event::SightingKind,
+        (posting, state): (&Posting, &CampaignState),
     ) -> Result<(), StoreError> {
         use crate::event::SightingKind;
-        let Some(posting) = self.st.load::<Posting>(&posting_key(key))? else {
-            return Ok(());
-        };
-        let Some(member) = posting.incidents.first().filter(|_| !posting.capped) else {
-            return Ok(());
-        };
-        let Some(id) = self.st.load::<String>(&membership_key(member))? else {
-            return Ok(());
-        };
-        let Some(state) = self.st.load::<CampaignState>(&campaign_key(&id))? else {
-            return Ok(());
-        };
         let Some(public) = state.public.as_deref().filter(|_| state.active) else {
             return Ok(());
         };

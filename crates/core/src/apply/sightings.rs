@@ -43,7 +43,11 @@ impl<S: StoreMut> Fold<'_, '_, S> {
             return Ok(Ok(()));
         };
         let nation = &e.envelope.nation;
-        self.hunt_sighted(&key, nation, e.kind)?;
+        // Looked up once: both the hunt indicator and the campaign's sighted_in follow it.
+        let campaign = self.campaign_of_value(&key)?;
+        if let Some((posting, _, state)) = &campaign {
+            self.hunt_sighted(&key, nation, e.kind, (posting, state))?;
+        }
         if !e.kind.confirms() {
             return Ok(Ok(()));
         }
@@ -54,7 +58,9 @@ impl<S: StoreMut> Fold<'_, '_, S> {
         };
         nations.insert(i, nation.clone());
         self.st.save(&at, &nations);
-        self.confirm_campaign(&key, nation)?;
+        if let Some((_, id, state)) = campaign {
+            self.confirm_campaign(&key, nation, &id, state)?;
+        }
         Ok(Ok(()))
     }
 }
