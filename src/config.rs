@@ -170,6 +170,8 @@ pub struct HuntSettings {
     /// How long, in stream time, a retired indicator's record stays on the hunt topics before
     /// a tombstone removes it.
     pub tombstone_after: Duration,
+    /// At most this many indicators are newly published per hour of stream time.
+    pub max_new_per_hour: u32,
 }
 
 /// The longest `hunt.tombstone_after` accepted: ten years, far below where stream time plus it
@@ -371,6 +373,7 @@ impl Reader {
             hunt: HuntSettings {
                 max_indicators: take!(hunt.max_indicators).0 as usize,
                 tombstone_after: take!(hunt.tombstone_after).0,
+                max_new_per_hour: u32::try_from(take!(hunt.max_new_per_hour).0).unwrap_or(u32::MAX),
             },
             schema_registry: SchemaRegistryConfig {
                 url: take!(schema_registry.url).trim().to_owned(),
@@ -778,6 +781,7 @@ struct RawPicture {
 struct RawHunt {
     max_indicators: Checked<AtLeastOne>,
     tombstone_after: Checked<Span>,
+    max_new_per_hour: Checked<AtLeastOne>,
 }
 
 #[derive(Deserialize)]
@@ -939,6 +943,7 @@ impl Config {
                 // At most ten years (checked when read), so the milliseconds fit.
                 tombstone_after_ms: i64::try_from(self.hunt.tombstone_after.as_millis())
                     .unwrap_or(i64::MAX),
+                max_new_per_hour: self.hunt.max_new_per_hour,
             },
         }
     }
@@ -998,10 +1003,13 @@ mod tests {
         );
         let core = c.core();
         assert_eq!(core.hunt, rallypoint_core::hunt::HuntConfig::default());
-        let c = load("[hunt]\nmax_indicators = 20\ntombstone_after = \"36h\"\n").unwrap();
+        let c =
+            load("[hunt]\nmax_indicators = 20\ntombstone_after = \"36h\"\nmax_new_per_hour = 50\n")
+                .unwrap();
         let core = c.core();
         assert_eq!(core.hunt.max_indicators, 20);
         assert_eq!(core.hunt.tombstone_after_ms, 36 * 60 * 60 * 1000);
+        assert_eq!(core.hunt.max_new_per_hour, 50);
         assert!(!core.hunt.lists.lists().is_empty(), "the built-in lists");
     }
 

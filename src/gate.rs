@@ -91,9 +91,11 @@ fn picture(
     }
 }
 
-/// The same record on every member's hunt topic: key `<campaign_id>/<indicator_id>`, the
-/// published or retired indicator as the value, or no value for a removal (a tombstone, which
-/// has no `rp.type` either).
+/// A hunt update's records: an indicator's publication, retirement or removal, and the removal
+/// of its sightings summary, the same on every member's hunt topic (key
+/// `<campaign_id>/<indicator_id>`, with `/sightings` for the summary); a sightings summary on
+/// the hunt topics of the nations it is for only; a review, or its removal, on the cell's hunt
+/// topic (key `<campaign_id>/<value>`). A removal is a tombstone: no value, no `rp.type`.
 fn hunt(
     update: &HuntUpdate,
     codec: &Codec,
@@ -108,11 +110,26 @@ fn hunt(
         headers.push(("rp.type", Some(name.to_owned())));
     }
     headers.push((HDR_INPUT_TS, input_ts.map(str::to_owned)));
-    topics
-        .nations()
-        .iter()
-        .map(|nation| OutRecord {
-            topic: topics.hunt(nation),
+    let to: Vec<String> = match update {
+        HuntUpdate::Published(_)
+        | HuntUpdate::Retired { .. }
+        | HuntUpdate::Removed { .. }
+        | HuntUpdate::SightingsRemoved { .. } => {
+            topics.nations().iter().map(|n| topics.hunt(n)).collect()
+        }
+        HuntUpdate::Sightings { to, .. } => topics
+            .nations()
+            .iter()
+            .filter(|n| to.contains(n))
+            .map(|n| topics.hunt(n))
+            .collect(),
+        HuntUpdate::Reviewed(_) | HuntUpdate::ReviewRemoved { .. } => {
+            vec![topics.coalition_hunt()]
+        }
+    };
+    to.into_iter()
+        .map(|topic| OutRecord {
+            topic,
             key: key.clone(),
             value: value.clone(),
             headers: headers.clone(),

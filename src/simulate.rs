@@ -802,7 +802,8 @@ fn hunt(
                     *tally(hunting).retired.entry(reason.as_str()).or_default() += 1;
                 }
             }
-            HuntUpdate::Removed { .. } => {}
+            // Removals, and the summaries of what other SIEMs sighted: nothing to answer.
+            _ => {}
         }
     }
     sender.producer.flush(Duration::from_secs(10))?;

@@ -160,12 +160,47 @@ fn plant(events: Vec<Event>) -> Planted {
                 mark(&renamed, &mut canaries, &old, &text, kind);
             }
         }
+        let sighting = sighting_after(&e, n + out.len());
         out.push(e);
+        out.extend(sighting);
     }
     Planted {
         events: out,
         canaries,
     }
+}
+
+/// A sighting, by another nation, of the first indicator of a shared (CLEAR to AMBER) report:
+/// so that sightings summaries reach nations and reviews reach the cell in the sweep. Every
+/// third one may name its nation, every fifth is a false positive.
+fn sighting_after(e: &Event, k: usize) -> Option<Event> {
+    let Event::IncidentReported(r) = e else {
+        return None;
+    };
+    let indicator = r.indicators.first().filter(|_| r.tlp < Tlp::AmberStrict)?;
+    let at = NATIONS.iter().position(|n| *n == r.envelope.nation)?;
+    let mut env = r.envelope.clone();
+    env.nation = NATIONS[(at + 1 + k % 3) % NATIONS.len()].to_owned();
+    env.event_id = format!("{}-sighted", r.envelope.event_id);
+    let kind = if k.is_multiple_of(5) {
+        rallypoint_core::event::SightingKind::FalsePositive
+    } else {
+        rallypoint_core::event::SightingKind::Sighting
+    };
+    let id = format!("S-{k}");
+    Some(sample::sighted_with(
+        env,
+        &id,
+        indicator.clone(),
+        kind,
+        |s| {
+            (s.tlp, s.anonymous) = if k.is_multiple_of(3) {
+                (Tlp::Green, false)
+            } else {
+                (Tlp::Amber, true)
+            };
+        },
+    ))
 }
 
 /// Who reads a channel.
@@ -179,7 +214,8 @@ enum Reader {
     CellDecisions,
     /// The threat picture and campaigns, on their topic and in the query API.
     Picture,
-    /// Every member nation's hunt topic: the same records for all.
+    /// A member nation's hunt topic: the indicator records, the same for all, and the
+    /// sightings summaries of its campaigns.
     Hunt,
     /// `/metrics` and logs.
     Nobody,
@@ -311,6 +347,11 @@ fn sweep(seed: u64, n: usize, answers: &[u8], format: Format) -> Result<usize, S
                 },
             },
             Output::Picture(_) => Reader::Picture,
+            // The cell's reviews of values: its view of the campaigns, as the picture's.
+            Output::Hunt(
+                rallypoint_core::hunt::HuntUpdate::Reviewed(_)
+                | rallypoint_core::hunt::HuntUpdate::ReviewRemoved { .. },
+            ) => Reader::Picture,
             Output::Hunt(_) => Reader::Hunt,
             Output::Rejected(r) => {
                 metrics.tell(Rejected {
@@ -448,7 +489,7 @@ fn the_sweep_finds_a_canary_where_it_does_not_belong() {
 #[test]
 fn the_scenarios_reach_restricted_campaigns_and_helpers() {
     let (mut red_campaign_members, mut helper_decisions, mut derived_ids) = (0, 0, 0);
-    let mut hunt_published = 0;
+    let (mut hunt_published, mut summaries, mut reviews) = (0, 0, 0);
     for seed in 0..200 {
         let planted = plant(sample::stream(&NATIONS, 120, seed));
         let red: BTreeSet<&str> = planted
@@ -493,6 +534,8 @@ fn the_scenarios_reach_restricted_campaigns_and_helpers() {
                 Output::Hunt(rallypoint_core::hunt::HuntUpdate::Published(_)) => {
                     hunt_published += 1
                 }
+                Output::Hunt(rallypoint_core::hunt::HuntUpdate::Sightings { .. }) => summaries += 1,
+                Output::Hunt(rallypoint_core::hunt::HuntUpdate::Reviewed(_)) => reviews += 1,
                 _ => {}
             }
         }
@@ -502,6 +545,8 @@ fn the_scenarios_reach_restricted_campaigns_and_helpers() {
         "no RED incident joined a campaign"
     );
     assert!(hunt_published > 0, "no hunt indicator was published");
+    assert!(summaries > 0, "no nation heard of sightings");
+    assert!(reviews > 0, "the cell reviewed no value");
     assert!(helper_decisions > 0, "no helper heard of a RED incident");
     assert!(derived_ids > 0, "no nation saw a derived cause id");
 }

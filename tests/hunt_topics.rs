@@ -1,7 +1,9 @@
 //! Hunt packages on the real broker: a three-nation GREEN campaign gives every member's hunt
 //! topic, a non-reporting member's too, exactly the shared values, byte for byte what the
 //! journal implies; values whose only sources do not release them, and the reporting nations'
-//! codes, never appear there; a withdrawn value is retired, then removed by a tombstone.
+//! codes, never appear there; a withdrawn value is retired, then removed by a tombstone. A
+//! sighting reaches the campaign's nations as a summary, not the others; the cell's topic
+//! says what became of every value, and why.
 
 use rallypoint_testkit as common;
 
@@ -121,6 +123,19 @@ fn every_member_gets_exactly_the_released_values_and_their_retirement() {
         ],
         &mut sent,
     );
+    // FIN's SIEM sights the first value three times, AMBER and anonymous: counted, not named.
+    let c2 = Indicator::new(IndicatorKind::Domain, "c2.hunt-golden.net".into());
+    phase(
+        &h,
+        vec![sample::sighted_with(
+            clock.envelope("FIN"),
+            "S-1",
+            c2,
+            rallypoint_core::event::SightingKind::Sighting,
+            |s| (s.count, s.tlp, s.anonymous) = (3, Tlp::Amber, true),
+        )],
+        &mut sent,
+    );
     phase(
         &h,
         vec![sample::closed(clock.envelope("LTU"), "I7")],
@@ -142,11 +157,43 @@ fn every_member_gets_exactly_the_released_values_and_their_retirement() {
     let checked = common::assert_exactly_once(&h, &sent, &NATIONS);
     assert!(checked.hunts > 0, "no hunt record compared");
 
-    // Every member's topic holds the same records in the same order.
+    // Every member's topic holds the same indicator records in the same order; the summary of
+    // the sighting is on the topics of the campaign's nations only.
+    let is_summary =
+        |r: &common::Record| r.key.as_deref().is_some_and(|k| k.ends_with(b"/sightings"));
+    let mut summaries = BTreeMap::new();
     let topics: Vec<Vec<common::Record>> = NATIONS
         .iter()
-        .map(|n| h.read_all(&format!("rrc.out.{n}.hunt")))
+        .map(|n| {
+            let (s, i): (Vec<common::Record>, Vec<common::Record>) = h
+                .read_all(&format!("rrc.out.{n}.hunt"))
+                .into_iter()
+                .partition(is_summary);
+            summaries.insert(*n, s);
+            i
+        })
         .collect();
+    for n in ["EST", "LVA", "POL", "LTU"] {
+        let s = &summaries[n];
+        assert_eq!(s.len(), 1, "{n}: {} summaries", s.len());
+        let Ok(HuntUpdate::Sightings { summary, .. }) = h.codec.decode_hunt(&s[0].value) else {
+            panic!("{n}: not a summary");
+        };
+        assert_eq!(
+            (
+                summary.sightings,
+                summary.nations_sighting,
+                summary.named_nations.len()
+            ),
+            (3, 1, 0)
+        );
+        assert_eq!(
+            summary.pattern,
+            "[domain-name:value = 'c2.hunt-golden.net']"
+        );
+        assert_eq!(s[0].key.as_deref(), Some(summary.key().as_bytes()));
+    }
+    assert!(summaries["FIN"].is_empty(), "FIN has no incident in it");
     for (n, records) in NATIONS.iter().zip(&topics) {
         let strip = |rs: &[common::Record]| -> Vec<(Option<Vec<u8>>, Vec<u8>)> {
             rs.iter()
@@ -168,6 +215,52 @@ fn every_member_gets_exactly_the_released_values_and_their_retirement() {
             }
         }
     }
+    for (n, records) in &summaries {
+        for r in records {
+            let text = String::from_utf8_lossy(&r.value);
+            for code in NATIONS {
+                assert!(
+                    !text.contains(code),
+                    "{code} in a summary on {n}'s topic: {text}"
+                );
+            }
+        }
+    }
+
+    // The cell's topic: the latest review of every value of the two campaigns; RED's value
+    // is not among them.
+    let mut reviews: BTreeMap<String, hunt::Disposition> = BTreeMap::new();
+    for r in h.read_all("rrc.out.coalition.hunt") {
+        if r.null_value {
+            reviews.remove(
+                &String::from_utf8_lossy(r.key.as_deref().unwrap_or_default()).into_owned(),
+            );
+            continue;
+        }
+        let Ok(HuntUpdate::Reviewed(review)) = h.codec.decode_hunt(&r.value) else {
+            panic!("not a review at offset {}", r.offset);
+        };
+        assert_eq!(r.key.as_deref(), Some(review.key().as_bytes()));
+        reviews.insert(review.key(), review.disposition);
+    }
+    let by_value: BTreeMap<&str, &str> = reviews
+        .iter()
+        .map(|(k, d)| (k.split_once('/').unwrap().1, d.as_str()))
+        .collect();
+    assert_eq!(
+        by_value,
+        BTreeMap::from([
+            ("domain:amber.hunt-golden.net", "WITHHELD"),
+            ("domain:c2.hunt-golden.net", "PUBLISHED"),
+            ("domain:drop.hunt-golden.net", "PUBLISHED"),
+            ("domain:gone.hunt-golden.net", "RETIRED"),
+            ("domain:google.com", "BLOCKED"),
+        ]),
+        "{reviews:?}"
+    );
+    assert!(reviews
+        .values()
+        .any(|d| *d == hunt::Disposition::Withheld { overridden: 1 }));
 
     // The latest record per key: the two shared values published; the withdrawn one removed
     // after its retirement.

@@ -45,16 +45,27 @@ fn the_simulated_siems_answer_what_the_hunt_topics_publish() {
     );
     assert_eq!(hunting.skipped, 0, "{hunting:?}");
 
-    // Every member's hunt topic holds at least what the SIEMs counted, and the same records.
+    // Every member's hunt topic holds at least what the SIEMs counted, and the same indicator
+    // records; the summaries of what the SIEMs sighted reach some nations (those of each
+    // campaign), answering a published indicator.
+    let mut summaries = 0;
     let topics: Vec<Vec<KeyValue>> = NATIONS
         .iter()
         .map(|n| {
             h.read_all(&format!("rrc.out.{n}.hunt"))
                 .into_iter()
+                .filter(|r| match h.codec.decode_hunt(&r.value) {
+                    Ok(HuntUpdate::Sightings { .. }) => {
+                        summaries += 1;
+                        false
+                    }
+                    _ => true,
+                })
                 .map(|r| (r.key, r.value))
                 .collect()
         })
         .collect();
+    assert!(summaries > 0, "no nation heard of the SIEMs' sightings");
     // As a SIEM counts them: a publication of a key it does not hunt for yet is new.
     let (mut live, mut new, mut published) = (BTreeSet::new(), 0, BTreeSet::new());
     for (_, value) in &topics[0] {

@@ -47,7 +47,7 @@ pub use ids::{Learnt, MISSING_RETRY};
 pub use json::event_json;
 use json::{decision_json, decode_json, json_with_type, typed_json, FromJson};
 use records::{decision_from, event_from, picture_from, undecodable, CampaignRecord};
-pub use samples::{hunt_samples, samples};
+pub use samples::{hunt_samples, review_samples, samples};
 pub use schemas::SchemaError;
 
 /// The compiled schemas and the tables to find them by fingerprint or registry id.

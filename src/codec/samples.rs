@@ -3,7 +3,10 @@
 //! tests, kept out of the codec itself.
 
 use rallypoint_core::event::Pap;
-use rallypoint_core::hunt::{HuntIndicator, HuntUpdate, RetireReason};
+use rallypoint_core::hunt::{
+    indicator_id, Disposition, HuntIndicator, HuntReview, HuntUpdate, RetireReason,
+    SightingSummary, SightingTally,
+};
 
 use super::{Codec, DeadLetter, Format, Header};
 
@@ -105,7 +108,7 @@ pub fn samples(codec: &Codec) -> Vec<(&'static str, Vec<u8>)> {
 /// the retired one's key (a tombstone).
 pub fn hunt_samples() -> Vec<HuntUpdate> {
     use rallypoint_core::event::{IndicatorKind, Sector, Tlp};
-    use rallypoint_core::hunt::{indicator_id, pattern};
+    use rallypoint_core::hunt::pattern;
     let indicator = |kind, value: &str, tlp, pap| {
         let pattern = pattern(kind, value).unwrap_or_default();
         HuntIndicator {
@@ -144,5 +147,77 @@ pub fn hunt_samples() -> Vec<HuntUpdate> {
             reason: RetireReason::FalsePositive,
         },
         HuntUpdate::Removed { key },
+        HuntUpdate::Sightings {
+            // Who a summary goes to is its topics', not part of its record.
+            to: Vec::new(),
+            summary: SightingSummary {
+                campaign_id: "C-000001".into(),
+                indicator_id: indicator_id("[domain-name:value = 'c2.example.net']"),
+                pattern: "[domain-name:value = 'c2.example.net']".into(),
+                sightings: 12,
+                true_positives: 3,
+                false_positives: 1,
+                nations_sighting: 4,
+                nations_false_positive: 1,
+                named_nations: vec!["FIN".into()],
+                stream_time: 1_800_000_600_000,
+            },
+        },
+        HuntUpdate::Reviewed(HuntReview {
+            campaign_id: "C-000001".into(),
+            value: "domain:c2.example.net".into(),
+            disposition: Disposition::Published {
+                indicator_id: indicator_id("[domain-name:value = 'c2.example.net']"),
+                tlp: Tlp::Green,
+                inform: Some("inform/cloud-providers".into()),
+            },
+            tally: SightingTally {
+                sighted_by: vec!["EST".into(), "FIN".into()],
+                true_positive_by: vec!["EST".into()],
+                false_positive_by: vec!["LVA".into()],
+                named: vec!["FIN".into()],
+                sightings: 12,
+                true_positives: 3,
+                false_positives: 1,
+            },
+            stream_time: 1_800_000_600_000,
+        }),
     ]
+}
+
+/// A review of each disposition (for the codec's round trips).
+pub fn review_samples() -> Vec<HuntUpdate> {
+    use rallypoint_core::event::Tlp;
+    let id = indicator_id("[domain-name:value = 'c2.example.net']");
+    [
+        Disposition::Published {
+            indicator_id: id.clone(),
+            tlp: Tlp::Amber,
+            inform: None,
+        },
+        Disposition::Retired {
+            indicator_id: id,
+            reason: RetireReason::Expired,
+        },
+        Disposition::Withheld { overridden: 2 },
+        Disposition::Blocked {
+            list: "block/public-dns-resolvers".into(),
+        },
+        Disposition::Truncated,
+        Disposition::NotHunted,
+        Disposition::Deferred {
+            until: 1_800_003_600_000,
+        },
+    ]
+    .into_iter()
+    .map(|disposition| {
+        HuntUpdate::Reviewed(HuntReview {
+            campaign_id: "C-000002".into(),
+            value: "domain:c2.example.net".into(),
+            disposition,
+            tally: SightingTally::default(),
+            stream_time: 1_800_000_700_000,
+        })
+    })
+    .collect()
 }

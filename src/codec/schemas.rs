@@ -57,6 +57,14 @@ const OUTPUTS: &[(&str, &str)] = &[
         "HuntIndicatorRetired",
         include_str!("../../schemas/hunt_indicator_retired.avsc"),
     ),
+    (
+        "HuntSightingsSummarized",
+        include_str!("../../schemas/hunt_sightings_summarized.avsc"),
+    ),
+    (
+        "HuntValueReviewed",
+        include_str!("../../schemas/hunt_value_reviewed.avsc"),
+    ),
 ];
 
 /// Every top-level record: (record name, schema text); the input events are those the

@@ -552,6 +552,8 @@ mod hunt_records {
             });
         }
         out.push(retired());
+        out.extend(hunt_samples().into_iter().skip(3));
+        out.extend(review_samples());
         out
     }
 
@@ -797,13 +799,18 @@ mod hunt_records {
     }
 
     #[test]
-    fn the_samples_hold_every_schema_and_both_hunt_records_once() {
+    fn the_samples_hold_every_schema_and_each_hunt_record_once() {
         let codec = Codec::new().unwrap();
         let names: Vec<&str> = samples(&codec).into_iter().map(|(n, _)| n).collect();
         for s in codec.schemas() {
             assert!(names.contains(&s.name), "{}: no sample", s.name);
         }
-        for name in ["HuntIndicatorPublished", "HuntIndicatorRetired"] {
+        for name in [
+            "HuntIndicatorPublished",
+            "HuntIndicatorRetired",
+            "HuntSightingsSummarized",
+            "HuntValueReviewed",
+        ] {
             assert_eq!(names.iter().filter(|n| **n == name).count(), 1, "{name}");
         }
     }

@@ -89,6 +89,7 @@ pub fn specs(config: &Config) -> Vec<Spec> {
         });
         specs.push(hunt_spec(t.hunt(nation)));
     }
+    specs.push(hunt_spec(t.coalition_hunt()));
     specs.push(Spec {
         name: t.coalition_decisions(),
         partitions: outputs,
@@ -247,7 +248,7 @@ mod tests {
     }
 
     #[test]
-    fn every_member_gets_a_compacted_hunt_topic_of_one_partition() {
+    fn every_member_and_the_cell_get_a_compacted_hunt_topic_of_one_partition() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("rallypoint.toml");
         std::fs::write(
@@ -261,7 +262,11 @@ mod tests {
         let names: Vec<&str> = hunts.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(
             names,
-            ["exercise.rrc.out.EST.hunt", "exercise.rrc.out.LVA.hunt"]
+            [
+                "exercise.rrc.out.EST.hunt",
+                "exercise.rrc.out.LVA.hunt",
+                "exercise.rrc.out.coalition.hunt"
+            ]
         );
         for spec in hunts {
             assert_eq!(spec.partitions, 1, "{}", spec.name);

@@ -83,9 +83,20 @@ impl Topics {
         format!("{}rrc.out.{nation}.hunt", self.prefix)
     }
 
-    /// Every member nation's hunt topic, in the configured order of the nations.
+    /// The coordination cell's hunt topic: what became of every value of every campaign's
+    /// package, and why (compacted, one partition, as the members' are).
+    pub fn coalition_hunt(&self) -> String {
+        format!("{}rrc.out.coalition.hunt", self.prefix)
+    }
+
+    /// Every hunt topic: each member nation's, in the configured order of the nations, then
+    /// the coordination cell's.
     pub fn hunts(&self) -> Vec<String> {
-        self.nations.iter().map(|n| self.hunt(n)).collect()
+        self.nations
+            .iter()
+            .map(|n| self.hunt(n))
+            .chain([self.coalition_hunt()])
+            .collect()
     }
 }
 
@@ -114,7 +125,11 @@ mod tests {
         assert_eq!(t.hunt("EST"), "exercise.rrc.out.EST.hunt");
         assert_eq!(
             t.hunts(),
-            ["exercise.rrc.out.LVA.hunt", "exercise.rrc.out.EST.hunt"]
+            [
+                "exercise.rrc.out.LVA.hunt",
+                "exercise.rrc.out.EST.hunt",
+                "exercise.rrc.out.coalition.hunt"
+            ]
         );
         assert_eq!(t.strip(&t.hunt("LVA")), "rrc.out.LVA.hunt");
     }

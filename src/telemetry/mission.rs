@@ -23,6 +23,7 @@ pub struct MissionGauges {
     late: IntCounter,
     hunt_indicators: IntGauge,
     hunt_overridden: IntCounter,
+    hunt_deferred: IntCounter,
 }
 
 use super::register;
@@ -98,6 +99,14 @@ impl MissionGauges {
                      AMBER_STRICT or RED marking overrode: nothing of theirs was released.",
                 ),
             )?,
+            hunt_deferred: register(
+                reg,
+                IntCounter::new(
+                    "rallypoint_hunt_deferred_total",
+                    "Hunt indicators held back to the next hour of stream time because \
+                     hunt.max_new_per_hour were newly published in the hour.",
+                ),
+            )?,
         })
     }
 
@@ -135,6 +144,10 @@ impl MissionGauges {
         let seen = self.hunt_overridden.get();
         if stats.hunt_overridden > seen {
             self.hunt_overridden.inc_by(stats.hunt_overridden - seen);
+        }
+        let seen = self.hunt_deferred.get();
+        if stats.hunt_deferred > seen {
+            self.hunt_deferred.inc_by(stats.hunt_deferred - seen);
         }
         Ok(())
     }

@@ -34,7 +34,14 @@ pub struct HuntConfig {
     /// How long, in stream time, a retired indicator's record stays on the compacted hunt
     /// topics before a tombstone removes it.
     pub tombstone_after_ms: i64,
+    /// At most this many indicators are newly published per hour of stream time (each goes
+    /// to every member's hunt topic, so this bounds what each nation's SIEM must take in);
+    /// the rest are deferred to the next hour.
+    pub max_new_per_hour: u32,
 }
+
+/// The publish rate's window: an hour of stream time.
+pub const RATE_WINDOW_MS: i64 = 60 * 60 * 1000;
 
 /// Two configurations decide alike when their bounds and their lists (by name, version and
 /// action) are the same.
@@ -49,6 +56,7 @@ impl PartialEq for HuntConfig {
         };
         self.max_indicators == other.max_indicators
             && self.tombstone_after_ms == other.tombstone_after_ms
+            && self.max_new_per_hour == other.max_new_per_hour
             && (std::sync::Arc::ptr_eq(&self.lists, &other.lists) || lists(self) == lists(other))
     }
 }
@@ -61,6 +69,7 @@ impl Default for HuntConfig {
             max_indicators: 500,
             lists: warninglist::builtin(),
             tombstone_after_ms: 7 * 24 * 60 * 60 * 1000,
+            max_new_per_hour: 2_000,
         }
     }
 }
@@ -178,7 +187,9 @@ impl HuntIndicator {
     }
 }
 
-/// What the hunt topics receive: every member's topic the same record.
+/// What the hunt topics receive: an indicator's publication, retirement and removal go to
+/// every member's topic alike; a sighting summary to the campaign's nations only; a review to
+/// the coordination cell's.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum HuntUpdate {
     /// New, or changed (a refresh, a new score step, a wider spread, another TLP).
@@ -191,13 +202,28 @@ pub enum HuntUpdate {
     /// The grace period after a retirement has passed: the key's record is removed from the
     /// compacted topics (a tombstone: the key with no value).
     Removed { key: String },
+    /// The sightings of a published indicator, for the nations of its campaign (`to`, sorted).
+    Sightings {
+        to: Vec<String>,
+        summary: SightingSummary,
+    },
+    /// A sighting summary's record is removed from every member's topic (with its indicator's).
+    SightingsRemoved { key: String },
+    /// What became of a value, on the coordination cell's hunt topic.
+    Reviewed(HuntReview),
+    /// The campaign no longer holds the value: its review is removed from the cell's topic.
+    ReviewRemoved { key: String },
 }
 
 impl HuntUpdate {
     pub fn key(&self) -> String {
         match self {
             HuntUpdate::Published(i) | HuntUpdate::Retired { indicator: i, .. } => i.key(),
-            HuntUpdate::Removed { key } => key.clone(),
+            HuntUpdate::Removed { key }
+            | HuntUpdate::SightingsRemoved { key }
+            | HuntUpdate::ReviewRemoved { key } => key.clone(),
+            HuntUpdate::Sightings { summary, .. } => summary.key(),
+            HuntUpdate::Reviewed(r) => r.key(),
         }
     }
 
@@ -206,9 +232,166 @@ impl HuntUpdate {
         match self {
             HuntUpdate::Published(_) => Some("HuntIndicatorPublished"),
             HuntUpdate::Retired { .. } => Some("HuntIndicatorRetired"),
-            HuntUpdate::Removed { .. } => None,
+            HuntUpdate::Sightings { .. } => Some("HuntSightingsSummarized"),
+            HuntUpdate::Reviewed(_) => Some("HuntValueReviewed"),
+            HuntUpdate::Removed { .. }
+            | HuntUpdate::SightingsRemoved { .. }
+            | HuntUpdate::ReviewRemoved { .. } => None,
         }
     }
+}
+
+/// What a value's sightings add up to, alliance-wide (`s/<value>` in the state): which nations
+/// sighted it, and the sums of the sightings' counts by kind.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SightingTally {
+    /// Nations that sighted it (a SIGHTING or TRUE_POSITIVE), sorted.
+    pub sighted_by: Vec<String>,
+    /// Nations that reported it as a TRUE_POSITIVE, sorted.
+    pub true_positive_by: Vec<String>,
+    /// Nations that reported it as a FALSE_POSITIVE, sorted.
+    pub false_positive_by: Vec<String>,
+    /// Nations that may be named to other nations: one of their sightings of it was CLEAR or
+    /// GREEN and not anonymous. Sorted.
+    pub named: Vec<String>,
+    /// Sums of the counts of SIGHTING and TRUE_POSITIVE reports, of TRUE_POSITIVE reports
+    /// alone, and of FALSE_POSITIVE reports.
+    pub sightings: u64,
+    pub true_positives: u64,
+    pub false_positives: u64,
+}
+
+impl SightingTally {
+    /// Whether `self` (after a sighting) differs from `before` enough to be told again: a
+    /// nation joined one of its lists, or one of its sums reached a higher power of two. So a
+    /// value is told about at most a few times per nation and about 30 times per sum, however
+    /// many sightings come.
+    pub fn changed_notably(&self, before: &SightingTally) -> bool {
+        fn order(n: u64) -> u32 {
+            64 - n.leading_zeros()
+        }
+        self.sighted_by != before.sighted_by
+            || self.true_positive_by != before.true_positive_by
+            || self.false_positive_by != before.false_positive_by
+            || self.named != before.named
+            || order(self.sightings) != order(before.sightings)
+            || order(self.true_positives) != order(before.true_positives)
+            || order(self.false_positives) != order(before.false_positives)
+    }
+}
+
+/// What a campaign's nations hear about the sightings of one of its published indicators: sums
+/// and numbers of nations, and the names only of nations whose sighting was CLEAR or GREEN and
+/// not anonymous.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SightingSummary {
+    pub campaign_id: String,
+    pub indicator_id: String,
+    pub pattern: String,
+    pub sightings: u64,
+    pub true_positives: u64,
+    pub false_positives: u64,
+    /// How many nations sighted it (SIGHTING or TRUE_POSITIVE).
+    pub nations_sighting: u32,
+    /// How many nations reported it as a false positive.
+    pub nations_false_positive: u32,
+    /// The nations that may be named, sorted.
+    pub named_nations: Vec<String>,
+    pub stream_time: i64,
+}
+
+impl SightingSummary {
+    pub fn new(indicator: &HuntIndicator, tally: &SightingTally, stream_time: i64) -> Self {
+        SightingSummary {
+            campaign_id: indicator.campaign_id.clone(),
+            indicator_id: indicator.indicator_id.clone(),
+            pattern: indicator.pattern.clone(),
+            sightings: tally.sightings,
+            true_positives: tally.true_positives,
+            false_positives: tally.false_positives,
+            nations_sighting: tally.sighted_by.len() as u32,
+            nations_false_positive: tally.false_positive_by.len() as u32,
+            named_nations: tally.named.clone(),
+            stream_time,
+        }
+    }
+
+    /// Its key on the hunt topics: the indicator's, with `/sightings`.
+    pub fn key(&self) -> String {
+        summary_key(&self.campaign_id, &self.indicator_id)
+    }
+}
+
+/// The hunt-topic key of the sighting summary of indicator `indicator_id` of `campaign_id`.
+pub fn summary_key(campaign_id: &str, indicator_id: &str) -> String {
+    format!("{campaign_id}/{indicator_id}/sightings")
+}
+
+/// What became of one value of a campaign's package, for the coordination cell.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Disposition {
+    /// On every member's hunt topic under `tlp`; `inform` names an informing warninglist that
+    /// holds it.
+    Published {
+        indicator_id: String,
+        tlp: Tlp,
+        inform: Option<String>,
+    },
+    /// Published before, retired since.
+    Retired {
+        indicator_id: String,
+        reason: RetireReason,
+    },
+    /// No open incident that reported it releases it; `overridden` counts ALLIANCE flags that
+    /// AMBER_STRICT or RED could not honour.
+    Withheld { overridden: u32 },
+    /// A blocking warninglist holds it.
+    Blocked { list: String },
+    /// Releasable, but past the package's cap.
+    Truncated,
+    /// Releasable, but the hour's publish rate (`max_new_per_hour`) is spent: worked out again
+    /// at `until`, the next hour's start in stream time.
+    Deferred { until: i64 },
+    /// Not a hunted kind (a CVE), or not a valid value of its kind.
+    NotHunted,
+}
+
+impl Disposition {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Disposition::Published { .. } => "PUBLISHED",
+            Disposition::Retired { .. } => "RETIRED",
+            Disposition::Withheld { .. } => "WITHHELD",
+            Disposition::Blocked { .. } => "BLOCKED",
+            Disposition::Truncated => "TRUNCATED",
+            Disposition::Deferred { .. } => "DEFERRED",
+            Disposition::NotHunted => "NOT_HUNTED",
+        }
+    }
+}
+
+/// The coordination cell's view of one value of a campaign's hunt package: what became of it
+/// and why, and its sightings by name. Kept per campaign and value on the coalition hunt topic.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HuntReview {
+    pub campaign_id: String,
+    /// The value's correlation key, `<kind>:<normalized value>`.
+    pub value: String,
+    pub disposition: Disposition,
+    pub tally: SightingTally,
+    pub stream_time: i64,
+}
+
+impl HuntReview {
+    /// Its key on the coalition hunt topic.
+    pub fn key(&self) -> String {
+        review_key(&self.campaign_id, &self.value)
+    }
+}
+
+/// The coalition-hunt-topic key of the review of `value` in `campaign_id`.
+pub fn review_key(campaign_id: &str, value: &str) -> String {
+    format!("{campaign_id}/{value}")
 }
 
 /// What an open incident allows of its indicators.

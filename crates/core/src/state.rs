@@ -42,7 +42,7 @@ use crate::store::{Store, StoreError, StoreMut};
 /// 5: an incident holds its indicator keys (no `v/<incident_id>` key of their own).
 /// 6: an incident holds whether its indicators may be released to hunts.
 /// 7: an incident holds its PAP; campaigns' hunt indicators (`h/`, `y/`).
-const FORMAT: u8 = 7;
+const FORMAT: u8 = 8;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Incident {
@@ -305,8 +305,8 @@ pub fn posting_key(indicator: &str) -> Vec<u8> {
     key(&[b"x/", indicator.as_bytes()])
 }
 
-/// The nations that sighted a normalized indicator value (a SIGHTING or TRUE_POSITIVE),
-/// sorted: `Vec<String>`.
+/// What the sightings of a normalized indicator value add up to, alliance-wide:
+/// [`crate::hunt::SightingTally`].
 pub fn sightings_key(indicator: &str) -> Vec<u8> {
     key(&[b"s/", indicator.as_bytes()])
 }
@@ -320,9 +320,10 @@ pub fn sighted_in<S: Store + ?Sized>(
 ) -> Result<Vec<String>, StoreError> {
     let mut out = std::collections::BTreeSet::new();
     for value in campaign.counts.keys() {
-        if let Some(nations) = read::<Vec<String>, S>(store, &sightings_key(value))? {
+        if let Some(tally) = read::<crate::hunt::SightingTally, S>(store, &sightings_key(value))? {
             out.extend(
-                nations
+                tally
+                    .sighted_by
                     .into_iter()
                     .filter(|n| !campaign.nations.contains_key(n)),
             );
@@ -356,6 +357,16 @@ pub fn hunt_held_key(campaign: &str, indicator: &str) -> Vec<u8> {
         HUNT_HELD,
         indicator.as_bytes(),
     ])
+}
+
+/// The coordination cell's review of a value of a campaign, as last told
+/// ([`crate::hunt::HuntReview`]): `v/<public id>/<value>`.
+pub fn review_key(campaign: &str, indicator: &str) -> Vec<u8> {
+    key(&[b"v/", campaign.as_bytes(), b"/", indicator.as_bytes()])
+}
+
+pub fn review_prefix(campaign: &str) -> Vec<u8> {
+    key(&[b"v/", campaign.as_bytes(), b"/"])
 }
 
 /// A campaign's hunt indicator as last published or retired, and what its next change depends
@@ -433,6 +444,12 @@ pub struct PictureStats {
     pub hunt_indicators: i64,
     /// Incidents whose ALLIANCE release their AMBER_STRICT or RED marking overrode.
     pub hunt_overridden: u64,
+    /// The start of the publish rate's current hour, in stream time, and how many indicators
+    /// were newly published in it.
+    pub hunt_window: i64,
+    pub hunt_window_new: u32,
+    /// Indicators deferred by the publish rate, over time.
+    pub hunt_deferred: u64,
 }
 
 pub const PICTURE_STATS: &[u8] = b"m/picture";

@@ -7,7 +7,9 @@ use common::World;
 use rallypoint_core::event::{
     HuntRelease, Indicator, IndicatorKind, Pap, Priority, SightingKind, Tlp,
 };
-use rallypoint_core::hunt::{self, HuntIndicator, HuntUpdate, RetireReason};
+use rallypoint_core::hunt::{
+    self, Disposition, HuntIndicator, HuntReview, HuntUpdate, RetireReason, SightingSummary,
+};
 use rallypoint_core::{sample, Output};
 
 const DAY: i64 = 24 * 60 * 60 * 1000;
@@ -33,10 +35,38 @@ fn report(
     w.apply_all(&e)
 }
 
+/// The indicator records (published, retired, removed) among the outputs: what every
+/// member's hunt topic receives alike.
 fn hunts(out: &[Output]) -> Vec<HuntUpdate> {
     out.iter()
         .filter_map(|o| match o {
-            Output::Hunt(h) => Some(h.clone()),
+            Output::Hunt(
+                h @ (HuntUpdate::Published(_)
+                | HuntUpdate::Retired { .. }
+                | HuntUpdate::Removed { .. }),
+            ) => Some(h.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The sighting summaries among the outputs, with the nations they go to.
+fn summaries(out: &[Output]) -> Vec<(Vec<String>, SightingSummary)> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Hunt(HuntUpdate::Sightings { to, summary }) => {
+                Some((to.clone(), summary.clone()))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// The coordination cell's reviews among the outputs.
+fn reviews(out: &[Output]) -> Vec<HuntReview> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Hunt(HuntUpdate::Reviewed(r)) => Some(r.clone()),
             _ => None,
         })
         .collect()
@@ -429,8 +459,8 @@ enum Step {
     Report(usize, Tlp, HuntRelease, Vec<usize>),
     /// Closes the n-th report made so far, if any.
     Close(usize),
-    /// Nation index, value, kind.
-    Sight(usize, usize, SightingKind),
+    /// Nation index, value, kind, whether it may be named (CLEAR or GREEN, not anonymous).
+    Sight(usize, usize, SightingKind, bool),
 }
 
 const NATIONS: [&str; 5] = ["EST", "LVA", "LTU", "POL", "FIN"];
@@ -458,7 +488,8 @@ fn step() -> impl Strategy<Value = Step> {
         4 => (0..5usize, tlp, release, proptest::collection::vec(0..6usize, 1..4))
             .prop_map(|(n, t, r, v)| Step::Report(n, t, r, v)),
         1 => (0..20usize).prop_map(Step::Close),
-        2 => (0..5usize, 0..6usize, kind).prop_map(|(n, v, k)| Step::Sight(n, v, k)),
+        2 => (0..5usize, 0..6usize, kind, any::<bool>())
+            .prop_map(|(n, v, k, named)| Step::Sight(n, v, k, named)),
     ]
 }
 
@@ -485,6 +516,9 @@ proptest! {
         let mut ever_released = [false; 6];
         let mut false_positive = [false; 6];
         let mut live: BTreeMap<(String, String), bool> = BTreeMap::new();
+        // Nations that may be named for each value: one of their sightings was GREEN and not
+        // anonymous.
+        let mut consented: Vec<std::collections::BTreeSet<&str>> = vec![Default::default(); 6];
         for (i, s) in steps.iter().enumerate() {
             let out = match s {
                 Step::Report(n, tlp, release, values) => {
@@ -504,7 +538,21 @@ proptest! {
                     let env = w.env(nation);
                     w.apply_all(&sample::closed(env, &reports[*k].0))
                 }
-                Step::Sight(n, v, kind) => sight(&mut w, NATIONS[*n], &pool[*v], *kind),
+                Step::Sight(n, v, kind, named) => {
+                    if *named && *kind != SightingKind::Expiration {
+                        consented[*v].insert(NATIONS[*n]);
+                    }
+                    let env = w.env(NATIONS[*n]);
+                    let id = format!("S-{i}");
+                    let indicator = Indicator::new(IndicatorKind::Domain, pool[*v].clone());
+                    w.apply_all(&sample::sighted_with(env, &id, indicator, *kind, |s| {
+                        (s.tlp, s.anonymous) = if *named {
+                            (Tlp::Green, false)
+                        } else {
+                            (Tlp::Amber, true)
+                        };
+                    }))
+                }
             };
             for (v, value) in pool.iter().enumerate() {
                 let open_releasing: Vec<Tlp> = reports
@@ -527,10 +575,10 @@ proptest! {
                     HuntUpdate::Retired { indicator: i, .. } => {
                         live.insert((i.campaign_id, i.pattern), false)
                     }
-                    HuntUpdate::Removed { .. } => None,
+                    _ => None,
                 };
             }
-            if let Step::Sight(_, v, SightingKind::FalsePositive) = s {
+            if let Step::Sight(_, v, SightingKind::FalsePositive, _) = s {
                 false_positive[*v] = true;
             }
             // And complete: every value of an active campaign that an open incident releases
@@ -566,6 +614,312 @@ proptest! {
             for (v, value) in pool.iter().enumerate() {
                 prop_assert!(ever_released[v] || !text.contains(value.as_str()), "{} leaked: {}", value, text);
             }
+            // Sighting summaries: to the campaign's nations only, about a published indicator,
+            // naming only nations that consented for that value.
+            for (to, summary) in summaries(&out) {
+                let campaign = w.store.scan_prefix(b"k/").unwrap().into_iter().find_map(|(k, b)| {
+                    let c: CampaignState = decode(&k, &b).unwrap();
+                    (c.public.as_deref() == Some(summary.campaign_id.as_str())).then_some(c)
+                });
+                let campaign = campaign.expect("a summary of a known campaign");
+                prop_assert_eq!(&to, &campaign.nations.keys().cloned().collect::<Vec<_>>());
+                let (_, value) = hunt::pattern_value(&summary.pattern).expect("a pattern");
+                let v = pool.iter().position(|p| *p == value).expect("a pool value");
+                prop_assert!(ever_released[v], "a summary of {} never released", value);
+                for n in &summary.named_nations {
+                    prop_assert!(consented[v].contains(n.as_str()), "{} named for {}", n, value);
+                }
+                let text = format!("{:?}", SightingSummary { named_nations: vec![], ..summary });
+                for n in NATIONS {
+                    prop_assert!(!text.contains(n), "{} in {}", n, text);
+                }
+            }
+            // The cell's reviews: values of campaigns reported by a non-RED incident.
+            for r in reviews(&out) {
+                let v = pool.iter().position(|p| format!("domain:{p}") == r.value).expect("a pool value");
+                prop_assert!(
+                    reports.iter().any(|rep| rep.3.contains(&v) && rep.1 != Tlp::Red),
+                    "{:?} reviewed with only RED sources", r
+                );
+            }
         }
     }
+}
+
+/// A sighting of the domain `value` by `nation`, `count` times, under `tlp`, anonymous or not.
+fn sight_as(
+    w: &mut World,
+    nation: &str,
+    value: &str,
+    kind: SightingKind,
+    (count, tlp, anonymous): (i32, Tlp, bool),
+) -> Vec<Output> {
+    let env = w.env(nation);
+    let id = format!("S-{nation}-{}", env.event_id);
+    let indicator = Indicator::new(IndicatorKind::Domain, value.to_owned());
+    w.apply_all(&sample::sighted_with(env, &id, indicator, kind, |s| {
+        (s.count, s.tlp, s.anonymous) = (count, tlp, anonymous);
+    }))
+}
+
+#[test]
+fn the_campaigns_nations_hear_of_sightings_naming_only_those_that_allow_it_and_not_each_time() {
+    let mut w = World::new();
+    let g = HuntRelease::Default;
+    let v = "seen.example.net";
+    report(&mut w, "EST", "I1", Tlp::Green, g, &[v]);
+    let out = report(&mut w, "LVA", "I2", Tlp::Green, g, &[v]);
+    let indicator = published(&out).remove(0);
+    let figures = |s: &SightingSummary| {
+        (
+            s.sightings,
+            s.true_positives,
+            s.false_positives,
+            s.nations_sighting,
+            s.nations_false_positive,
+        )
+    };
+    // A GREEN sighting, not anonymous: its nation may be named.
+    let out = sight_as(
+        &mut w,
+        "DEU",
+        v,
+        SightingKind::Sighting,
+        (1, Tlp::Green, false),
+    );
+    let got = summaries(&out);
+    assert_eq!(got.len(), 1, "{got:?}");
+    let (to, s) = &got[0];
+    assert_eq!(to, &["EST", "LVA"], "to the campaign's nations only");
+    assert_eq!(s.key(), format!("{}/sightings", indicator.key()));
+    assert_eq!(
+        (s.indicator_id.as_str(), s.pattern.as_str()),
+        (indicator.indicator_id.as_str(), indicator.pattern.as_str())
+    );
+    assert_eq!(figures(s), (1, 0, 0, 1, 0));
+    assert_eq!(s.named_nations, ["DEU"]);
+    // An AMBER, anonymous true positive seen 5 times: counted, never named.
+    let out = sight_as(
+        &mut w,
+        "FRA",
+        v,
+        SightingKind::TruePositive,
+        (5, Tlp::Amber, true),
+    );
+    let (_, s) = summaries(&out).remove(0);
+    assert_eq!(figures(&s), (6, 5, 0, 2, 0));
+    assert_eq!(s.named_nations, ["DEU"]);
+    // GREEN but anonymous: not named either.
+    let out = sight_as(
+        &mut w,
+        "POL",
+        v,
+        SightingKind::Sighting,
+        (1, Tlp::Green, true),
+    );
+    let (_, s) = summaries(&out).remove(0);
+    assert_eq!((figures(&s), s.named_nations.len()), ((7, 5, 0, 3, 0), 1));
+    // A known nation's sighting is told when a sum reaches a higher power of two (8), and
+    // not while it stays below the next (9 < 16).
+    let out = sight_as(
+        &mut w,
+        "DEU",
+        v,
+        SightingKind::Sighting,
+        (1, Tlp::Green, false),
+    );
+    let (_, s) = summaries(&out).remove(0);
+    assert_eq!(figures(&s), (8, 5, 0, 3, 0));
+    let out = sight_as(
+        &mut w,
+        "DEU",
+        v,
+        SightingKind::Sighting,
+        (1, Tlp::Green, false),
+    );
+    assert!(summaries(&out).is_empty(), "9 is below 16");
+    // A false positive from a nation that did not report it: told, not retired yet.
+    let out = sight_as(
+        &mut w,
+        "ITA",
+        v,
+        SightingKind::FalsePositive,
+        (1, Tlp::Amber, true),
+    );
+    let (_, s) = summaries(&out).remove(0);
+    assert_eq!(figures(&s), (9, 5, 1, 3, 1));
+    assert!(retired(&out).is_empty());
+    // The cell's review names every nation, whatever the sightings allowed.
+    let r = reviews(&out).remove(0);
+    assert_eq!(r.tally.sighted_by, ["DEU", "FRA", "POL"]);
+    assert_eq!(r.tally.true_positive_by, ["FRA"]);
+    assert_eq!(r.tally.false_positive_by, ["ITA"]);
+}
+
+#[test]
+fn the_cell_sees_what_became_of_every_value_and_why() {
+    let mut w = World::new();
+    w.config.hunt.max_indicators = 1;
+    let g = HuntRelease::Default;
+    let a = HuntRelease::Alliance;
+    // A campaign detected first, C-000001.
+    report(&mut w, "POL", "I0", Tlp::Green, g, &["x.example.net"]);
+    report(&mut w, "DEU", "I00", Tlp::Green, g, &["x.example.net"]);
+    // Shared: a.example.net and b.example.net (GREEN), google.com is blocked; amber.example.net
+    // only AMBER without consent, strict.example.net AMBER_STRICT with an ALLIANCE flag.
+    report(
+        &mut w,
+        "EST",
+        "I1",
+        Tlp::Green,
+        g,
+        &["a.example.net", "b.example.net", "google.com"],
+    );
+    report(&mut w, "EST", "I2", Tlp::Amber, g, &["amber.example.net"]);
+    report(
+        &mut w,
+        "EST",
+        "I3",
+        Tlp::AmberStrict,
+        a,
+        &["strict.example.net"],
+    );
+    let out = report(
+        &mut w,
+        "LVA",
+        "I4",
+        Tlp::Amber,
+        g,
+        &[
+            "a.example.net",
+            "b.example.net",
+            "google.com",
+            "amber.example.net",
+            "strict.example.net",
+        ],
+    );
+    let by_value: BTreeMap<String, Disposition> = reviews(&out)
+        .into_iter()
+        .map(|r| (r.value, r.disposition))
+        .collect();
+    let published = published(&out).remove(0);
+    assert_eq!(
+        by_value,
+        BTreeMap::from([
+            (
+                "domain:a.example.net".to_owned(),
+                Disposition::Published {
+                    indicator_id: published.indicator_id.clone(),
+                    tlp: Tlp::Green,
+                    inform: None
+                }
+            ),
+            ("domain:b.example.net".to_owned(), Disposition::Truncated),
+            (
+                "domain:google.com".to_owned(),
+                Disposition::Blocked {
+                    list: by_value_list(&out, "domain:google.com")
+                }
+            ),
+            (
+                "domain:amber.example.net".to_owned(),
+                Disposition::Withheld { overridden: 0 }
+            ),
+            (
+                "domain:strict.example.net".to_owned(),
+                Disposition::Withheld { overridden: 1 }
+            ),
+        ])
+    );
+    assert!(published.pattern.contains("a.example.net"));
+    // Reworked without a change: nothing told again.
+    let out = sight(
+        &mut w,
+        "DEU",
+        "unrelated.example.org",
+        SightingKind::Sighting,
+    );
+    assert!(reviews(&out).is_empty());
+    // A false positive from the reporting nation retires it: the review says why.
+    let out = sight(&mut w, "EST", "a.example.net", SightingKind::FalsePositive);
+    let r = reviews(&out).pop().expect("reviewed");
+    assert_eq!(
+        r.disposition,
+        Disposition::Retired {
+            indicator_id: published.indicator_id.clone(),
+            reason: RetireReason::FalsePositive
+        }
+    );
+    // The campaign is merged into one detected before it: every review is removed.
+    let x = "x.example.net";
+    let out = report(&mut w, "FRA", "I5", Tlp::Green, g, &[x, "a.example.net"]);
+    let mut removed: Vec<String> = out
+        .iter()
+        .filter_map(|o| match o {
+            Output::Hunt(HuntUpdate::ReviewRemoved { key }) => Some(key.clone()),
+            _ => None,
+        })
+        .collect();
+    removed.sort();
+    let want: Vec<String> = [
+        "a.example.net",
+        "amber.example.net",
+        "b.example.net",
+        "google.com",
+        "strict.example.net",
+    ]
+    .iter()
+    .map(|v| hunt::review_key(&published.campaign_id, &format!("domain:{v}")))
+    .collect();
+    assert_eq!(removed, want);
+}
+
+/// The blocking list a review of `value` names (the list's name is the data's, not the test's).
+fn by_value_list(out: &[Output], value: &str) -> String {
+    reviews(out)
+        .into_iter()
+        .find_map(|r| match r.disposition {
+            Disposition::Blocked { list } if r.value == value => Some(list),
+            _ => None,
+        })
+        .expect("blocked")
+}
+
+#[test]
+fn past_the_hours_publish_rate_values_wait_for_the_next_hour() {
+    let mut w = World::new();
+    w.config.hunt.max_new_per_hour = 2;
+    let g = HuntRelease::Default;
+    let values = ["r1.example.net", "r2.example.net", "r3.example.net"];
+    report(&mut w, "EST", "I1", Tlp::Green, g, &values);
+    let out = report(&mut w, "LVA", "I2", Tlp::Green, g, &values);
+    let got: Vec<String> = published(&out).into_iter().map(|i| i.pattern).collect();
+    assert_eq!(got, [domain("r1.example.net"), domain("r2.example.net")]);
+    let hour = hunt::RATE_WINDOW_MS;
+    let until = (w.clock.now / hour + 1) * hour;
+    let deferred: Vec<(String, Disposition)> = reviews(&out)
+        .into_iter()
+        .filter(|r| matches!(r.disposition, Disposition::Deferred { .. }))
+        .map(|r| (r.value, r.disposition))
+        .collect();
+    assert_eq!(
+        deferred,
+        [(
+            "domain:r3.example.net".to_owned(),
+            Disposition::Deferred { until }
+        )]
+    );
+    // A refresh within the hour is not a new publication: the rate does not hold it back.
+    let out = report(&mut w, "POL", "I3", Tlp::Green, g, &["r1.example.net"]);
+    assert_eq!(published(&out).len(), 1, "{:?}", hunts(&out));
+    // Still within the hour: nothing more.
+    let out = at(&mut w, until - 1);
+    assert!(published(&out).is_empty(), "{:?}", hunts(&out));
+    // The next hour: the deferred value goes out, and its review says so.
+    let out = at(&mut w, until);
+    let got: Vec<String> = published(&out).into_iter().map(|i| i.pattern).collect();
+    assert_eq!(got, [domain("r3.example.net")]);
+    assert!(reviews(&out)
+        .iter()
+        .any(|r| matches!(r.disposition, Disposition::Published { .. })));
 }

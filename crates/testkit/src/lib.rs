@@ -1003,7 +1003,11 @@ pub fn assert_exactly_once(
         .map(|n| topics.decisions(n))
         .chain([topics.coalition_decisions()])
         .collect();
-    let hunts: Vec<String> = nations.iter().map(|n| topics.hunt(n)).collect();
+    let hunts: Vec<String> = nations
+        .iter()
+        .map(|n| topics.hunt(n))
+        .chain([topics.coalition_hunt()])
+        .collect();
     let mut emitted = BTreeMap::new();
     for topic in names.iter().chain([&implied.picture_topic]).chain(&hunts) {
         let records = h

@@ -19,7 +19,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::{Fold, Output};
 use crate::event::Pap;
 use crate::event::{Sector, Tlp};
-use crate::hunt::{self, decay, HuntIndicator, HuntUpdate, Outcome, Release, RetireReason};
+use crate::hunt::{
+    self, decay, Disposition, HuntIndicator, HuntReview, HuntUpdate, Outcome, Release,
+    RetireReason, SightingSummary, SightingTally,
+};
 use crate::state::*;
 use crate::store::{StoreError, StoreMut};
 
@@ -83,38 +86,92 @@ impl<S: StoreMut> Fold<'_, '_, S> {
             let entry = entries.remove(key);
             let was_held = held.remove(key);
             let basis = &bases[key];
-            let outcome = match candidate.outcome {
+            let (outcome, held_as) = match candidate.outcome {
                 Outcome::Publish {
-                    pattern, id, tlp, ..
+                    pattern,
+                    id,
+                    tlp,
+                    inform,
                 } => {
+                    // Not published now (new, or back after a retirement): it counts toward
+                    // the hour's publish rate, or waits for the next hour.
+                    let fresh = entry.as_ref().is_none_or(|e| {
+                        e.retired.is_some() && e.retired != Some(RetireReason::FalsePositive)
+                    });
+                    if fresh {
+                        if let Some(until) = self.hunt_rate_spent(state)? {
+                            if let Some(e) = entry {
+                                entries.insert(key.to_owned(), e);
+                            }
+                            if !was_held {
+                                self.st.mark(&hunt_held_key(public, key));
+                            }
+                            self.hunt_review(public, key, Disposition::Deferred { until })?;
+                            continue;
+                        }
+                    }
                     if was_held {
                         self.st.remove(&hunt_held_key(public, key));
                     }
-                    self.hunt_publish(public, key, entry, basis, pattern, id, tlp)?;
+                    let (disposition, new) =
+                        self.hunt_publish(public, key, entry, basis, (pattern, id, tlp, inform))?;
+                    if let Some(indicator) = new {
+                        self.hunt_tell(state, key, &indicator, None)?;
+                    }
+                    self.hunt_review(public, key, disposition)?;
                     continue;
                 }
-                Outcome::Withheld { .. } => Some(RetireReason::ReleaseWithdrawn),
-                Outcome::Blocked { .. } => Some(RetireReason::Warninglisted),
+                Outcome::Withheld { overridden } => (
+                    Some(RetireReason::ReleaseWithdrawn),
+                    Disposition::Withheld { overridden },
+                ),
+                Outcome::Blocked { list } => (
+                    Some(RetireReason::Warninglisted),
+                    Disposition::Blocked { list },
+                ),
                 // Past the cap: worked out again at the next change, a place may be free.
-                Outcome::Truncated => None,
-                Outcome::NotHunted => Some(RetireReason::ReleaseWithdrawn),
+                Outcome::Truncated => (None, Disposition::Truncated),
+                Outcome::NotHunted => {
+                    (Some(RetireReason::ReleaseWithdrawn), Disposition::NotHunted)
+                }
             };
-            match (entry, outcome) {
-                (Some(e), Some(reason)) => self.hunt_retire(public, key, Some(e), reason)?,
-                (Some(_), None) => {} // a published value is never truncated: it comes first
-                (None, Some(_)) if !was_held => self.st.mark(&hunt_held_key(public, key)),
-                (None, _) => {}
-            }
+            let disposition = match (entry, outcome) {
+                (Some(e), Some(reason)) => {
+                    let disposition = Disposition::Retired {
+                        indicator_id: e.indicator.indicator_id.clone(),
+                        reason: e.retired.unwrap_or(reason),
+                    };
+                    self.hunt_retire(public, key, Some(e), reason, false)?;
+                    disposition
+                }
+                // A published value is never truncated (it comes first); a retired one stays so.
+                (Some(e), None) => disposition_of(&e),
+                (None, _) => {
+                    if !was_held {
+                        self.st.mark(&hunt_held_key(public, key));
+                    }
+                    held_as
+                }
+            };
+            self.hunt_review(public, key, disposition)?;
         }
         // Values the campaign no longer holds.
         for (key, entry) in entries {
             if !state.counts.contains_key(&key) {
-                self.hunt_retire(public, &key, Some(entry), RetireReason::CampaignDissolved)?;
+                self.hunt_retire(
+                    public,
+                    &key,
+                    Some(entry),
+                    RetireReason::CampaignDissolved,
+                    false,
+                )?;
+                self.hunt_unreview(public, &key)?;
             }
         }
         for key in held {
             if !state.counts.contains_key(&key) {
                 self.st.remove(&hunt_held_key(public, &key));
+                self.hunt_unreview(public, &key)?;
             }
         }
         Ok(())
@@ -125,10 +182,21 @@ impl<S: StoreMut> Fold<'_, '_, S> {
     pub(super) fn hunt_withdraw(&mut self, public: &str) -> Result<(), StoreError> {
         let (entries, held) = self.hunt_entries(public)?;
         for (key, entry) in entries {
-            self.hunt_retire(public, &key, Some(entry), RetireReason::CampaignDissolved)?;
+            self.hunt_retire(
+                public,
+                &key,
+                Some(entry),
+                RetireReason::CampaignDissolved,
+                false,
+            )?;
         }
         for key in held {
             self.st.remove(&hunt_held_key(public, &key));
+        }
+        let prefix = review_prefix(public);
+        for (k, _) in self.st.store.scan_prefix(&prefix)? {
+            let value = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
+            self.hunt_unreview(public, &value)?;
         }
         Ok(())
     }
@@ -146,7 +214,10 @@ impl<S: StoreMut> Fold<'_, '_, S> {
     }
 
     /// A nation's sighting of the normalized value `key`, for the hunt indicator of the
-    /// campaign that holds it (`state`, through the value's `posting`), if it is active. A
+    /// campaign that holds it (`state`, through the value's `posting`), if it is active;
+    /// `tally` is the value's sightings with this one, `told` whether they changed notably
+    /// ([`SightingTally::changed_notably`]): then the campaign's nations and the cell hear of
+    /// them (a summary of a published indicator, and the value's review). A
     /// SIGHTING or TRUE_POSITIVE refreshes it once its score has fallen a step since the last
     /// refresh (so that sightings, the most frequent input, publish at most once a step); a FALSE_POSITIVE retires it at once when the nation
     /// reported the value itself, otherwise once at least max(2, half of the nations that
@@ -157,17 +228,24 @@ impl<S: StoreMut> Fold<'_, '_, S> {
         nation: &str,
         kind: crate::event::SightingKind,
         (posting, state): (&Posting, &CampaignState),
+        (tally, told): (&SightingTally, bool),
     ) -> Result<(), StoreError> {
         use crate::event::SightingKind;
         let Some(public) = state.public.as_deref().filter(|_| state.active) else {
             return Ok(());
         };
+        if told {
+            self.hunt_review_tally(public, key, tally)?;
+        }
         let at = hunt_key(public, key);
         let Some(mut entry) = self.st.load::<HuntEntry>(&at)? else {
             return Ok(());
         };
         if entry.retired.is_some() {
             return Ok(());
+        }
+        if told {
+            self.hunt_tell(state, key, &entry.indicator, Some(tally))?;
         }
         match kind {
             SightingKind::Sighting | SightingKind::TruePositive => {
@@ -197,18 +275,13 @@ impl<S: StoreMut> Fold<'_, '_, S> {
                         .incident(incident)?
                         .is_some_and(|i| i.nation == nation);
                 }
-                let sighted = self
-                    .st
-                    .load::<Vec<String>>(&sightings_key(key))?
-                    .unwrap_or_default()
-                    .len();
                 let retires = decay::false_positive_retires(
                     by_reporter,
                     entry.false_positives.len(),
-                    sighted,
+                    tally.sighted_by.len(),
                 );
                 if retires {
-                    self.hunt_retire(public, key, Some(entry), RetireReason::FalsePositive)?;
+                    self.hunt_retire(public, key, Some(entry), RetireReason::FalsePositive, true)?;
                 } else {
                     self.st.save(&at, &entry);
                 }
@@ -218,15 +291,67 @@ impl<S: StoreMut> Fold<'_, '_, S> {
         Ok(())
     }
 
+    /// Counts one more new publication toward the hour's publish rate; when the rate is
+    /// spent, counts nothing and returns the next hour's start, at which the campaign `state`
+    /// is worked out again.
+    fn hunt_rate_spent(&mut self, state: &CampaignState) -> Result<Option<i64>, StoreError> {
+        let window = self.now - self.now.rem_euclid(hunt::RATE_WINDOW_MS);
+        let cap = self.config.hunt.max_new_per_hour;
+        let mut spent = false;
+        self.stats(|s| {
+            if s.hunt_window != window {
+                (s.hunt_window, s.hunt_window_new) = (window, 0);
+            }
+            if s.hunt_window_new >= cap {
+                s.hunt_deferred += 1;
+                spent = true;
+            } else {
+                s.hunt_window_new += 1;
+            }
+        })?;
+        if !spent {
+            return Ok(None);
+        }
+        let until = window + hunt::RATE_WINDOW_MS;
+        if let (Some(public), Some(incident)) = (&state.public, state.members.first()) {
+            // Any member's id finds the campaign (`membership_key`).
+            let id = format!("{public}/{REWORK}{incident}");
+            self.st.mark(&timed(HUNT_DUE, until, &id));
+        }
+        Ok(Some(until))
+    }
+
+    /// The campaign published as `public`, whose member `incident` is, if it is still active
+    /// under that id: its held values (those deferred among them) are worked out again.
+    fn hunt_rework(&mut self, public: &str, incident: &str) -> Result<(), StoreError> {
+        let Some(id) = self.st.load::<String>(&membership_key(incident))? else {
+            return Ok(());
+        };
+        let Some(state) = self.st.load::<CampaignState>(&campaign_key(&id))? else {
+            return Ok(());
+        };
+        if state.public.as_deref() != Some(public) || !state.active {
+            return Ok(());
+        }
+        let (_, held) = self.hunt_entries(public)?;
+        self.hunt_touched.extend(held);
+        self.hunt_campaign(&state)
+    }
+
     /// Hunt indicators whose time has come: a retired one's record is removed (a tombstone);
     /// a published one past `valid_until` retires as EXPIRED, one whose score reached a lower
-    /// multiple of 10 is published again with it.
+    /// multiple of 10 is published again with it. And campaigns whose deferred values' hour
+    /// has come.
     pub(super) fn hunt_due(&mut self) -> Result<(), StoreError> {
         for (at, id) in self.due_with_time(HUNT_DUE)? {
             self.st.remove(&timed(HUNT_DUE, at, &id));
             let Some((public, key)) = id.split_once('/') else {
                 continue;
             };
+            if let Some(incident) = key.strip_prefix(REWORK) {
+                self.hunt_rework(public, incident)?;
+                continue;
+            }
             let Some(mut entry) = self.st.load::<HuntEntry>(&hunt_key(public, key))? else {
                 continue;
             };
@@ -238,6 +363,14 @@ impl<S: StoreMut> Fold<'_, '_, S> {
                 self.outputs.push(Output::Hunt(HuntUpdate::Removed {
                     key: entry.indicator.key(),
                 }));
+                let tally = self.st.load::<SightingTally>(&sightings_key(key))?;
+                if tally.is_some_and(|t| t != SightingTally::default()) {
+                    // Its summary, if one was told, goes with it.
+                    self.outputs
+                        .push(Output::Hunt(HuntUpdate::SightingsRemoved {
+                            key: hunt::summary_key(public, &entry.indicator.indicator_id),
+                        }));
+                }
                 if entry.retired == Some(RetireReason::FalsePositive) {
                     entry.removed = true;
                     self.st.save(&hunt_key(public, key), &entry);
@@ -248,7 +381,7 @@ impl<S: StoreMut> Fold<'_, '_, S> {
                     self.st.mark(&hunt_held_key(public, key));
                 }
             } else if self.now >= entry.indicator.valid_until {
-                self.hunt_retire(public, key, Some(entry), RetireReason::Expired)?;
+                self.hunt_retire(public, key, Some(entry), RetireReason::Expired, true)?;
             } else {
                 let model = decay::Model::for_kind(entry.indicator.kind);
                 let score = model.score(entry.base, self.now - entry.refreshed_at);
@@ -320,28 +453,31 @@ impl<S: StoreMut> Fold<'_, '_, S> {
     }
 
     /// Publishes `key` of campaign `public` when it is new, retired before (but not as a false
-    /// positive), refreshed, or changed.
-    #[allow(clippy::too_many_arguments)]
+    /// positive), refreshed, or changed. Returns what became of it, and the indicator when it
+    /// was not published before (new, or back after a retirement).
     fn hunt_publish(
         &mut self,
         public: &str,
         key: &str,
         entry: Option<HuntEntry>,
         basis: &Basis,
-        pattern: String,
-        indicator_id: String,
-        tlp: Tlp,
-    ) -> Result<(), StoreError> {
+        (pattern, indicator_id, tlp, inform): (String, String, Tlp, Option<String>),
+    ) -> Result<(Disposition, Option<HuntIndicator>), StoreError> {
         if let Some(e) = entry
             .as_ref()
             .filter(|e| e.retired == Some(RetireReason::FalsePositive))
         {
             // Never published again for this campaign.
             self.st.save(&hunt_key(public, key), e);
-            return Ok(());
+            return Ok((disposition_of(e), None));
         }
         let Some((kind, _)) = hunt::split_key(key) else {
-            return Ok(());
+            return Ok((Disposition::NotHunted, None));
+        };
+        let published = Disposition::Published {
+            indicator_id: indicator_id.clone(),
+            tlp,
+            inform,
         };
         let model = decay::Model::for_kind(kind);
         let live = entry.as_ref().filter(|e| e.retired.is_none());
@@ -387,14 +523,18 @@ impl<S: StoreMut> Fold<'_, '_, S> {
                 ..e.indicator.clone()
             } == indicator
         });
+        let mut new = None;
         let mut entry = match entry {
             Some(e) if unchanged => {
                 if e.basis == basis.releasing && e.due != 0 {
-                    return Ok(()); // nothing to write
+                    return Ok((published, None)); // nothing to write
                 }
                 e
             }
             _ => {
+                if live.is_none() {
+                    new = Some(indicator.clone());
+                }
                 if live.is_none() {
                     self.stats(|s| s.hunt_indicators += 1)?;
                 }
@@ -424,17 +564,109 @@ impl<S: StoreMut> Fold<'_, '_, S> {
             self.hunt_schedule(public, key, &mut entry);
         }
         self.st.save(&hunt_key(public, key), &entry);
+        Ok((published, new))
+    }
+
+    /// Tells the campaign `state`'s nations the sightings of its published `indicator` of the
+    /// value `key`: `tally`, or the value's as stored (told only if there are any).
+    fn hunt_tell(
+        &mut self,
+        state: &CampaignState,
+        key: &str,
+        indicator: &HuntIndicator,
+        tally: Option<&SightingTally>,
+    ) -> Result<(), StoreError> {
+        let stored;
+        let tally = match tally {
+            Some(t) => t,
+            None => {
+                stored = self.st.load::<SightingTally>(&sightings_key(key))?;
+                match &stored {
+                    Some(t) if *t != SightingTally::default() => t,
+                    _ => return Ok(()),
+                }
+            }
+        };
+        self.outputs.push(Output::Hunt(HuntUpdate::Sightings {
+            to: state.nations.keys().cloned().collect(),
+            summary: SightingSummary::new(indicator, tally, self.now),
+        }));
+        Ok(())
+    }
+
+    /// Tells the cell what became of `key` in campaign `public`, when that changed.
+    fn hunt_review(
+        &mut self,
+        public: &str,
+        key: &str,
+        disposition: Disposition,
+    ) -> Result<(), StoreError> {
+        let at = review_key(public, key);
+        let tally = match self.st.load::<HuntReview>(&at)? {
+            Some(r) if r.disposition == disposition => return Ok(()),
+            Some(r) => r.tally,
+            None => self
+                .st
+                .load::<SightingTally>(&sightings_key(key))?
+                .unwrap_or_default(),
+        };
+        let review = HuntReview {
+            campaign_id: public.to_owned(),
+            value: key.to_owned(),
+            disposition,
+            tally,
+            stream_time: self.now,
+        };
+        self.st.save(&at, &review);
+        self.outputs
+            .push(Output::Hunt(HuntUpdate::Reviewed(review)));
+        Ok(())
+    }
+
+    /// Tells the cell the new sightings `tally` of `key` in campaign `public`, once the value
+    /// was worked out.
+    fn hunt_review_tally(
+        &mut self,
+        public: &str,
+        key: &str,
+        tally: &SightingTally,
+    ) -> Result<(), StoreError> {
+        let at = review_key(public, key);
+        let Some(mut review) = self.st.load::<HuntReview>(&at)? else {
+            return Ok(());
+        };
+        if review.tally == *tally {
+            return Ok(());
+        }
+        review.tally = tally.clone();
+        review.stream_time = self.now;
+        self.st.save(&at, &review);
+        self.outputs
+            .push(Output::Hunt(HuntUpdate::Reviewed(review)));
+        Ok(())
+    }
+
+    /// Removes the cell's review of `key` in campaign `public`: the campaign no longer holds it.
+    fn hunt_unreview(&mut self, public: &str, key: &str) -> Result<(), StoreError> {
+        let at = review_key(public, key);
+        if self.st.load::<HuntReview>(&at)?.is_some() {
+            self.st.remove(&at);
+            self.outputs.push(Output::Hunt(HuntUpdate::ReviewRemoved {
+                key: hunt::review_key(public, key),
+            }));
+        }
         Ok(())
     }
 
     /// Retires a published `entry` with `reason`, and schedules its tombstone; leaves one that
-    /// was retired before as it is.
+    /// was retired before as it is. With `review`, the cell's review of it says so.
     fn hunt_retire(
         &mut self,
         public: &str,
         key: &str,
         entry: Option<HuntEntry>,
         reason: RetireReason,
+        review: bool,
     ) -> Result<(), StoreError> {
         let Some(mut entry) = entry else {
             return Ok(());
@@ -454,6 +686,9 @@ impl<S: StoreMut> Fold<'_, '_, S> {
         entry.due = at;
         self.st.mark(&timed(HUNT_DUE, at, &due_id(public, key)));
         self.st.save(&hunt_key(public, key), &entry);
+        if review {
+            self.hunt_review(public, key, disposition_of(&entry))?;
+        }
         Ok(())
     }
 
@@ -474,6 +709,25 @@ impl<S: StoreMut> Fold<'_, '_, S> {
             self.st
                 .remove(&timed(HUNT_DUE, entry.due, &due_id(public, key)));
         }
+    }
+}
+
+/// Before an incident id in a `y/` entry's id: the campaign is to be worked out again (its
+/// deferred values), not one of its indicators. Indicator keys start with their kind.
+const REWORK: &str = "~";
+
+/// What became of a value that has an entry: published, or retired and why.
+fn disposition_of(e: &HuntEntry) -> Disposition {
+    match e.retired {
+        Some(reason) => Disposition::Retired {
+            indicator_id: e.indicator.indicator_id.clone(),
+            reason,
+        },
+        None => Disposition::Published {
+            indicator_id: e.indicator.indicator_id.clone(),
+            tlp: e.indicator.tlp,
+            inform: None,
+        },
     }
 }
 
