@@ -98,6 +98,8 @@ pub struct Hunting {
     pub sightings: u64,
     /// FALSE_POSITIVE reports the SIEMs sent.
     pub false_positives: u64,
+    /// Sightings summaries the campaigns' nations received (on every simulated nation's topic).
+    pub summaries: u64,
     /// Hunt records skipped: undecodable, or a pattern that gave no value back.
     pub skipped: u64,
 }
@@ -122,8 +124,9 @@ impl Hunting {
         };
         let mut line = format!(
             "hunting: {} indicators published to every nation's hunt topic, {retired}; \
-             the nations' SIEMs sent back {} sightings and {} false positives",
-            self.published, self.sightings, self.false_positives
+             the nations' SIEMs sent back {} sightings and {} false positives, and the \
+             campaigns' nations received {} sightings summaries",
+            self.published, self.sightings, self.false_positives, self.summaries
         );
         if self.skipped > 0 {
             line.push_str(&format!(" ({} hunt records skipped)", self.skipped));
@@ -802,7 +805,9 @@ fn hunt(
                     *tally(hunting).retired.entry(reason.as_str()).or_default() += 1;
                 }
             }
-            // Removals, and the summaries of what other SIEMs sighted: nothing to answer.
+            // What the SIEMs sighted, told to the campaign's nations: nothing to answer.
+            HuntUpdate::Sightings { .. } => tally(hunting).summaries += 1,
+            // Removals, and the cell's reviews (not on a nation's topic).
             _ => {}
         }
     }
@@ -995,13 +1000,14 @@ mod tests {
             retired: BTreeMap::from([("FALSE_POSITIVE", 1), ("RELEASE_WITHDRAWN", 3)]),
             sightings: 9,
             false_positives: 2,
+            summaries: 5,
             skipped: 0,
         };
         assert_eq!(
             h.describe(),
             "hunting: 12 indicators published to every nation's hunt topic, 4 retired \
              (1 false positive, 3 release withdrawn); the nations' SIEMs sent back 9 sightings \
-             and 2 false positives"
+             and 2 false positives, and the campaigns' nations received 5 sightings summaries"
         );
     }
 }

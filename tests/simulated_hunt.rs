@@ -66,6 +66,9 @@ fn the_simulated_siems_answer_what_the_hunt_topics_publish() {
         })
         .collect();
     assert!(summaries > 0, "no nation heard of the SIEMs' sightings");
+    // The simulator counted those it read while it ran; the topics hold at least those.
+    assert!(summaries >= hunting.summaries, "{summaries}; {hunting:?}");
+    eprintln!("{}", hunting.describe());
     // As a SIEM counts them: a publication of a key it does not hunt for yet is new.
     let (mut live, mut new, mut published) = (BTreeSet::new(), 0, BTreeSet::new());
     for (_, value) in &topics[0] {

@@ -66,6 +66,9 @@ pub struct Incident {
     pub hunt_release: HuntRelease,
     /// What recipients may do with its indicators (see [`crate::hunt::most_restrictive`]).
     pub pap: Pap,
+    /// The confidence (0–100) it stated for some of its linking values, the highest where it
+    /// reported a value more than once, sorted by value.
+    pub stated_confidence: Vec<(String, u8)>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -923,3 +923,31 @@ fn past_the_hours_publish_rate_values_wait_for_the_next_hour() {
         .iter()
         .any(|r| matches!(r.disposition, Disposition::Published { .. })));
 }
+
+#[test]
+fn the_confidence_starts_from_what_a_releasing_source_stated_and_grows_with_corroboration() {
+    let mut w = World::new();
+    let stated = |w: &mut World, nation: &str, id: &str, tlp: Tlp, value: &str, c: Option<i32>| {
+        let env = w.env(nation);
+        let e = sample::incident_with(env, id, tlp, Priority::High, |r| {
+            r.pap = Pap::Green;
+            let mut i = Indicator::new(IndicatorKind::Domain, value.to_owned());
+            i.confidence = c;
+            r.indicators = vec![i];
+        });
+        w.apply_all(&e)
+    };
+    let confidence = |out: &[Output]| published(out).last().map(|i| (i.confidence, i.score));
+    // Two nations, one stating 30: 30 + 15.
+    stated(&mut w, "EST", "I1", Tlp::Green, "low.example.net", Some(30));
+    let out = stated(&mut w, "LVA", "I2", Tlp::Green, "low.example.net", None);
+    assert_eq!(confidence(&out), Some((45, 45)));
+    // A third nation stating 90: the highest stated, 90 + 30, at most 95.
+    let out = stated(&mut w, "POL", "I3", Tlp::Green, "low.example.net", Some(90));
+    assert_eq!(confidence(&out), Some((95, 95)));
+    // What a source that does not release the value stated does not count.
+    stated(&mut w, "EST", "I4", Tlp::Green, "red.example.net", None);
+    stated(&mut w, "FIN", "I5", Tlp::Red, "red.example.net", Some(100));
+    let out = stated(&mut w, "LVA", "I6", Tlp::Green, "red.example.net", None);
+    assert_eq!(confidence(&out), Some((65, 65)));
+}

@@ -40,6 +40,17 @@ impl<S: StoreMut> Fold<'_, '_, S> {
             .filter(|i| indicator::links(i.kind))
             .filter_map(indicator::key)
             .collect();
+        for i in indicators.iter().filter(|i| indicator::links(i.kind)) {
+            let (Some(key), Some(stated)) = (indicator::key(i), i.confidence) else {
+                continue;
+            };
+            let stated = stated.clamp(0, 100) as u8;
+            let list = &mut incident.stated_confidence;
+            match list.binary_search_by(|(k, _)| k.cmp(&key)) {
+                Ok(at) => list[at].1 = list[at].1.max(stated),
+                Err(at) => list.insert(at, (key, stated)),
+            }
+        }
         let mine = &mut incident.indicator_keys;
         let mut seeds = BTreeSet::from([incident_id.to_owned()]);
         let mut linked = BTreeSet::new();

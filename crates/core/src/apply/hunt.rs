@@ -36,12 +36,15 @@ struct Basis {
     sectors: BTreeSet<Sector>,
     phases: BTreeSet<&'static str>,
     paps: Vec<Pap>,
+    /// The highest confidence a releasing incident stated for the value, if any did.
+    stated: Option<u8>,
 }
 
-/// How well the releasing reports corroborate a value, 0–100: 50 for one nation, 15 more for
-/// each further nation, at most 95.
-pub fn confidence(nations: usize) -> u8 {
-    (50 + 15 * nations.saturating_sub(1)).min(95) as u8
+/// How sure the releasing reports make a value, 0–100: the highest confidence one of them
+/// stated for it (50 when none did), 15 more for each further nation that reported it, at most
+/// 95.
+pub fn confidence(nations: usize, stated: Option<u8>) -> u8 {
+    (usize::from(stated.unwrap_or(50).min(100)) + 15 * nations.saturating_sub(1)).min(95) as u8
 }
 
 impl<S: StoreMut> Fold<'_, '_, S> {
@@ -443,6 +446,13 @@ impl<S: StoreMut> Fold<'_, '_, S> {
                 basis.nations.insert(incident.nation.clone());
                 basis.sectors.insert(incident.sector);
                 basis.paps.push(incident.pap);
+                if let Ok(at) = incident
+                    .stated_confidence
+                    .binary_search_by(|(k, _)| k.as_str().cmp(key))
+                {
+                    let stated = incident.stated_confidence[at].1;
+                    basis.stated = Some(basis.stated.map_or(stated, |s| s.max(stated)));
+                }
                 for t in &incident.techniques {
                     basis.phases.extend(crate::attack::tactics(t));
                 }
@@ -481,7 +491,7 @@ impl<S: StoreMut> Fold<'_, '_, S> {
         };
         let model = decay::Model::for_kind(kind);
         let live = entry.as_ref().filter(|e| e.retired.is_none());
-        let base = confidence(basis.nations.len());
+        let base = confidence(basis.nations.len(), basis.stated);
         let refreshed = match live {
             Some(e) => basis
                 .releasing

@@ -75,6 +75,7 @@ impl<S: StoreMut> Fold<'_, '_, S> {
             indicator_keys: Vec::new(),
             hunt_release: e.hunt_release,
             pap: e.pap,
+            stated_confidence: Vec::new(),
         };
         self.st.put_incident(&incident);
         let scopes = picture::scopes(&incident);
