@@ -39,7 +39,7 @@ pub(super) const REASON_SYMBOLS: &[&str] = &[
 
 /// One symbol of an Avro enum: serialized as a unit variant, which the Avro writer encodes as
 /// the symbol's index and JSON as its name.
-struct Symbol {
+pub(super) struct Symbol {
     enum_name: &'static str,
     symbols: &'static [&'static str],
     name: &'static str,
@@ -168,12 +168,13 @@ impl From<&SightingSummary> for SummaryWire {
     }
 }
 
-/// `HuntValueReviewed` as written; read back as [`ReviewIn`].
-#[derive(Serialize)]
-pub(super) struct ReviewWire {
+/// `HuntValueReviewed` as written (the disposition a [`Symbol`]) and read back (`String`: its
+/// symbol's name).
+#[derive(Serialize, Deserialize)]
+pub(super) struct ReviewWire<D = Symbol> {
     campaign_id: String,
     value: String,
-    disposition: Symbol,
+    disposition: D,
     indicator_id: Option<String>,
     tlp: Option<String>,
     reason: Option<String>,
@@ -244,28 +245,6 @@ impl From<&HuntReview> for ReviewWire {
             stream_time: r.stream_time,
         }
     }
-}
-
-/// `HuntValueReviewed` as read back: the disposition by its symbol name.
-#[derive(Deserialize)]
-struct ReviewIn {
-    campaign_id: String,
-    value: String,
-    disposition: String,
-    indicator_id: Option<String>,
-    tlp: Option<String>,
-    reason: Option<String>,
-    warninglist: Option<String>,
-    deferred_until: Option<i64>,
-    overridden: i32,
-    sighted_by: Vec<String>,
-    true_positive_by: Vec<String>,
-    false_positive_by: Vec<String>,
-    named: Vec<String>,
-    sightings: i64,
-    true_positives: i64,
-    false_positives: i64,
-    stream_time: i64,
 }
 
 impl Serialize for HuntRecord<'_> {
@@ -474,7 +453,7 @@ fn summary_from(src: &impl Parse) -> Result<HuntUpdate, String> {
 }
 
 fn review_from(src: &impl Parse) -> Result<HuntUpdate, String> {
-    let r: ReviewIn = src.parse()?;
+    let r: ReviewWire<String> = src.parse()?;
     let need = |field: &str, v: Option<String>| {
         v.ok_or_else(|| {
             format!(

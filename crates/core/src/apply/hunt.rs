@@ -159,47 +159,38 @@ impl<S: StoreMut> Fold<'_, '_, S> {
             self.hunt_review(public, key, disposition)?;
         }
         // Values the campaign no longer holds.
-        for (key, entry) in entries {
-            if !state.counts.contains_key(&key) {
-                self.hunt_retire(
-                    public,
-                    &key,
-                    Some(entry),
-                    RetireReason::CampaignDissolved,
-                    false,
-                )?;
-                self.hunt_unreview(public, &key)?;
-            }
-        }
-        for key in held {
-            if !state.counts.contains_key(&key) {
-                self.st.remove(&hunt_held_key(public, &key));
-                self.hunt_unreview(public, &key)?;
-            }
-        }
-        Ok(())
+        self.hunt_drop(public, entries, held, |k| state.counts.contains_key(k))
     }
 
     /// Retires every published indicator of the campaign published as `public`: it was merged
     /// into another or dissolved.
     pub(super) fn hunt_withdraw(&mut self, public: &str) -> Result<(), StoreError> {
         let (entries, held) = self.hunt_entries(public)?;
+        self.hunt_drop(public, entries, held, |_| false)
+    }
+
+    /// Of campaign `public`'s values with an entry or a held marker, those it does not `keep`
+    /// leave it: a published one retires (CAMPAIGN_DISSOLVED), and the cell's review goes
+    /// (every reviewed value has one or the other).
+    fn hunt_drop(
+        &mut self,
+        public: &str,
+        entries: BTreeMap<String, HuntEntry>,
+        held: BTreeSet<String>,
+        keep: impl Fn(&str) -> bool,
+    ) -> Result<(), StoreError> {
         for (key, entry) in entries {
-            self.hunt_retire(
-                public,
-                &key,
-                Some(entry),
-                RetireReason::CampaignDissolved,
-                false,
-            )?;
+            if !keep(&key) {
+                let reason = RetireReason::CampaignDissolved;
+                self.hunt_retire(public, &key, Some(entry), reason, false)?;
+                self.hunt_unreview(public, &key)?;
+            }
         }
         for key in held {
-            self.st.remove(&hunt_held_key(public, &key));
-        }
-        let prefix = review_prefix(public);
-        for (k, _) in self.st.store.scan_prefix(&prefix)? {
-            let value = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
-            self.hunt_unreview(public, &value)?;
+            if !keep(&key) {
+                self.st.remove(&hunt_held_key(public, &key));
+                self.hunt_unreview(public, &key)?;
+            }
         }
         Ok(())
     }
